@@ -1,0 +1,1 @@
+"""The udsink Kubernetes operator: the UDSink API, its CRD, pure builders and kopf wiring."""

@@ -1,0 +1,297 @@
+"""RuntimeConfig: the whole contract between the operator and the data plane.
+
+The operator renders a UDSink into this model and writes it as JSON into the pod's ConfigMap
+(`/etc/udsink/config.json`); the data plane reads it at start-up and refuses to start when it
+is invalid, naming the field. It holds file paths of mounted secrets, never secret values.
+`udsink run` builds the same model for local runs, so the local and in-cluster data planes
+are configured identically.
+
+Field names are snake_case in Python and camelCase in JSON, like the UDSink resource.
+Durations are integer milliseconds: the operator parses the Go-style strings of the resource.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from sink_runtime.config import constants
+
+TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
+BROKER_PATTERN = r"^[^\s:/]+:[0-9]{1,5}$"
+
+Topic = Annotated[str, Field(pattern=TOPIC_PATTERN)]
+Broker = Annotated[str, Field(pattern=BROKER_PATTERN)]
+Millis = Annotated[int, Field(ge=0, le=24 * 3600 * 1000)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+# --- Kafka connection security (files only: secrets are mounted, never inlined) ---
+
+
+class TlsFiles(_Model):
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure_skip_verify: bool = False
+
+
+class SaslFiles(_Model):
+    mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+    username_file: str | None = None
+    password_file: str | None = None
+    # OAUTHBEARER (OIDC client credentials): the token endpoint and client credentials files.
+    token_endpoint: str | None = None
+    client_id_file: str | None = None
+    client_secret_file: str | None = None
+    scope: str | None = None
+
+    @model_validator(mode="after")
+    def _credentials_present(self) -> SaslFiles:
+        if self.mechanism == "OAUTHBEARER":
+            missing = [
+                n
+                for n in ("token_endpoint", "client_id_file", "client_secret_file")
+                if getattr(self, n) is None
+            ]
+        else:
+            missing = [n for n in ("username_file", "password_file") if getattr(self, n) is None]
+        if missing:
+            raise ValueError(
+                f"sasl mechanism {self.mechanism} needs {', '.join(to_camel(m) for m in missing)}"
+            )
+        return self
+
+
+class KafkaConnection(_Model):
+    brokers: Annotated[list[Broker], Field(min_length=1)]
+    tls: TlsFiles | None = None
+    sasl: SaslFiles | None = None
+    # librdkafka overrides; the keys we own are refused by the operator's validation.
+    config: dict[str, str] = Field(default_factory=dict)
+
+
+# --- Sources ---
+
+
+class KafkaSourceConfig(KafkaConnection):
+    type: Literal["kafka"] = "kafka"
+    topics: Annotated[list[Topic], Field(min_length=1)]
+    consumer_group: Annotated[str, Field(min_length=1, max_length=255)]
+    start_offset: Literal["earliest", "latest"] = "earliest"
+    keys_from_headers: bool = True
+    keys_header: str = constants.DEFAULT_KEYS_HEADER
+
+
+class GeneratorSourceConfig(_Model):
+    type: Literal["generator"] = "generator"
+    rate: Annotated[
+        int, Field(ge=0, description="messages per second; 0 = as fast as possible")
+    ] = 100
+    count: Annotated[int, Field(ge=0)] = 0
+    value_size: Annotated[int, Field(ge=0, le=constants.DEFAULT_MAX_MESSAGE_BYTES)] = 128
+    key_count: Annotated[int, Field(ge=0, le=1_000_000)] = 8
+    partitions: Annotated[int, Field(ge=1, le=1024)] = 1
+
+
+class FileSourceConfig(_Model):
+    """JSON lines (`{"value": ..., "keys": [...], "headers": {...}}`), for replaying cases."""
+
+    type: Literal["file"] = "file"
+    path: str
+
+
+SourceConfig: TypeAlias = Annotated[
+    KafkaSourceConfig | GeneratorSourceConfig | FileSourceConfig, Field(discriminator="type")
+]
+
+
+# --- Sinks ---
+
+
+class KeyHeadersConfig(_Model):
+    # split: __key_len + __key_0..N-1; single: one header holding a JSON array; none.
+    keys: Literal["split", "single", "none"] = "split"
+    keys_header: str = constants.DEFAULT_KEYS_HEADER
+    propagate: bool = True
+    static: dict[str, str] = Field(default_factory=dict)
+
+
+class KafkaSinkConfig(KafkaConnection):
+    type: Literal["kafka"] = "kafka"
+    topic: Topic
+    set_key: bool = True
+    key_separator: str = constants.DEFAULT_KEY_SEPARATOR
+    headers: KeyHeadersConfig = Field(default_factory=KeyHeadersConfig)
+
+
+class UdSinkConfig(_Model):
+    """A user-defined sink reached over gRPC on a Unix socket."""
+
+    type: Literal["udsink"] = "udsink"
+    container_type: constants.ContainerType = "udsink"
+    socket_path: str
+    server_info_path: str
+    max_message_bytes: Annotated[int, Field(ge=1024, le=2**31 - 1)] = (
+        constants.DEFAULT_MAX_MESSAGE_BYTES
+    )
+    # How long to wait for the server-info file and IsReady at start-up.
+    startup_timeout_ms: Millis = 120_000
+    # Prefer the batch extension when the server advertises it.
+    use_batch_extension: bool = True
+
+    @classmethod
+    def for_container(
+        cls, container_type: constants.ContainerType, socket_dir: str = constants.SOCKET_DIR
+    ) -> UdSinkConfig:
+        return cls(
+            container_type=container_type,
+            socket_path=f"{socket_dir}/{constants.SOCKET_FILES[container_type]}",
+            server_info_path=f"{socket_dir}/{constants.SERVER_INFO_FILES[container_type]}",
+        )
+
+
+class LogSinkConfig(_Model):
+    type: Literal["log"] = "log"
+    value_preview_bytes: Annotated[int, Field(ge=0, le=65536)] = 64
+
+
+class BlackholeSinkConfig(_Model):
+    type: Literal["blackhole"] = "blackhole"
+
+
+SinkConfig: TypeAlias = Annotated[
+    UdSinkConfig | KafkaSinkConfig | LogSinkConfig | BlackholeSinkConfig,
+    Field(discriminator="type"),
+]
+
+
+# --- Delivery policy ---
+
+
+class Backoff(_Model):
+    interval_ms: Annotated[int, Field(ge=1, le=3_600_000)] = 100
+    factor: Annotated[float, Field(ge=1.0, le=10.0)] = 2.0
+    cap_ms: Annotated[int, Field(ge=1, le=24 * 3_600_000)] = 30_000
+    # Retries of the primary sink after the first attempt; then onFailure applies.
+    steps: Annotated[int, Field(ge=0, le=1_000_000)] = 10
+    jitter: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+
+
+class RetryStrategy(_Model):
+    backoff: Backoff = Field(default_factory=Backoff)
+    on_failure: Literal["retry", "fallback", "drop"] = "retry"
+
+
+class NackConfig(_Model):
+    delay_ms: Millis = 1000
+    # 0 = unbounded; when reached, onFailure applies.
+    max_deliveries: Annotated[int, Field(ge=0)] = 0
+
+
+class BatchConfig(_Model):
+    size: Annotated[int, Field(ge=1, le=10_000)] = 500
+    timeout_ms: Annotated[int, Field(ge=1, le=600_000)] = 1000
+
+
+class ObservabilityConfig(_Model):
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = constants.METRICS_PORT
+    # Bind address of the HTTP server; "" = all interfaces (in-cluster), 127.0.0.1 locally.
+    metrics_host: str = ""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
+
+
+class RuntimeConfig(_Model):
+    name: str = "udsink"
+    namespace: str = "default"
+    source: SourceConfig
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    sink: SinkConfig
+    retry_strategy: RetryStrategy = Field(default_factory=RetryStrategy)
+    fallback: SinkConfig | None = None
+    on_success: SinkConfig | None = None
+    serve: Annotated[KafkaSinkConfig | LogSinkConfig, Field(discriminator="type")] | None = None
+    nack: NackConfig = Field(default_factory=NackConfig)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+    # Seconds to finish the in-flight batch after SIGTERM before giving up (nothing unhandled
+    # is committed either way).
+    shutdown_grace_ms: Millis = 25_000
+
+    @model_validator(mode="after")
+    def _fallback_when_needed(self) -> RuntimeConfig:
+        if self.retry_strategy.on_failure == "fallback" and self.fallback is None:
+            raise ValueError("retryStrategy.onFailure is 'fallback' but no fallback sink is set")
+        return self
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, exclude_none=True, indent=2)
+
+
+class ConfigError(ValueError):
+    """The runtime configuration could not be read; the message names the file and field."""
+
+
+def _format_errors(err: ValidationError, origin: str) -> str:
+    lines = [f"invalid runtime config {origin}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        value = e.get("input")
+        shown = json.dumps(value, default=str)[:120] if not isinstance(value, dict) else "{...}"
+        lines.append(f"  {loc}: {e['msg']} (got {shown})")
+    return "\n".join(lines)
+
+
+def parse_config(text: str, origin: str = "<string>") -> RuntimeConfig:
+    try:
+        return RuntimeConfig.model_validate_json(text)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, origin)) from None
+
+
+def load_config(path: str | Path = constants.CONFIG_PATH) -> RuntimeConfig:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read runtime config {p}: {err.strerror}") from None
+    return parse_config(text, origin=str(p))
+
+
+__all__ = [
+    "Backoff",
+    "BatchConfig",
+    "BlackholeSinkConfig",
+    "ConfigError",
+    "FileSourceConfig",
+    "GeneratorSourceConfig",
+    "KafkaConnection",
+    "KafkaSinkConfig",
+    "KafkaSourceConfig",
+    "KeyHeadersConfig",
+    "LogSinkConfig",
+    "NackConfig",
+    "ObservabilityConfig",
+    "RetryStrategy",
+    "RuntimeConfig",
+    "SaslFiles",
+    "SinkConfig",
+    "SourceConfig",
+    "TlsFiles",
+    "UdSinkConfig",
+    "constants",
+    "load_config",
+    "parse_config",
+]

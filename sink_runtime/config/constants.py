@@ -1,0 +1,71 @@
+"""Names, paths, ports and header names shared by the SDK, the data plane and the operator.
+
+One module so that a fact (a socket path, a reserved container name, a header name) has one
+source of truth: the operator builds pods from these values and the data plane and the SDK
+server read the same ones. It imports nothing, so every layer may depend on it.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, TypeAlias
+
+# --- Sidecar kinds and their sockets (the paths every Numaflow SDK uses by default) ---
+ContainerType: TypeAlias = Literal["udsink", "fb-udsink", "ons-udsink"]
+
+SOCKET_DIR: Final = "/var/run/numaflow"
+CONTAINER_TYPE_ENV: Final = "NUMAFLOW_UD_CONTAINER_TYPE"
+# Local runs and tests point the SDK server elsewhere with these.
+SOCKET_PATH_ENV: Final = "UDSINK_SOCKET_PATH"
+SERVER_INFO_PATH_ENV: Final = "UDSINK_SERVER_INFO_PATH"
+
+CONTAINER_UDSINK: Final = "udsink"
+CONTAINER_FALLBACK: Final = "fb-udsink"
+CONTAINER_ON_SUCCESS: Final = "ons-udsink"
+CONTAINER_RUNTIME: Final = "runtime"
+RESERVED_CONTAINER_NAMES: Final = frozenset(
+    {CONTAINER_RUNTIME, CONTAINER_UDSINK, CONTAINER_FALLBACK, CONTAINER_ON_SUCCESS}
+)
+
+SOCKET_FILES: Final[dict[str, str]] = {
+    CONTAINER_UDSINK: "sink.sock",
+    CONTAINER_FALLBACK: "fb-sink.sock",
+    CONTAINER_ON_SUCCESS: "ons-sink.sock",
+}
+SERVER_INFO_FILES: Final[dict[str, str]] = {
+    CONTAINER_UDSINK: "sinker-server-info",
+    CONTAINER_FALLBACK: "fb-sinker-server-info",
+    CONTAINER_ON_SUCCESS: "ons-sinker-server-info",
+}
+
+# The server-info file ends with these 13 ASCII characters (U+005C then "__END__"),
+# the marker Numaflow's reader and its SDKs look for.
+SERVER_INFO_END_MARKER: Final = "U+005C__END__"
+# Server-info metadata key that advertises the batch extension (udsink.v1.BatchSink).
+BATCH_EXTENSION_KEY: Final = "udsink.batch"
+BATCH_EXTENSION_VERSION: Final = "v1"
+MINIMUM_NUMAFLOW_VERSION: Final = "1.4.0-z"
+
+DEFAULT_MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
+
+# --- The runtime container ---
+CONFIG_PATH: Final = "/etc/udsink/config.json"
+CONFIG_DIR: Final = "/etc/udsink"
+CONFIG_FILE: Final = "config.json"
+SECRETS_DIR: Final = "/var/run/secrets/udsink"
+METRICS_PORT: Final = 9090
+METRICS_PORT_NAME: Final = "metrics"
+LIVEZ_PATH: Final = "/livez"
+READYZ_PATH: Final = "/readyz"
+METRICS_PATH: Final = "/metrics"
+
+# --- Key headers (API.md, "Keys and headers") ---
+KEY_LEN_HEADER: Final = "__key_len"
+KEY_HEADER_PREFIX: Final = "__key_"
+DEFAULT_KEYS_HEADER: Final = "__keys"
+DEFAULT_KEY_SEPARATOR: Final = ":"
+
+# Error headers added to messages written to a fallback sink.
+FALLBACK_STATUS_HEADER: Final = "x-udsink-status"
+FALLBACK_ERROR_HEADER: Final = "x-udsink-error"
+FALLBACK_ATTEMPTS_HEADER: Final = "x-udsink-attempts"
+FALLBACK_SOURCE_HEADER: Final = "x-udsink-source"

@@ -1,0 +1,192 @@
+"""The values a sink author handles: Datum in, Response out, Message for follow-ups.
+
+Pure data, no gRPC: the SDK server converts them to and from the wire (codec.py), and the
+data plane uses the very same types between its sources, its routing and its sinks, so a
+built-in sink and a user-defined one are driven the same way.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+class Status(enum.IntEnum):
+    """Result statuses; the numbers are the wire values of `sink.v1.Status`."""
+
+    SUCCESS = 0
+    FAILURE = 1
+    FALLBACK = 2
+    SERVE = 3
+    ON_SUCCESS = 4
+    NACK = 5
+
+
+def _aware(ts: datetime) -> datetime:
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Metadata:
+    """Numaflow's message metadata, carried through untouched."""
+
+    previous_vertex: str = ""
+    sys_metadata: Mapping[str, Mapping[str, bytes]] = field(default_factory=dict)
+    user_metadata: Mapping[str, Mapping[str, bytes]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Datum:
+    """One message handed to a sink.
+
+    `id` is unique within a batch, globally unique and stable across redeliveries
+    (`<topic>:<partition>:<offset>` for Kafka): use it as the idempotency key.
+    Times are timezone-aware (UTC).
+    """
+
+    id: str
+    value: bytes
+    keys: tuple[str, ...] = ()
+    event_time: datetime = _EPOCH
+    watermark: datetime = _EPOCH
+    headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    metadata: Metadata | None = None
+
+    def __post_init__(self) -> None:
+        # Accept lists and naive times from callers; store tuples and aware times.
+        if not isinstance(self.keys, tuple):
+            object.__setattr__(self, "keys", tuple(self.keys))
+        if self.event_time.tzinfo is None:
+            object.__setattr__(self, "event_time", _aware(self.event_time))
+        if self.watermark.tzinfo is None:
+            object.__setattr__(self, "watermark", _aware(self.watermark))
+        if not isinstance(self.headers, MappingProxyType):
+            object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
+
+    def with_headers(self, extra: Mapping[str, str]) -> Datum:
+        """A copy with `extra` headers added (they win over existing ones)."""
+        return replace(self, headers={**self.headers, **extra})
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message a sink asks to send on (today: the ON_SUCCESS follow-up).
+
+    `headers` is udsink's extension of the wire contract; Numaflow ignores it.
+    """
+
+    value: bytes
+    keys: tuple[str, ...] = ()
+    headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.keys, tuple):
+            object.__setattr__(self, "keys", tuple(self.keys))
+        if not isinstance(self.headers, MappingProxyType):
+            object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
+
+    def with_keys(self, keys: Iterable[str]) -> Message:
+        return replace(self, keys=tuple(keys))
+
+    def add_headers(self, headers: Mapping[str, str] | None = None, **more: str) -> Message:
+        """A copy with headers added; later values win. `msg.add_headers({"k": "v"}, x="y")`."""
+        return replace(self, headers={**self.headers, **(headers or {}), **more})
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """The outcome of one datum. Build it with the class methods, one per status."""
+
+    id: str
+    status: Status
+    err: str = ""
+    serve_payload: bytes | None = None
+    message: Message | None = None
+    nack_delay_ms: int | None = None
+    nack_reason: str | None = None
+    nack_max_deliveries: int | None = None
+
+    @classmethod
+    def ok(cls, id: str) -> Response:
+        """Persisted: counts toward the commit."""
+        return cls(id, Status.SUCCESS)
+
+    @classmethod
+    def failure(cls, id: str, err: str) -> Response:
+        """Transient failure worth retrying; `err` says what went wrong."""
+        return cls(id, Status.FAILURE, err=err)
+
+    @classmethod
+    def fallback(cls, id: str, err: str = "") -> Response:
+        """The primary cannot take it: write it to the fallback sink at once."""
+        return cls(id, Status.FALLBACK, err=err)
+
+    @classmethod
+    def serve(cls, id: str, payload: bytes) -> Response:
+        """Done, and `payload` goes to the serve sink, keyed by the datum id."""
+        return cls(id, Status.SERVE, serve_payload=payload)
+
+    @classmethod
+    def on_success(cls, id: str, message: Message | None = None) -> Response:
+        """Persisted, and `message` (or the original datum) goes to the on-success sink."""
+        return cls(id, Status.ON_SUCCESS, message=message)
+
+    @classmethod
+    def nack(
+        cls,
+        id: str,
+        delay: int | None = None,
+        reason: str | None = None,
+        max_deliveries: int | None = None,
+    ) -> Response:
+        """Not now: hold it and deliver it again after `delay` ms (config default when None).
+
+        No retry budget is used; `max_deliveries` bounds how often, then onFailure applies.
+        """
+        return cls(
+            id,
+            Status.NACK,
+            nack_delay_ms=delay,
+            nack_reason=reason,
+            nack_max_deliveries=max_deliveries,
+        )
+
+
+class Responses:
+    """The responses of one batch, in any order, one per datum."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, *responses: Response) -> None:
+        self._items: list[Response] = list(responses)
+
+    @classmethod
+    def of(cls, responses: Iterable[Response]) -> Responses:
+        r = cls()
+        r._items.extend(responses)
+        return r
+
+    def append(self, response: Response) -> Responses:
+        self._items.append(response)
+        return self
+
+    def __iter__(self) -> Iterator[Response]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Responses({self._items!r})"
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, Responses) and self._items == other._items
+
+    __hash__ = None  # type: ignore[assignment]
