@@ -74,6 +74,54 @@ class Datum:
         """A copy with `extra` headers added (they win over existing ones)."""
         return replace(self, headers={**self.headers, **extra})
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The read-only headers view cannot be pickled; its dict can.
+        return (
+            Datum,
+            (
+                self.id,
+                self.value,
+                self.keys,
+                self.event_time,
+                self.watermark,
+                dict(self.headers),
+                self.metadata,
+            ),
+        )
+
+
+_new_object = object.__new__
+_datum_slot = {name: Datum.__dict__[name].__set__ for name in Datum.__dataclass_fields__}
+_set_id, _set_value, _set_keys = _datum_slot["id"], _datum_slot["value"], _datum_slot["keys"]
+_set_event_time, _set_watermark = _datum_slot["event_time"], _datum_slot["watermark"]
+_set_headers, _set_metadata = _datum_slot["headers"], _datum_slot["metadata"]
+
+
+def trusted_datum(
+    id: str,
+    value: bytes,
+    keys: tuple[str, ...],
+    event_time: datetime,
+    watermark: datetime,
+    headers: Mapping[str, str],
+    metadata: Metadata | None,
+) -> Datum:
+    """A Datum from parts that are already in normal form, skipping the checks of Datum().
+
+    For decoders on the hot path (the wire codec, sources): `keys` must be a tuple, both times
+    timezone-aware, `headers` a read-only mapping (a MappingProxyType or the shared empty one).
+    About twice as fast as the constructor; the result is indistinguishable from Datum(...).
+    """
+    d: Datum = _new_object(Datum)
+    _set_id(d, id)
+    _set_value(d, value)
+    _set_keys(d, keys)
+    _set_event_time(d, event_time)
+    _set_watermark(d, watermark)
+    _set_headers(d, headers)
+    _set_metadata(d, metadata)
+    return d
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -92,6 +140,10 @@ class Message:
         if not isinstance(self.headers, MappingProxyType):
             object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The read-only headers view cannot be pickled; its dict can.
+        return (Message, (self.value, self.keys, dict(self.headers)))
+
     def with_keys(self, keys: Iterable[str]) -> Message:
         return replace(self, keys=tuple(keys))
 
@@ -100,7 +152,10 @@ class Message:
         return replace(self, headers={**self.headers, **(headers or {}), **more})
 
 
-@dataclass(frozen=True, slots=True)
+# No __slots__ here, on purpose: the defaults then live on the class, so the hot constructors
+# (ok, failure) fill only the fields they set, about three times faster than the generated
+# __init__ of a frozen dataclass. A sink builds one Response per datum.
+@dataclass(frozen=True)
 class Response:
     """The outcome of one datum. Build it with the class methods, one per status."""
 
@@ -116,12 +171,21 @@ class Response:
     @classmethod
     def ok(cls, id: str) -> Response:
         """Persisted: counts toward the commit."""
-        return cls(id, Status.SUCCESS)
+        r = _new_object(cls)
+        fields = r.__dict__
+        fields["id"] = id
+        fields["status"] = Status.SUCCESS
+        return r
 
     @classmethod
     def failure(cls, id: str, err: str) -> Response:
         """Transient failure worth retrying; `err` says what went wrong."""
-        return cls(id, Status.FAILURE, err=err)
+        r = _new_object(cls)
+        fields = r.__dict__
+        fields["id"] = id
+        fields["status"] = Status.FAILURE
+        fields["err"] = err
+        return r
 
     @classmethod
     def fallback(cls, id: str, err: str = "") -> Response:

@@ -69,3 +69,37 @@ FALLBACK_STATUS_HEADER: Final = "x-udsink-status"
 FALLBACK_ERROR_HEADER: Final = "x-udsink-error"
 FALLBACK_ATTEMPTS_HEADER: Final = "x-udsink-attempts"
 FALLBACK_SOURCE_HEADER: Final = "x-udsink-source"
+
+# --- librdkafka settings the data plane owns (API.md: the `config` map may not set them) ---
+# Exact names, plus every name under the prefixes. The operator refuses them at validation and
+# the data plane refuses them again at start-up, both naming the key.
+KAFKA_OWNED_CONFIG_KEYS: Final = frozenset(
+    {
+        "bootstrap.servers",
+        "metadata.broker.list",
+        "group.id",
+        "enable.auto.commit",
+        "enable.auto.offset.store",
+        "auto.offset.reset",
+        "security.protocol",
+        "enable.ssl.certificate.verification",
+        "transactional.id",
+        "enable.idempotence",
+        "acks",
+        "request.required.acks",
+    }
+)
+KAFKA_OWNED_CONFIG_PREFIXES: Final = ("sasl.", "ssl.")
+
+# --- Logging of the SDK server and the data plane (sink_runtime/logs.py) ---
+LOG_LEVEL_ENV: Final = "UDSINK_LOG_LEVEL"
+# "json" (one object per line) or "text"; default: text on a terminal, json otherwise.
+LOG_FORMAT_ENV: Final = "UDSINK_LOG_FORMAT"
+
+# --- Server-info of sinks built with our SDK ---
+# Numaflow checks `version` of a "python" server against the minimum pynumaflow version it
+# supports per container type (0.9.0rc100 for sinks, 0.11.1rc100 for on-success sinks, NACK
+# from 0.11.0rc100). Our SDK speaks the sink.v1 contract of this pynumaflow release, so it
+# reports that version there; its own version goes into the metadata under SDK_VERSION_KEY.
+SDK_COMPAT_VERSION: Final = "0.14.0"
+SDK_VERSION_KEY: Final = "udsink.version"

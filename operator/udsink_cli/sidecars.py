@@ -1,0 +1,154 @@
+"""Local stand-ins for the pod's sink sidecars: each user-defined sink as a subprocess.
+
+In a pod, the sink containers share an emptyDir with the runtime and find their sockets
+through NUMAFLOW_UD_CONTAINER_TYPE. Locally the same processes run as children of
+`udsink run`, pointed at sockets in a private temporary directory. This module starts them,
+waits for their server-info files, explains a sink that never comes up, and makes sure none
+outlives the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from threading import Thread
+from typing import IO
+
+from sink_runtime.config import UdSinkConfig, constants
+
+STDERR_TAIL_LINES = 20
+
+
+class SidecarError(RuntimeError):
+    """A sink subprocess could not be started or did not come up; the message says why."""
+
+
+@dataclass
+class SinkProcess:
+    """One user-defined sink running as a local subprocess."""
+
+    container_type: constants.ContainerType
+    command: Sequence[str]
+    socket_dir: Path
+    cwd: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _stderr_tail: deque[str] = field(
+        default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES), init=False, repr=False
+    )
+    _stderr_thread: Thread | None = field(default=None, init=False, repr=False)
+
+    @property
+    def config(self) -> UdSinkConfig:
+        return UdSinkConfig.for_container(self.container_type, socket_dir=str(self.socket_dir))
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def describe(self) -> str:
+        return f"{self.container_type} sink `{shlex.join(self.command)}`"
+
+    def stderr_tail(self) -> list[str]:
+        return list(self._stderr_tail)
+
+    def start(self) -> None:
+        cfg = self.config
+        env = {
+            **os.environ,
+            **self.extra_env,
+            constants.CONTAINER_TYPE_ENV: self.container_type,
+            constants.SOCKET_PATH_ENV: cfg.socket_path,
+            constants.SERVER_INFO_PATH_ENV: cfg.server_info_path,
+            "PYTHONUNBUFFERED": "1",
+        }
+        try:
+            self._proc = subprocess.Popen(
+                list(self.command),
+                cwd=self.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                # Own process group: Ctrl-C in the terminal reaches us, and we stop the sink
+                # ourselves after the data plane has drained.
+                start_new_session=True,
+            )
+        except OSError as err:
+            raise SidecarError(
+                f"cannot start {self.describe()}: {err.strerror} ({err.filename or self.command[0]})"
+            ) from None
+        assert self._proc.stderr is not None
+        self._stderr_thread = Thread(
+            target=self._pump_stderr, args=(self._proc.stderr,), daemon=True
+        )
+        self._stderr_thread.start()
+
+    def _pump_stderr(self, stream: IO[bytes]) -> None:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip()
+            self._stderr_tail.append(line)
+            if os.environ.get("UDSINK_SIDECAR_STDERR") == "1":
+                print(f"[{self.container_type}] {line}", file=sys.stderr)
+
+    def exit_code(self) -> int | None:
+        return None if self._proc is None else self._proc.poll()
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        """Wait until the sink wrote its server-info file (complete, with the end marker)."""
+        info = Path(self.config.server_info_path)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            code = self.exit_code()
+            if code is not None:
+                raise SidecarError(self._explain(f"exited with code {code} before it was ready"))
+            try:
+                if info.read_text(encoding="utf-8").endswith(constants.SERVER_INFO_END_MARKER):
+                    return
+            except FileNotFoundError:
+                pass
+            await asyncio.sleep(0.05)
+        raise SidecarError(
+            self._explain(f"did not write its server-info file {info} within {timeout_s:g}s")
+        )
+
+    def _explain(self, what: str) -> str:
+        tail = self.stderr_tail()
+        lines = [f"{self.describe()} {what}"]
+        if tail:
+            lines.append(f"last {len(tail)} stderr lines:")
+            lines += [f"  | {line}" for line in tail]
+        else:
+            lines.append("it wrote nothing to stderr")
+        return "\n".join(lines)
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL after the grace period; remove its socket files."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+        if self._stderr_thread is not None:
+            self._stderr_thread.join(timeout=1.0)
+        cfg = self.config
+        for path in (cfg.socket_path, cfg.server_info_path):
+            Path(path).unlink(missing_ok=True)

@@ -1,0 +1,195 @@
+"""`udsink operator`, `udsink crd` and `udsink render`: the operator side's commands.
+
+Argument parsing and output only; everything they print or run comes from the modules that
+own it (`crd.py`, `build.py`, `handlers.py`). `render` needs no cluster, so a reviewer or a
+GitOps pipeline sees exactly the children the operator would apply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from udsink_operator import api, build, constants, crd, yamlout
+
+# --- udsink crd ---
+
+
+def crd_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="udsink crd", description="Print the UDSink CustomResourceDefinition (YAML)."
+    )
+    parser.parse_args(list(argv))
+    sys.stdout.write(crd.render_yaml())
+    return 0
+
+
+# --- udsink render ---
+
+
+def _read_documents(source: str) -> list[Any]:
+    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+
+
+def _is_udsink(doc: Any) -> bool:
+    return isinstance(doc, dict) and doc.get("kind") == constants.KIND
+
+
+def render_documents(docs: Sequence[Any], options: build.BuildOptions) -> list[Any]:
+    """The children of every UDSink in `docs`; raises SpecError for the first invalid one."""
+    rendered: list[Any] = []
+    for doc in docs:
+        if not _is_udsink(doc):
+            continue
+        children = build.build(api.parse_udsink(doc), options)
+        rendered += children.manifests()
+    return rendered
+
+
+def render_main(argv: Sequence[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
+    stdout, stderr = out or sys.stdout, err or sys.stderr
+    parser = argparse.ArgumentParser(
+        prog="udsink render",
+        description=(
+            "Print the ConfigMap, Service and Deployment that the operator builds from each "
+            "UDSink in a file, without a cluster."
+        ),
+    )
+    parser.add_argument("-f", "--filename", required=True, help="YAML file ('-' = stdin)")
+    parser.add_argument(
+        "--runtime-image", default=constants.DEFAULT_RUNTIME_IMAGE, help="default runtime image"
+    )
+    parser.add_argument(
+        "--sidecars",
+        choices=["native", "plain"],
+        default="native",
+        help="native sidecars (Kubernetes >= 1.29) or plain containers",
+    )
+    args = parser.parse_args(list(argv))
+    options = build.BuildOptions(runtime_image=args.runtime_image, sidecars=args.sidecars)
+    try:
+        docs = _read_documents(args.filename)
+    except (OSError, yaml.YAMLError) as error:
+        print(f"udsink render: cannot read {args.filename}: {error}", file=stderr)
+        return 1
+    udsinks = [d for d in docs if _is_udsink(d)]
+    if not udsinks:
+        print(f"udsink render: {args.filename}: no object of kind {constants.KIND}", file=stderr)
+        return 1
+    rendered: list[Any] = []
+    failed = False
+    for doc in udsinks:
+        name = (doc.get("metadata") or {}).get("name", "?")
+        try:
+            rendered += render_documents([doc], options)
+        except api.SpecError as error:
+            failed = True
+            print(f"udsink render: {args.filename}: UDSink {name!r} is invalid:", file=stderr)
+            for issue in error.issues:
+                print(f"  - {issue}", file=stderr)
+    if failed:
+        return 1
+    stdout.write(yamlout.dump_all(rendered))
+    return 0
+
+
+# --- udsink operator ---
+
+
+def _operator_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="udsink operator", description="Run the UDSink Kubernetes operator."
+    )
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        metavar="NS",
+        help="watch this namespace (repeatable; globs like 'team-*' allowed)",
+    )
+    where.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="watch the whole cluster"
+    )
+    election = parser.add_mutually_exclusive_group()
+    election.add_argument(
+        "--standalone", action="store_true", help="no leader election (a single replica)"
+    )
+    election.add_argument(
+        "--peering",
+        default=constants.DEFAULT_PEERING_NAME,
+        metavar="NAME",
+        help="kopf peering object used for leader election between replicas "
+        f"(default {constants.DEFAULT_PEERING_NAME})",
+    )
+    parser.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    parser.add_argument(
+        "--liveness",
+        default=constants.DEFAULT_LIVENESS_ENDPOINT,
+        metavar="URL",
+        help=f"liveness endpoint (default {constants.DEFAULT_LIVENESS_ENDPOINT}; '' = none)",
+    )
+    parser.add_argument("--log-format", choices=["json", "text"], default="json")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--runtime-image",
+        default=constants.DEFAULT_RUNTIME_IMAGE,
+        help="runtime image for UDSinks that do not set spec.runtime.image",
+    )
+    parser.add_argument(
+        "--sidecars",
+        choices=["auto", "native", "plain"],
+        default="auto",
+        help="native sidecars, plain containers, or auto (native from Kubernetes 1.29)",
+    )
+    parser.add_argument(
+        "--recheck-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how often failed UDSinks are reconciled again",
+    )
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube)")
+    parser.add_argument("--context", help="kubeconfig context")
+    return parser
+
+
+def operator_main(argv: Sequence[str]) -> int:
+    args = _operator_parser().parse_args(list(argv))
+    # Imported here: `udsink render` and `udsink crd` work without kopf's runtime set-up.
+    import kopf
+
+    from udsink_operator import handlers
+    from udsink_operator.cluster import Cluster, load_configuration
+
+    kopf.configure(
+        verbose=args.verbose,
+        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
+    )
+    cluster = Cluster(load_configuration(args.kubeconfig, args.context))
+    options = handlers.OperatorOptions(
+        runtime_image=args.runtime_image,
+        sidecars=args.sidecars,
+        recheck_interval=args.recheck_interval,
+    )
+    try:
+        kopf.run(
+            registry=handlers.build_registry(cluster, options),
+            settings=handlers.operator_settings(),
+            clusterwide=args.all_namespaces,
+            namespaces=args.namespaces or (),
+            standalone=args.standalone,
+            peering_name=None if args.standalone else args.peering,
+            priority=args.priority,
+            liveness_endpoint=args.liveness or None,
+        )
+    finally:
+        cluster.close()
+    return 0

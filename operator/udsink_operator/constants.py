@@ -1,0 +1,104 @@
+"""The operator's own names: API group, labels, annotations, defaults and reserved keys.
+
+The runtime's facts (socket paths, ports, container names) live in `sink_runtime.config.constants`
+and are imported from there; this module holds only what the data plane never needs to know,
+so the API models, the builders, the CRD generator and the kopf wiring share one spelling.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sink_runtime.config import constants as runtime
+
+# --- The UDSink resource ---
+GROUP: Final = "udsink.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+KIND: Final = "UDSink"
+PLURAL: Final = "udsinks"
+SINGULAR: Final = "udsink"
+SHORT_NAMES: Final = ("uds",)
+CRD_NAME: Final = f"{PLURAL}.{GROUP}"
+
+# --- What the operator writes ---
+FIELD_MANAGER: Final = "udsink-operator"
+APP_NAME: Final = "udsink"
+
+LABEL_APP_NAME: Final = "app.kubernetes.io/name"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+LABEL_UDSINK: Final = f"{GROUP}/name"
+# Argo CD's tracking label: copying it onto children would make Argo CD adopt (and prune) them.
+LABEL_ARGOCD_INSTANCE: Final = "app.kubernetes.io/instance"
+RESERVED_LABEL_PREFIX: Final = f"{GROUP}/"
+
+ANNOTATION_CONFIG_HASH: Final = f"{GROUP}/config-hash"
+# Hash of a child's desired manifest, so a field removed from the UDSink is noticed even though
+# the live object still has it (a subset comparison alone cannot see removals).
+ANNOTATION_APPLIED_HASH: Final = f"{GROUP}/applied-hash"
+
+CONFIG_MAP_SUFFIX: Final = "-config"
+METRICS_SERVICE_SUFFIX: Final = "-metrics"
+
+# A UDSink's name becomes a Service name (`<name>-metrics`, a DNS-1035 label of at most 63
+# characters) and a label value, hence the tighter rule than Kubernetes' own for names.
+NAME_PATTERN: Final = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+NAME_MAX_LENGTH: Final = 63 - len(METRICS_SERVICE_SUFFIX)
+
+# --- Runtime container defaults ---
+DEFAULT_RUNTIME_IMAGE: Final = "ghcr.io/udsink/udsink:0.1.0"
+RUNTIME_COMMAND: Final = ("python", "-m", "sink_runtime.dataplane")
+RUNTIME_ARGS: Final = ("--config", runtime.CONFIG_PATH)
+SHUTDOWN_MARGIN_SECONDS: Final = 5
+# Pods run as this user and group unless spec.pod.securityContext says otherwise (restricted
+# Pod Security Standard; one shared user so the runtime can connect to the sinks' sockets).
+DEFAULT_UID: Final = 65532
+
+# --- Volumes ---
+VOLUME_SOCKETS: Final = "sockets"
+VOLUME_CONFIG: Final = "config"
+VOLUME_TMP: Final = "tmp"
+TMP_DIR: Final = "/tmp"
+SECRET_VOLUME_PREFIX: Final = "secret-"
+
+# Environment variables the operator sets on sidecars; users may not set them.
+RESERVED_ENV_NAMES: Final = frozenset({runtime.CONTAINER_TYPE_ENV})
+
+# Native sidecars (initContainers with restartPolicy Always) are on by default from this
+# Kubernetes minor version; older clusters get plain containers.
+NATIVE_SIDECARS_MIN_MINOR: Final = 29
+
+# --- librdkafka keys that udsink owns ---
+# Which keys: `sink_runtime.config.constants.KAFKA_OWNED_CONFIG_KEYS` / `_PREFIXES` (the data
+# plane refuses them too). Here only what to do instead, for the error message.
+KAFKA_KEY_HINTS: Final[dict[str, str]] = {
+    "bootstrap.servers": "set brokers",
+    "metadata.broker.list": "set brokers",
+    "group.id": "set consumerGroup",
+    "enable.auto.commit": "udsink commits offsets itself, after each batch",
+    "enable.auto.offset.store": "udsink commits offsets itself, after each batch",
+    "auto.offset.reset": "set startOffset",
+    "security.protocol": "set tls and sasl",
+    "enable.ssl.certificate.verification": "set tls.insecureSkipVerify",
+    "transactional.id": "udsink does not use Kafka transactions",
+    "enable.idempotence": "udsink's producer is always idempotent with acks=all",
+    "acks": "udsink's producer is always idempotent with acks=all",
+    "request.required.acks": "udsink's producer is always idempotent with acks=all",
+    "sasl.": "set sasl (credentials come from Secrets)",
+    "ssl.": "set tls (certificates come from Secrets)",
+}
+
+# --- Status ---
+PHASE_PENDING: Final = "Pending"
+PHASE_RUNNING: Final = "Running"
+PHASE_PAUSED: Final = "Paused"
+PHASE_FAILED: Final = "Failed"
+
+CONDITION_READY: Final = "Ready"
+CONDITION_PROGRESSING: Final = "Progressing"
+CONDITION_DEGRADED: Final = "Degraded"
+CONDITION_CONFIG_VALID: Final = "ConfigValid"
+
+# --- Operator process ---
+DEFAULT_PEERING_NAME: Final = "udsink-operator"
+DEFAULT_LIVENESS_ENDPOINT: Final = "http://0.0.0.0:8080/healthz"

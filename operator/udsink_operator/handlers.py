@@ -1,0 +1,338 @@
+"""kopf wiring: every trigger computes the full desired state and converges on it.
+
+Create, update, resume (operator start) and a periodic re-check of failed UDSinks all run the
+same `Reconciler.reconcile`: validate (pydantic, then the referenced Secret keys), build the
+children (pure, `build.py`), compare each with the live object and server-side apply only the
+ones that differ, then derive the status (pure, `status.py`) and write it only when it changed.
+A second pass over an unchanged world therefore issues no write at all. Deployment events of
+owned Deployments refresh the status. Children are owned through ownerReferences, so deletion
+is garbage collection: there is no delete handler and no finalizer. An invalid spec touches no
+child; it is reported in status (ConfigValid=False, phase Failed) and as a Kubernetes Event.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias, cast
+
+import kopf
+
+from udsink_operator import api, build, constants, status
+from udsink_operator.cluster import ApiError, Cluster, bearer_token, manifest_path
+
+# (involved object, event type, reason, message)
+EventPoster: TypeAlias = Callable[[Mapping[str, Any], str, str, str], None]
+SidecarChoice: TypeAlias = Literal["auto", "native", "plain"]
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(tz=datetime.UTC)
+
+
+def post_kopf_event(body: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+    kopf.event(
+        kopf.Body(cast(kopf.RawBody, dict(body))), type=kind, reason=reason, message=message[:1024]
+    )
+
+
+def sidecars_for_version(version: Mapping[str, Any]) -> build.SidecarMode:
+    """Native sidecars from Kubernetes 1.29 on (enabled by default there), plain before."""
+    minor_text = "".join(ch for ch in str(version.get("minor", "")) if ch.isdigit())
+    major_text = "".join(ch for ch in str(version.get("major", "")) if ch.isdigit())
+    if not minor_text or not major_text:
+        return "native"
+    if int(major_text) > 1 or int(minor_text) >= constants.NATIVE_SIDECARS_MIN_MINOR:
+        return "native"
+    return "plain"
+
+
+def _paused(body: Mapping[str, Any]) -> bool:
+    lifecycle = (body.get("spec") or {}).get("lifecycle") or {}
+    return bool(lifecycle.get("desiredPhase") == "Paused")
+
+
+def controller_owner(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The UDSink that controls a child, from its ownerReferences."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        ours = ref.get("kind") == constants.KIND and ref.get("apiVersion") == constants.API_VERSION
+        if ours and ref.get("controller"):
+            owner: Mapping[str, Any] = ref
+            return owner
+    return None
+
+
+@dataclass
+class Reconciler:
+    """Converges one UDSink's children and status on its spec."""
+
+    cluster: Cluster
+    options: build.BuildOptions = field(default_factory=build.BuildOptions)
+    clock: Callable[[], datetime.datetime] = utc_now
+
+    # --- validation ---
+
+    def secret_issues(self, udsink: api.UDSink) -> list[str]:
+        """Referenced Secrets and keys that do not exist (the pods would never start)."""
+        namespace = udsink.metadata.namespace
+        seen: dict[str, Mapping[str, Any] | None] = {}
+        issues: list[str] = []
+        for path, ref in udsink.spec.secret_refs():
+            if ref.name not in seen:
+                seen[ref.name] = self.cluster.get_secret(namespace, ref.name)
+            secret = seen[ref.name]
+            if secret is None:
+                issues.append(f"{path}: Secret {ref.name!r} not found in namespace {namespace!r}")
+                continue
+            keys = {*(secret.get("data") or {}), *(secret.get("stringData") or {})}
+            if ref.key not in keys:
+                issues.append(
+                    f"{path}: Secret {ref.name!r} has no key {ref.key!r} "
+                    f"(it has: {', '.join(sorted(keys)) or 'no keys'})"
+                )
+        return issues
+
+    def validate(self, body: Mapping[str, Any]) -> tuple[api.UDSink | None, list[str]]:
+        try:
+            udsink = api.parse_udsink(body)
+        except api.SpecError as err:
+            return None, err.issues
+        return udsink, self.secret_issues(udsink)
+
+    # --- status ---
+
+    def write_status(
+        self,
+        body: Mapping[str, Any],
+        new: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
+    ) -> bool:
+        """Patch the status when it differs from the one in `body`; True if written."""
+        if not status.status_changed(body.get("status"), new):
+            return False
+        meta = body["metadata"]
+        self.cluster.patch_status(
+            meta["namespace"], meta["name"], new, resource_version=resource_version
+        )
+        return True
+
+    def _status(
+        self,
+        body: Mapping[str, Any],
+        validity: status.Validity,
+        deployment: Mapping[str, Any] | None,
+        observed_generation: int | None,
+    ) -> status.Status:
+        return status.derive_status(
+            validity=validity,
+            deployment=deployment,
+            paused=_paused(body),
+            observed_generation=observed_generation,
+            selector=build.selector_string(body["metadata"]["name"]),
+            previous=body.get("status"),
+            now=self.clock(),
+        )
+
+    def report_invalid(
+        self, body: Mapping[str, Any], issues: list[str], post_event: EventPoster
+    ) -> None:
+        """Record an invalid spec: status and an Event; the children stay as they are."""
+        meta = body["metadata"]
+        message = "; ".join(issues)
+        deployment = self.cluster.get_deployment(meta["namespace"], meta["name"])
+        new = self._status(
+            body, status.Validity.invalid(message), deployment, meta.get("generation")
+        )
+        if self.write_status(body, new):
+            post_event(body, "Warning", "InvalidSpec", message)
+
+    # --- the reconcile ---
+
+    def reconcile(self, body: Mapping[str, Any], post_event: EventPoster) -> list[str]:
+        """Converge on the spec; returns the children that were written ("Kind/name")."""
+        udsink, issues = self.validate(body)
+        if udsink is None or issues:
+            self.report_invalid(body, issues, post_event)
+            return []
+        children = build.build(udsink, self.options)
+        written: list[str] = []
+        deployment: Mapping[str, Any] | None = None
+        for manifest in children.manifests():
+            live = self.cluster.get(manifest_path(manifest))
+            current = live
+            if not build.up_to_date(manifest, live):
+                try:
+                    current = self.cluster.apply(manifest)
+                except ApiError as err:
+                    if err.status != 422:
+                        raise
+                    # The API server refused a child the validation let through: report it
+                    # like an invalid spec rather than retrying forever.
+                    refused = f"the API server refused {manifest['kind']}: {err.message}"
+                    self.report_invalid(body, [refused], post_event)
+                    return written
+                written.append(f"{manifest['kind']}/{manifest['metadata']['name']}")
+            if manifest["kind"] == "Deployment":
+                deployment = current
+        if written:
+            post_event(body, "Normal", "Applied", f"applied {', '.join(written)}")
+        new = self._status(body, status.Validity.ok(), deployment, udsink.metadata.generation)
+        self.write_status(body, new)
+        return written
+
+    def refresh_from_deployment(
+        self, deployment: Mapping[str, Any], event_type: str | None, post_event: EventPoster
+    ) -> None:
+        """A watched Deployment changed: re-derive its owner's status. When an owned
+        Deployment is deleted while its UDSink lives, converge again (recreate it)."""
+        owner = controller_owner(deployment)
+        if owner is None:
+            return
+        namespace = deployment["metadata"]["namespace"]
+        gone = event_type == "DELETED"
+        for _attempt in range(3):
+            body = self.cluster.get_udsink(namespace, owner["name"])
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return
+            if owner.get("uid") and body["metadata"].get("uid") not in (None, owner["uid"]):
+                return  # a newer UDSink with the same name: not this Deployment's owner
+            previous = body.get("status") or {}
+            validity = status.validity_from_status(previous)
+            new = self._status(
+                body, validity, None if gone else deployment, previous.get("observedGeneration")
+            )
+            try:
+                self.write_status(
+                    body, new, resource_version=body["metadata"].get("resourceVersion")
+                )
+                break
+            except ApiError as err:
+                if err.status != 409:  # someone else wrote it first: read again
+                    raise
+        if gone and validity.valid and body is not None:
+            self.reconcile(body, post_event)
+
+
+# --- kopf registration ---
+
+
+@dataclass(frozen=True)
+class OperatorOptions:
+    """What `udsink operator` lets the user choose besides where to watch."""
+
+    runtime_image: str = constants.DEFAULT_RUNTIME_IMAGE
+    sidecars: SidecarChoice = "auto"
+    # How often UDSinks in phase Failed are reconciled again (a missing Secret may appear).
+    recheck_interval: float = 60.0
+
+
+def connection_info(cluster: Cluster) -> kopf.ConnectionInfo:
+    """kopf's credentials from the same client configuration the operator's calls use."""
+    config = cluster.config
+    token = bearer_token(config)
+    return kopf.ConnectionInfo(
+        server=config.host,
+        ca_path=config.ssl_ca_cert or None,
+        insecure=not config.verify_ssl,
+        scheme="Bearer" if token else None,
+        token=token,
+        certificate_path=config.cert_file or None,
+        private_key_path=config.key_file or None,
+        username=config.username or None,
+        password=config.password or None,
+    )
+
+
+def configure_settings(settings: kopf.OperatorSettings) -> None:
+    # Progress lives in annotations only: the status belongs to the UDSink's users.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=f"operator.{constants.GROUP}"
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=f"operator.{constants.GROUP}", key="last-handled-configuration"
+    )
+    # Only explicit kopf.event() calls become Kubernetes Events, not every log line.
+    settings.posting.loggers = False
+
+
+def _temporary(err: ApiError) -> kopf.TemporaryError:
+    return kopf.TemporaryError(str(err), delay=5)
+
+
+def build_registry(cluster: Cluster, options: OperatorOptions) -> kopf.OperatorRegistry:
+    """All handlers of the operator in a fresh registry (no module-level state)."""
+    registry = kopf.OperatorRegistry()
+    initial = "native" if options.sidecars == "auto" else options.sidecars
+    reconciler = Reconciler(
+        cluster, build.BuildOptions(runtime_image=options.runtime_image, sidecars=initial)
+    )
+    resource = (constants.GROUP, constants.VERSION, constants.PLURAL)
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return connection_info(cluster)
+
+    @kopf.on.startup(registry=registry)
+    def startup(*, settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
+        configure_settings(settings)
+        if options.sidecars == "auto":
+            mode = sidecars_for_version(cluster.server_version())
+            reconciler.options = dataclasses.replace(reconciler.options, sidecars=mode)
+            logger.info("sidecar containers: %s (detected from the server version)", mode)
+
+    def reconcile(*, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        try:
+            written = reconciler.reconcile(dict(body), post_kopf_event)
+        except ApiError as err:
+            raise _temporary(err) from err
+        if written:
+            logger.info("applied %s", ", ".join(written))
+
+    for register, handler_id in (
+        (kopf.on.create, "reconcile-create"),
+        (kopf.on.update, "reconcile-update"),
+        (kopf.on.resume, "reconcile-resume"),
+    ):
+        register(*resource, id=handler_id, registry=registry)(reconcile)
+
+    def failed(*, status: kopf.Status, **_: Any) -> bool:
+        return bool(status.get("phase") == constants.PHASE_FAILED)
+
+    kopf.timer(
+        *resource,
+        id="recheck-failed",
+        interval=options.recheck_interval,
+        initial_delay=options.recheck_interval,
+        when=failed,
+        registry=registry,
+    )(reconcile)
+
+    @kopf.on.event(
+        "apps",
+        "v1",
+        "deployments",
+        labels={constants.LABEL_MANAGED_BY: constants.FIELD_MANAGER},
+        registry=registry,
+    )
+    def deployment_changed(*, event: kopf.RawEvent, **_: Any) -> None:
+        deployment = event["object"]
+        if controller_owner(deployment) is None:
+            return
+        try:
+            reconciler.refresh_from_deployment(deployment, event.get("type"), post_kopf_event)
+        except ApiError as err:
+            log.warning("status refresh from %s failed: %s", manifest_path(deployment), err)
+
+    return registry
+
+
+def operator_settings() -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    configure_settings(settings)
+    return settings

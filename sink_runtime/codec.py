@@ -1,0 +1,293 @@
+"""Conversions between the SDK's values (types.py) and the `sink.v1` wire messages.
+
+Separate from both sides because both sides need it: the SDK server decodes requests and
+encodes results, the data plane's gRPC client does the opposite, and they must agree to the
+field. These functions run once per datum on both hot paths, so they avoid work a datum does
+not need: no copies of empty maps, timestamps converted through a small cache (a batch
+usually shares its watermark and many event times), and Datums built without re-checking
+parts that are already in normal form.
+
+Times on the wire are `google.protobuf.Timestamp`; in Python they are timezone-aware UTC
+datetimes, truncated to microseconds (datetime's resolution).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Any
+
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from sink_runtime.proto import sink_pb2
+from sink_runtime.types import Datum, Message, Metadata, Response, Status
+
+Request = sink_pb2.SinkRequest.Request
+Result = sink_pb2.SinkResponse.Result
+ResultMessage = sink_pb2.SinkResponse.Result.Message
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+_SUCCESS = Status.SUCCESS
+_FAILURE = Status.FAILURE
+_STATUS_BY_NUMBER: dict[int, Status] = {int(s): s for s in Status}
+
+
+@lru_cache(maxsize=8192)
+def _utc(seconds: int, nanos: int) -> datetime:
+    # timedelta arithmetic instead of fromtimestamp(): valid for the whole datetime range.
+    return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
+
+
+def _metadata_from_wire(m: sink_pb2.Metadata) -> Metadata | None:
+    if not (m.previous_vertex or m.sys_metadata or m.user_metadata):
+        return None
+    return Metadata(
+        previous_vertex=m.previous_vertex,
+        sys_metadata={k: dict(g.key_value) for k, g in m.sys_metadata.items()},
+        user_metadata={k: dict(g.key_value) for k, g in m.user_metadata.items()},
+    )
+
+
+def _metadata_to_wire(m: Metadata) -> sink_pb2.Metadata:
+    return sink_pb2.Metadata(
+        previous_vertex=m.previous_vertex,
+        sys_metadata={k: sink_pb2.KeyValueGroup(key_value=v) for k, v in m.sys_metadata.items()},
+        user_metadata={k: sink_pb2.KeyValueGroup(key_value=v) for k, v in m.user_metadata.items()},
+    )
+
+
+# --- datums ---
+
+_DATUM_FIELDS = tuple(Datum.__dataclass_fields__)
+
+
+class _WireDatum(Datum):
+    """A Datum read from a wire request: id, value and keys at once, the rest on first use.
+
+    Most sinks never look at the times, headers or metadata of a datum, and decoding them
+    was most of the SDK server's cost per datum on the batch path. This subclass keeps the
+    request and decodes those four fields when they are read (times are cached by value,
+    headers and metadata per datum). To its users it is a Datum: same fields, equal to a
+    Datum with the same values, immutable; copies (dataclasses.replace, with_headers,
+    pickle) are plain Datums. The request is never mutated after decoding.
+    """
+
+    # _headers and _metadata stay unset until first read (an unset slot raises AttributeError).
+    __slots__ = ("_headers", "_metadata", "_request")
+
+    _request: sink_pb2.SinkRequest.Request
+    _headers: Mapping[str, str]
+    _metadata: Metadata | None
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Datum:  # type: ignore[misc]
+        # Reached only through copy helpers (dataclasses.replace): they get a plain Datum.
+        return Datum(*args, **kwargs)
+
+    @property
+    def event_time(self) -> datetime:
+        ts = self._request.event_time
+        return _utc(ts.seconds, ts.nanos)
+
+    @property
+    def watermark(self) -> datetime:
+        ts = self._request.watermark
+        return _utc(ts.seconds, ts.nanos)
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        try:
+            return self._headers
+        except AttributeError:
+            wire = self._request.headers
+            headers = MappingProxyType(dict(wire)) if wire else _NO_HEADERS
+            _set_wire_headers(self, headers)
+            return headers
+
+    @property
+    def metadata(self) -> Metadata | None:
+        try:
+            return self._metadata
+        except AttributeError:
+            r = self._request
+            metadata = _metadata_from_wire(r.metadata) if r.HasField("metadata") else None
+            _set_wire_metadata(self, metadata)
+            return metadata
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in _DATUM_FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        # Python asks the subclass first, also for `Datum(...) == wire_datum`.
+        if isinstance(other, Datum):
+            return self._values() == tuple(getattr(other, n) for n in _DATUM_FIELDS)
+        return NotImplemented
+
+    __hash__ = Datum.__hash__
+
+    def __repr__(self) -> str:
+        pairs = zip(_DATUM_FIELDS, self._values(), strict=True)
+        return "Datum(" + ", ".join(f"{n}={v!r}" for n, v in pairs) + ")"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Datum.__reduce__(self)
+
+
+_new_object = object.__new__
+_wire_slot = {n: _WireDatum.__dict__[n].__set__ for n in ("_request", "_headers", "_metadata")}
+_set_wire_request = _wire_slot["_request"]
+_set_wire_headers = _wire_slot["_headers"]
+_set_wire_metadata = _wire_slot["_metadata"]
+_datum_slot = {n: Datum.__dict__[n].__set__ for n in ("id", "value", "keys")}
+_set_id, _set_value, _set_keys = _datum_slot["id"], _datum_slot["value"], _datum_slot["keys"]
+
+
+def request_to_datum(r: sink_pb2.SinkRequest.Request) -> Datum:
+    """The Datum a sink sees for one wire request (decoding its times, headers and
+    metadata on first use)."""
+    d: _WireDatum = _new_object(_WireDatum)
+    _set_id(d, r.id)
+    _set_value(d, r.value)
+    keys = r.keys
+    _set_keys(d, tuple(keys) if keys else ())
+    _set_wire_request(d, r)
+    return d
+
+
+def requests_to_datums(requests: Iterable[sink_pb2.SinkRequest.Request]) -> list[Datum]:
+    """request_to_datum over a batch."""
+    convert = request_to_datum
+    return [convert(r) for r in requests]
+
+
+@lru_cache(maxsize=8192)
+def _timestamp(dt: datetime) -> Timestamp:
+    # Cached: Timestamp.FromDatetime is pure Python and the slowest step of encoding a datum.
+    # Callers copy the value into their message and never mutate the cached one.
+    ts = Timestamp()
+    ts.FromDatetime(dt)
+    return ts
+
+
+def datum_to_request(d: Datum) -> sink_pb2.SinkRequest.Request:
+    """The wire request that carries `d` to a sink."""
+    if type(d) is _WireDatum:
+        # Decoded from the wire and never mutated: a copy of its request is the answer.
+        copy = Request()
+        copy.CopyFrom(d._request)
+        return copy
+    r = Request(id=d.id, value=d.value, keys=d.keys)
+    if d.headers:
+        # update() from the read-only mapping: much faster than passing it to the constructor.
+        r.headers.update(d.headers)
+    r.event_time.CopyFrom(_timestamp(d.event_time))
+    r.watermark.CopyFrom(_timestamp(d.watermark))
+    if d.metadata is not None:
+        r.metadata.CopyFrom(_metadata_to_wire(d.metadata))
+    return r
+
+
+# --- results ---
+
+
+def _message_to_wire(m: Message) -> sink_pb2.SinkResponse.Result.Message:
+    return ResultMessage(value=m.value, keys=m.keys, headers=m.headers)
+
+
+def _nack_options(r: Response) -> sink_pb2.NackOptions:
+    opts = sink_pb2.NackOptions()
+    if r.nack_reason is not None:
+        opts.reason = r.nack_reason
+    if r.nack_max_deliveries is not None:
+        opts.max_deliveries = r.nack_max_deliveries
+    if r.nack_delay_ms is not None:
+        opts.delay = r.nack_delay_ms
+    return opts
+
+
+def response_to_result(r: Response) -> sink_pb2.SinkResponse.Result:
+    """The wire result for one Response."""
+    status = r.status
+    if status is _SUCCESS:
+        return Result(id=r.id)
+    # Our Status and the wire enum share their numbers (types.Status mirrors sink.v1).
+    if status is _FAILURE:
+        return Result(id=r.id, status=status, err_msg=r.err)  # type: ignore[arg-type]
+    res = Result(id=r.id, status=status, err_msg=r.err)  # type: ignore[arg-type]
+    match status:
+        case Status.SERVE:
+            res.serve_response = r.serve_payload if r.serve_payload is not None else b""
+        case Status.ON_SUCCESS if r.message is not None:
+            res.on_success_msg.CopyFrom(_message_to_wire(r.message))
+        case Status.NACK:
+            res.nack_options.CopyFrom(_nack_options(r))
+    return res
+
+
+def responses_to_results(responses: Iterable[Response]) -> list[sink_pb2.SinkResponse.Result]:
+    """response_to_result over a batch."""
+    convert = response_to_result
+    return [convert(r) for r in responses]
+
+
+def add_results(
+    into: RepeatedCompositeFieldContainer[sink_pb2.SinkResponse.Result],
+    responses: Iterable[Response],
+) -> None:
+    """Append the wire results of `responses` to a message's repeated `results` field.
+
+    Faster than building Result objects and passing them to the message's constructor:
+    a SUCCESS result is created in place, with no intermediate object to copy.
+    """
+    add = into.add
+    append = into.append
+    success = _SUCCESS
+    for r in responses:
+        if r.status is success:
+            add(id=r.id)
+        else:
+            append(response_to_result(r))
+
+
+def result_to_response(res: sink_pb2.SinkResponse.Result) -> Response:
+    """The Response a wire result stands for.
+
+    A status number this SDK does not know raises ValueError naming the id and the number.
+    """
+    number = res.status
+    if number == 0:
+        return Response.ok(res.id)
+    status = _STATUS_BY_NUMBER.get(number)
+    if status is None:
+        raise ValueError(
+            f"result for id {res.id!r} has status {number}, which is not a sink.v1 status "
+            f"(accepted: {', '.join(f'{s.value}={s.name}' for s in Status)})"
+        )
+    match status:
+        case Status.FAILURE:
+            return Response.failure(res.id, res.err_msg)
+        case Status.SERVE:
+            return Response(res.id, status, err=res.err_msg, serve_payload=res.serve_response)
+        case Status.ON_SUCCESS:
+            message = None
+            if res.HasField("on_success_msg"):
+                m = res.on_success_msg
+                message = Message(m.value, tuple(m.keys), MappingProxyType(dict(m.headers)))
+            return Response(res.id, status, err=res.err_msg, message=message)
+        case Status.NACK:
+            opts = res.nack_options
+            return Response(
+                res.id,
+                status,
+                err=res.err_msg,
+                nack_delay_ms=opts.delay if opts.HasField("delay") else None,
+                nack_reason=opts.reason if opts.HasField("reason") else None,
+                nack_max_deliveries=(
+                    opts.max_deliveries if opts.HasField("max_deliveries") else None
+                ),
+            )
+        case _:
+            return Response(res.id, status, err=res.err_msg)

@@ -1,0 +1,274 @@
+"""The data plane as a program: build it from a RuntimeConfig, run it, stop it cleanly.
+
+`DataPlane` is the in-process form (what `udsink run` and tests host): it builds the source and
+sinks by their config `type`, the forwarder and the HTTP server, and owns their lifecycle.
+`main()` is the container's entry point (`python -m sink_runtime.dataplane --config FILE`,
+`udsink runtime`): it reads and validates the config (exit 2 with the field named when it is
+invalid), runs until the source is exhausted or SIGTERM/SIGINT, and exits 0 after a clean drain.
+
+Shutdown: stop reading, let the in-flight batch finish and be acknowledged within the grace
+period (`shutdownGraceMs`), then close sinks and source. Past the grace period the batch is
+abandoned unacknowledged: it is redelivered after the restart, so nothing unhandled is
+committed. The Kafka types are imported only when configured, so the other sources and sinks
+run without librdkafka.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from sink_runtime.config import (
+    BlackholeSinkConfig,
+    ConfigError,
+    FileSourceConfig,
+    GeneratorSourceConfig,
+    KafkaSinkConfig,
+    KafkaSourceConfig,
+    LogSinkConfig,
+    RuntimeConfig,
+    SinkConfig,
+    SourceConfig,
+    UdSinkConfig,
+    constants,
+    load_config,
+)
+from sink_runtime.dataplane.endpoints import Sink, SinkError, Source
+from sink_runtime.dataplane.forwarder import (
+    FALLBACK,
+    ON_SUCCESS,
+    PRIMARY,
+    SERVE,
+    Forwarder,
+    Sinks,
+)
+from sink_runtime.dataplane.http import HealthServer
+from sink_runtime.dataplane.metrics import Metrics
+from sink_runtime.dataplane.sinks.blackhole import BlackholeSink
+from sink_runtime.dataplane.sinks.log import LogSink
+from sink_runtime.dataplane.sinks.udsink import UdSink
+from sink_runtime.dataplane.sources.file import FileSource, FileSourceError
+from sink_runtime.dataplane.sources.generator import GeneratorSource
+from sink_runtime.logs import configure_logging
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_CONFIG = 2
+
+
+def build_source(config: SourceConfig, *, metrics: Metrics) -> Source:
+    match config:
+        case GeneratorSourceConfig():
+            return GeneratorSource(config)
+        case FileSourceConfig():
+            return FileSource(config)
+        case KafkaSourceConfig():
+            from sink_runtime.dataplane.sources.kafka import KafkaSource
+
+            return KafkaSource(config, metrics=metrics)
+    raise AssertionError(f"unknown source config {config!r}")  # pragma: no cover
+
+
+def build_sink(config: SinkConfig, *, role: str, metrics: Metrics) -> Sink:
+    """The sink for one role (primary, fallback, on_success, serve); `role` becomes its name."""
+    match config:
+        case UdSinkConfig():
+            return UdSink(config, metrics=metrics, name=role)
+        case LogSinkConfig():
+            return LogSink(config, name=role)
+        case BlackholeSinkConfig():
+            return BlackholeSink(name=role)
+        case KafkaSinkConfig():
+            from sink_runtime.dataplane.sinks.kafka import KafkaSink
+
+            return KafkaSink(config, metrics=metrics, name=role)
+    raise AssertionError(f"unknown sink config {config!r}")  # pragma: no cover
+
+
+def build_sinks(config: RuntimeConfig, *, metrics: Metrics) -> Sinks:
+    def optional(c: SinkConfig | None, role: str) -> Sink | None:
+        return None if c is None else build_sink(c, role=role, metrics=metrics)
+
+    return Sinks(
+        primary=build_sink(config.sink, role=PRIMARY, metrics=metrics),
+        fallback=optional(config.fallback, FALLBACK),
+        on_success=optional(config.on_success, ON_SUCCESS),
+        serve=optional(config.serve, SERVE),
+    )
+
+
+class DataPlane:
+    """One data plane: source, sinks, forwarder and (optionally) the HTTP server.
+
+    Use: `dp = DataPlane(config)`; `await dp.run()` starts everything, forwards until the
+    source is exhausted or `dp.stop()` is called, drains and closes. Parts can be handed in
+    (`source=`, `sinks=`) to host a data plane around objects the caller keeps (tests, the
+    local runner); they are built from the config otherwise.
+    """
+
+    def __init__(
+        self,
+        config: RuntimeConfig,
+        *,
+        metrics: Metrics | None = None,
+        source: Source | None = None,
+        sinks: Sinks | None = None,
+        serve_http: bool = True,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.source = source or build_source(config.source, metrics=self.metrics)
+        self.sinks = sinks or build_sinks(config, metrics=self.metrics)
+        self.forwarder = Forwarder.from_config(
+            config, self.source, self.sinks, metrics=self.metrics
+        )
+        obs = config.observability
+        self.http: HealthServer | None = (
+            HealthServer(self.metrics, self.readiness, host=obs.metrics_host, port=obs.metrics_port)
+            if serve_http
+            else None
+        )
+        self.grace_s = config.shutdown_grace_ms / 1000.0
+        self._stop = asyncio.Event()
+        self._started = False
+        self.abandoned = 0  # datums of a batch given up at the hard deadline (unacknowledged)
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready when the source is connected and every sink is reachable."""
+        if not self._started:
+            return False, "starting"
+        not_ready = [role for role, s in self.sinks.by_role().items() if not s.is_ready()]
+        if not self.source.is_ready():
+            not_ready.insert(0, "source")
+        if not_ready:
+            return False, ", ".join(not_ready) + " not ready"
+        return True, ""
+
+    def stop(self) -> None:
+        """Begin a graceful stop (safe to call from a signal handler, more than once)."""
+        if not self._stop.is_set():
+            logger.info("stopping: no new batches; finishing the in-flight one")
+        self._stop.set()
+        self.forwarder.stop()
+
+    async def start(self) -> None:
+        """Start the HTTP server, then the sinks (waiting for them), then the source."""
+        if self.http is not None:
+            await self.http.start()
+        await asyncio.gather(*(s.start() for s in self.sinks.by_role().values()))
+        await self.source.start()
+        self._started = True
+        logger.info(
+            "data plane %s/%s started: source %s, sinks %s",
+            self.config.namespace,
+            self.config.name,
+            self.config.source.type,
+            ", ".join(f"{role}={s.name}" for role, s in self.sinks.by_role().items()),
+        )
+
+    async def run(self) -> None:
+        """Start, forward until exhausted or stopped, drain within the grace period, close."""
+        try:
+            if not self._started:
+                await self.start()
+            await self._forward_until_done()
+        finally:
+            await self.close()
+
+    async def _forward_until_done(self) -> None:
+        forwarding = asyncio.ensure_future(self.forwarder.run())
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({forwarding, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not forwarding.done():
+                done, _ = await asyncio.wait({forwarding}, timeout=self.grace_s)
+                if not done:
+                    self.abandoned = self.forwarder.in_flight
+                    logger.error(
+                        "the in-flight batch (%d messages) did not finish within the %.1fs "
+                        "grace period; abandoning it unacknowledged (it will be redelivered)",
+                        self.abandoned,
+                        self.grace_s,
+                    )
+                    forwarding.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await forwarding
+        finally:
+            stopping.cancel()
+            if not forwarding.done():
+                forwarding.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await forwarding
+        if not forwarding.cancelled():
+            forwarding.result()  # re-raise a failure of the forwarder (e.g. the source broke)
+
+    async def close(self) -> None:
+        """Close sinks and source, then the HTTP server; errors are logged, not raised."""
+        for role, sink in self.sinks.by_role().items():
+            try:
+                await sink.close()
+            except Exception:
+                logger.exception("closing the %s sink failed", role)
+        try:
+            await self.source.close()
+        except Exception:
+            logger.exception("closing the source failed")
+        if self.http is not None:
+            await self.http.close()
+        self._started = False
+
+
+async def run_dataplane(config: RuntimeConfig, *, handle_signals: bool = True) -> int:
+    """Run one data plane to completion; SIGTERM/SIGINT stop it gracefully. An exit code."""
+    dp = DataPlane(config)
+    loop = asyncio.get_running_loop()
+    if handle_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, dp.stop)
+    try:
+        await dp.run()
+    except (SinkError, FileSourceError) as err:
+        logger.error("data plane cannot run: %s", err)
+        return EXIT_FAILED
+    except Exception:
+        logger.exception("data plane failed")
+        return EXIT_FAILED
+    finally:
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+    logger.info(
+        "data plane stopped: %d messages acknowledged", int(dp.metrics.value("udsink_acked_total"))
+    )
+    return EXIT_OK
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="udsink runtime",
+        description="Run the udsink data plane from a RuntimeConfig JSON file.",
+    )
+    parser.add_argument(
+        "--config",
+        default=constants.CONFIG_PATH,
+        help=f"the RuntimeConfig JSON file (default {constants.CONFIG_PATH})",
+    )
+    return parser.parse_args(list(argv))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    configure_logging(config.observability.log_level, config.observability.log_format)
+    return asyncio.run(run_dataplane(config))

@@ -1,0 +1,523 @@
+"""The Forwarder: read a batch, deliver it, route every result, and commit only what is done.
+
+This is where the delivery guarantees live, written once for every source and sink:
+- a batch is the unit of acknowledgement: the source's `ack` (the Kafka commit) is called only
+  after every datum of the batch reached a terminal outcome (accepted, written to the fallback
+  / on-success / serve sink, or dropped by the user's explicit `onFailure: drop`);
+- batches are processed one at a time, so per-partition order is the source's order;
+- every sink answer goes through `contract.check_results`; a misbehaving sink's answer is logged
+  with the offending ids, counted, and the affected datums are treated as FAILURE, so they are
+  retried and never committed unhandled;
+- FAILURE retries only the failed datums with backoff; NACK holds a datum for its delay without
+  spending the retry budget; writes to the secondary sinks (fallback, on-success, serve) are
+  retried until accepted, never dropped.
+Stopping is cooperative: `stop()` ends reading; the in-flight batch finishes (the owner may
+cancel `run()` at a hard deadline, in which case nothing of that batch is acknowledged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sink_runtime.config import RuntimeConfig, constants
+from sink_runtime.contract import CheckedResults, check_results
+from sink_runtime.dataplane.endpoints import Sink, SinkError, Source, SourceBatch
+from sink_runtime.dataplane.metrics import Metrics
+from sink_runtime.dataplane.retry import RetryPolicy
+from sink_runtime.logs import batch_fields
+from sink_runtime.types import Datum, Response, Status
+
+logger = logging.getLogger(__name__)
+
+PRIMARY = "primary"
+FALLBACK = "fallback"
+ON_SUCCESS = "on_success"
+SERVE = "serve"
+
+# A secondary sink stores what it is given; it may not re-route (CONTRACT.md: a fallback sink
+# answering FALLBACK/SERVE/ON_SUCCESS is a violation; the same rule holds for the others).
+SECONDARY_ALLOWED: frozenset[Status] = frozenset({Status.SUCCESS, Status.FAILURE, Status.NACK})
+_SHOWN_IDS = 10
+
+
+def _label(role: str, sink: Sink) -> str:
+    """How log lines name a sink: its role, and its own name when that says more."""
+    return f"{role} sink" if sink.name == role else f"{role} sink {sink.name}"
+
+
+def _show_ids(ids: Sequence[str]) -> str:
+    more = len(ids) - _SHOWN_IDS
+    return ", ".join(ids[:_SHOWN_IDS]) + (f" and {more} more" if more > 0 else "")
+
+
+@dataclass(slots=True)
+class Sinks:
+    """The sinks of one data plane, by role. Only `primary` is required."""
+
+    primary: Sink
+    fallback: Sink | None = None
+    on_success: Sink | None = None
+    serve: Sink | None = None
+
+    def by_role(self) -> dict[str, Sink]:
+        roles = {PRIMARY: self.primary, FALLBACK: self.fallback}
+        roles |= {ON_SUCCESS: self.on_success, SERVE: self.serve}
+        return {role: sink for role, sink in roles.items() if sink is not None}
+
+    def primary_allowed(self) -> tuple[frozenset[Status], str]:
+        """Statuses the primary may answer, and why the others are refused."""
+        allowed = {Status.SUCCESS, Status.FAILURE, Status.NACK}
+        missing: list[str] = []
+        for status, sink, what in (
+            (Status.FALLBACK, self.fallback, "fallback sink"),
+            (Status.ON_SUCCESS, self.on_success, "on-success sink"),
+            (Status.SERVE, self.serve, "serve sink"),
+        ):
+            if sink is not None:
+                allowed.add(status)
+            else:
+                missing.append(f"no {what} is configured")
+        return frozenset(allowed), "; ".join(missing)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """One datum of the in-flight batch that has no terminal outcome yet."""
+
+    datum: Datum
+    index: int
+    deliveries: int = 0  # times sent to the primary sink
+    retries: int = 0  # retry budget spent (FAILURE, and onFailure=retry beyond it)
+    due: float = 0.0  # loop time before which it is not sent again
+    last_status: Status = Status.FAILURE
+    last_error: str = ""
+    warned: bool = False  # the "keeps retrying" warning was logged
+
+
+@dataclass(slots=True)
+class _Routes:
+    """What one round of primary results sends to the secondary sinks."""
+
+    fallback: list[tuple[Datum, str]] = field(default_factory=list)  # (datum, reason)
+    on_success: list[Datum] = field(default_factory=list)
+    serve: list[Datum] = field(default_factory=list)
+
+
+def fallback_datum(p: _Pending) -> Datum:
+    """The datum as written to the fallback sink: its own headers plus the error headers."""
+    return p.datum.with_headers(
+        {
+            constants.FALLBACK_STATUS_HEADER: p.last_status.name,
+            constants.FALLBACK_ERROR_HEADER: p.last_error,
+            constants.FALLBACK_ATTEMPTS_HEADER: str(p.deliveries),
+            constants.FALLBACK_SOURCE_HEADER: p.datum.id,
+        }
+    )
+
+
+def on_success_datum(datum: Datum, result: Response) -> Datum:
+    """The attached message (with its headers, our extension) or else the original datum."""
+    m = result.message
+    if m is None:
+        return datum
+    return Datum(
+        id=datum.id,
+        value=m.value,
+        keys=m.keys,
+        event_time=datum.event_time,
+        watermark=datum.watermark,
+        headers=m.headers,
+    )
+
+
+def serve_datum(datum: Datum, result: Response) -> Datum:
+    """A SERVE payload, keyed by the datum id, with the datum's headers for correlation."""
+    return Datum(
+        id=datum.id,
+        value=result.serve_payload or b"",
+        keys=(datum.id,),
+        event_time=datum.event_time,
+        watermark=datum.watermark,
+        headers=datum.headers,
+    )
+
+
+class Forwarder:
+    """Moves batches from one source through the sinks, at least once, in order.
+
+    `run()` loops until the source is exhausted or `stop()` is called; `forward(batch)`
+    delivers one batch to terminal outcomes without acknowledging it (for callers that drive
+    batches themselves).
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        sinks: Sinks,
+        *,
+        metrics: Metrics,
+        batch_size: int = 500,
+        batch_timeout_s: float = 1.0,
+        retry: RetryPolicy | None = None,
+        nack_delay_s: float = 1.0,
+        nack_max_deliveries: int = 0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.source = source
+        self.sinks = sinks
+        self.metrics = metrics
+        self.batch_size = batch_size
+        self.batch_timeout_s = batch_timeout_s
+        self.retry = retry or RetryPolicy()
+        self.nack_delay_s = nack_delay_s
+        self.nack_max_deliveries = nack_max_deliveries
+        self._rng = rng or random.Random()
+        if self.retry.on_failure == "fallback" and sinks.fallback is None:
+            raise ValueError("retry policy onFailure is 'fallback' but no fallback sink is set")
+        self._allowed, self._why_not_allowed = sinks.primary_allowed()
+        self._written_primary = metrics.written.labels(sink=PRIMARY)
+        self._stop = asyncio.Event()
+        self.in_flight = 0  # datums of the batch being forwarded (0 between batches)
+        self.batches_acked = 0
+
+    @classmethod
+    def from_config(
+        cls,
+        config: RuntimeConfig,
+        source: Source,
+        sinks: Sinks,
+        *,
+        metrics: Metrics,
+        rng: random.Random | None = None,
+    ) -> Forwarder:
+        return cls(
+            source,
+            sinks,
+            metrics=metrics,
+            batch_size=config.batch.size,
+            batch_timeout_s=config.batch.timeout_ms / 1000.0,
+            retry=RetryPolicy.from_config(config.retry_strategy),
+            nack_delay_s=config.nack.delay_ms / 1000.0,
+            nack_max_deliveries=config.nack.max_deliveries,
+            rng=rng,
+        )
+
+    # --- the loop ---
+
+    def stop(self) -> None:
+        """Stop reading; the in-flight batch is finished and acknowledged by `run()`."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def run(self) -> None:
+        """Read, forward and acknowledge batches until stopped or the source is exhausted."""
+        while not self._stop.is_set() and not self.source.exhausted:
+            batch = await self._read()
+            if batch is None or not batch.datums:
+                continue
+            started = time.monotonic()
+            n = len(batch.datums)
+            self.metrics.read.inc(n)
+            self.in_flight = n
+            await self.forward(batch)
+            await self._ack(batch)
+            self.in_flight = 0
+            self.metrics.batch_latency.observe(time.monotonic() - started)
+
+    async def _read(self) -> SourceBatch | None:
+        """The next batch, or None when stop() came first (the read is then abandoned)."""
+        read = asyncio.ensure_future(self.source.read(self.batch_size, self.batch_timeout_s))
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({read, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not read.done():
+                read.cancel()
+                # Nothing after this is acknowledged, so abandoning a read loses nothing.
+                with contextlib.suppress(asyncio.CancelledError):
+                    await read
+        return read.result() if not read.cancelled() else None
+
+    async def _ack(self, batch: SourceBatch) -> None:
+        n = len(batch.datums)
+        try:
+            await self.source.ack(batch)
+        except Exception as err:
+            # The batch is redelivered after a restart or rebalance: at-least-once holds.
+            self.metrics.commit_failures.inc()
+            logger.error(
+                "acknowledging a batch of %d messages (%s .. %s) failed: %s",
+                n,
+                batch.datums[0].id,
+                batch.datums[-1].id,
+                err,
+            )
+            return
+        self.metrics.acked.inc(n)
+        self.batches_acked += 1
+
+    # --- one batch ---
+
+    async def forward(self, batch: SourceBatch) -> None:
+        """Deliver `batch` until every datum reached a terminal outcome (no acknowledgement)."""
+        loop = asyncio.get_running_loop()
+        waiting = [_Pending(d, i) for i, d in enumerate(batch.datums)]
+        while waiting:
+            now = loop.time()
+            first_due = min(p.due for p in waiting)
+            if first_due > now:
+                await asyncio.sleep(first_due - now)
+                now = loop.time()
+            this_round = [p for p in waiting if p.due <= now]
+            if not this_round:
+                continue  # woken a clock tick early
+            later = [p for p in waiting if p.due > now]
+            results = await self._deliver(this_round)
+            routes = _Routes()
+            now = loop.time()
+            held: list[_Pending] = []
+            accepted = 0
+            success = Status.SUCCESS
+            for p in this_round:
+                result = results[p.datum.id]
+                # The common case first, without a per-datum metric update.
+                if result.status is success:
+                    accepted += 1
+                elif self._route(p, result, routes, now):
+                    held.append(p)
+            self._written_primary.inc(accepted)
+            self._log_failures(this_round, results)
+            await self._write_routes(routes)
+            waiting = sorted(later + held, key=lambda p: p.index) if held else later
+
+    def _log_failures(self, sent: list[_Pending], results: dict[str, Response]) -> None:
+        failed = [p for p in sent if results[p.datum.id].status is Status.FAILURE]
+        if not failed:
+            return
+        first = failed[0]
+        logger.warning(
+            "primary sink: %d of %d messages FAILED (%s); first: %s after %d deliveries: %s",
+            len(failed),
+            len(sent),
+            _show_ids([p.datum.id for p in failed]),
+            first.datum.id,
+            first.deliveries,
+            first.last_error,
+            extra=batch_fields([p.datum.id for p in failed]),
+        )
+
+    async def _deliver(self, pending: list[_Pending]) -> dict[str, Response]:
+        """Send to the primary; a usable result per datum (FAILURE where the sink misbehaved)."""
+        datums = [p.datum for p in pending]
+        for p in pending:
+            p.deliveries += 1
+        return await self._write_checked(
+            PRIMARY, self.sinks.primary, datums, self._allowed, self._why_not_allowed
+        )
+
+    async def _write_checked(
+        self,
+        role: str,
+        sink: Sink,
+        datums: Sequence[Datum],
+        allowed: frozenset[Status],
+        why_not_allowed: str,
+    ) -> dict[str, Response]:
+        ids = [d.id for d in datums]
+        try:
+            results = await sink.write(datums)
+        except SinkError as err:
+            logger.warning(
+                "%s could not take %d messages (%s): %s",
+                _label(role, sink),
+                len(ids),
+                _show_ids(ids),
+                err,
+            )
+            return {i: Response.failure(i, str(err)) for i in ids}
+        except Exception as err:
+            # A bug or an unexpected failure inside a sink must not lose the batch.
+            logger.exception("%s failed unexpectedly on %d messages", _label(role, sink), len(ids))
+            return {i: Response.failure(i, f"{type(err).__name__}: {err}") for i in ids}
+        checked = check_results(ids, results, allowed, why_not_allowed=why_not_allowed)
+        if not checked.ok:
+            self._report_violations(role, sink, checked)
+        valid = checked.valid
+        for i in checked.affected:
+            valid[i] = Response.failure(i, f"sink broke the contract: {checked.describe()}")
+        return valid
+
+    def _report_violations(self, role: str, sink: Sink, checked: CheckedResults) -> None:
+        for v in checked.violations:
+            self.metrics.contract_violations.labels(sink=role, kind=v.kind).inc()
+        logger.error(
+            "%s broke the contract: %s; %d messages treated as FAILURE "
+            "(retried, never committed unhandled): %s",
+            _label(role, sink),
+            checked.describe(),
+            len(checked.affected),
+            _show_ids(list(checked.affected)),
+            extra=batch_fields(list(checked.affected)),
+        )
+
+    def _route(self, p: _Pending, result: Response, routes: _Routes, now: float) -> bool:
+        """Apply one primary result; True when the datum stays pending (held for later)."""
+        m = self.metrics
+        match result.status:
+            case Status.SUCCESS:
+                self._written_primary.inc()
+                return False
+            case Status.ON_SUCCESS:
+                self._written_primary.inc()
+                routes.on_success.append(on_success_datum(p.datum, result))
+                return False
+            case Status.SERVE:
+                self._written_primary.inc()
+                routes.serve.append(serve_datum(p.datum, result))
+                return False
+            case Status.FALLBACK:
+                p.last_status, p.last_error = Status.FALLBACK, result.err
+                routes.fallback.append((fallback_datum(p), "fallback-status"))
+                return False
+            case Status.FAILURE:
+                m.failed.labels(sink=PRIMARY).inc()
+                p.last_status = Status.FAILURE
+                p.last_error = result.err or "FAILURE without an error message"
+                if not self.retry.exhausted(p.retries):
+                    self._schedule_retry(p, now)
+                    return True
+                return self._on_failure(p, "retries-exhausted", routes, now)
+            case Status.NACK:
+                m.nacked.inc()
+                p.last_status = Status.NACK
+                p.last_error = result.nack_reason or "NACK"
+                limit = result.nack_max_deliveries
+                limit = self.nack_max_deliveries if limit is None else limit
+                if limit and p.deliveries >= limit:
+                    return self._on_failure(p, "max-deliveries", routes, now)
+                delay_ms = result.nack_delay_ms
+                p.due = now + (self.nack_delay_s if delay_ms is None else delay_ms / 1000.0)
+                return True
+        raise AssertionError(f"unhandled status {result.status!r}")  # pragma: no cover
+
+    def _schedule_retry(self, p: _Pending, now: float) -> None:
+        p.retries += 1
+        p.due = now + self.retry.delay_s(p.retries, self._rng)
+        self.metrics.retried.labels(sink=PRIMARY).inc()
+
+    def _on_failure(self, p: _Pending, reason: str, routes: _Routes, now: float) -> bool:
+        """The retry budget (or the NACK delivery bound) ran out: apply onFailure."""
+        policy = self.retry.on_failure
+        if policy == "retry":
+            if not p.warned:
+                p.warned = True
+                logger.warning(
+                    "message %s: %s after %d deliveries (last %s: %s); onFailure=retry "
+                    "keeps retrying it",
+                    p.datum.id,
+                    reason,
+                    p.deliveries,
+                    p.last_status.name,
+                    p.last_error,
+                )
+            self._schedule_retry(p, now)
+            return True
+        if policy == "fallback":
+            routes.fallback.append((fallback_datum(p), reason))
+            return False
+        self.metrics.dropped.labels(reason=reason).inc()
+        logger.warning(
+            "message %s dropped (onFailure=drop): %s after %d deliveries; last %s: %s",
+            p.datum.id,
+            reason,
+            p.deliveries,
+            p.last_status.name,
+            p.last_error,
+        )
+        return False
+
+    # --- secondary sinks ---
+
+    async def _write_routes(self, routes: _Routes) -> None:
+        jobs: list[Coroutine[Any, Any, object]] = []
+        if routes.fallback:
+            assert self.sinks.fallback is not None
+            jobs.append(self._write_fallback(self.sinks.fallback, routes.fallback))
+        if routes.on_success:
+            assert self.sinks.on_success is not None
+            jobs.append(
+                self._write_until_accepted(ON_SUCCESS, self.sinks.on_success, routes.on_success)
+            )
+        if routes.serve:
+            assert self.sinks.serve is not None
+            jobs.append(self._write_until_accepted(SERVE, self.sinks.serve, routes.serve))
+        if jobs:
+            await asyncio.gather(*jobs)
+
+    async def _write_fallback(self, sink: Sink, items: list[tuple[Datum, str]]) -> None:
+        reasons = {d.id: reason for d, reason in items}
+        accepted = await self._write_until_accepted(FALLBACK, sink, [d for d, _ in items])
+        for i in accepted:
+            self.metrics.fallback.labels(reason=reasons[i]).inc()
+
+    async def _write_until_accepted(self, role: str, sink: Sink, datums: list[Datum]) -> list[str]:
+        """Write to a secondary sink, retrying what it does not accept, until all is accepted.
+
+        Never gives up: these datums have left the primary, so the secondary write is their
+        only way to a terminal outcome. Returns the ids in the order they were accepted.
+        """
+        accepted: list[str] = []
+        pending = datums
+        retries = 0
+        while pending:
+            results = await self._write_checked(role, sink, pending, SECONDARY_ALLOWED, "")
+            still: list[Datum] = []
+            nack_delay = 0.0
+            for d in pending:
+                r = results[d.id]
+                if r.status == Status.SUCCESS:
+                    accepted.append(d.id)
+                    continue
+                still.append(d)
+                if r.status == Status.NACK:
+                    self.metrics.nacked.inc()
+                    delay_ms = r.nack_delay_ms
+                    nack_delay = max(
+                        nack_delay, self.nack_delay_s if delay_ms is None else delay_ms / 1000.0
+                    )
+                else:
+                    self.metrics.failed.labels(sink=role).inc()
+            self.metrics.written.labels(sink=role).inc(len(pending) - len(still))
+            if role == ON_SUCCESS:
+                self.metrics.on_success.inc(len(pending) - len(still))
+            elif role == SERVE:
+                self.metrics.served.inc(len(pending) - len(still))
+            if still:
+                retries += 1
+                self.metrics.retried.labels(sink=role).inc(len(still))
+                delay = max(nack_delay, self.retry.delay_s(retries, self._rng))
+                first = results[still[0].id]
+                logger.warning(
+                    "%s did not accept %d messages (%s; first: %s %s); retry %d in %.3fs",
+                    _label(role, sink),
+                    len(still),
+                    _show_ids([d.id for d in still]),
+                    first.status.name,
+                    first.err or first.nack_reason or "",
+                    retries,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+            pending = still
+        return accepted

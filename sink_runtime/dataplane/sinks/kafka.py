@@ -1,0 +1,276 @@
+"""KafkaSink: writes Datums to a topic with an idempotent producer, one outcome per datum.
+
+The same class serves every role (primary, fallback, on-success, serve): the forwarder hands
+it Datums and reads back one Response per datum. Separate from the source because producing
+has its own rules:
+- the producer is idempotent (`enable.idempotence`, `acks=all`): librdkafka's internal
+  retries neither duplicate nor reorder records of a partition;
+- record key: with `setKey`, the keys joined by `keySeparator`; no keys, no key;
+- headers, later wins: the message's headers (when `propagate`), the static headers, then the
+  key headers (`split` / `single` / `none`), which win over any same-named header (see
+  `keyheaders`);
+- `write()` produces the whole batch, then waits for every delivery report; a datum is OK only
+  once the broker acknowledged it, otherwise FAILURE with an error naming the topic and the
+  Kafka error (an oversized message fails on its own, the others still go through). Every
+  message gets a report within `message.timeout.ms` (default: the sink's delivery timeout).
+
+All producer calls run on one dedicated thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from sink_runtime.config import KafkaSinkConfig
+from sink_runtime.dataplane.endpoints import SinkError
+from sink_runtime.dataplane.kafka_client import (
+    DEFAULT_DELIVERY_TIMEOUT_MS,
+    ErrorThrottle,
+    LibrdkafkaLog,
+    producer_settings,
+    redacted,
+)
+from sink_runtime.dataplane.keyheaders import KeyHeaders, record_key
+from sink_runtime.dataplane.metrics import Metrics
+from sink_runtime.types import Datum, Response
+
+logger = logging.getLogger(__name__)
+rdkafka_logger = LibrdkafkaLog(logging.getLogger(f"{__name__}.librdkafka"))
+
+_T = TypeVar("_T")
+# Waiting for delivery reports a little longer than librdkafka's own message timeout, so the
+# reports (success or timeout) arrive before we give up on them.
+REPORT_GRACE_S = 5.0
+PROBE_TIMEOUT_S = 2.0
+CLOSE_FLUSH_S = 5.0
+# While the local queue is full, how long to serve delivery reports before producing again.
+QUEUE_FULL_POLL_S = 0.1
+# The RuntimeConfig field of each role, for error messages.
+_CONFIG_FIELD = {"primary": "sink", "on_success": "onSuccess"}
+
+
+class KafkaSink:
+    """Writes to `config.topic` (see the module doc).
+
+    `name` is the sink's role (primary, fallback, on_success, serve); it prefixes the config
+    path in errors (`fallback.config: ...`). `metrics` is accepted like every sink's, but
+    written/failed counts are the forwarder's.
+    """
+
+    def __init__(
+        self,
+        config: KafkaSinkConfig,
+        *,
+        name: str = "kafka",
+        metrics: Metrics | None = None,
+        delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_MS / 1000,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.metrics = metrics
+        self._delivery_timeout_ms = int(delivery_timeout_s * 1000)
+        self._codec = KeyHeaders(config.headers.keys, config.headers.keys_header)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"kafka-sink-{name}")
+        self._settings: dict[str, Any] = {}
+        self._producer: Any = None
+        self._fatal: str | None = None
+        self._reachable = False
+        self._probing = False
+        self._closed = False
+        self._errors = ErrorThrottle(logger)
+
+    @property
+    def topic(self) -> str:
+        return self.config.topic
+
+    # --- lifecycle ---
+
+    async def start(self) -> None:
+        """Create the producer and check the brokers answer (not fatal if they do not)."""
+        settings: dict[str, Any] = producer_settings(
+            self.config, self._where, self._delivery_timeout_ms
+        )
+        settings |= {"error_cb": self._on_error, "logger": rdkafka_logger}
+        self._settings = settings
+        logger.info(
+            "kafka sink %s: producing to %s on %s",
+            self.name,
+            self.topic,
+            ",".join(self.config.brokers),
+            extra={"settings": redacted(settings)},
+        )
+        await self._run(self._create)
+        await self._run(self._probe)
+
+    @property
+    def _where(self) -> str:
+        return _CONFIG_FIELD.get(self.name, self.name)
+
+    def _create(self) -> None:
+        self._producer = Producer(self._settings)
+        self._fatal = None
+
+    async def close(self) -> None:
+        """Deliver what is still queued (briefly), then drop the producer.
+
+        Every write() already waited for its reports, so the queue is normally empty here.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._producer is not None:
+            left = await self._run(self._producer.flush, CLOSE_FLUSH_S)
+            if left:
+                logger.warning(
+                    "kafka sink %s: %d message(s) to %s still undelivered at close",
+                    self.name,
+                    left,
+                    self.topic,
+                )
+        self._thread.shutdown(wait=False)
+        self._producer = None
+
+    def is_ready(self) -> bool:
+        """Started, not failed fatally, and the brokers answered last time we checked."""
+        ready = self._producer is not None and self._fatal is None and not self._closed
+        if ready and not self._reachable and not self._probing:
+            # Re-check in the background; readiness must not block its caller.
+            self._probing = True
+            try:
+                self._thread.submit(self._probe)
+            except RuntimeError:  # closed meanwhile
+                self._probing = False
+        return ready and self._reachable
+
+    async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, fn, *args)
+
+    # --- writing ---
+
+    async def write(self, datums: Sequence[Datum]) -> Sequence[Response]:
+        if self._producer is None:
+            raise SinkError(f"kafka sink {self.name}: write() before start() or after close()")
+        if not datums:
+            return []
+        return await self._run(self._write, list(datums))
+
+    def _write(self, datums: list[Datum]) -> list[Response]:
+        if self._fatal is not None:
+            logger.warning(
+                "kafka sink %s: recreating the producer after a fatal error: %s",
+                self.name,
+                self._fatal,
+            )
+            self._create()
+        outcomes: list[str | None] = [None] * len(datums)
+        pending = [False] * len(datums)
+        for i, datum in enumerate(datums):
+            error = self._produce(datum, self._reporter(i, outcomes, pending))
+            if error is not None:
+                outcomes[i] = error
+            else:
+                pending[i] = True
+        wait_s = self._report_wait_s()
+        deadline = time.monotonic() + wait_s
+        while any(pending) and time.monotonic() < deadline:
+            self._producer.flush(max(0.0, deadline - time.monotonic()))
+        responses = []
+        for i, datum in enumerate(datums):
+            if pending[i]:
+                outcomes[i] = f"no delivery report from Kafka within {wait_s:.0f}s"
+            error = outcomes[i]
+            responses.append(
+                Response.ok(datum.id)
+                if error is None
+                else Response.failure(datum.id, f"kafka topic {self.topic}: {error}")
+            )
+        if any(o is None for o in outcomes):
+            self._reachable = True
+        return responses
+
+    def _produce(self, datum: Datum, on_delivery: Callable[[Any, Any], None]) -> str | None:
+        """Queue one record; the error text when librdkafka refuses it at once."""
+        key = record_key(datum.keys, self.config.key_separator) if self.config.set_key else None
+        headers = self._codec.record_headers(
+            datum.keys,
+            datum.headers,
+            propagate=self.config.headers.propagate,
+            static=self.config.headers.static,
+        )
+        while True:
+            try:
+                self._producer.produce(
+                    self.topic,
+                    value=datum.value,
+                    key=None if key is None else key.encode("utf-8"),
+                    headers=[(k, v.encode("utf-8")) for k, v in headers.items()],
+                    on_delivery=on_delivery,
+                )
+                return None
+            except BufferError:
+                # The local queue is full: serve delivery reports to make room, then retry.
+                self._producer.poll(QUEUE_FULL_POLL_S)
+            except KafkaException as exc:
+                return _describe(exc.args[0] if exc.args else exc)
+            except (TypeError, ValueError, UnicodeEncodeError) as exc:
+                return f"record rejected by the client: {exc}"
+
+    @staticmethod
+    def _reporter(
+        i: int, outcomes: list[str | None], pending: list[bool]
+    ) -> Callable[[Any, Any], None]:
+        def on_delivery(err: Any, _msg: Any) -> None:
+            outcomes[i] = None if err is None else _describe(err)
+            pending[i] = False
+
+        return on_delivery
+
+    def _report_wait_s(self) -> float:
+        timeout_ms = int(self._settings.get("message.timeout.ms", self._delivery_timeout_ms))
+        return timeout_ms / 1000 + REPORT_GRACE_S
+
+    # --- connectivity ---
+
+    def _on_error(self, err: Any) -> None:
+        if err.fatal():
+            self._fatal = _describe(err)
+            logger.error("kafka sink %s: fatal producer error: %s", self.name, self._fatal)
+            return
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._reachable = False
+        self._errors.warning(
+            err.code(),
+            f"kafka sink {self.name}: {_describe(err)} "
+            f"(brokers {','.join(self.config.brokers)}; retrying)",
+        )
+
+    def _probe(self) -> None:
+        try:
+            md = self._producer.list_topics(topic=self.topic, timeout=PROBE_TIMEOUT_S)
+            self._reachable = bool(md.brokers)
+        except KafkaException as exc:
+            self._reachable = False
+            self._errors.warning(
+                "probe",
+                f"kafka sink {self.name}: cannot reach brokers "
+                f"{','.join(self.config.brokers)} ({exc}); not ready, retrying",
+            )
+        finally:
+            self._probing = False
+
+
+def _describe(err: Any) -> str:
+    if isinstance(err, KafkaError):
+        return f"{err.name()}: {err.str()}"
+    return str(err)
+
+
+__all__ = ["KafkaSink"]

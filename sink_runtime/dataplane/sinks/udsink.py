@@ -1,0 +1,394 @@
+"""The gRPC client of a user-defined sink on a Unix socket (the `udsink` sink type).
+
+It speaks both paths of CONTRACT.md and picks one at connect time:
+- `udsink.v1.BatchSink/WriteBatch` when the server-info file advertises the batch extension
+  (and the config allows it): one gRPC message per batch, split so that no message exceeds
+  the max message size;
+- `sink.v1.Sink/SinkFn` otherwise, the path every Numaflow SDK serves: handshake first, then per
+  batch N requests + EOT, answered by results and a separate EOT message.
+One stream stays open across batches and carries strictly one batch at a time.
+
+A broken stream (the server's INTERNAL abort for a handler exception, a restarting sidecar) is
+re-established (IsReady, handshake) and the same batch is sent again, a bounded number of times;
+then SinkError names the sink and the last gRPC status, and the forwarder retries the batch
+with its backoff. Answers are returned as they came: the forwarder checks them against the
+contract, so a misbehaving sink is reported once, in one place.
+
+Messages are serialized here rather than by gRPC, so the encoded size is known before sending:
+an oversized batch is split, and a datum that alone exceeds the limit is answered FAILURE
+locally (it can never be sent) instead of breaking the stream for the whole batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from typing import Any, cast
+
+import grpc
+from google.protobuf import empty_pb2
+
+from sink_runtime import codec, serverinfo
+from sink_runtime.config import UdSinkConfig
+from sink_runtime.dataplane.endpoints import SinkError
+from sink_runtime.dataplane.metrics import Metrics
+from sink_runtime.proto import batch_pb2, sink_pb2
+from sink_runtime.types import Datum, Response
+
+logger = logging.getLogger(__name__)
+
+SINK_FN = "/sink.v1.Sink/SinkFn"
+IS_READY = "/sink.v1.Sink/IsReady"
+WRITE_BATCH = "/udsink.v1.BatchSink/WriteBatch"
+
+# The tag of field 1 with wire type 2 (length-delimited): `request` in SinkRequest and
+# `requests` in SinkBatch.
+_FIELD_1_TAG = b"\x0a"
+_HANDSHAKE = sink_pb2.SinkRequest(handshake=sink_pb2.Handshake(sot=True)).SerializeToString()
+_EOT = sink_pb2.SinkRequest(status=sink_pb2.TransmissionStatus(eot=True)).SerializeToString()
+
+
+# The end-of-stream sentinel of grpc.aio reads (absent from the type stubs).
+EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
+
+
+@lru_cache(maxsize=4096)
+def _field_1_prefix(length: int) -> bytes:
+    """Tag and base-128 varint length of a field-1 submessage (lengths repeat: cached)."""
+    out = bytearray(_FIELD_1_TAG)
+    while length > 0x7F:
+        out.append((length & 0x7F) | 0x80)
+        length >>= 7
+    out.append(length)
+    return bytes(out)
+
+
+def _frame_field_1(encoded: bytes) -> bytes:
+    return _field_1_prefix(len(encoded)) + encoded
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+class StreamBroken(Exception):
+    """The current stream cannot carry the batch; reconnecting may help."""
+
+    def __init__(self, what: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(what)
+        self.code = code
+
+
+def _rpc_failure(err: grpc.aio.AioRpcError, during: str) -> StreamBroken:
+    return StreamBroken(f"{during}: gRPC status {err.code().name}: {err.details()}", err.code())
+
+
+async def _finished_call(call: Any, during: str) -> StreamBroken:
+    """A write on a call that already ended (the server went away between batches)."""
+    code = await call.code()
+    details = await call.details()
+    return StreamBroken(f"{during}: gRPC status {code.name}: {details}", code)
+
+
+class UdSink:
+    """A user-defined sink reached over gRPC on a Unix socket."""
+
+    def __init__(
+        self,
+        config: UdSinkConfig,
+        *,
+        metrics: Metrics,
+        name: str = "primary",
+        max_resends: int = 3,
+        reconnect_timeout_s: float = 10.0,
+        server_info_poll_s: float = 0.1,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.name = name
+        self.max_resends = max_resends
+        self.reconnect_timeout_s = reconnect_timeout_s
+        self.server_info_poll_s = server_info_poll_s
+        self.max_message_bytes = config.max_message_bytes
+        self.info: serverinfo.ServerInfo | None = None
+        self.use_batch = False
+        self._channel: grpc.aio.Channel | None = None
+        self._call: Any = None
+        self._lock = asyncio.Lock()
+        self._ready = False
+        self._closed = False
+
+    @property
+    def where(self) -> str:
+        return f"{self.name} sink at {self.config.socket_path}"
+
+    # --- lifecycle ---
+
+    async def start(self) -> None:
+        """Wait for the server-info file and IsReady, choose the path, open the stream."""
+        timeout_s = self.config.startup_timeout_ms / 1000.0
+        try:
+            self.info = await serverinfo.wait_for_server_info(
+                self.config.server_info_path, timeout_s, self.server_info_poll_s
+            )
+        except serverinfo.ServerInfoError as err:
+            raise SinkError(f"{self.where}: {err}") from None
+        if self.info.protocol != "uds":
+            raise SinkError(
+                f"{self.where}: server-info {self.config.server_info_path} says protocol "
+                f"{self.info.protocol!r}; this client speaks only 'uds' (a Unix socket)"
+            )
+        self.use_batch = self.config.use_batch_extension and self.info.supports_batch()
+        logger.info(
+            "%s: server-info %s (version %s); using %s",
+            self.where,
+            self.config.server_info_path,
+            self.info.version,
+            "the batch extension (udsink.v1.BatchSink)" if self.use_batch else "sink.v1.Sink",
+        )
+        try:
+            await self._connect(timeout_s)
+        except StreamBroken as err:
+            raise SinkError(f"{self.where}: cannot connect: {err}") from None
+
+    def is_ready(self) -> bool:
+        return self._ready and not self._closed
+
+    async def close(self) -> None:
+        self._closed = True
+        self._ready = False
+        await self._disconnect()
+
+    # --- connection ---
+
+    def _new_channel(self) -> grpc.aio.Channel:
+        limit = self.max_message_bytes
+        return grpc.aio.insecure_channel(
+            f"unix:{self.config.socket_path}",
+            options=[
+                ("grpc.max_send_message_length", limit),
+                ("grpc.max_receive_message_length", limit),
+                # A restarted sidecar should be found again quickly, not after minutes.
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 1000),
+            ],
+        )
+
+    async def _disconnect(self) -> None:
+        call, channel = self._call, self._channel
+        self._call = self._channel = None
+        if call is not None:
+            call.cancel()
+        if channel is not None:
+            await channel.close(None)
+
+    async def _wait_ready(self, channel: grpc.aio.Channel, timeout_s: float) -> None:
+        is_ready = channel.unary_unary(
+            IS_READY,
+            request_serializer=empty_pb2.Empty.SerializeToString,
+            response_deserializer=sink_pb2.ReadyResponse.FromString,
+        )
+        deadline = time.monotonic() + timeout_s
+        last = "no answer"
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StreamBroken(f"not ready within {timeout_s:.1f}s ({last})")
+            try:
+                answer = await is_ready(empty_pb2.Empty(), timeout=left, wait_for_ready=True)
+            except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise StreamBroken(
+                        f"not ready within {timeout_s:.1f}s (IsReady: {last})", err.code()
+                    ) from None
+                raise _rpc_failure(err, "IsReady") from None
+            if answer.ready:
+                return
+            last = "IsReady answered ready=false"
+            await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+    async def _connect(self, timeout_s: float) -> None:
+        await self._disconnect()
+        channel = self._new_channel()
+        self._channel = channel
+        await self._wait_ready(channel, timeout_s)
+        if self.use_batch:
+            self._call = cast(
+                Any,
+                channel.stream_stream(
+                    WRITE_BATCH,
+                    request_serializer=_identity,
+                    response_deserializer=batch_pb2.SinkBatchResult.FromString,
+                ),
+            )()
+        else:
+            call = cast(
+                Any,
+                channel.stream_stream(
+                    SINK_FN,
+                    request_serializer=_identity,
+                    response_deserializer=sink_pb2.SinkResponse.FromString,
+                ),
+            )()
+            self._call = call
+            try:
+                await call.write(_HANDSHAKE)
+                answer = await call.read()
+            except grpc.aio.AioRpcError as err:
+                raise _rpc_failure(err, "handshake") from None
+            except asyncio.InvalidStateError:
+                raise await _finished_call(call, "handshake") from None
+            if answer is EOF:
+                raise StreamBroken("handshake: the server closed the stream")
+            if not (answer.HasField("handshake") and answer.handshake.sot):
+                raise StreamBroken(
+                    "handshake: the first answer was not a handshake (CONTRACT.md: the server "
+                    "must answer the client's handshake with handshake{sot:true})"
+                )
+        self._ready = True
+
+    # --- writing ---
+
+    async def write(self, datums: Sequence[Datum]) -> Sequence[Response]:
+        """The sink's answers for `datums` (unchecked), or SinkError."""
+        if not datums:
+            return []
+        async with self._lock:
+            encoded, local = self._encode(datums)
+            if not encoded:
+                return local
+            last: StreamBroken | None = None
+            for attempt in range(self.max_resends + 1):
+                try:
+                    if self._call is None:
+                        if self._closed:
+                            raise SinkError(f"{self.where}: closed")
+                        await self._connect(self.reconnect_timeout_s)
+                        self.metrics.sink_reconnects.labels(sink=self.name).inc()
+                    send = self._send_batches if self.use_batch else self._send_stream
+                    answers = await send(encoded)
+                    return answers + local if local else answers
+                except StreamBroken as err:
+                    last = err
+                    self._ready = False
+                    await self._disconnect()
+                    if attempt == self.max_resends:
+                        break
+                    logger.warning(
+                        "%s: stream failed (%s); reconnecting and resending %d messages "
+                        "(resend %d of %d)",
+                        self.where,
+                        err,
+                        len(datums),
+                        attempt + 1,
+                        self.max_resends,
+                    )
+                    await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+            assert last is not None
+            raise SinkError(
+                f"{self.where}: the batch of {len(datums)} messages could not be delivered "
+                f"after {self.max_resends} resends; last error: {last}"
+            )
+
+    def _encode(self, datums: Sequence[Datum]) -> tuple[list[bytes], list[Response]]:
+        """Serialized wire messages for the batch, and local FAILUREs for oversized datums.
+
+        Each request is encoded once, as field 1 of its enclosing message: the same bytes are a
+        complete `SinkRequest{request}` (sink.v1) and one entry of `SinkBatch.requests`, so a
+        batch message is their concatenation and its size is known without encoding twice.
+        """
+        to_request = codec.datum_to_request
+        framed = [_frame_field_1(to_request(d).SerializeToString()) for d in datums]
+        limit = self.max_message_bytes
+        local = [
+            self._oversized(d, len(f))
+            for d, f in zip(datums, framed, strict=True)
+            if len(f) > limit
+        ]
+        if local:
+            framed = [f for f in framed if len(f) <= limit]
+        if not self.use_batch:
+            return framed, local
+        chunks: list[bytes] = []
+        start, size = 0, 0
+        for i, f in enumerate(framed):
+            if size + len(f) > limit and i > start:
+                chunks.append(b"".join(framed[start:i]))
+                start, size = i, 0
+            size += len(f)
+        if start < len(framed):
+            chunks.append(b"".join(framed[start:]))
+        return chunks, local
+
+    def _oversized(self, d: Datum, size: int) -> Response:
+        return Response.failure(
+            d.id,
+            f"message {d.id} is {size} bytes encoded, over the max message size of "
+            f"{self.max_message_bytes} bytes of the {self.where} (maxMessageBytes); "
+            "it cannot be sent",
+        )
+
+    async def _send_batches(self, chunks: list[bytes]) -> list[Response]:
+        call = self._call
+        decode = codec.result_to_response
+        answers: list[Response] = []
+        for chunk in chunks:
+            try:
+                await call.write(chunk)
+                reply = await call.read()
+            except grpc.aio.AioRpcError as err:
+                raise _rpc_failure(err, "WriteBatch") from None
+            except asyncio.InvalidStateError:
+                raise await _finished_call(call, "WriteBatch") from None
+            if reply is EOF:
+                raise StreamBroken("WriteBatch: the server ended the stream before answering")
+            answers.extend(self._decode(reply.results, decode))
+        return answers
+
+    async def _send_stream(self, messages: list[bytes]) -> list[Response]:
+        call = self._call
+        decode = codec.result_to_response
+        answers: list[Response] = []
+        try:
+            for m in messages:
+                await call.write(m)
+            await call.write(_EOT)
+            while True:
+                reply = await call.read()
+                if reply is EOF:
+                    raise StreamBroken("SinkFn: the server ended the stream before EOT")
+                if reply.HasField("status") and reply.status.eot:
+                    if reply.results:
+                        # Numaflow's client does not count results inside the EOT message and
+                        # neither do we: the datums they name then lack a result, which the
+                        # forwarder's contract check reports as missing ids.
+                        logger.error(
+                            "%s put %d results inside the EOT message (ids %s); they are not "
+                            "counted (CONTRACT.md: results go in separate messages before EOT)",
+                            self.where,
+                            len(reply.results),
+                            ", ".join(r.id for r in list(reply.results)[:10]),
+                        )
+                    return answers
+                answers.extend(self._decode(reply.results, decode))
+        except grpc.aio.AioRpcError as err:
+            raise _rpc_failure(err, "SinkFn") from None
+        except asyncio.InvalidStateError:
+            raise await _finished_call(call, "SinkFn") from None
+
+    def _decode(
+        self, results: Sequence[sink_pb2.SinkResponse.Result], decode: Callable[..., Response]
+    ) -> list[Response]:
+        answers: list[Response] = []
+        for res in results:
+            try:
+                answers.append(decode(res))
+            except ValueError as err:
+                # An unknown status: keep the id out of the answers, so the contract check
+                # reports it as missing and the datum is treated as FAILURE.
+                logger.error("%s: %s", self.where, err)
+        return answers

@@ -1,0 +1,87 @@
+"""Each example sink runs as `python examples/sinks/<file>.py` and does what its README says."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from sink_runtime.proto import sink_pb2
+from tests.support.sink_process import sink_process
+from tests.support.sink_wire import BatchStream, SinkFnStream, channel, request
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "sinks"
+
+
+async def test_log_sink_logs_and_acknowledges(sock_dir: str) -> None:
+    async with (
+        sink_process(EXAMPLES / "log_sink.py", sock_dir) as sink,
+        channel(sink.socket_path) as ch,
+    ):
+        stream = SinkFnStream(ch)
+        await stream.handshake()
+        results = await stream.batch([request("orders:0:7", b"hello", keys=["k"])])
+        assert [(r.id, r.status) for r in results] == [("orders:0:7", sink_pb2.SUCCESS)]
+    assert "datum orders:0:7 keys=['k'] value=b'hello'" in sink.output()
+
+
+def rows(db: Path) -> dict[str, tuple[str, bytes]]:
+    with sqlite3.connect(db) as conn:
+        return {i: (k, v) for i, k, v in conn.execute("SELECT id, keys, value FROM messages")}
+
+
+async def test_sqlite_sink_upserts_by_id_and_fails_on_a_locked_database(sock_dir: str) -> None:
+    db = Path(sock_dir) / "sink.db"
+    env = {"SQLITE_SINK_PATH": str(db), "SQLITE_SINK_LOCK_TIMEOUT_S": "0.2"}
+    async with (
+        sink_process(EXAMPLES / "sqlite_sink.py", sock_dir, env=env) as sink,
+        channel(sink.socket_path) as ch,
+    ):
+        stream = BatchStream(ch)
+        batch = [request(f"orders:0:{i}", f"v{i}".encode(), keys=["a", "b"]) for i in range(3)]
+        assert {r.status for r in await stream.batch(batch)} == {sink_pb2.SUCCESS}
+        assert rows(db)["orders:0:1"] == (json.dumps(["a", "b"]), b"v1")
+
+        # Redelivery of the same batch (as after a crash): still one row per id.
+        redelivered = [*batch, request("orders:0:3", b"v3")]
+        assert len(await stream.batch(redelivered)) == 4
+        assert sorted(rows(db)) == [f"orders:0:{i}" for i in range(4)]
+
+        # Another writer holds the database: every datum of the batch is a FAILURE, with why.
+        locker = sqlite3.connect(db, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        try:
+            v1 = SinkFnStream(ch)
+            await v1.handshake()
+            failed = await v1.batch([request("orders:0:9", b"v9")])
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        [result] = failed
+        assert result.status == sink_pb2.FAILURE
+        assert f"sqlite database {db} is locked" in result.err_msg
+        assert "orders:0:9" not in rows(db)
+        # The retry, once the lock is gone, succeeds.
+        assert [r.status for r in await v1.batch([request("orders:0:9", b"v9")])] == [0]
+        assert rows(db)["orders:0:9"][1] == b"v9"
+
+
+async def test_on_success_sink_sends_a_message_with_headers(sock_dir: str) -> None:
+    async with (
+        sink_process(EXAMPLES / "on_success_sink.py", sock_dir) as sink,
+        channel(sink.socket_path) as ch,
+    ):
+        stream = SinkFnStream(ch)
+        await stream.handshake()
+        results = await stream.batch([request("orders:2:5", b"paid", keys=["cust-1", "eu"])])
+    [r] = results
+    assert r.status == sink_pb2.ON_SUCCESS
+    msg = r.on_success_msg
+    assert (msg.value, list(msg.keys)) == (b"paid", ["cust-1", "eu"])
+    assert dict(msg.headers) == {"x-stored-by": "on-success-example", "x-source-id": "orders:2:5"}
+
+
+async def test_examples_readme_names_every_example() -> None:
+    readme = (EXAMPLES / "README.md").read_text()
+    for script in EXAMPLES.glob("*.py"):
+        assert script.name in readme

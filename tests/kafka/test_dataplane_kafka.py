@@ -1,0 +1,251 @@
+"""The whole data plane as the container runs it: Kafka -> user-defined sink -> commit.
+
+`python -m sink_runtime.dataplane --config FILE` runs in a subprocess against the real broker;
+the user's sink is our SDK server (real gRPC over a Unix socket) in the test process. What is
+asserted comes from outside the data plane: what the sink received, the group's committed
+offsets as the broker reports them, and the records in the fallback topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sink_runtime.config import (
+    Backoff,
+    BatchConfig,
+    KafkaSinkConfig,
+    KafkaSourceConfig,
+    ObservabilityConfig,
+    RetryStrategy,
+    RuntimeConfig,
+)
+from sink_runtime.server import SinkServer
+from sink_runtime.types import Datum, Response
+from tests.dataplane.recording_sink import Answer, RecordingSink, SdkSink, ok
+from tests.support.kafka_broker import KafkaBroker
+
+pytestmark = pytest.mark.kafka
+
+REPO = Path(__file__).resolve().parents[2]
+WAIT_S = 90.0
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="udsk-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def user_sink(sock_dir: Path) -> AsyncIterator[Any]:
+    servers: list[SinkServer] = []
+
+    async def start(answer: Answer = ok) -> SdkSink:
+        recorder = RecordingSink(answer)
+        server = SinkServer(
+            recorder,
+            socket_path=str(sock_dir / "sink.sock"),
+            server_info_path=str(sock_dir / "sinker-server-info"),
+            grace_s=1.0,
+        )
+        await server.start()
+        servers.append(server)
+        return SdkSink(server, recorder)
+
+    yield start
+    for s in servers:
+        await s.stop(0)
+
+
+def _config(
+    broker: KafkaBroker, topic: str, group: str, sink: SdkSink, **overrides: Any
+) -> RuntimeConfig:
+    options: dict[str, Any] = {
+        "source": KafkaSourceConfig(
+            brokers=[broker.bootstrap], topics=[topic], consumer_group=group
+        ),
+        "sink": sink.config(),
+        "batch": BatchConfig(size=50, timeout_ms=200),
+        "retry_strategy": RetryStrategy(
+            backoff=Backoff(interval_ms=5, cap_ms=50, jitter=0.0, steps=3)
+        ),
+        "observability": ObservabilityConfig(metrics_port=0, metrics_host="127.0.0.1"),
+        "shutdown_grace_ms": 10_000,
+    }
+    return RuntimeConfig(**(options | overrides))
+
+
+class DataPlaneProcess:
+    """`python -m sink_runtime.dataplane --config FILE`, its log in a file."""
+
+    def __init__(self, config: RuntimeConfig, workdir: Path) -> None:
+        self.config_path = workdir / "config.json"
+        self.config_path.write_text(config.to_json())
+        self.log_path = workdir / f"dataplane-{uuid.uuid4().hex[:6]}.log"
+        self._log = self.log_path.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sink_runtime.dataplane", "--config", str(self.config_path)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    async def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            code = await asyncio.to_thread(self.proc.wait, 30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self._log.close()
+        return code
+
+
+async def wait_committed(
+    broker: KafkaBroker, group: str, topic: str, proc: DataPlaneProcess
+) -> None:
+    """Until the group's committed offsets reach the end of every partition."""
+    end = await asyncio.to_thread(broker.end_offsets, topic)
+    deadline = time.monotonic() + WAIT_S
+    committed: dict[int, int] = {}
+    while time.monotonic() < deadline:
+        committed = await asyncio.to_thread(broker.committed, group, topic)
+        if committed == end:
+            return
+        if proc.proc.poll() is not None:
+            raise AssertionError(f"data plane exited ({proc.proc.returncode}):\n{proc.log()}")
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"committed {committed}, end {end} after {WAIT_S}s:\n{proc.log()[-4000:]}")
+
+
+def produce(broker: KafkaBroker, topic: str, count: int) -> list[str]:
+    """`count` keyed records (multi-part keys in split key headers); their datum ids."""
+    records = [
+        {
+            "value": f"value-{i}".encode(),
+            "key": f"k{i % 5}".encode(),
+            "headers": [
+                ("__key_len", b"2"),
+                ("__key_0", f"k{i % 5}".encode()),
+                ("__key_1", f"part:{i}".encode()),
+                ("n", str(i).encode()),
+            ],
+        }
+        for i in range(count)
+    ]
+    return [f"{topic}:{p}:{o}" for p, o in broker.produce(topic, records)]
+
+
+async def test_kafka_to_user_sink_routes_and_commits(
+    kafka_broker: KafkaBroker, user_sink: Any, tmp_path: Path
+) -> None:
+    topic = kafka_broker.create_topic(kafka_broker.unique_topic("dp-in"), partitions=2)
+    dlq = kafka_broker.create_topic(kafka_broker.unique_topic("dp-dlq"), partitions=1)
+    group = f"dp-{uuid.uuid4().hex[:8]}"
+    ids = await asyncio.to_thread(produce, kafka_broker, topic, 300)
+    fallback_ids = set(ids[::37])
+    flaky_ids = set(ids[5::50])
+
+    def answer(d: Datum, n: int) -> Response:
+        if d.id in fallback_ids:
+            return Response.fallback(d.id, "rejected by schema")
+        if d.id in flaky_ids and n <= 2:
+            return Response.failure(d.id, "deadlock, retry")
+        return Response.ok(d.id)
+
+    sink = await user_sink(answer)
+    config = _config(
+        kafka_broker,
+        topic,
+        group,
+        sink,
+        fallback=KafkaSinkConfig(brokers=[kafka_broker.bootstrap], topic=dlq),
+    )
+    dp = DataPlaneProcess(config, tmp_path)
+    try:
+        await wait_committed(kafka_broker, group, topic, dp)
+    finally:
+        code = await dp.stop()
+    assert code == 0, dp.log()
+
+    rec = sink.recorder
+    assert set(rec.ids) == set(ids)
+    assert all(rec.count(i) == 3 for i in flaky_ids)
+    by_id = {d.id: d for d in rec.datums}
+    # Multi-part keys rebuilt from the key headers; the other headers kept.
+    n0 = ids[0]
+    assert by_id[n0].keys == ("k0", "part:0")
+    assert by_id[n0].headers["n"] == "0"
+    assert by_id[n0].value == b"value-0"
+    # Per partition, the sink saw the offsets in order (first deliveries).
+    for partition in (0, 1):
+        offsets = [int(i.rsplit(":", 1)[1]) for i in rec.ids if i.split(":")[1] == str(partition)]
+        first_seen = list(dict.fromkeys(offsets))
+        assert first_seen == sorted(first_seen)
+
+    moved = await asyncio.to_thread(kafka_broker.consume, dlq, len(fallback_ids))
+    assert {r.header("x-udsink-source").decode() for r in moved} == fallback_ids  # type: ignore[union-attr]
+    assert {r.header("x-udsink-status") for r in moved} == {b"FALLBACK"}
+    assert {r.header("x-udsink-error") for r in moved} == {b"rejected by schema"}
+    log = dp.log()
+    assert "stopping: no new batches" in log
+
+
+async def test_killed_and_restarted_data_plane_loses_nothing(
+    kafka_broker: KafkaBroker, user_sink: Any, tmp_path: Path
+) -> None:
+    topic = kafka_broker.create_topic(kafka_broker.unique_topic("dp-kill"), partitions=2)
+    group = f"dp-{uuid.uuid4().hex[:8]}"
+    ids = await asyncio.to_thread(produce, kafka_broker, topic, 1000)
+
+    def slow_ok(d: Datum, n: int) -> Response:
+        time.sleep(0.0005)  # about 25 ms per batch: the kill lands mid-stream
+        return Response.ok(d.id)
+
+    sink = await user_sink(slow_ok)
+    # A killed member holds its partitions until its session times out: keep that short.
+    source = KafkaSourceConfig(
+        brokers=[kafka_broker.bootstrap],
+        topics=[topic],
+        consumer_group=group,
+        config={"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"},
+    )
+    config = _config(kafka_broker, topic, group, sink, source=source)
+    first = DataPlaneProcess(config, tmp_path)
+    deadline = time.monotonic() + WAIT_S
+    while len(sink.recorder.ids) < 300 and time.monotonic() < deadline:
+        assert first.proc.poll() is None, first.log()
+        await asyncio.sleep(0.02)
+    await first.stop(signal.SIGKILL)
+    before = await asyncio.to_thread(kafka_broker.committed, group, topic)
+    assert sum(before.values()) < len(ids)
+
+    second = DataPlaneProcess(config, tmp_path)
+    try:
+        await wait_committed(kafka_broker, group, topic, second)
+    finally:
+        assert await second.stop() == 0, second.log()
+    received = sink.recorder.ids
+    assert set(received) == set(ids)  # nothing lost
+    duplicates = len(received) - len(set(received))
+    # Only what was in flight (read but not committed) at the kill is delivered again.
+    assert duplicates <= len(ids) - sum(before.values())

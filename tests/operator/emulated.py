@@ -1,0 +1,278 @@
+"""kmock's Kubernetes emulator, made a little more like an API server, and the operator
+running against it (TESTING.md tier 4).
+
+kmock stores objects and serves list/watch/patch, but it neither validates nor garbage-collects:
+tests seed uids and assert on ownerReferences rather than on cascading deletion. The subclass
+below adds the API-server behaviours the operator depends on (see ApplyingEmulator). The
+operator itself is the real one: the real kopf registry of `handlers.build_registry`, talking
+HTTP to the emulator with the real `Cluster` client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import itertools
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import aiohttp.web
+import attrs
+import kmock
+import kopf
+import kubernetes.client
+from udsink_operator import constants, handlers
+from udsink_operator.cluster import APPLY_CONTENT_TYPE, Cluster
+
+NAMESPACE = "shop"
+UDSINKS = f"{constants.GROUP}/{constants.VERSION}/{constants.PLURAL}"
+T = TypeVar("T")
+
+
+def merged(base: Any, patch: Any) -> Any:
+    """A JSON merge patch applied to `base` (what kmock stores for a dict patch)."""
+    if not isinstance(patch, dict) or not isinstance(base, dict):
+        return copy.deepcopy(patch)
+    result = dict(base)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merged(base.get(key), value)
+    return result
+
+
+class ApplyingEmulator(kmock.KubernetesEmulator):
+    """kmock's emulator with the API-server behaviours the operator relies on: server-side
+    apply creates a missing object; every write gets a new resourceVersion, and a write that
+    names an older one is refused with 409 (optimistic concurrency); a change of `spec`
+    increments `metadata.generation`; `generateName` yields a name. kopf uses the
+    resourceVersions to skip the echoes of its own patches, as against a real server."""
+
+    _versions = itertools.count(100)
+
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        if request.resource is not None and isinstance(request.data, dict):
+            if request.action == kmock.action.UPDATE:
+                request = await self._before_update(request)
+            if request.action == kmock.action.CREATE:
+                meta = request.data.setdefault("metadata", {})
+                meta["resourceVersion"] = str(next(self._versions))
+                meta.setdefault("generation", 1)
+                if "name" not in meta and "generateName" in meta:  # e.g. kopf's Events
+                    meta["name"] = f"{meta['generateName']}{meta['resourceVersion']}"
+        return await super()._handle(request)
+
+    async def _before_update(self, request: kmock.Request) -> kmock.Request:
+        key = (request.resource, request.namespace, request.name)
+        async with self._lock:
+            live = (
+                None
+                if key not in self.objects or self.objects[key].deleted
+                else self.objects[key].raw
+            )
+        content_type = request.headers.get("Content-Type", "")
+        if live is None:
+            if request.subresource is None and content_type.startswith(APPLY_CONTENT_TYPE):
+                # kmock routes a request only if it is the very object it recorded: swap the
+                # recorded one for its create-twin (same method, path and body).
+                created = attrs.evolve(request, action=kmock.action.CREATE)
+                self._requests[self._requests.index(request)] = created
+                return created
+            return request
+        meta = request.data.setdefault("metadata", {})
+        expected = meta.get("resourceVersion")
+        current = live.get("metadata", {}).get("resourceVersion")
+        if expected is not None and expected != current:
+            raise kmock.KubernetesError(
+                status=409, reason="Conflict", message=f"resourceVersion {expected} != {current}"
+            )
+        meta["resourceVersion"] = str(next(self._versions))
+        spec = request.data.get("spec") if request.subresource is None else None
+        if spec is not None and merged(live.get("spec"), spec) != live.get("spec"):
+            meta["generation"] = int(live.get("metadata", {}).get("generation", 1)) + 1
+        return request
+
+
+@contextlib.asynccontextmanager
+async def serving_emulator() -> AsyncIterator[ApplyingEmulator]:
+    """An emulator on a free local port that knows the resources the operator uses."""
+    async with ApplyingEmulator() as emu, kmock.Server(emu):
+        emu.resources[UDSINKS] = kmock.ResourceInfo(
+            kind=constants.KIND,
+            singular=constants.SINGULAR,
+            namespaced=True,
+            shortnames=set(constants.SHORT_NAMES),
+            verbs={"list", "watch", "get", "patch", "create", "delete"},
+            subresources={"status", "scale"},
+        )
+        for res, kind in [
+            ("apps/v1/deployments", "Deployment"),
+            ("v1/configmaps", "ConfigMap"),
+            ("v1/services", "Service"),
+            ("v1/secrets", "Secret"),
+            ("v1/events", "Event"),
+        ]:
+            emu.resources[res] = kmock.ResourceInfo(
+                kind=kind,
+                namespaced=True,
+                verbs={"list", "watch", "get", "patch", "create", "delete"},
+                subresources={"status"} if kind == "Deployment" else set(),
+            )
+        # Discovery only: kopf waits until its backbone resources are known to the server.
+        emu.resources["v1/namespaces"] = kmock.ResourceInfo(
+            kind="Namespace", namespaced=False, verbs={"list", "watch", "get"}
+        )
+        emu.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = kmock.ResourceInfo(
+            kind="CustomResourceDefinition", namespaced=False, verbs={"list", "watch", "get"}
+        )
+        yield emu
+
+
+@contextlib.asynccontextmanager
+async def running_operator(
+    emu: ApplyingEmulator, options: handlers.OperatorOptions | None = None
+) -> AsyncIterator[None]:
+    """The real operator (real registry, real kopf) watching NAMESPACE, standalone.
+
+    It runs in its own thread and event loop, as in production: the emulator's streaming
+    responses then stay out of kopf's task accounting, so the operator stops at once."""
+    config = kubernetes.client.Configuration(host=str(emu.url).rstrip("/"))
+    cluster = Cluster(config)
+    registry = handlers.build_registry(
+        cluster, options or handlers.OperatorOptions(sidecars="native")
+    )
+    settings = handlers.operator_settings()
+    # kmock cannot serve the cluster-wide namespace list (it reads `/api/v1/namespaces` as a
+    # namespaced path), so kopf watches the given namespace without observing namespaces.
+    settings.scanning.disabled = True
+    stop, ready = threading.Event(), threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(
+                kopf.operator(
+                    registry=registry,
+                    settings=settings,
+                    namespaces=[NAMESPACE],
+                    standalone=True,
+                    stop_flag=stop,
+                    ready_flag=ready,
+                )
+            )
+        except BaseException as err:  # reported by the test below
+            failure.append(err)
+
+    thread = threading.Thread(target=run, name="udsink-operator", daemon=True)
+    thread.start()
+    try:
+        started = await asyncio.to_thread(ready.wait, 15)
+        assert started and not failure, f"the operator did not start: {failure!r}"
+        yield
+    finally:
+        stop.set()
+        await asyncio.to_thread(thread.join, 15)
+        cluster.close()
+    assert not thread.is_alive(), "the operator did not stop within 15s"
+    assert not failure, f"the operator failed: {failure!r}"
+
+
+async def eventually(check: Callable[[], T | None], within: float = 10.0) -> T:
+    """Poll `check` until it returns something truthy; fail with the last value otherwise."""
+    deadline = asyncio.get_running_loop().time() + within
+    last: Any = None
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            last = check()
+        except (KeyError, ValueError, AssertionError) as err:
+            last = err
+        else:
+            if last:
+                return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"condition not met within {within}s; last value: {last!r}")
+
+
+async def settle(emu: ApplyingEmulator, quiet: float = 0.5, within: float = 10.0) -> None:
+    """Wait until the emulator has seen no request for `quiet` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    seen = len(list(emu))
+    calm_since = loop.time()
+    while loop.time() < deadline:
+        await asyncio.sleep(0.05)
+        now_seen = len(list(emu))
+        if now_seen != seen:
+            seen, calm_since = now_seen, loop.time()
+        elif loop.time() - calm_since >= quiet:
+            return
+    raise AssertionError("the operator never went quiet")
+
+
+UDSINK_PATH = f"/apis/{UDSINKS.rsplit('/', 1)[0]}/namespaces/{NAMESPACE}/{constants.PLURAL}"
+DEPLOYMENTS_PATH = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments"
+CONFIGMAPS_PATH = f"/api/v1/namespaces/{NAMESPACE}/configmaps"
+SECRETS_PATH = f"/api/v1/namespaces/{NAMESPACE}/secrets"
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def udsink_object(name: str = "orders", **spec: Any) -> dict[str, Any]:
+    """A valid UDSink (generator source, one user-defined sink) with `spec` overrides."""
+    body: dict[str, Any] = {
+        "apiVersion": constants.API_VERSION,
+        "kind": constants.KIND,
+        "metadata": {"name": name, "namespace": NAMESPACE, "uid": f"uid-{name}"},
+        "spec": {
+            "replicas": 2,
+            "source": {"generator": {"rate": 10}},
+            "sink": {"udsink": {"container": {"image": "ghcr.io/acme/sink:1"}}},
+        },
+    }
+    body["spec"].update(copy.deepcopy(spec))
+    return body
+
+
+def stored(emu: ApplyingEmulator, resource: str, name: str) -> dict[str, Any] | None:
+    """The emulator's current copy of an object, or None."""
+    key = (kmock.resource(resource), NAMESPACE, name)  # `in` does not parse string keys
+    if key not in emu.objects or emu.objects[key].deleted:
+        return None
+    found: dict[str, Any] = copy.deepcopy(emu.objects[key].raw)
+    return found
+
+
+def writes(emu: ApplyingEmulator, since: int = 0) -> list[str]:
+    """Every write request the emulator received after the first `since` requests."""
+    return [
+        f"{r.method.value} {r.url.path}"
+        for r in list(emu)[since:]
+        if r.method.value in WRITE_METHODS
+    ]
+
+
+def events(emu: ApplyingEmulator) -> list[dict[str, Any]]:
+    return [
+        copy.deepcopy(emu.objects[key].raw)
+        for key in emu.objects
+        if key[0] == kmock.resource("v1/events") and not emu.objects[key].deleted
+    ]
+
+
+async def create(emu: ApplyingEmulator, path: str, obj: dict[str, Any]) -> None:
+    async with emu.post(path, json=obj) as response:
+        assert response.status < 300, await response.text()
+
+
+async def patch(emu: ApplyingEmulator, path: str, body: dict[str, Any]) -> None:
+    async with emu.patch(
+        path, json=body, headers={"Content-Type": "application/merge-patch+json"}
+    ) as response:
+        assert response.status < 300, await response.text()
+
+
+async def delete(emu: ApplyingEmulator, path: str) -> None:
+    async with emu.delete(path) as response:
+        assert response.status < 300, await response.text()

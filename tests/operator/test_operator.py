@@ -1,0 +1,362 @@
+"""The operator in the loop: real kopf, real handlers, real HTTP to kmock's emulator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from udsink_operator import constants, handlers
+
+from sink_runtime.config import constants as rc
+from sink_runtime.config import parse_config
+from tests.operator.emulated import (
+    DEPLOYMENTS_PATH,
+    NAMESPACE,
+    SECRETS_PATH,
+    UDSINK_PATH,
+    UDSINKS,
+    ApplyingEmulator,
+    create,
+    delete,
+    events,
+    eventually,
+    patch,
+    running_operator,
+    settle,
+    stored,
+    udsink_object,
+    writes,
+)
+
+DEPLOYMENTS = "apps/v1/deployments"
+CONFIGMAPS = "v1/configmaps"
+SERVICES = "v1/services"
+
+
+def _condition(body: dict[str, Any] | None, kind: str) -> dict[str, Any]:
+    assert body is not None
+    conditions = (body.get("status") or {}).get("conditions") or []
+    return next(c for c in conditions if c["type"] == kind)
+
+
+def _status(emu: ApplyingEmulator, name: str = "orders") -> dict[str, Any]:
+    body = stored(emu, UDSINKS, name) or {}
+    status: dict[str, Any] = body.get("status") or {}
+    return status
+
+
+def _config_hash(emu: ApplyingEmulator, name: str = "orders") -> str | None:
+    deployment = stored(emu, DEPLOYMENTS, name)
+    if deployment is None:
+        return None
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    found: str = annotations[constants.ANNOTATION_CONFIG_HASH]
+    return found
+
+
+async def test_create_builds_owned_children_and_reports_status(
+    emulator: ApplyingEmulator,
+) -> None:
+    async with running_operator(emulator):
+        await create(emulator, UDSINK_PATH, udsink_object())
+        deployment = await eventually(lambda: stored(emulator, DEPLOYMENTS, "orders"))
+        config_map = await eventually(lambda: stored(emulator, CONFIGMAPS, "orders-config"))
+        service = await eventually(lambda: stored(emulator, SERVICES, "orders-metrics"))
+        status = await eventually(lambda: _status(emulator).get("phase") and _status(emulator))
+
+    for child in (deployment, config_map, service):
+        assert child["metadata"]["ownerReferences"] == [
+            {
+                "apiVersion": constants.API_VERSION,
+                "kind": constants.KIND,
+                "name": "orders",
+                "uid": "uid-orders",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+        assert child["metadata"]["labels"][constants.LABEL_UDSINK] == "orders"
+        assert constants.LABEL_ARGOCD_INSTANCE not in child["metadata"]["labels"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == [rc.CONTAINER_UDSINK]
+    assert [c["name"] for c in pod["containers"]] == [rc.CONTAINER_RUNTIME]
+    assert deployment["spec"]["replicas"] == 2
+    config = parse_config(config_map["data"][rc.CONFIG_FILE])
+    assert config.sink.type == "udsink"
+    assert config.namespace == NAMESPACE
+
+    # No pod is ready yet (nothing runs pods in the emulator): Pending, config valid.
+    assert status["phase"] == constants.PHASE_PENDING
+    assert status["observedGeneration"] == 1
+    assert status["selector"] == "udsink.dev/name=orders"
+    assert _condition({"status": status}, "ConfigValid")["status"] == "True"
+    assert _condition({"status": status}, "Ready")["status"] == "False"
+    applied = [e for e in events(emulator) if e["reason"] == "Applied"]
+    assert applied and "Deployment/orders" in applied[0]["message"]
+
+
+async def test_update_changes_config_hash_and_rolls_the_deployment(
+    emulator: ApplyingEmulator,
+) -> None:
+    async with running_operator(emulator):
+        await create(emulator, UDSINK_PATH, udsink_object())
+        first_hash = await eventually(lambda: _config_hash(emulator))
+        await settle(emulator)
+
+        await patch(emulator, f"{UDSINK_PATH}/orders", {"spec": {"batch": {"size": 42}}})
+        second_hash = await eventually(lambda: (h := _config_hash(emulator)) != first_hash and h)
+        await eventually(lambda: _status(emulator).get("observedGeneration") == 2)
+
+    config_map = stored(emulator, CONFIGMAPS, "orders-config")
+    assert config_map is not None
+    assert parse_config(config_map["data"][rc.CONFIG_FILE]).batch.size == 42
+    assert second_hash != first_hash
+    assert _condition(stored(emulator, UDSINKS, "orders"), "ConfigValid")["observedGeneration"] == 2
+
+
+async def test_pause_scales_to_zero_and_resume_restores_replicas(
+    emulator: ApplyingEmulator,
+) -> None:
+    def replicas() -> int | None:
+        deployment = stored(emulator, DEPLOYMENTS, "orders")
+        return None if deployment is None else int(deployment["spec"]["replicas"])
+
+    async with running_operator(emulator):
+        await create(emulator, UDSINK_PATH, udsink_object(replicas=3))
+        await eventually(lambda: replicas() == 3)
+        hash_running = _config_hash(emulator)
+
+        await patch(
+            emulator, f"{UDSINK_PATH}/orders", {"spec": {"lifecycle": {"desiredPhase": "Paused"}}}
+        )
+        await eventually(lambda: replicas() == 0)
+        await eventually(lambda: _status(emulator).get("phase") == constants.PHASE_PAUSED)
+        assert _config_hash(emulator) == hash_running  # pausing does not roll the pods
+        assert (stored(emulator, UDSINKS, "orders") or {})["spec"]["replicas"] == 3
+
+        await patch(
+            emulator, f"{UDSINK_PATH}/orders", {"spec": {"lifecycle": {"desiredPhase": "Running"}}}
+        )
+        await eventually(lambda: replicas() == 3)
+        await eventually(lambda: _status(emulator).get("phase") == constants.PHASE_PENDING)
+
+
+async def test_status_follows_the_deployment(emulator: ApplyingEmulator) -> None:
+    async with running_operator(emulator):
+        await create(emulator, UDSINK_PATH, udsink_object())
+        await eventually(lambda: _status(emulator).get("phase") == constants.PHASE_PENDING)
+        pending_since = _condition(stored(emulator, UDSINKS, "orders"), "Ready")[
+            "lastTransitionTime"
+        ]
+
+        all_ready = {
+            "replicas": 2,
+            "readyReplicas": 2,
+            "updatedReplicas": 2,
+            "availableReplicas": 2,
+            "observedGeneration": 1,
+        }
+        await patch(emulator, f"{DEPLOYMENTS_PATH}/orders/status", {"status": all_ready})
+        await eventually(lambda: _status(emulator).get("phase") == constants.PHASE_RUNNING)
+        status = _status(emulator)
+        assert status["readyReplicas"] == 2
+        assert status["replicas"] == 2
+        assert status["message"] == "2/2 replicas ready"
+        assert _condition({"status": status}, "Ready")["status"] == "True"
+        assert _condition({"status": status}, "Progressing")["reason"] == "RolloutComplete"
+
+        stuck = {
+            "readyReplicas": 1,
+            "availableReplicas": 1,
+            "conditions": [
+                {
+                    "type": "Progressing",
+                    "status": "False",
+                    "reason": "ProgressDeadlineExceeded",
+                    "message": 'ReplicaSet "orders-5d9" has timed out progressing.',
+                }
+            ],
+        }
+        await patch(emulator, f"{DEPLOYMENTS_PATH}/orders/status", {"status": stuck})
+        await eventually(lambda: _status(emulator).get("phase") == constants.PHASE_FAILED)
+        status = _status(emulator)
+        assert status["readyReplicas"] == 1
+        degraded = _condition({"status": status}, "Degraded")
+        assert degraded["status"] == "True"
+        assert degraded["reason"] == "ProgressDeadlineExceeded"
+        assert "timed out progressing" in degraded["message"]
+        # The config is still valid: only the Deployment is in trouble.
+        assert _condition({"status": status}, "ConfigValid")["status"] == "True"
+        assert _condition({"status": status}, "Ready")["lastTransitionTime"] >= pending_since
+
+
+async def test_invalid_spec_creates_nothing_and_reports_it(emulator: ApplyingEmulator) -> None:
+    invalid = udsink_object(
+        sink={
+            "udsink": {"container": {"image": "ghcr.io/acme/sink:1"}},
+            "retryStrategy": {"onFailure": "fallback"},
+        }
+    )
+    async with running_operator(emulator):
+        await create(emulator, UDSINK_PATH, invalid)
+        await eventually(lambda: _status(emulator).get("phase") == constants.PHASE_FAILED)
+        warning = await eventually(
+            lambda: [e for e in events(emulator) if e["reason"] == "InvalidSpec"]
+        )
+        await settle(emulator)
+
+    expected = "spec.sink: retryStrategy.onFailure is 'fallback' but no fallback sink is set"
+    config_valid = _condition(stored(emulator, UDSINKS, "orders"), "ConfigValid")
+    assert config_valid["status"] == "False"
+    assert config_valid["reason"] == "InvalidSpec"
+    assert config_valid["message"].startswith(expected)
+    assert _status(emulator)["message"].startswith(expected)
+    assert warning[0]["type"] == "Warning"
+    assert warning[0]["message"].startswith(expected)
+    assert warning[0]["involvedObject"]["name"] == "orders"
+    for resource, name in [
+        (DEPLOYMENTS, "orders"),
+        (CONFIGMAPS, "orders-config"),
+        (SERVICES, "orders-metrics"),
+    ]:
+        assert stored(emulator, resource, name) is None
+
+
+async def test_missing_secret_blocks_until_it_appears(emulator: ApplyingEmulator) -> None:
+    spec = {
+        "source": {
+            "kafka": {
+                "brokers": ["kafka:9092"],
+                "topics": ["orders"],
+                "tls": {"caCertSecret": {"name": "kafka-ca", "key": "ca.crt"}},
+            }
+        }
+    }
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "kafka-ca", "namespace": NAMESPACE},
+        "data": {"other.crt": "eA=="},
+    }
+    options = handlers.OperatorOptions(sidecars="native", recheck_interval=0.3)
+    async with running_operator(emulator, options):
+        await create(emulator, UDSINK_PATH, udsink_object(**spec))
+        await eventually(lambda: _status(emulator).get("phase") == constants.PHASE_FAILED)
+        missing = _condition(stored(emulator, UDSINKS, "orders"), "ConfigValid")["message"]
+        assert missing == (
+            "spec.source.kafka.tls.caCertSecret: Secret 'kafka-ca' not found in namespace 'shop'"
+        )
+
+        await create(emulator, SECRETS_PATH, secret)
+        await eventually(
+            lambda: (
+                "has no key 'ca.crt' (it has: other.crt)"
+                in _condition(stored(emulator, UDSINKS, "orders"), "ConfigValid")["message"]
+            )
+        )
+        assert stored(emulator, DEPLOYMENTS, "orders") is None
+
+        await patch(emulator, f"{SECRETS_PATH}/kafka-ca", {"data": {"ca.crt": "eA=="}})
+        deployment = await eventually(lambda: stored(emulator, DEPLOYMENTS, "orders"))
+        await eventually(lambda: _status(emulator).get("phase") == constants.PHASE_PENDING)
+
+    runtime = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert {
+        "name": "secret-kafka-ca",
+        "mountPath": f"{rc.SECRETS_DIR}/kafka-ca",
+        "readOnly": True,
+    } in (runtime["volumeMounts"])
+
+
+async def test_invalid_update_leaves_children_untouched(emulator: ApplyingEmulator) -> None:
+    async with running_operator(emulator):
+        await create(emulator, UDSINK_PATH, udsink_object())
+        await eventually(lambda: stored(emulator, DEPLOYMENTS, "orders"))
+        await settle(emulator)
+        before = {
+            name: stored(emulator, res, name)
+            for res, name in [
+                (DEPLOYMENTS, "orders"),
+                (CONFIGMAPS, "orders-config"),
+                (SERVICES, "orders-metrics"),
+            ]
+        }
+        seen = len(list(emulator))
+
+        await patch(
+            emulator,
+            f"{UDSINK_PATH}/orders",
+            {
+                "spec": {
+                    "source": {"generator": None, "kafka": {"brokers": ["kafka"], "topics": ["o"]}}
+                }
+            },
+        )
+        await eventually(lambda: _status(emulator).get("phase") == constants.PHASE_FAILED)
+        await settle(emulator)
+        later = writes(emulator, seen)
+
+    assert not [
+        w for w in later if "/deployments/" in w or "/configmaps/" in w or "/services/" in w
+    ]
+    for res, name in [
+        (DEPLOYMENTS, "orders"),
+        (CONFIGMAPS, "orders-config"),
+        (SERVICES, "orders-metrics"),
+    ]:
+        assert stored(emulator, res, name) == before[name]
+    message = _condition(stored(emulator, UDSINKS, "orders"), "ConfigValid")["message"]
+    assert message == (
+        'spec.source.kafka.brokers[0]: must be host:port, for example kafka:9092 (got "kafka")'
+    )
+
+
+async def test_resync_issues_no_writes(emulator: ApplyingEmulator) -> None:
+    async with running_operator(emulator):
+        await create(emulator, UDSINK_PATH, udsink_object())
+        await eventually(lambda: _status(emulator).get("phase"))
+        await patch(
+            emulator,
+            f"{DEPLOYMENTS_PATH}/orders/status",
+            {
+                "status": {
+                    "replicas": 2,
+                    "readyReplicas": 2,
+                    "updatedReplicas": 2,
+                    "availableReplicas": 2,
+                }
+            },
+        )
+        await eventually(lambda: _status(emulator).get("phase") == constants.PHASE_RUNNING)
+        await settle(emulator)
+    seen = len(list(emulator))
+
+    # A restarted operator resumes every UDSink: it reads everything and writes nothing.
+    async with running_operator(emulator):
+        await eventually(lambda: len(list(emulator)) > seen + 5)
+        await settle(emulator)
+        resumed = [f"{r.method.value} {r.url.path}" for r in list(emulator)[seen:]]
+
+    assert f"GET {DEPLOYMENTS_PATH}/orders" in resumed  # the reconcile did run
+    assert writes(emulator, seen) == []
+
+
+async def test_deleted_deployment_is_recreated(emulator: ApplyingEmulator) -> None:
+    async with running_operator(emulator):
+        await create(emulator, UDSINK_PATH, udsink_object())
+        await eventually(lambda: stored(emulator, DEPLOYMENTS, "orders"))
+        await settle(emulator)
+        await delete(emulator, f"{DEPLOYMENTS_PATH}/orders")
+        assert stored(emulator, DEPLOYMENTS, "orders") is None
+        recreated = await eventually(lambda: stored(emulator, DEPLOYMENTS, "orders"))
+    assert recreated["metadata"]["ownerReferences"][0]["uid"] == "uid-orders"
+
+
+async def test_sidecar_mode_follows_the_server_version(emulator: ApplyingEmulator) -> None:
+    # kmock reports Kubernetes 1.26: no native sidecars there, so plain containers.
+    async with running_operator(emulator, handlers.OperatorOptions(sidecars="auto")):
+        await create(emulator, UDSINK_PATH, udsink_object())
+        deployment = await eventually(lambda: stored(emulator, DEPLOYMENTS, "orders"))
+    pod = deployment["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    assert [c["name"] for c in pod["containers"]] == [rc.CONTAINER_RUNTIME, rc.CONTAINER_UDSINK]
+    assert "restartPolicy" not in pod["containers"][1]

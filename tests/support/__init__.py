@@ -1,0 +1,1 @@
+"""Shared test support: real components (Kafka broker, pynumaflow venv) and wire clients."""

@@ -1,0 +1,485 @@
+"""A real one-node Apache Kafka broker (KRaft) for the Kafka test tier, built from Maven Central.
+
+Separate from the fixtures so any test tier (the data plane's, the benchmarks) can start one.
+The jars come from `tests/support/kafka/pom.xml` and are cached under
+`$UDSINK_CACHE/kafka-<version>/libs` (default `~/.cache/udsink`); they are downloaded with
+Maven only when missing, under a file lock, so concurrent sessions share one download.
+
+The broker listens on 127.0.0.1 with ports chosen at run time, keeps its data in a fresh
+temporary directory, and can be stopped and started again on the same ports with its data
+kept (for "broker down" scenarios). A start that does not become ready raises with the tail
+of the broker's log: a Kafka test never passes without a real broker.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ctypes
+import fcntl
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+POM = Path(__file__).parent / "kafka" / "pom.xml"
+READY_TIMEOUT_S = 90.0
+LOG_TAIL_LINES = 40
+_PRODUCE_FIELDS = frozenset({"value", "key", "headers", "partition", "timestamp"})
+# Modest heap: the machine has 2 cores and is shared with other test processes.
+JVM_OPTS = ("-Xms256m", "-Xmx768m", "-XX:+UseSerialGC", "-Djava.awt.headless=true")
+
+_quiet = logging.getLogger("tests.kafka_broker.librdkafka")
+_quiet.addHandler(logging.NullHandler())
+_quiet.propagate = False
+
+
+class BrokerError(RuntimeError):
+    """The test broker could not be provisioned or started; the message says why."""
+
+
+def kafka_version(pom: Path = POM) -> str:
+    match = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom.read_text())
+    if match is None:
+        raise BrokerError(f"{pom}: no <kafka.version> property")
+    return match.group(1).strip()
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("UDSINK_CACHE") or Path.home() / ".cache" / "udsink")
+
+
+def ensure_jars(pom: Path = POM) -> Path:
+    """The folder of broker jars, downloading them with Maven when not cached yet."""
+    version = kafka_version(pom)
+    home = cache_root() / f"kafka-{version}"
+    libs = home / "libs"
+    done = home / ".complete"
+    if done.exists():
+        return libs
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists():  # another session downloaded while we waited
+            return libs
+        if shutil.which("mvn") is None:
+            raise BrokerError("Maven (`mvn`) is not on PATH: it is needed to fetch Kafka's jars")
+        staging = home / "libs.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        cmd = [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={staging}",
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+        if proc.returncode != 0 or not any(staging.glob(f"kafka_2.13-{version}.jar")):
+            raise BrokerError(
+                f"fetching Kafka {version} jars failed ({' '.join(cmd)}, exit "
+                f"{proc.returncode}):\n{(proc.stdout + proc.stderr)[-4000:]}"
+            )
+        shutil.rmtree(libs, ignore_errors=True)
+        staging.rename(libs)
+        done.write_text(version + "\n")
+    return libs
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+def _die_with_parent() -> None:
+    # Runs in the child before exec: the JVM gets SIGKILL if the test process dies, so a
+    # crashed or killed pytest never leaves a broker behind.
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A record as read back from the broker by the test helpers."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]]
+    timestamp_ms: int
+
+    def header(self, name: str) -> bytes | None:
+        """The last value of header `name` (KeyError when absent)."""
+        values = [v for k, v in self.headers if k == name]
+        if not values:
+            raise KeyError(name)
+        return values[-1]
+
+    def header_names(self) -> list[str]:
+        return [k for k, _ in self.headers]
+
+
+@dataclass
+class KafkaBroker:
+    """One KRaft broker+controller process on 127.0.0.1.
+
+    `bootstrap` stays the same across stop()/start(), and so does the data.
+    """
+
+    workdir: Path
+    libs: Path
+    port: int = field(default_factory=free_port)
+    controller_port: int = field(default_factory=free_port)
+    _proc: subprocess.Popen[bytes] | None = None
+    _formatted: bool = False
+    _counter: int = 0
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / "server.log"
+
+    @property
+    def stdout_file(self) -> Path:
+        return self.workdir / "stdout.log"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    # --- lifecycle ---
+
+    def start(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Start the JVM (formatting storage the first time) and wait until it serves metadata."""
+        if self.running:
+            return
+        self._write_config()
+        if not self._formatted:
+            self._format()
+        env = {**os.environ, "LOG_DIR": str(self.workdir)}
+        pdeathsig = threading.current_thread() is threading.main_thread()
+        with self.stdout_file.open("ab") as out:
+            self._proc = subprocess.Popen(
+                [
+                    "java",
+                    *JVM_OPTS,
+                    *self._log_opts(),
+                    *("-cp", f"{self.libs}/*", "kafka.Kafka"),
+                    str(self.workdir / "server.properties"),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+                env=env,
+                # Only from the main thread: the death signal follows the creating *thread*.
+                preexec_fn=_die_with_parent if pdeathsig else None,
+            )
+        self._wait_ready(timeout_s)
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """Stop the broker (SIGTERM, then SIGKILL); data and ports are kept for start()."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def kill(self) -> None:
+        """SIGKILL the broker at once (a crash); start() recovers the data."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def _log_opts(self) -> list[str]:
+        return [f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}"]
+
+    def _write_config(self) -> None:
+        data = self.workdir / "data"
+        data.mkdir(exist_ok=True)
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": (
+                f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
+            ),
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(data),
+            "num.partitions": "1",
+            "auto.create.topics.enable": "true",
+            "offsets.topic.replication.factor": "1",
+            # One partition for internal topics: fast group coordinator start on a small box.
+            "offsets.topic.num.partitions": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "share.coordinator.state.topic.num.partitions": "1",
+            "group.initial.rebalance.delay.ms": "0",
+        }
+        text = "".join(f"{k}={v}\n" for k, v in props.items())
+        (self.workdir / "server.properties").write_text(text)
+        (self.workdir / "log4j2.properties").write_text(
+            "status = warn\n"
+            "appender.file.type = File\n"
+            "appender.file.name = file\n"
+            f"appender.file.fileName = {self.log_file}\n"
+            "appender.file.layout.type = PatternLayout\n"
+            "appender.file.layout.pattern = [%d] %p %m (%c)%n\n"
+            "rootLogger.level = INFO\n"
+            "rootLogger.appenderRef.file.ref = file\n"
+        )
+
+    def _format(self) -> None:
+        cmd = ["java", "-Xmx256m", *self._log_opts(), "-cp", f"{self.libs}/*"]
+        cmd += ["kafka.tools.StorageTool", "format", "-t", _cluster_id()]
+        cmd += ["-c", str(self.workdir / "server.properties")]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        if proc.returncode != 0:
+            raise BrokerError(
+                f"kafka StorageTool format failed (exit {proc.returncode}):\n"
+                f"{(proc.stdout + proc.stderr)[-4000:]}\n{self.log_tail()}"
+            )
+        self._formatted = True
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        admin = self.admin()
+        deadline = time.monotonic() + timeout_s
+        last_error = "no answer yet"
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                code = self._proc.returncode
+                self._proc = None
+                raise BrokerError(
+                    f"Kafka broker exited with code {code} during start-up\n{self.log_tail()}"
+                )
+            try:
+                if admin.list_topics(timeout=2).brokers:
+                    return
+            except Exception as err:  # KafkaException while the port is not open yet
+                last_error = str(err)
+            time.sleep(0.2)
+        self.kill()
+        raise BrokerError(
+            f"Kafka broker on {self.bootstrap} not ready after {timeout_s:.0f}s "
+            f"(last error: {last_error})\n{self.log_tail()}"
+        )
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        parts = []
+        for path in (self.log_file, self.stdout_file):
+            if path.exists():
+                tail = path.read_text(errors="replace").splitlines()[-lines:]
+                parts.append(f"--- last {len(tail)} lines of {path} ---\n" + "\n".join(tail))
+            else:
+                parts.append(f"--- {path}: not written ---")
+        return "\n".join(parts)
+
+    # --- clients and helpers for assertions ---
+
+    def client_config(self, **extra: Any) -> dict[str, Any]:
+        return {"bootstrap.servers": self.bootstrap, "logger": _quiet, **extra}
+
+    def admin(self) -> AdminClient:
+        return AdminClient(self.client_config())
+
+    def unique_topic(self, prefix: str = "t") -> str:
+        self._counter += 1
+        return f"{prefix}-{self._counter}-{uuid.uuid4().hex[:8]}"
+
+    def create_topic(self, name: str, partitions: int = 1, timeout_s: float = 30.0) -> str:
+        """Create `name` and wait until its metadata shows every partition with a leader."""
+        # Keep the client referenced until the future resolves: a collected client aborts it.
+        admin = self.admin()
+        futures = admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1)]
+        )
+        futures[name].result(timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            md = admin.list_topics(topic=name, timeout=5).topics.get(name)
+            if (
+                md is not None
+                and md.error is None
+                and len(md.partitions) == partitions
+                and all(p.leader >= 0 for p in md.partitions.values())
+            ):
+                return name
+            time.sleep(0.1)
+        raise BrokerError(f"topic {name} has no leaders after {timeout_s}s\n{self.log_tail()}")
+
+    def produce(
+        self,
+        topic: str,
+        records: Iterable[Mapping[str, Any]],
+        timeout_s: float = 30.0,
+    ) -> list[tuple[int, int]]:
+        """Write records (dicts of value/key/headers/partition/timestamp); (partition, offset)s.
+
+        Raises when any record was not delivered.
+        """
+        producer = Producer(self.client_config(**{"enable.idempotence": True}))
+        reports: list[tuple[int, int] | None] = []
+        errors: list[str] = []
+
+        def report_at(i: int) -> Any:
+            def on_delivery(err: KafkaError | None, msg: Any) -> None:
+                if err is not None:
+                    errors.append(f"record {i}: {err}")
+                else:
+                    reports[i] = (msg.partition(), msg.offset())
+
+            return on_delivery
+
+        for i, rec in enumerate(records):
+            reports.append(None)
+            kwargs = {k: v for k, v in rec.items() if k in _PRODUCE_FIELDS}
+            producer.produce(topic, on_delivery=report_at(i), **kwargs)
+        remaining = producer.flush(timeout_s)
+        if remaining or errors or any(r is None for r in reports):
+            raise BrokerError(f"producing to {topic}: {remaining} undelivered, errors {errors}")
+        return [r for r in reports if r is not None]
+
+    def consume(
+        self,
+        topic: str,
+        count: int,
+        timeout_s: float = 30.0,
+        partitions: Sequence[int] | None = None,
+    ) -> list[Record]:
+        """Read `count` records from the start of `topic` (all partitions) without a group.
+
+        Raises when fewer arrive within the timeout; records come in per-partition order.
+        """
+        parts = partitions
+        if parts is None:
+            md = self.admin().list_topics(topic=topic, timeout=10).topics[topic]
+            parts = sorted(md.partitions)
+        consumer = Consumer(
+            self.client_config(**{"group.id": f"assert-{uuid.uuid4().hex}"})
+            | {"enable.auto.commit": False, "enable.partition.eof": False}
+        )
+        try:
+            consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+            out: list[Record] = []
+            deadline = time.monotonic() + timeout_s
+            while len(out) < count and time.monotonic() < deadline:
+                for msg in consumer.consume(num_messages=count - len(out), timeout=0.5):
+                    if msg.error() is not None:
+                        continue
+                    out.append(
+                        Record(
+                            topic=msg.topic(),
+                            partition=msg.partition(),
+                            offset=msg.offset(),
+                            key=msg.key(),
+                            value=msg.value(),
+                            headers=list(msg.headers() or []),
+                            timestamp_ms=msg.timestamp()[1],
+                        )
+                    )
+            if len(out) < count:
+                raise BrokerError(
+                    f"read {len(out)} of {count} records from {topic} in {timeout_s}s"
+                )
+            return out
+        finally:
+            consumer.close()
+
+    def committed(self, group: str, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
+        """The group's committed offsets for `topic` by partition (absent = none committed)."""
+        md = self.admin().list_topics(topic=topic, timeout=10).topics[topic]
+        consumer = Consumer(self.client_config(**{"group.id": group}))
+        try:
+            tps = consumer.committed(
+                [TopicPartition(topic, p) for p in sorted(md.partitions)], timeout=timeout_s
+            )
+        finally:
+            consumer.close()
+        return {tp.partition: tp.offset for tp in tps if tp.offset >= 0}
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        md = self.admin().list_topics(topic=topic, timeout=10).topics[topic]
+        consumer = Consumer(self.client_config(**{"group.id": f"end-{uuid.uuid4().hex}"}))
+        try:
+            return {
+                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in sorted(md.partitions)
+            }
+        finally:
+            consumer.close()
+
+
+@contextlib.contextmanager
+def running_broker() -> Iterator[KafkaBroker]:
+    """A started broker in a fresh temporary directory; killed and removed on exit."""
+    libs = ensure_jars()
+    workdir = Path(tempfile.mkdtemp(prefix="udsink-kafka-"))
+    broker = KafkaBroker(workdir=workdir, libs=libs)
+    try:
+        try:
+            broker.start()
+        except BrokerError as err:
+            # A free port can be taken between choosing it and the JVM binding it: retry once.
+            if "Address already in use" not in str(err):
+                raise
+            broker.port, broker.controller_port = free_port(), free_port()
+            broker.start()
+        yield broker
+    finally:
+        broker.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def read_at_least(source: Any, count: int, timeout_s: float = 30.0) -> list[Any]:
+    """Batches read from a data plane Source until they hold `count` datums (or more).
+
+    Returns the SourceBatch objects (for ack()); raises when the timeout passes first.
+    """
+    batches: list[Any] = []
+    total = 0
+    deadline = time.monotonic() + timeout_s
+    while total < count:
+        if time.monotonic() > deadline:
+            raise BrokerError(f"read {total} of {count} datums in {timeout_s}s")
+        batch = await source.read(count - total, 0.5)
+        if batch.datums:
+            batches.append(batch)
+            total += len(batch.datums)
+    return batches

@@ -1,0 +1,82 @@
+"""Kubernetes' own schemas, applied without a cluster.
+
+- `check_manifest`: a built child against the OpenAPI schema of a real Kubernetes release, from
+  the maintained `kubernetes-validate` package (strict: unknown fields are errors).
+- `crd_violations`: a UDSink against our generated CRD as the API server would judge it: the
+  structural OpenAPI schema (with strict field validation, kubectl's default) and every CEL
+  rule, evaluated by `cel-python`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import celpy
+import jsonschema
+import kubernetes_validate
+from udsink_operator import crd
+
+# The newest release the installed package ships a schema for; native sidecars need >= 1.29.
+LATEST = kubernetes_validate.latest_version()
+
+
+def check_manifest(manifest: Mapping[str, Any], version: str = LATEST) -> None:
+    """Raise AssertionError naming the field when Kubernetes `version` would refuse it."""
+    try:
+        kubernetes_validate.validate(dict(manifest), version, strict=True)
+    except kubernetes_validate.ValidationError as err:
+        where = ".".join(str(p) for p in err.path)
+        name = manifest.get("metadata", {}).get("name")
+        raise AssertionError(
+            f"{manifest.get('kind')} {name} invalid for Kubernetes {version} at {where}: "
+            f"{err.message}"
+        ) from None
+
+
+@functools.cache
+def _schema() -> dict[str, Any]:
+    return crd.openapi_schema()
+
+
+@functools.cache
+def _program(rule: str) -> Any:
+    env = celpy.Environment()
+    return env.program(env.compile(rule))
+
+
+def _cel(schema: Mapping[str, Any], value: Any, path: str, out: list[str]) -> None:
+    if value is None:
+        return
+    for rule in schema.get("x-kubernetes-validations", []):
+        try:
+            result = _program(rule["rule"]).evaluate({"self": celpy.json_to_cel(value)})
+        except celpy.CELEvalError:  # the API server refuses a value a rule cannot evaluate
+            result = False
+        if not (isinstance(result, celpy.celtypes.BoolType) and bool(result)):
+            out.append(f"{path or '.'}: {rule['message']}")
+    properties = schema.get("properties", {})
+    values = schema.get("additionalProperties")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if key in properties:
+                _cel(properties[key], item, f"{path}.{key}", out)
+            elif isinstance(values, Mapping):
+                _cel(values, item, f"{path}.{key}", out)
+            elif path != ".metadata" and not schema.get("x-kubernetes-preserve-unknown-fields"):
+                out.append(f"{path}.{key}: unknown field")
+    if isinstance(value, list) and "items" in schema:
+        for index, item in enumerate(value):
+            _cel(schema["items"], item, f"{path}[{index}]", out)
+
+
+def crd_violations(udsink: Mapping[str, Any]) -> list[str]:
+    """Why the API server would refuse `udsink` (empty when it would accept it)."""
+    schema = _schema()
+    out = [
+        f".{'.'.join(str(p) for p in err.absolute_path)}: {err.message}"
+        for err in jsonschema.Draft7Validator(schema).iter_errors(dict(udsink))
+    ]
+    _cel(schema, dict(udsink), "", out)
+    return out

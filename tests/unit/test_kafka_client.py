@@ -1,0 +1,218 @@
+"""librdkafka settings from the RuntimeConfig: security mapping, owned keys, secret handling.
+
+The resulting maps are also handed to real librdkafka clients (constructed, not connected),
+so a misspelt or invalid property name fails here.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from sink_runtime.config import KafkaSinkConfig, KafkaSourceConfig, SaslFiles, TlsFiles
+from sink_runtime.config.constants import KAFKA_OWNED_CONFIG_KEYS
+from sink_runtime.dataplane.kafka_client import (
+    KafkaSettingsError,
+    consumer_settings,
+    producer_settings,
+    redacted,
+)
+
+_quiet = logging.getLogger("tests.unit.librdkafka")
+_quiet.addHandler(logging.NullHandler())
+_quiet.propagate = False
+
+
+def source(**kw: Any) -> KafkaSourceConfig:
+    return KafkaSourceConfig(
+        brokers=["b1:9092", "b2:9093"], topics=["in"], consumer_group="shop.g", **kw
+    )
+
+
+def sink(**kw: Any) -> KafkaSinkConfig:
+    return KafkaSinkConfig(brokers=["b1:9092"], topic="out", **kw)
+
+
+@pytest.fixture
+def secrets(tmp_path: Path) -> dict[str, str]:
+    files = {
+        "user": "alice\n",
+        "password": "s3cr3t-pw\r\n",
+        "client_id": "udsink-client",
+        "client_secret": "oidc-s3cr3t\n",
+        "ca": "-----BEGIN CERTIFICATE-----\n",
+        "cert": "-----BEGIN CERTIFICATE-----\n",
+        "key": "-----BEGIN PRIVATE KEY-----\n",
+    }
+    out = {}
+    for name, text in files.items():
+        path = tmp_path / name
+        path.write_text(text)
+        out[name] = str(path)
+    return out
+
+
+def construct(settings: dict[str, Any], kind: type) -> None:
+    """Real librdkafka validates every property name and value at construction."""
+    client = kind({**settings, "logger": _quiet})
+    if kind is Consumer:
+        client.close()
+    else:
+        client.flush(0)
+
+
+def test_plain_consumer_owns_commits_and_group() -> None:
+    s = consumer_settings(source(start_offset="latest", config={"fetch.min.bytes": "1"}))
+    assert s["bootstrap.servers"] == "b1:9092,b2:9093"
+    assert s["security.protocol"] == "PLAINTEXT"
+    assert s["group.id"] == "shop.g"
+    assert s["enable.auto.commit"] == "false"
+    assert s["enable.auto.offset.store"] == "false"
+    assert s["auto.offset.reset"] == "latest"
+    assert s["fetch.min.bytes"] == "1"
+    assert not any(k.startswith(("ssl.", "sasl.")) for k in s)
+    construct(s, Consumer)
+
+
+def test_producer_is_idempotent_with_bounded_delivery() -> None:
+    s = producer_settings(sink(), delivery_timeout_ms=12_000)
+    assert s["enable.idempotence"] == "true"
+    assert s["acks"] == "all"
+    assert s["message.timeout.ms"] == "12000"
+    assert s["partitioner"] == "murmur2_random"
+    construct(s, Producer)
+    # Defaults (not owned) may be changed by the user's map.
+    s = producer_settings(sink(config={"message.timeout.ms": "5000", "linger.ms": "0"}))
+    assert s["message.timeout.ms"] == "5000"
+    assert s["linger.ms"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("bootstrap.servers", "use brokers instead"),
+        ("group.id", "use consumerGroup instead"),
+        ("auto.offset.reset", "use startOffset instead"),
+        ("enable.auto.commit", ""),
+        ("security.protocol", "use tls / sasl instead"),
+        ("sasl.password", "use sasl instead"),
+        ("ssl.ca.location", "use tls instead"),
+        ("transactional.id", ""),
+        ("enable.idempotence", ""),
+        ("acks", ""),
+    ],
+)
+def test_owned_keys_are_refused_naming_the_key(key: str, hint: str) -> None:
+    with pytest.raises(KafkaSettingsError) as err:
+        consumer_settings(source(config={"fetch.min.bytes": "1", key: "x"}))
+    msg = str(err.value)
+    assert msg.startswith(f"source.config: librdkafka key '{key}' is set by udsink")
+    assert hint in msg
+    with pytest.raises(KafkaSettingsError, match=rf"fallback\.config: librdkafka key '{key}'"):
+        producer_settings(sink(config={key: "x"}), where="fallback")
+
+
+def test_every_owned_key_is_refused() -> None:
+    for key in KAFKA_OWNED_CONFIG_KEYS:
+        with pytest.raises(KafkaSettingsError, match=key):
+            producer_settings(sink(config={key: "1"}))
+
+
+def test_tls_files_and_protocol(secrets: dict[str, str]) -> None:
+    tls = TlsFiles(ca_file=secrets["ca"], cert_file=secrets["cert"], key_file=secrets["key"])
+    s = consumer_settings(source(tls=tls))
+    assert s["security.protocol"] == "SSL"
+    assert s["ssl.ca.location"] == secrets["ca"]
+    assert s["ssl.certificate.location"] == secrets["cert"]
+    assert s["ssl.key.location"] == secrets["key"]
+    assert "enable.ssl.certificate.verification" not in s
+
+
+def test_tls_insecure_skip_verify() -> None:
+    s = producer_settings(sink(tls=TlsFiles(insecure_skip_verify=True)))
+    assert s["security.protocol"] == "SSL"
+    assert s["enable.ssl.certificate.verification"] == "false"
+    assert s["ssl.endpoint.identification.algorithm"] == "none"
+    construct(s, Producer)
+
+
+def test_missing_tls_file_names_field_and_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.pem"
+    with pytest.raises(KafkaSettingsError) as err:
+        consumer_settings(source(tls=TlsFiles(ca_file=str(missing))))
+    assert str(err.value) == f"source.tls.caFile: no such file {missing}"
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_sasl_user_password_from_files(mechanism: str, secrets: dict[str, str]) -> None:
+    sasl = SaslFiles(
+        mechanism=mechanism, username_file=secrets["user"], password_file=secrets["password"]
+    )
+    s = consumer_settings(source(sasl=sasl))
+    assert s["security.protocol"] == "SASL_PLAINTEXT"
+    assert s["sasl.mechanism"] == mechanism
+    # Trailing line breaks of mounted files are not part of the credential.
+    assert s["sasl.username"] == "alice"
+    assert s["sasl.password"] == "s3cr3t-pw"
+    construct(s, Consumer)
+
+    with_tls = producer_settings(sink(sasl=sasl, tls=TlsFiles(ca_file=secrets["ca"])))
+    assert with_tls["security.protocol"] == "SASL_SSL"
+
+
+def test_oauthbearer_uses_librdkafka_oidc(secrets: dict[str, str]) -> None:
+    sasl = SaslFiles(
+        mechanism="OAUTHBEARER",
+        token_endpoint="https://idp.example/token",
+        client_id_file=secrets["client_id"],
+        client_secret_file=secrets["client_secret"],
+        scope="kafka",
+    )
+    s = producer_settings(sink(sasl=sasl, tls=TlsFiles()))
+    assert s["security.protocol"] == "SASL_SSL"
+    assert s["sasl.mechanism"] == "OAUTHBEARER"
+    assert s["sasl.oauthbearer.method"] == "oidc"
+    assert s["sasl.oauthbearer.token.endpoint.url"] == "https://idp.example/token"
+    assert s["sasl.oauthbearer.client.id"] == "udsink-client"
+    assert s["sasl.oauthbearer.client.secret"] == "oidc-s3cr3t"
+    assert s["sasl.oauthbearer.scope"] == "kafka"
+
+
+def test_unreadable_secret_names_field_and_path_not_value(
+    tmp_path: Path, secrets: dict[str, str]
+) -> None:
+    missing = tmp_path / "absent"
+    sasl = SaslFiles(
+        mechanism="SCRAM-SHA-512", username_file=secrets["user"], password_file=str(missing)
+    )
+    with pytest.raises(KafkaSettingsError) as err:
+        producer_settings(sink(sasl=sasl), where="onSuccess")
+    msg = str(err.value)
+    assert msg.startswith(f"onSuccess.sasl.passwordFile: cannot read secret file {missing}")
+    assert "No such file" in msg
+    assert "alice" not in msg
+
+
+def test_redacted_hides_secret_values(secrets: dict[str, str]) -> None:
+    sasl = SaslFiles(
+        mechanism="PLAIN", username_file=secrets["user"], password_file=secrets["password"]
+    )
+    s: dict[str, Any] = dict(consumer_settings(source(sasl=sasl)))
+    s["error_cb"] = print
+    shown = redacted(s)
+    assert shown["sasl.password"] == "<redacted>"
+    assert "s3cr3t-pw" not in repr(shown)
+    assert shown["sasl.username"] == "alice"
+    assert shown["error_cb"] == "<print>"
+
+    oidc = SaslFiles(
+        mechanism="OAUTHBEARER",
+        token_endpoint="https://idp.example/token",
+        client_id_file=secrets["client_id"],
+        client_secret_file=secrets["client_secret"],
+    )
+    assert "oidc-s3cr3t" not in repr(redacted(producer_settings(sink(sasl=oidc))))
