@@ -114,8 +114,18 @@ async def _drive_v1(ch: grpc.aio.Channel, msgs: list[bytes], until: float) -> in
         if got != n:
             raise RuntimeError(f"expected {n} results, got {got}")
         sent += n
-    await call.done_writing()
+    await _finish(call)
     return sent
+
+
+async def _finish(call: Any) -> None:
+    # Half-close and wait for the server to end the call: closing the channel on a live call
+    # cancels it, and pynumaflow's async server shuts itself down on a cancelled stream.
+    await call.done_writing()
+    if await call.read() is not EOF_MARK:
+        raise RuntimeError("server sent more after the last answer")
+    if await call.code() != grpc.StatusCode.OK:
+        raise RuntimeError(f"server ended the stream with {await call.code()}")
 
 
 async def _drive_batch(ch: grpc.aio.Channel, batch: bytes, n: int, until: float) -> int:
@@ -131,7 +141,7 @@ async def _drive_batch(ch: grpc.aio.Channel, batch: bytes, n: int, until: float)
         if resp is EOF_MARK or len(resp.results) != n:
             raise RuntimeError(f"expected {n} results, got {resp}")
         sent += n
-    await call.done_writing()
+    await _finish(call)
     return sent
 
 

@@ -3,9 +3,10 @@
 Separate from both sides because both sides need it: the SDK server decodes requests and
 encodes results, the data plane's gRPC client does the opposite, and they must agree to the
 field. These functions run once per datum on both hot paths, so they avoid work a datum does
-not need: no copies of empty maps, timestamps converted through a small cache (a batch
-usually shares its watermark and many event times), and Datums built without re-checking
-parts that are already in normal form.
+not need: a decoded Datum reads its times, headers and metadata from the request only when
+a sink looks at them, timestamps go through small caches (a batch mostly shares its
+watermark and many event times), empty maps are never copied, and SUCCESS results are built
+in place in the outgoing message.
 
 Times on the wire are `google.protobuf.Timestamp`; in Python they are timezone-aware UTC
 datetimes, truncated to microseconds (datetime's resolution).

@@ -61,6 +61,10 @@ class DatumIterator(Iterator[Datum], AsyncIterator[Datum]):
             raise StopAsyncIteration from None
 
 
+class HandlerResultError(TypeError):
+    """The handler returned something that is not a collection of Responses."""
+
+
 SinkResult: TypeAlias = Iterable[Response]
 SinkFunction: TypeAlias = Callable[[DatumIterator], SinkResult | Awaitable[SinkResult]]
 """`def sink(datums: Iterator[Datum]) -> Responses` or
@@ -200,9 +204,15 @@ class HandlerRunner:
 
     def __init__(self, handler: SinkHandler) -> None:
         if isinstance(handler, Sinker):
+            kind = type(handler)
             self._fn: SinkFunction = handler.handler
-            self._setup: Callable[[], Awaitable[None] | None] | None = handler.setup
-            self._close: Callable[[], Awaitable[None] | None] | None = handler.close
+            # Hooks left as Sinker's no-ops are not called (no worker thread just for them).
+            self._setup: Callable[[], Awaitable[None] | None] | None = (
+                handler.setup if kind.setup is not Sinker.setup else None
+            )
+            self._close: Callable[[], Awaitable[None] | None] | None = (
+                handler.close if kind.close is not Sinker.close else None
+            )
         elif callable(handler):
             self._fn, self._setup, self._close = handler, None, None
         else:
@@ -252,16 +262,30 @@ class HandlerRunner:
         """The handler's answer to one batch, as a list (it may return any iterable)."""
         if self.is_async:
             answer = await cast(Awaitable[SinkResult], self._fn(DatumIterator(datums)))
-            return list(answer)
+            return self._listed(answer)
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self._thread(), self._run_sync, datums)
         if isinstance(result, list):
             return result
-        return list(await result)
+        return self._listed(await result)
 
     def _run_sync(self, datums: list[Datum]) -> list[Response] | Awaitable[SinkResult]:
         # On the worker thread. A generator handler must also be consumed here, where it runs.
         result = self._fn(DatumIterator(datums))
         if inspect.isawaitable(result):
             return result
-        return list(result)
+        return self._listed(result)
+
+    def _listed(self, answer: object) -> list[Response]:
+        if answer is None:
+            raise HandlerResultError(
+                f"sink handler {self.name} returned None; it must return one Response per "
+                "datum (Responses, or any iterable of Response)"
+            )
+        try:
+            return list(cast(SinkResult, answer))
+        except TypeError:
+            raise HandlerResultError(
+                f"sink handler {self.name} returned a {type(answer).__name__}, which is not "
+                "iterable; it must return one Response per datum (Responses)"
+            ) from None

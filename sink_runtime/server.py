@@ -30,7 +30,7 @@ from google.protobuf import empty_pb2
 from sink_runtime.codec import add_results, requests_to_datums
 from sink_runtime.config import constants
 from sink_runtime.contract import check_results
-from sink_runtime.handler import HandlerRunner, SinkHandler
+from sink_runtime.handler import HandlerResultError, HandlerRunner, SinkHandler
 from sink_runtime.logs import batch_fields, configure_logging
 from sink_runtime.proto import batch_pb2, batch_pb2_grpc, sink_pb2, sink_pb2_grpc
 from sink_runtime.serverinfo import ServerInfo, resolve_paths, write_server_info
@@ -135,24 +135,10 @@ class SinkServer:
         try:
             await self._runner.setup()
         except Exception:
-            log.exception("setup() of sink %s failed; not serving", self._runner.name)
             await self._runner.close_worker()
             raise
-        for stale in (self.server_info_path, self.socket_path):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(stale)
-        os.makedirs(os.path.dirname(self.socket_path) or ".", exist_ok=True)
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_send_message_length", self.max_message_bytes),
-                ("grpc.max_receive_message_length", self.max_message_bytes),
-            ]
-        )
-        # The generated registration functions are untyped.
-        sink_pb2_grpc.add_SinkServicer_to_server(_SinkService(self), server)  # type: ignore[no-untyped-call]
-        batch_pb2_grpc.add_BatchSinkServicer_to_server(_BatchService(self), server)  # type: ignore[no-untyped-call]
         try:
-            server.add_insecure_port(f"unix:{self.socket_path}")
+            server = self._listen()
             await server.start()
         except Exception as e:
             await self._runner.close()  # setup() succeeded: give its resources back
@@ -169,6 +155,23 @@ class SinkServer:
             self.max_message_bytes,
             "async" if self._runner.is_async else "sync",
         )
+
+    def _listen(self) -> grpc.aio.Server:
+        for stale in (self.server_info_path, self.socket_path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(stale)
+        os.makedirs(os.path.dirname(self.socket_path) or ".", exist_ok=True)
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_send_message_length", self.max_message_bytes),
+                ("grpc.max_receive_message_length", self.max_message_bytes),
+            ]
+        )
+        # The generated registration functions are untyped.
+        sink_pb2_grpc.add_SinkServicer_to_server(_SinkService(self), server)  # type: ignore[no-untyped-call]
+        batch_pb2_grpc.add_BatchSinkServicer_to_server(_BatchService(self), server)  # type: ignore[no-untyped-call]
+        server.add_insecure_port(f"unix:{self.socket_path}")
+        return server
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain and stop: no new streams, idle streams end, in-flight batches get `grace_s`.
@@ -250,6 +253,21 @@ class SinkServer:
             return []
         try:
             responses = await self._runner.run(datums)
+        except asyncio.CancelledError:
+            # The stream was cancelled: the client left, or the grace period of a stop ran out.
+            log.warning(
+                "batch abandoned before the handler answered (stream cancelled); the client "
+                "will deliver it again",
+                extra=batch_fields([d.id for d in datums]),
+            )
+            raise
+        except HandlerResultError as e:
+            await self._abort(
+                context,
+                grpc.StatusCode.INTERNAL,
+                f"{e} (batch of {len(datums)} datums)",
+                [d.id for d in datums],
+            )
         except Exception as e:
             await self._abort(
                 context,
@@ -520,16 +538,21 @@ def serve(
     Logging: `log_level` / `log_format` default to UDSINK_LOG_LEVEL / UDSINK_LOG_FORMAT.
     """
     configure_logging(log_level, log_format)
-    asyncio.run(
-        serve_async(
-            handler,
-            socket_path=socket_path,
-            server_info_path=server_info_path,
-            container_type=container_type,
-            max_message_bytes=max_message_bytes,
-            grace_s=grace_s,
+    try:
+        asyncio.run(
+            serve_async(
+                handler,
+                socket_path=socket_path,
+                server_info_path=server_info_path,
+                container_type=container_type,
+                max_message_bytes=max_message_bytes,
+                grace_s=grace_s,
+            )
         )
-    )
+    except Exception as e:
+        # One structured line with the traceback, then a non-zero exit for the pod to see.
+        log.critical("sink server failed: %s: %s", type(e).__name__, e, exc_info=True)
+        raise SystemExit(1) from e
 
 
 __all__ = ["DEFAULT_GRACE_S", "SinkServer", "serve", "serve_async", "server_info"]

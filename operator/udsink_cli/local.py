@@ -7,10 +7,11 @@ and runs the real data plane in-process. What differs from a pod is only where t
 from: the sink's local command instead of its image, and the source (the file's generator, a
 reachable Kafka, or `--input` JSON lines).
 
-Local commands come from `--sink-cmd` / `--fallback-cmd` / `--on-success-cmd`, else from the
-UDSink's annotations `local.udsink.dev/sink-command` (and `fallback-command`,
-`on-success-command`), run from the UDSink file's directory. A leading `python`/`python3` is
-replaced by the interpreter running `udsink`, so the sink sees the same installed packages.
+Local commands come from `--sink-cmd` / `--fallback-cmd` / `--on-success-cmd`, run from the
+current directory (where the user typed them), else from the UDSink's annotations
+`local.udsink.dev/sink-command` (and `fallback-command`, `on-success-command`), run from the
+UDSink file's directory (where they were written). A leading `python`/`python3` is replaced by
+the interpreter running `udsink`, so the sink sees the same installed packages.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
+from udsink_operator.api import SpecError, UDSink, parse_udsink
+from udsink_operator.build import build_runtime_config
 
 from sink_runtime.config import (
     FileSourceConfig,
@@ -46,8 +49,6 @@ from sink_runtime.dataplane.app import DataPlane
 from sink_runtime.dataplane.metrics import Metrics
 from sink_runtime.logs import configure_logging
 from udsink_cli.sidecars import SidecarError, SinkProcess
-from udsink_operator.api import SpecError, UDSink, parse_udsink
-from udsink_operator.build import build_runtime_config
 
 ANNOTATION_PREFIX = "local.udsink.dev/"
 COMMAND_ANNOTATIONS: Mapping[constants.ContainerType, str] = {
@@ -66,6 +67,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 KAFKA_PROBE_TIMEOUT_S = 5.0
+DEFAULT_STARTUP_TIMEOUT_S = 30.0
 
 
 class RunError(Exception):
@@ -141,14 +143,20 @@ def _relocate(sink: SinkConfig | None, socket_dir: Path) -> SinkConfig | None:
 class Plan:
     config: RuntimeConfig
     commands: dict[constants.ContainerType, list[str]]
-    cwd: Path
+    cwd: Path  # where annotation commands run
     notes: list[str] = field(default_factory=list)
+    # Sinks whose command came from a flag run where the flag was typed instead.
+    cwds: dict[constants.ContainerType, Path] = field(default_factory=dict)
+
+    def cwd_of(self, ctype: constants.ContainerType) -> Path:
+        return self.cwds.get(ctype, self.cwd)
 
 
 def plan_run(
     udsink: UDSink,
     *,
     file_dir: Path,
+    invoked_from: Path,
     socket_dir: Path,
     overrides: Mapping[constants.ContainerType, str | None],
     input_file: Path | None,
@@ -169,12 +177,13 @@ def plan_run(
         if rate is not None:
             update["rate"] = rate
         source = source.model_copy(update=update)
-    elif isinstance(source, KafkaSourceConfig):
-        if source.tls is not None or source.sasl is not None:
-            notes.append(
-                "the Kafka source uses TLS/SASL files mounted from Secrets in a pod; locally "
-                "they must exist at the same paths"
-            )
+    elif isinstance(source, KafkaSourceConfig) and (
+        source.tls is not None or source.sasl is not None
+    ):
+        notes.append(
+            "the Kafka source uses TLS/SASL files mounted from Secrets in a pod; locally "
+            "they must exist at the same paths"
+        )
     config = config.model_copy(
         update={
             "source": source,
@@ -207,6 +216,7 @@ def plan_run(
         commands={t: c for t, c in commands.items() if t in used},
         cwd=file_dir,
         notes=notes,
+        cwds={t: invoked_from for t in used if overrides.get(t)},
     )
 
 
@@ -301,25 +311,57 @@ class Outcome:
 class LocalRun:
     """The run itself: sinks up, data plane in-process, everything down again."""
 
-    def __init__(self, plan: Plan, socket_dir: Path, *, live: bool, out: TextIO) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        socket_dir: Path,
+        *,
+        live: bool,
+        out: TextIO,
+        startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
+    ) -> None:
         self.plan = plan
         self.socket_dir = socket_dir
         self.live = live
         self.out = out
+        self.startup_timeout_s = startup_timeout_s
         self.metrics = Metrics()
         self.sinks = [
-            SinkProcess(ctype, cmd, socket_dir, cwd=plan.cwd)
+            SinkProcess(ctype, cmd, socket_dir, cwd=plan.cwd_of(ctype))
             for ctype, cmd in plan.commands.items()
         ]
         self.outcome = Outcome(EXIT_OK, "completed")
         self.started = time.monotonic()
         self.dataplane: DataPlane | None = None
+        self._stopping = asyncio.Event()
 
-    def _stop(self, outcome: Outcome) -> None:
+    def _stop(self, outcome: Outcome, *, abandon_in_flight: bool = False) -> None:
         if self.outcome.code == EXIT_OK:
             self.outcome = outcome
+        self._stopping.set()
         if self.dataplane is not None:
+            if abandon_in_flight:
+                # The sink that would answer the in-flight batch is gone and nothing restarts
+                # it: waiting out the grace period cannot help. The batch stays unacknowledged.
+                self.dataplane.grace_s = 0.0
             self.dataplane.stop()
+
+    async def _sinks_ready(self) -> bool:
+        """Wait for every sink's server-info file; False when Ctrl-C/SIGTERM came first."""
+        ready = asyncio.ensure_future(
+            asyncio.gather(*(s.wait_ready(timeout_s=self.startup_timeout_s) for s in self.sinks))
+        )
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        either: set[asyncio.Future[Any]] = {ready, stopping}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if self.outcome.code != EXIT_OK:
+            ready.cancel()
+            with contextlib.suppress(asyncio.CancelledError, SidecarError):
+                await ready
+            return False
+        await ready  # raises SidecarError when a sink did not come up
+        return True
 
     async def _watch_sinks(self) -> None:
         while True:
@@ -333,7 +375,8 @@ class LocalRun:
                             f"{sink.describe()} exited with code {code} while running; "
                             "nothing it had not answered was committed"
                             + (f"\nlast stderr lines:\n{tail}" if tail else ""),
-                        )
+                        ),
+                        abandon_in_flight=True,
                     )
                     return
             await asyncio.sleep(0.2)
@@ -345,9 +388,7 @@ class LocalRun:
         console = Console(file=self.out)
         with Live(console=console, refresh_per_second=4, transient=True) as live:
             while True:
-                live.update(
-                    progress_line(snapshot(self.metrics), time.monotonic() - self.started)
-                )
+                live.update(progress_line(snapshot(self.metrics), time.monotonic() - self.started))
                 await asyncio.sleep(0.25)
 
     async def run(self) -> None:
@@ -362,8 +403,7 @@ class LocalRun:
         try:
             for sink in self.sinks:
                 sink.start()
-            await asyncio.gather(*(s.wait_ready(timeout_s=30.0) for s in self.sinks))
-            if self.outcome.code != EXIT_OK:  # interrupted while the sinks were starting
+            if not await self._sinks_ready():  # interrupted while the sinks were starting
                 return
             self.dataplane = DataPlane(
                 self.plan.config,
@@ -414,14 +454,22 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--count", type=int, help="generator: stop after this many messages")
     p.add_argument("--rate", type=int, help="generator: messages per second (0 = unlimited)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON, no progress")
-    p.add_argument(
-        "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
-    )
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     p.add_argument("--metrics-port", type=int, help="serve /metrics, /livez, /readyz here")
     p.add_argument(
         "--socket-dir", type=Path, help="parent of the private socket directory (default: TMPDIR)"
     )
+    p.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=DEFAULT_STARTUP_TIMEOUT_S,
+        metavar="SECONDS",
+        help="how long each sink may take to write its server-info file "
+        f"(default {DEFAULT_STARTUP_TIMEOUT_S:g})",
+    )
     args = p.parse_args(argv)
+    if not args.startup_timeout > 0:
+        p.error(f"--startup-timeout must be > 0 seconds (got {args.startup_timeout:g})")
     for name in ("count", "rate"):
         value = getattr(args, name)
         if value is not None and value < 0:
@@ -449,10 +497,12 @@ def main(argv: Sequence[str]) -> int:
     try:
         udsink = load_udsink(args.file)
         with _private_dir(args.socket_dir) as tmp:
-            socket_dir = Path(tmp)
+            # Absolute: the sinks run from the UDSink file's directory, not from ours.
+            socket_dir = Path(tmp).resolve()
             plan = plan_run(
                 udsink,
                 file_dir=args.file.resolve().parent,
+                invoked_from=Path.cwd(),
                 socket_dir=socket_dir,
                 overrides={
                     constants.CONTAINER_UDSINK: args.sink_cmd,
@@ -469,13 +519,20 @@ def main(argv: Sequence[str]) -> int:
                 check_kafka_reachable(plan.config.source, KAFKA_PROBE_TIMEOUT_S)
             for note in plan.notes:
                 print(f"note: {note}", file=err)
-            run = LocalRun(plan, socket_dir, live=not args.json and err.isatty(), out=err)
+            run = LocalRun(
+                plan,
+                socket_dir,
+                live=not args.json and err.isatty(),
+                out=err,
+                startup_timeout_s=args.startup_timeout,
+            )
             try:
                 asyncio.run(run.run())
             except SidecarError as e:
                 raise RunError(str(e)) from None
             except Exception as e:  # the data plane could not run; say why in one line
-                run.outcome = Outcome(EXIT_FAILED, f"the data plane stopped: {e}")
+                if run.outcome.code == EXIT_OK:  # else the first reason (a crash, a signal) stands
+                    run.outcome = Outcome(EXIT_FAILED, f"the data plane stopped: {e}")
             summary = run.summary()
     except RunError as e:
         print(f"udsink run: {e}", file=err)

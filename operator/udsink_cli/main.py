@@ -32,6 +32,9 @@ COMMANDS: dict[str, Command] = {
     "render": Command(
         "udsink_operator.cli", "render_main", "print the children a UDSink produces, as YAML"
     ),
+    "docs-reference": Command(
+        "udsink_operator.reference", "main", "print the UDSink field reference (markdown)"
+    ),
 }
 
 

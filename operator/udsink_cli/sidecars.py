@@ -10,6 +10,7 @@ outlives the run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
 import signal
@@ -64,6 +65,9 @@ class SinkProcess:
     def start(self) -> None:
         cfg = self.config
         env = {
+            # Its stderr lines are shown to a person when it fails: text unless the user
+            # chose a log format.
+            constants.LOG_FORMAT_ENV: "text",
             **os.environ,
             **self.extra_env,
             constants.CONTAINER_TYPE_ENV: self.container_type,
@@ -84,9 +88,8 @@ class SinkProcess:
                 start_new_session=True,
             )
         except OSError as err:
-            raise SidecarError(
-                f"cannot start {self.describe()}: {err.strerror} ({err.filename or self.command[0]})"
-            ) from None
+            what = err.filename or self.command[0]
+            raise SidecarError(f"cannot start {self.describe()}: {err.strerror} ({what})") from None
         assert self._proc.stderr is not None
         self._stderr_thread = Thread(
             target=self._pump_stderr, args=(self._proc.stderr,), daemon=True
@@ -111,11 +114,8 @@ class SinkProcess:
             code = self.exit_code()
             if code is not None:
                 raise SidecarError(self._explain(f"exited with code {code} before it was ready"))
-            try:
-                if info.read_text(encoding="utf-8").endswith(constants.SERVER_INFO_END_MARKER):
-                    return
-            except FileNotFoundError:
-                pass
+            if _server_info_complete(info):
+                return
             await asyncio.sleep(0.05)
         raise SidecarError(
             self._explain(f"did not write its server-info file {info} within {timeout_s:g}s")
@@ -135,20 +135,24 @@ class SinkProcess:
         """SIGTERM, then SIGKILL after the grace period; remove its socket files."""
         proc = self._proc
         if proc is not None and proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 proc.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 proc.wait()
         if self._stderr_thread is not None:
             self._stderr_thread.join(timeout=1.0)
         cfg = self.config
         for path in (cfg.socket_path, cfg.server_info_path):
             Path(path).unlink(missing_ok=True)
+
+
+def _server_info_complete(path: Path) -> bool:
+    """The sink finished writing its server-info file (a few hundred bytes, read in place)."""
+    try:
+        return path.read_text(encoding="utf-8").endswith(constants.SERVER_INFO_END_MARKER)
+    except FileNotFoundError:
+        return False

@@ -414,7 +414,7 @@ def reserved_kafka_keys() -> list[str]:
     return [*exact, *(f"{p}*" for p in runtime_constants.KAFKA_OWNED_CONFIG_PREFIXES)]
 
 
-def _reserved_kafka_hint(key: str) -> str | None:
+def owned_kafka_key_hint(key: str) -> str | None:
     """What to set instead of `key`, or None when `key` is the user's to set."""
     if key in runtime_constants.KAFKA_OWNED_CONFIG_KEYS:
         return constants.KAFKA_KEY_HINTS.get(key, "udsink sets it")
@@ -426,7 +426,7 @@ def _reserved_kafka_hint(key: str) -> str | None:
 
 def _check_kafka_config(config: dict[str, str]) -> dict[str, str]:
     for key in sorted(config):
-        hint = _reserved_kafka_hint(key)
+        hint = owned_kafka_key_hint(key)
         if hint is not None:
             raise ValueError(
                 f"key {key!r} is owned by udsink ({hint}); "

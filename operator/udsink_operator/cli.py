@@ -136,6 +136,12 @@ def _operator_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help=f"liveness endpoint (default {constants.DEFAULT_LIVENESS_ENDPOINT}; '' = none)",
     )
+    parser.add_argument(
+        "--no-scanning",
+        action="store_true",
+        help="do not watch Namespaces and CRDs (namespaced installs without cluster-wide RBAC; "
+        "--namespace names are then taken as they are)",
+    )
     parser.add_argument("--log-format", choices=["json", "text"], default="json")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument(
@@ -179,10 +185,12 @@ def operator_main(argv: Sequence[str]) -> int:
         sidecars=args.sidecars,
         recheck_interval=args.recheck_interval,
     )
+    settings = handlers.operator_settings()
+    settings.scanning.disabled = args.no_scanning
     try:
         kopf.run(
             registry=handlers.build_registry(cluster, options),
-            settings=handlers.operator_settings(),
+            settings=settings,
             clusterwide=args.all_namespaces,
             namespaces=args.namespaces or (),
             standalone=args.standalone,

@@ -91,13 +91,8 @@ class DeploymentState:
 
     @property
     def rolled_out(self) -> bool:
-        """Every pod runs the latest template and no old pod is left."""
-        return (
-            self.observed
-            and self.updated >= self.desired
-            and self.replicas == self.desired
-            and self.available >= self.desired
-        )
+        """Every pod runs the latest template and no old pod is left (ready or not)."""
+        return self.observed and self.updated >= self.desired and self.replicas == self.desired
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,12 @@ def not_responses(datums: Iterator[Datum]) -> Responses:
     return [d.id for d in datums]  # type: ignore[return-value]
 
 
+def returns_none(datums: Iterator[Datum]) -> Responses:
+    for _ in datums:
+        pass
+    return None  # type: ignore[return-value]
+
+
 def raises(datums: Iterator[Datum]) -> Responses:
     raise ConnectionError("database at db:5432 refused the connection")
 
@@ -73,6 +79,11 @@ CASES: list[tuple[Handler, str]] = [
         "sink handler not_responses returned 't:0:0' (str) among its results for a batch of 3 "
         "datums; expected only Response objects (Response.ok(datum.id), "
         "Response.failure(datum.id, err), ...)",
+    ),
+    (
+        returns_none,
+        "sink handler returns_none returned None; it must return one Response per datum "
+        "(Responses, or any iterable of Response) (batch of 3 datums)",
     ),
     (
         raises,

@@ -17,7 +17,7 @@ import pytest
 from sink_runtime import Datum, Response, Responses, Sinker, SinkServer
 from sink_runtime.config import constants
 from sink_runtime.proto import sink_pb2
-from tests.support.sink_process import sink_process
+from tests.support.sink_process import SinkProcess, sink_process
 from tests.support.sink_wire import (
     BatchStream,
     SinkFnStream,
@@ -243,7 +243,9 @@ async def test_a_ten_line_sink_is_served_and_answers_a_real_client(sock_dir: str
         assert len(await BatchStream(ch).batch(requests(10))) == 10
 
 
-async def test_a_second_stop_with_no_grace_does_not_wait_for_the_batch(sock_dir: str) -> None:
+async def test_a_second_stop_with_no_grace_does_not_wait_for_the_batch(
+    sock_dir: str, caplog: pytest.LogCaptureFixture
+) -> None:
     release = asyncio.Event()
     started = asyncio.Event()
 
@@ -265,6 +267,8 @@ async def test_a_second_stop_with_no_grace_does_not_wait_for_the_batch(sock_dir:
         with pytest.raises(grpc.aio.AioRpcError):
             await answer
     assert existing(server.socket_path, server.server_info_path) == []
+    [abandoned] = [r for r in caplog.records if "batch abandoned" in r.getMessage()]
+    assert abandoned.ids == ["t:0:0", "t:0:1"]  # type: ignore[attr-defined]
 
 
 async def test_a_socket_that_cannot_be_bound_is_named_and_setup_is_undone(sock_dir: str) -> None:
@@ -282,3 +286,30 @@ async def test_a_socket_that_cannot_be_bound_is_named_and_setup_is_undone(sock_d
     with pytest.raises((RuntimeError, OSError), match="not-a-dir"):
         await server.start()
     assert Tracked.closed
+
+
+FAILING_SETUP_SINK = """
+from sink_runtime import Response, Responses, Sinker, serve
+
+class NoDb(Sinker):
+    def setup(self):
+        raise ConnectionError("db:5432 refused")
+
+    def handler(self, datums):
+        return Responses.of(Response.ok(d.id) for d in datums)
+
+serve(NoDb())
+"""
+
+
+async def test_a_sink_whose_setup_fails_exits_non_zero_with_one_clear_line(sock_dir: str) -> None:
+    script = Path(sock_dir) / "no_db.py"
+    script.write_text(FAILING_SETUP_SINK)
+    sink = SinkProcess(script, sock_dir)
+    with pytest.raises(RuntimeError, match=r"exited with 1 before serving"):
+        await sink.start()
+    lines = [json.loads(line) for line in sink.output().splitlines() if line.startswith("{")]
+    [failure] = [x for x in lines if x["level"] == "CRITICAL"]
+    assert failure["message"] == "sink server failed: ConnectionError: db:5432 refused"
+    assert "Traceback" in failure["exception"]
+    assert existing(sink.socket_path, sink.server_info_path) == []

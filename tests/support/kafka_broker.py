@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 POM = Path(__file__).parent / "kafka" / "pom.xml"
@@ -46,6 +46,17 @@ JVM_OPTS = ("-Xms256m", "-Xmx768m", "-XX:+UseSerialGC", "-Djava.awt.headless=tru
 _quiet = logging.getLogger("tests.kafka_broker.librdkafka")
 _quiet.addHandler(logging.NullHandler())
 _quiet.propagate = False
+
+
+# Errors a group-coordinator request gets while the coordinator loads or moves (after a start).
+_COORDINATOR_MOVING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError._TIMED_OUT,
+    }
+)
 
 
 class BrokerError(RuntimeError):
@@ -425,11 +436,22 @@ class KafkaBroker:
     def committed(self, group: str, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
         """The group's committed offsets for `topic` by partition (absent = none committed)."""
         md = self.admin().list_topics(topic=topic, timeout=10).topics[topic]
+        wanted = [TopicPartition(topic, p) for p in sorted(md.partitions)]
+        deadline = time.monotonic() + timeout_s
         consumer = Consumer(self.client_config(**{"group.id": group}))
         try:
-            tps = consumer.committed(
-                [TopicPartition(topic, p) for p in sorted(md.partitions)], timeout=timeout_s
-            )
+            while True:
+                try:
+                    tps = consumer.committed(wanted, timeout=timeout_s)
+                    break
+                except KafkaException as err:
+                    # Right after a (re)start the group coordinator is still loading or moving:
+                    # the broker says so with a retriable error; ask again until the deadline.
+                    kerr: KafkaError = err.args[0]
+                    transient = kerr.retriable() or kerr.code() in _COORDINATOR_MOVING
+                    if not transient or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
         finally:
             consumer.close()
         return {tp.partition: tp.offset for tp in tps if tp.offset >= 0}

@@ -46,6 +46,11 @@ def _program(rule: str) -> Any:
     return env.program(env.compile(rule))
 
 
+# cel-python raises the recursion limit on its first compile; do it at import, not inside a
+# hypothesis example (which warns about the change).
+_program("true")
+
+
 def _cel(schema: Mapping[str, Any], value: Any, path: str, out: list[str]) -> None:
     if value is None:
         return

@@ -1,0 +1,86 @@
+{{/* Names, labels and the derived settings every template shares. */}}
+
+{{- define "udsink-operator.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "udsink-operator.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "udsink-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "udsink-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "udsink-operator.labels" -}}
+{{ include "udsink-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "udsink-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "udsink-operator.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "udsink-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* The namespaces watched in single-namespace mode, as a JSON list (default: the release's). */}}
+{{- define "udsink-operator.namespaces" -}}
+{{- if .Values.watch.namespaces -}}
+{{- toJson .Values.watch.namespaces -}}
+{{- else -}}
+{{- toJson (list .Release.Namespace) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when replicas elect a leader through kopf peering. */}}
+{{- define "udsink-operator.peering" -}}
+{{- if gt (int .Values.replicaCount) 1 -}}true{{- end -}}
+{{- end -}}
+
+{{/* Combinations the schema cannot express, refused with the keys named. */}}
+{{- define "udsink-operator.checks" -}}
+{{- if and .Values.watch.clusterWide .Values.watch.namespaces -}}
+{{- fail (printf "watch.namespaces is %v but watch.clusterWide is true: set watch.clusterWide=false to watch only those namespaces, or leave watch.namespaces empty to watch all" .Values.watch.namespaces) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The rules of the operator's Role or ClusterRole: exactly the calls handlers.py and
+     cluster.py make, plus what kopf needs to watch and to post events. */}}
+{{- define "udsink-operator.namespacedRules" -}}
+# UDSinks: watched by kopf; kopf keeps its progress in annotations (patch); the operator
+# writes only the status subresource, never the spec.
+- apiGroups: ["udsink.dev"]
+  resources: ["udsinks"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["udsink.dev"]
+  resources: ["udsinks/status"]
+  verbs: ["get", "patch"]
+# Children: compared with a GET, written by server-side apply (patch, and create when absent).
+# Deployments are also watched, to derive the UDSink status from them.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: [""]
+  resources: ["configmaps", "services"]
+  verbs: ["get", "create", "patch"]
+# Secrets: read only, to check that the keys a UDSink references exist.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end -}}

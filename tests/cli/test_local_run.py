@@ -1,0 +1,516 @@
+"""`udsink run` as a newcomer runs it: a real subprocess, real sinks as its subprocesses, real gRPC.
+
+Each test starts `python -m udsink_cli.main run ...` and judges it from the outside only: its
+exit code, its `--json` summary, its stderr, and what the test sinks (tests/cli/sinks/, written
+with our SDK) recorded under RECORD_DIR. Sockets go to a private directory under
+`--socket-dir`, so a test can check that nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sink_runtime.config import constants
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = ROOT / "examples" / "quickstart" / "udsink.yaml"
+SINKS = Path(__file__).resolve().parent / "sinks"
+RUN_TIMEOUT_S = 60.0
+WAIT_TIMEOUT_S = 30.0
+
+
+@dataclass
+class Finished:
+    code: int
+    stdout: str
+    stderr: str
+
+    def summary(self) -> dict[str, Any]:
+        try:
+            parsed: dict[str, Any] = json.loads(self.stdout)
+        except json.JSONDecodeError:
+            pytest.fail(f"no JSON summary on stdout:\n{self.stdout}\nstderr:\n{self.stderr}")
+        return parsed
+
+
+def sink_cmd(script: str) -> str:
+    return shlex.join(["python", str(SINKS / script)])
+
+
+def udsink_argv(*args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "udsink_cli.main", "run", *map(str, args)]
+
+
+def run_env(record_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of `udsink run` and so of its sinks; the log format is its default."""
+    env = {**os.environ, "RECORD_DIR": str(record_dir), **extra}
+    env.pop(constants.LOG_FORMAT_ENV, None)
+    return env
+
+
+def udsink_run(*args: str | Path, env: Mapping[str, str], cwd: Path) -> Finished:
+    proc = subprocess.run(
+        udsink_argv(*args),
+        env=dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+    )
+    return Finished(proc.returncode, proc.stdout, proc.stderr)
+
+
+def write_udsink(path: Path, spec: str, name: str = "local-test") -> Path:
+    """A UDSink file whose sinks are container images only: commands come from the flags."""
+    path.write_text(
+        f"apiVersion: udsink.dev/v1alpha1\nkind: UDSink\nmetadata:\n  name: {name}\nspec:\n" + spec,
+        encoding="utf-8",
+    )
+    return path
+
+
+GENERATOR_SPEC = """\
+  source:
+    generator: {rate: 0, count: 1000, valueSize: 16, keyCount: 2}
+  batch: {size: 10, timeout: 100ms}
+  sink:
+    udsink:
+      container: {image: example.com/test-sink:1}
+"""
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def wait_for(what: str, check: Callable[[], bool], proc: subprocess.Popen[str]) -> None:
+    """Poll until `check()` holds; fail with the run's output if it exits or time runs out."""
+    deadline = time.monotonic() + WAIT_TIMEOUT_S
+    while not check():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"udsink run exited ({proc.returncode}) before {what}:\n{out}\n{err}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"{what} did not happen within {WAIT_TIMEOUT_S:g}s:\n{out}\n{err}")
+        time.sleep(0.05)
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def read_pid(path: Path) -> int:
+    return int(path.read_text(encoding="utf-8"))
+
+
+def assert_one_message(stderr: str, *expected: str) -> None:
+    """One `udsink run:` message; every further line quotes the sink's stderr or says so."""
+    lines = stderr.strip().splitlines()
+    assert lines and lines[0].startswith("udsink run: "), stderr
+    assert sum(line.startswith("udsink run:") for line in lines) == 1, stderr
+    for line in lines[1:]:
+        assert line.startswith(("  | ", "last ", "it wrote nothing")), stderr
+    for text in expected:
+        assert text in stderr, f"{text!r} not in:\n{stderr}"
+
+
+# --- 1. The quickstart end to end ---
+
+
+def test_quickstart_runs_end_to_end_from_any_directory(tmp_path: Path) -> None:
+    socks = tmp_path / "socks"
+    socks.mkdir()
+    # From another directory: the annotation's `python ../sinks/log_sink.py` runs from the
+    # UDSink file's directory, and a relative --socket-dir still means ours.
+    done = udsink_run(
+        "-f",
+        QUICKSTART,
+        "--count",
+        "50",
+        "--rate",
+        "0",
+        "--json",
+        "--socket-dir",
+        "socks",
+        env=run_env(tmp_path),
+        cwd=tmp_path,
+    )
+    assert done.code == 0, done.stderr
+    summary = done.summary()
+    assert summary["name"] == "quickstart"
+    assert summary["outcome"] == "completed"
+    assert summary["exit_code"] == 0
+    counts = summary["counts"]
+    assert counts["read"] == counts["ok"] == counts["acked"] == 50, counts
+    assert counts["failed"] == counts["fallback"] == counts["dropped"] == 0, counts
+    assert summary["abandoned"] == 0
+    assert list(socks.iterdir()) == []
+
+
+# --- 2. --input FILE: JSON lines delivered with keys and headers intact ---
+
+
+def test_input_file_delivers_every_line_with_keys_and_headers(tmp_path: Path) -> None:
+    cases: list[dict[str, Any]] = [
+        {"value": "plain"},
+        {"value": "two keys", "keys": ["tenant-7", "order:42"]},
+        {"value": "with headers", "keys": ["k"], "headers": {"trace-id": "abc", "x-é": "ü"}},
+        {"valueBase64": "AAEC", "keys": []},
+        {"value": "empty key", "keys": [""], "headers": {"a": ""}},
+    ]
+    lines = [json.dumps(c) for c in cases]
+    lines.insert(2, "")  # blank lines are skipped; ids keep the file's line numbers
+    input_file = tmp_path / "cases.jsonl"
+    input_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    # A command given as a flag runs where it was typed (the annotation's, from the file's dir).
+    done = udsink_run(
+        "-f",
+        QUICKSTART,
+        "--sink-cmd",
+        "python sinks/recording_sink.py",
+        "--input",
+        input_file,
+        "--json",
+        env=run_env(tmp_path),
+        cwd=SINKS.parent,
+    )
+    assert done.code == 0, done.stderr
+    got = records(tmp_path / f"{constants.CONTAINER_UDSINK}.jsonl")
+    line_numbers = [1, 2, 4, 5, 6]
+    assert [r["id"] for r in got] == [f"file:0:{n}" for n in line_numbers]
+    assert [r["keys"] for r in got] == [c.get("keys", []) for c in cases]
+    assert [r["headers"] for r in got] == [c.get("headers", {}) for c in cases]
+    assert [r["value"] for r in got] == [
+        "plain",
+        "two keys",
+        "with headers",
+        "\x00\x01\x02",
+        "empty key",
+    ]
+    counts = done.summary()["counts"]
+    assert counts["read"] == counts["ok"] == counts["acked"] == len(cases), counts
+
+
+# --- 3. A sink that crashes mid-run ---
+
+
+def test_sink_crashing_mid_run_fails_the_run_and_commits_only_answers(tmp_path: Path) -> None:
+    socks = tmp_path / "socks"
+    socks.mkdir()
+    udsink_file = write_udsink(tmp_path / "udsink.yaml", GENERATOR_SPEC)
+    done = udsink_run(
+        "-f",
+        udsink_file,
+        "--sink-cmd",
+        sink_cmd("crashing_sink.py"),
+        "--json",
+        "--socket-dir",
+        socks,
+        env=run_env(tmp_path, CRASH_AFTER="25"),
+        cwd=tmp_path,
+    )
+    assert done.code == 1, done.stderr
+    assert "crashing_sink.py" in done.stderr
+    assert "exited with code 3" in done.stderr
+    # Its last stderr lines are shown, quoted.
+    assert "  | crashing_sink: giving up after 25 datums (on purpose)" in done.stderr
+    assert "Traceback" not in done.stderr
+
+    summary = done.summary()
+    assert "exited with code 3" in summary["outcome"]
+    assert summary["exit_code"] == 1
+    answered = (
+        (tmp_path / f"{constants.CONTAINER_UDSINK}.answered").read_text(encoding="utf-8").split()
+    )
+    counts = summary["counts"]
+    # Two batches of 10 were answered and committed; the third died with the sink.
+    assert len(answered) == 20
+    assert counts["acked"] == counts["ok"] == len(answered), counts
+    assert counts["acked"] < counts["read"], counts
+    assert summary["abandoned"] == counts["read"] - counts["acked"]
+    assert not process_exists(read_pid(tmp_path / f"{constants.CONTAINER_UDSINK}.pid"))
+    assert list(socks.iterdir()) == []
+
+
+# --- 4. A sink that never starts ---
+
+
+def test_sink_exiting_at_start_is_one_message_with_its_stderr(tmp_path: Path) -> None:
+    done = udsink_run(
+        "-f",
+        QUICKSTART,
+        "--sink-cmd",
+        sink_cmd("broken_sink.py"),
+        "--json",
+        env=run_env(tmp_path),
+        cwd=tmp_path,
+    )
+    assert done.code == 1, done.stderr
+    assert done.stdout == ""
+    assert_one_message(
+        done.stderr,
+        "broken_sink.py",
+        "exited with code 1 before it was ready",
+        "stderr lines:",
+        "  | RuntimeError: cannot connect to database postgres://db.invalid:5432/orders",
+    )
+
+
+def test_sink_never_writing_server_info_times_out_and_is_stopped(tmp_path: Path) -> None:
+    socks = tmp_path / "socks"
+    socks.mkdir()
+    done = udsink_run(
+        "-f",
+        QUICKSTART,
+        "--sink-cmd",
+        sink_cmd("silent_sink.py"),
+        "--startup-timeout",
+        "2",
+        "--socket-dir",
+        socks,
+        "--json",
+        env=run_env(tmp_path),
+        cwd=tmp_path,
+    )
+    assert done.code == 1, done.stderr
+    assert_one_message(
+        done.stderr,
+        "silent_sink.py",
+        "did not write its server-info file",
+        constants.SERVER_INFO_FILES[constants.CONTAINER_UDSINK],
+        "within 2s",
+        "it wrote nothing to stderr",
+    )
+    assert not process_exists(read_pid(tmp_path / f"{constants.CONTAINER_UDSINK}.pid"))
+    assert list(socks.iterdir()) == []
+
+
+# --- 5. Ctrl-C and SIGTERM: summary, exit code, nothing left behind ---
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "outcome"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+    ids=["SIGINT", "SIGTERM"],
+)
+def test_signal_mid_run_stops_cleanly(
+    tmp_path: Path, sig: signal.Signals, code: int, outcome: str
+) -> None:
+    socks = tmp_path / "socks"
+    socks.mkdir()
+    received = tmp_path / f"{constants.CONTAINER_UDSINK}.jsonl"
+    pid_file = tmp_path / f"{constants.CONTAINER_UDSINK}.pid"
+    proc = subprocess.Popen(
+        udsink_argv(
+            "-f",
+            QUICKSTART,
+            "--sink-cmd",
+            sink_cmd("recording_sink.py"),
+            "--count",
+            "0",  # endless: only the signal ends this run
+            "--rate",
+            "500",
+            "--json",
+            "--socket-dir",
+            socks,
+        ),
+        env=run_env(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for("the sink received messages", lambda: len(records(received)) >= 20, proc)
+        assert any(socks.iterdir()), "the private socket directory should exist mid-run"
+        sink_pid = read_pid(pid_file)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    done = Finished(proc.returncode, out, err)
+    assert done.code == code, done.stderr
+    summary = done.summary()
+    assert outcome in summary["outcome"], summary
+    assert summary["exit_code"] == code
+    counts = summary["counts"]
+    assert counts["read"] >= 20, counts
+    # A clean stop: the in-flight batch finished and was committed, nothing abandoned.
+    assert counts["acked"] == counts["ok"] == counts["read"], counts
+    assert summary["abandoned"] == 0
+    assert len(records(received)) == counts["read"]
+    assert not process_exists(sink_pid)
+    assert list(socks.iterdir()) == []
+
+
+def test_signal_while_the_sink_starts_stops_at_once(tmp_path: Path) -> None:
+    socks = tmp_path / "socks"
+    socks.mkdir()
+    proc = subprocess.Popen(
+        # The default startup timeout (30 s) applies: the signal must not wait for it.
+        udsink_argv(
+            "-f",
+            QUICKSTART,
+            "--sink-cmd",
+            sink_cmd("silent_sink.py"),
+            "--json",
+            "--socket-dir",
+            socks,
+        ),
+        env=run_env(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pid_file = tmp_path / f"{constants.CONTAINER_UDSINK}.pid"
+    try:
+        wait_for("the sink started", pid_file.exists, proc)
+        sink_pid = read_pid(pid_file)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    done = Finished(proc.returncode, out, err)
+    assert done.code == 130, done.stderr
+    summary = done.summary()
+    assert "interrupted" in summary["outcome"]
+    assert summary["counts"]["read"] == 0
+    assert not process_exists(sink_pid)
+    assert list(socks.iterdir()) == []
+
+
+# --- 6. Mistakes a newcomer makes ---
+
+
+def test_invalid_udsink_file_names_the_field_and_value(tmp_path: Path) -> None:
+    bad = write_udsink(tmp_path / "bad.yaml", GENERATOR_SPEC.replace("size: 10", "size: 0"))
+    done = udsink_run(
+        "-f", bad, "--sink-cmd", sink_cmd("recording_sink.py"), env=run_env(tmp_path), cwd=tmp_path
+    )
+    assert done.code == 2, done.stderr
+    assert done.stderr.startswith(f"udsink run: {bad} is not a valid UDSink")
+    assert "spec.batch.size" in done.stderr
+    assert "(got 0)" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_local_command_names_the_flag_and_annotation(tmp_path: Path) -> None:
+    udsink_file = write_udsink(tmp_path / "udsink.yaml", GENERATOR_SPEC)
+    done = udsink_run("-f", udsink_file, env=run_env(tmp_path), cwd=tmp_path)
+    assert done.code == 1, done.stderr
+    assert_one_message(
+        done.stderr,
+        "no local command for the udsink sink",
+        "--sink-cmd",
+        "local.udsink.dev/sink-command",
+    )
+
+
+def test_socket_dir_that_is_not_a_directory_is_one_line(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "plain-file"
+    not_a_dir.write_text("", encoding="utf-8")
+    done = udsink_run(
+        "-f", QUICKSTART, "--socket-dir", not_a_dir, "--json", env=run_env(tmp_path), cwd=tmp_path
+    )
+    assert done.code == 1, done.stderr
+    assert done.stderr.strip() == f"udsink run: --socket-dir {not_a_dir} is not a directory"
+    assert done.stdout == ""
+
+
+# --- 7. The fallback sink as a second local subprocess ---
+
+# The source is replaced by --input.
+FALLBACK_SPEC = """\
+  source:
+    generator: {rate: 0, count: 10}
+  batch: {size: 4, timeout: 100ms}
+  sink:
+    udsink:
+      container: {image: example.com/primary:1}
+    fallback:
+      udsink:
+        container: {image: example.com/fallback:1}
+"""
+ROLES = (constants.CONTAINER_UDSINK, constants.CONTAINER_FALLBACK)
+
+
+def test_fallback_sink_gets_exactly_the_fallback_datums_with_error_headers(
+    tmp_path: Path,
+) -> None:
+    to_fallback = {3, 4, 8}
+    cases = [
+        {
+            "value": f"v{n}",
+            "keys": [f"k{n}"],
+            "headers": {"n": str(n)} | ({"x-test-answer": "fallback"} if n in to_fallback else {}),
+        }
+        for n in range(1, 10)
+    ]
+    input_file = tmp_path / "cases.jsonl"
+    input_file.write_text("".join(json.dumps(c) + "\n" for c in cases), encoding="utf-8")
+    udsink_file = write_udsink(tmp_path / "udsink.yaml", FALLBACK_SPEC)
+    recorder = sink_cmd("recording_sink.py")  # files what it gets by its container type
+    done = udsink_run(
+        "-f",
+        udsink_file,
+        "--sink-cmd",
+        recorder,
+        "--fallback-cmd",
+        recorder,
+        "--input",
+        input_file,
+        "--json",
+        env=run_env(tmp_path),
+        cwd=tmp_path,
+    )
+    assert done.code == 0, done.stderr
+
+    primary = records(tmp_path / f"{constants.CONTAINER_UDSINK}.jsonl")
+    fallback = records(tmp_path / f"{constants.CONTAINER_FALLBACK}.jsonl")
+    assert sorted(r["id"] for r in primary) == sorted(f"file:0:{n}" for n in range(1, 10))
+    assert sorted(r["id"] for r in fallback) == sorted(f"file:0:{n}" for n in to_fallback)
+    for r in fallback:
+        n = int(r["id"].rsplit(":", 1)[1])
+        assert r["keys"] == [f"k{n}"]
+        assert r["value"] == f"v{n}"
+        headers = r["headers"]
+        assert headers["n"] == str(n)  # its own headers, plus why it is here
+        assert headers[constants.FALLBACK_STATUS_HEADER] == "FALLBACK"
+        assert headers[constants.FALLBACK_ERROR_HEADER] == "the test asked for the fallback"
+        assert headers[constants.FALLBACK_SOURCE_HEADER] == r["id"]
+        assert headers[constants.FALLBACK_ATTEMPTS_HEADER] == "1"
+
+    pids = {read_pid(tmp_path / f"{role}.pid") for role in ROLES}
+    assert len(pids) == 2, "primary and fallback run as two processes"
+    assert not any(process_exists(pid) for pid in pids)
+
+    counts = done.summary()["counts"]
+    assert counts["fallback"] == len(to_fallback), counts
+    assert counts["read"] == counts["acked"] == len(cases), counts
+    assert counts["ok"] == len(cases) - len(to_fallback), counts

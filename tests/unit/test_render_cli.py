@@ -1,0 +1,114 @@
+"""`udsink render` and the operator command's arguments."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import yaml
+from udsink_operator import cli
+
+from tests.support.kube_schemas import check_manifest
+
+ROOT = Path(__file__).parents[2]
+EXAMPLES = sorted(ROOT.glob("examples/*/udsink.yaml"))
+
+
+def render(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.render_main(argv, out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.parent.name)
+def test_examples_render_to_manifests_kubernetes_accepts(path: Path) -> None:
+    code, out, err = render(["-f", str(path)])
+    assert (code, err) == (0, "")
+    docs = list(yaml.safe_load_all(out))
+    name = yaml.safe_load(path.read_text())["metadata"]["name"]
+    assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [
+        ("ConfigMap", f"{name}-config"),
+        ("Service", f"{name}-metrics"),
+        ("Deployment", name),
+    ]
+    for doc in docs:
+        check_manifest(doc)
+        assert "ownerReferences" not in doc["metadata"]  # nothing owns a rendered file yet
+    assert "&id" not in out and "*id" not in out  # plain YAML, no anchors
+
+
+def test_render_plain_sidecars_and_runtime_image() -> None:
+    code, out, _ = render(
+        ["-f", str(EXAMPLES[0]), "--sidecars", "plain", "--runtime-image", "registry.local/u:1"]
+    )
+    assert code == 0
+    deployment = list(yaml.safe_load_all(out))[2]
+    pod = deployment["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    assert [c["name"] for c in pod["containers"]] == ["runtime", "udsink"]
+    assert pod["containers"][0]["image"] == "registry.local/u:1"
+
+
+def test_render_reads_several_documents_and_skips_other_kinds(tmp_path: Path) -> None:
+    first = yaml.safe_load(EXAMPLES[0].read_text())
+    second = yaml.safe_load(EXAMPLES[1].read_text())
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}
+    file = tmp_path / "all.yaml"
+    file.write_text(yaml.safe_dump_all([namespace, first, second]))
+    code, out, _ = render(["-f", str(file)])
+    assert code == 0
+    assert len(list(yaml.safe_load_all(out))) == 6
+
+
+def test_render_invalid_file_names_the_field_and_exits_1(tmp_path: Path) -> None:
+    doc = yaml.safe_load(EXAMPLES[1].read_text())
+    doc["spec"]["sink"].pop("fallback")
+    doc["spec"]["batch"]["size"] = 0
+    file = tmp_path / "bad.yaml"
+    file.write_text(yaml.safe_dump(doc))
+    code, out, err = render(["-f", str(file)])
+    assert (code, out) == (1, "")
+    assert f"udsink render: {file}: UDSink 'orders-to-pg' is invalid:" in err
+    assert "  - spec.batch.size: Input should be greater than or equal to 1 (got 0)" in err
+    assert "  - spec.sink: retryStrategy.onFailure is 'fallback' but no fallback sink is set" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read"),
+        ("kind: ConfigMap\n", "no object of kind UDSink"),
+        ("a: [unclosed\n", "cannot read"),
+    ],
+)
+def test_render_unusable_input(tmp_path: Path, content: str | None, message: str) -> None:
+    file = tmp_path / "input.yaml"
+    if content is not None:
+        file.write_text(content)
+    code, out, err = render(["-f", str(file)])
+    assert (code, out) == (1, "")
+    assert message in err
+
+
+def test_operator_needs_to_know_where_to_watch() -> None:
+    parser = cli._operator_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args([])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["-n", "a", "-A"])
+    args = parser.parse_args(["-n", "a", "-n", "team-*"])
+    assert (args.namespaces, args.all_namespaces) == (["a", "team-*"], False)
+    args = parser.parse_args(["-A", "--standalone"])
+    assert (args.all_namespaces, args.standalone) == (True, True)
+
+
+def test_operator_defaults() -> None:
+    args = cli._operator_parser().parse_args(["-A"])
+    assert args.peering == "udsink-operator"
+    assert args.standalone is False
+    assert args.log_format == "json"
+    assert args.sidecars == "auto"
+    assert args.liveness == "http://0.0.0.0:8080/healthz"
+    with pytest.raises(SystemExit):
+        cli._operator_parser().parse_args(["-A", "--standalone", "--peering", "x"])
