@@ -1,0 +1,560 @@
+"""End to end through the data plane: Kafka -> sink -> commit, against a bare consumer ceiling.
+
+A topic on a real broker is pre-filled with N keyed records (split key headers, `--value-size`
+bytes each); then, one at a time and each with a fresh consumer group, these drain it:
+
+- `ceiling`: a bare confluent-kafka consume loop in its own process (no processing, an async
+  commit per batch): what librdkafka + Python can read here at all;
+- `blackhole`: the data plane with the blackhole sink (source + forwarder, no sink I/O);
+- `udsink-batch`: the data plane feeding a no-op sink served by our SDK
+  (bench/sdk_noop_sink.py) over the batch extension `udsink.v1.BatchSink`;
+- `udsink-v1`: the same sink over `sink.v1` (`useBatchExtension: false`).
+
+Each data plane runs as the container does (`python -m sink_runtime.dataplane --config FILE`).
+A row's wall time runs from starting its process until the group's committed offsets (read
+from the broker) reach the end of every partition, so it includes process start-up and the
+group join; the steady rate is measured from the first commit observed to the last (the
+ceiling, too fast to resolve that way, reports its own first-to-last-batch time). The CPU
+seconds of the data plane (or consumer) and of the sink process are read from /proc; CPU per
+message is taken over the steady window (the ceiling's over its whole run). `--repeat N` runs
+N rounds over the rows and reports each row's best run with the range of its steady rates.
+
+    python bench/dataplane_e2e.py --messages 200000 --value-size 1024 --partitions 4
+
+starts its own broker (tests/support/kafka_broker.py, jars cached under ~/.cache/udsink);
+`--bootstrap HOST:PORT` uses a running one instead. Prints the machine, then a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka.admin import AdminClient  # noqa: E402
+from confluent_kafka.cimpl import NewTopic  # noqa: E402
+
+from sink_runtime.config import (  # noqa: E402
+    BatchConfig,
+    BlackholeSinkConfig,
+    KafkaSourceConfig,
+    ObservabilityConfig,
+    RuntimeConfig,
+    SinkConfig,
+    UdSinkConfig,
+    constants,
+)
+from tests.support.kafka_broker import kafka_version, running_broker  # noqa: E402
+
+ROWS = ("ceiling", "blackhole", "udsink-batch", "udsink-v1")
+WHAT = {
+    "ceiling": "bare confluent-kafka consume loop",
+    "blackhole": "data plane, blackhole sink",
+    "udsink-batch": "data plane -> SDK no-op sink, batch extension",
+    "udsink-v1": "data plane -> SDK no-op sink, sink.v1",
+}
+POLL_S = 0.05
+CEILING_MARK = "ceiling consumed after its first batch (messages, seconds):"
+ROW_TIMEOUT_S = 1800.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Result:
+    row: str
+    messages: int
+    wall_s: float  # process start -> everything committed
+    steady_s: float  # first commit observed -> everything committed
+    steady_messages: int  # messages committed within steady_s
+    cpu_s: float  # data plane (or consumer) process
+    steady_cpu_s: float  # the same, within steady_s
+    sink_cpu_s: float  # the SDK sink process (0 without one)
+    batch_ms: float | None = None  # mean read -> commit time of a batch (data plane /metrics)
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.wall_s
+
+    @property
+    def cpu_us_per_message(self) -> float:
+        """Process + sink CPU per message in steady state (start-up excluded)."""
+        if self.steady_messages <= 0 or self.steady_cpu_s <= 0:
+            return (self.cpu_s + self.sink_cpu_s) / self.messages * 1e6
+        return (self.steady_cpu_s + self.sink_cpu_s) / self.steady_messages * 1e6
+
+    @property
+    def steady_rate(self) -> float:
+        if self.steady_s <= 0 or self.steady_messages <= 0:
+            return self.rate  # everything committed before the first observation
+        return self.steady_messages / self.steady_s
+
+
+# --- the broker and the topic ---
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[
+        topic
+    ].result(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        md = admin.list_topics(topic=topic, timeout=5).topics.get(topic)
+        if (
+            md is not None
+            and md.error is None
+            and len(md.partitions) == partitions
+            and all(p.leader >= 0 for p in md.partitions.values())
+        ):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"topic {topic} has no leader for every partition after 30s")
+
+
+def prefill(bootstrap: str, topic: str, messages: int, value_size: int, partitions: int) -> float:
+    """Write `messages` keyed records round-robin over the partitions; seconds taken."""
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 50,
+            "batch.size": 1_000_000,
+            "batch.num.messages": 10_000,
+            "queue.buffering.max.kbytes": 1_048_576,
+            "queue.buffering.max.messages": 1_000_000,
+            "acks": 1,
+            "enable.idempotence": False,
+        }
+    )
+    value = os.urandom(value_size)
+    failed: list[str] = []
+
+    def on_delivery(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failed.append(str(err))
+
+    started = time.monotonic()
+    for i in range(messages):
+        key = f"k{i % 1000}"
+        headers: list[tuple[str, str | bytes | None]] = [
+            (constants.KEY_LEN_HEADER, b"2"),
+            (f"{constants.KEY_HEADER_PREFIX}0", key.encode()),
+            (f"{constants.KEY_HEADER_PREFIX}1", b"bench"),
+        ]
+        while True:
+            try:
+                producer.produce(
+                    topic,
+                    value=value,
+                    key=key.encode(),
+                    headers=headers,
+                    partition=i % partitions,
+                    on_delivery=on_delivery,
+                )
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    left = producer.flush(120)
+    if left or failed:
+        raise RuntimeError(f"pre-fill of {topic}: {left} undelivered, errors {failed[:3]}")
+    return time.monotonic() - started
+
+
+def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"end-{uuid.uuid4().hex}"})
+    try:
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(partitions)
+        }
+    finally:
+        consumer.close()
+
+
+# --- measuring one row ---
+
+
+class CommitWatch:
+    """Reads a group's committed offsets from the broker (one client, reused)."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str, partitions: int) -> None:
+        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+        self._tps = [TopicPartition(topic, p) for p in range(partitions)]
+
+    def committed(self) -> int:
+        tps = self._consumer.committed(self._tps, timeout=10)
+        return sum(tp.offset for tp in tps if tp.offset >= 0)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a live process (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def stop_process(proc: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def measure(
+    proc: subprocess.Popen[bytes], watch: CommitWatch, total: int, started: float, log: Path
+) -> tuple[float, float, int, float, float]:
+    """Poll commits until `total`.
+
+    Returns (wall s, steady s, steady messages, process CPU s, process CPU s in steady state).
+    """
+    first_at: float | None = None
+    first_committed = 0
+    first_cpu = 0.0
+    deadline = started + ROW_TIMEOUT_S
+    while True:
+        committed = watch.committed()
+        now = time.monotonic()
+        if committed > 0 and first_at is None:
+            first_at, first_committed, first_cpu = now, committed, cpu_seconds(proc.pid)
+        if committed >= total:
+            cpu = cpu_seconds(proc.pid)
+            steady = now - first_at if first_at is not None else 0.0
+            return now - started, steady, total - first_committed, cpu, cpu - first_cpu
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"{proc.args!r} exited ({proc.returncode}) at {committed}/{total} committed:\n"
+                + log.read_text(errors="replace")[-3000:]
+            )
+        if now > deadline:
+            raise RuntimeError(f"only {committed}/{total} committed after {ROW_TIMEOUT_S}s")
+        time.sleep(POLL_S)
+
+
+@contextmanager
+def noop_sink(workdir: Path) -> Iterator[tuple[subprocess.Popen[bytes], UdSinkConfig]]:
+    """bench/sdk_noop_sink.py (sync handler) in its own process, on a socket in `workdir`."""
+    sock_dir = Path(tempfile.mkdtemp(prefix="udsb-", dir="/tmp"))  # short: sun_path limit
+    socket_path, info_path = sock_dir / "sink.sock", sock_dir / "sinker-server-info"
+    env = {
+        **os.environ,
+        constants.SOCKET_PATH_ENV: str(socket_path),
+        constants.SERVER_INFO_PATH_ENV: str(info_path),
+    }
+    with (workdir / "sink.log").open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(BENCH / "sdk_noop_sink.py"), "sync"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+        )
+    try:
+        yield proc, UdSinkConfig(socket_path=str(socket_path), server_info_path=str(info_path))
+    finally:
+        stop_process(proc)
+        shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+def run_dataplane(
+    row: str,
+    sink: SinkConfig,
+    args: argparse.Namespace,
+    topic: str,
+    total: int,
+    workdir: Path,
+    sink_proc: subprocess.Popen[bytes] | None = None,
+) -> Result:
+    group = f"bench-{row}-{uuid.uuid4().hex[:6]}"
+    config = RuntimeConfig(
+        name=f"bench-{row}",
+        source=KafkaSourceConfig(brokers=[args.bootstrap], topics=[topic], consumer_group=group),
+        sink=sink,
+        batch=BatchConfig(size=args.batch, timeout_ms=100),
+        observability=ObservabilityConfig(metrics_port=0, metrics_host="127.0.0.1"),
+    )
+    config_path = workdir / f"{group}.json"
+    config_path.write_text(config.to_json())
+    log = workdir / f"{group}.log"
+    watch = CommitWatch(args.bootstrap, group, topic, args.partitions)
+    try:
+        with log.open("ab") as out:
+            started = time.monotonic()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "sink_runtime.dataplane", "--config", str(config_path)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+        try:
+            sink_cpu_before = cpu_seconds(sink_proc.pid) if sink_proc else 0.0
+            wall, steady, steady_n, cpu, steady_cpu = measure(proc, watch, total, started, log)
+            sink_cpu = cpu_seconds(sink_proc.pid) - sink_cpu_before if sink_proc else 0.0
+            batch_ms = mean_batch_ms(log)
+        finally:
+            stop_process(proc)
+    finally:
+        watch.close()
+    return Result(row, total, wall, steady, steady_n, cpu, steady_cpu, sink_cpu, batch_ms)
+
+
+def mean_batch_ms(log: Path) -> float | None:
+    """The data plane's mean batch time from its /metrics (port from its start-up log line)."""
+    found = re.search(r"serving /metrics.* on 127\.0\.0\.1:(\d+)", log.read_text(errors="replace"))
+    if found is None:
+        return None
+    url = f"http://127.0.0.1:{found.group(1)}{constants.METRICS_PATH}"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        text = resp.read().decode()
+    samples = dict(
+        line.rsplit(" ", 1)
+        for line in text.splitlines()
+        if line.startswith("udsink_batch_seconds_")
+    )
+    count = float(samples.get("udsink_batch_seconds_count", "0"))
+    return float(samples["udsink_batch_seconds_sum"]) / count * 1000 if count else None
+
+
+def run_ceiling(args: argparse.Namespace, topic: str, total: int, workdir: Path) -> Result:
+    group = f"bench-ceiling-{uuid.uuid4().hex[:6]}"
+    log = workdir / f"{group}.log"
+    watch = CommitWatch(args.bootstrap, group, topic, args.partitions)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--ceiling-worker"]
+    cmd += ["--bootstrap", args.bootstrap, "--topic", topic, "--group", group]
+    cmd += ["--messages", str(total), "--batch", str(args.batch)]
+    try:
+        with log.open("ab") as out:
+            started = time.monotonic()
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        try:
+            wall, steady, steady_n, cpu, steady_cpu = measure(proc, watch, total, started, log)
+        finally:
+            stop_process(proc)
+    finally:
+        watch.close()
+    found = re.search(rf"{re.escape(CEILING_MARK)} (\d+) ([0-9.]+)", log.read_text())
+    if found is not None and float(found.group(2)) > 0:
+        steady_n, steady = int(found.group(1)), float(found.group(2))
+        steady_cpu = 0.0  # not resolvable at this speed: the whole run's CPU is reported
+    return Result("ceiling", total, wall, steady, steady_n, cpu, steady_cpu, 0.0)
+
+
+def ceiling_worker(args: argparse.Namespace) -> int:
+    """The bare loop: consume everything, commit each batch asynchronously, nothing else."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "group.id": args.group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([args.topic])
+    seen = 0
+    first_batch = 0
+    first_at = last_at = 0.0
+    stop = False
+
+    def on_term(_sig: int, _frame: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    while not stop:
+        msgs = consumer.consume(num_messages=args.batch, timeout=0.1)
+        good = [m for m in msgs if m.error() is None]
+        if good:
+            if not seen:
+                first_at, first_batch = time.monotonic(), len(good)
+            seen += len(good)
+            last_at = time.monotonic()
+            consumer.commit(asynchronous=True)
+        if seen >= args.messages:
+            # Its own clock: the first batch to the last, too short to resolve from outside.
+            print(f"{CEILING_MARK} {seen - first_batch} {last_at - first_at:.6f}", flush=True)
+            consumer.commit(asynchronous=False)
+            while not stop:  # stay in the group until measured and told to stop
+                consumer.poll(0.1)
+    consumer.close()
+    return 0
+
+
+# --- reporting ---
+
+
+def machine() -> list[str]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")),
+        platform.processor() or "unknown",
+    )
+    mem_kb = next(
+        int(ln.split()[1])
+        for ln in Path("/proc/meminfo").read_text().splitlines()
+        if ln.startswith("MemTotal")
+    )
+    import confluent_kafka
+
+    mhz = next(
+        (ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("cpu MHz")),
+        "?",
+    )
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return [
+        f"- CPU: {os.cpu_count()} x {model} ({mhz} MHz)",
+        f"- RAM: {mem_kb / 1024 / 1024:.1f} GiB; load average at start: {load}",
+        f"- Python {platform.python_version()}, confluent-kafka {confluent_kafka.__version__} "
+        f"(librdkafka {confluent_kafka.libversion()[0]}), Kafka {kafka_version()} (KRaft, 1 node)",
+    ]
+
+
+def table(runs: dict[str, list[Result]]) -> list[str]:
+    """One line per row: its best run (highest steady rate), and the range when repeated."""
+    best = {row: max(rs, key=lambda r: r.steady_rate) for row, rs in runs.items()}
+    ceiling = best["ceiling"].steady_rate if "ceiling" in best else None
+    lines = [
+        "| row | what | messages | wall s | msg/s (wall) | msg/s (steady) | of ceiling "
+        "| CPU s (process + sink) | CPU µs/msg | batch ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row, r in best.items():
+        share = f"{r.steady_rate / ceiling:.0%}" if ceiling else "n/a"
+        batch = "n/a" if r.batch_ms is None else f"{r.batch_ms:.1f}"
+        steady = f"{r.steady_rate:,.0f}"
+        if len(runs[row]) > 1:
+            rates = [x.steady_rate for x in runs[row]]
+            steady += f" ({min(rates):,.0f}..{max(rates):,.0f})"
+        lines.append(
+            f"| {row} | {WHAT[row]} | {r.messages} | {r.wall_s:.2f} | {r.rate:,.0f} | {steady} "
+            f"| {share} | {r.cpu_s:.1f} + {r.sink_cpu_s:.1f} | {r.cpu_us_per_message:.0f} "
+            f"| {batch} |"
+        )
+    return lines
+
+
+def run_rows(args: argparse.Namespace, workdir: Path) -> dict[str, list[Result]]:
+    topic = f"bench-e2e-{uuid.uuid4().hex[:8]}"
+    create_topic(args.bootstrap, topic, args.partitions)
+    took = prefill(args.bootstrap, topic, args.messages, args.value_size, args.partitions)
+    total = sum(end_offsets(args.bootstrap, topic, args.partitions).values())
+    print(
+        f"pre-filled {topic}: {total} records of {args.value_size} B on {args.partitions} "
+        f"partitions in {took:.1f}s; batch size {args.batch}",
+        flush=True,
+    )
+    runs: dict[str, list[Result]] = {row: [] for row in args.rows}
+    # Rounds, not repeats in a row: drift in the machine's load hits every row alike.
+    for round_ in range(1, args.repeat + 1):
+        for row in args.rows:
+            result = run_row(row, args, topic, total, workdir)
+            print(
+                f"  round {round_} {row}: {result.steady_rate:,.0f} msg/s steady, "
+                f"{result.wall_s:.2f}s wall",
+                flush=True,
+            )
+            runs[row].append(result)
+    return runs
+
+
+def run_row(row: str, args: argparse.Namespace, topic: str, total: int, workdir: Path) -> Result:
+    if row == "ceiling":
+        return run_ceiling(args, topic, total, workdir)
+    if row == "blackhole":
+        return run_dataplane(row, BlackholeSinkConfig(), args, topic, total, workdir)
+    with noop_sink(workdir) as (sink_proc, sink):
+        if row == "udsink-v1":
+            sink = sink.model_copy(update={"use_batch_extension": False})
+        return run_dataplane(row, sink, args, topic, total, workdir, sink_proc)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--value-size", type=int, default=1024, help="bytes per value")
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=500, help="data plane batch size")
+    parser.add_argument(
+        "--rows", default=",".join(ROWS), help=f"comma-separated subset of {', '.join(ROWS)}"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds over the rows; each row reports its best"
+    )
+    parser.add_argument("--bootstrap", help="use this running broker instead of starting one")
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--ceiling-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--topic", help=argparse.SUPPRESS)
+    parser.add_argument("--group", help=argparse.SUPPRESS)
+    args = parser.parse_args(list(argv))
+    if not args.ceiling_worker:
+        args.rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+        unknown = [r for r in args.rows if r not in ROWS]
+        if unknown:
+            parser.error(f"--rows: unknown {', '.join(unknown)}; accepted: {', '.join(ROWS)}")
+        if min(args.messages, args.partitions, args.repeat, args.batch) < 1 or args.value_size < 0:
+            parser.error(
+                "--messages, --partitions, --repeat and --batch must be >= 1, --value-size >= 0"
+            )
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.ceiling_worker:
+        return ceiling_worker(args)
+    for line in machine():
+        print(line, flush=True)
+    with ExitStack() as stack:
+        if args.bootstrap is None:
+            broker = stack.enter_context(running_broker())
+            args.bootstrap = broker.bootstrap
+            print(f"started Kafka on {args.bootstrap}", flush=True)
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="udsink-bench-")))
+        runs = run_rows(args, workdir)
+    print()
+    print(
+        f"{args.messages} messages x {args.value_size} B, {args.partitions} partitions, "
+        f"batch {args.batch}, best of {args.repeat} per row; 'of ceiling' compares steady rates"
+    )
+    for line in table(runs):
+        print(line)
+    if args.json is not None:
+        flat = [
+            asdict(r) | {"rate": r.rate, "steady_rate": r.steady_rate}
+            for rs in runs.values()
+            for r in rs
+        ]
+        args.json.write_text(json.dumps(flat, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

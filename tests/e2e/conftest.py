@@ -1,0 +1,513 @@
+"""The e2e tier's fixtures: a real Kubernetes control plane on loopback, plus kubectl and helm.
+
+`scripts/ensure_control_plane.sh` builds etcd, kube-apiserver, kube-controller-manager and kubectl
+from the pinned Go module in tests/e2e/cluster (cached per machine, keyed by version). The
+session fixture starts them on free 127.0.0.1 ports with their state in a tmp dir: an admin in
+`system:masters` (static token), RBAC authorization (so a missing rule in the chart fails a
+test), service-account token signing (so the operator can log in as the chart's
+ServiceAccount), and the controllers that make Deployments real: deployment, replicaset,
+garbage collector, namespace and service account. No scheduler and no kubelet run; tests play
+the kubelet by patching pod status. When a component does not come up, the session fails with
+the last lines of every component's log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+import yaml
+
+from tests.chart.conftest import helm_bin
+
+__all__ = ["helm_bin"]  # the chart tier's fixture, shared here
+
+ROOT = Path(__file__).parents[2]
+ENSURE_CONTROL_PLANE = ROOT / "scripts" / "ensure_control_plane.sh"
+ADMIN_USER = "e2e-admin"
+SERVICE_CIDR = "10.96.0.0/16"
+# The controllers this tier relies on; each name is the kube-controller-manager's own.
+CONTROLLERS = (
+    "deployment-controller",
+    "replicaset-controller",
+    "garbage-collector-controller",
+    "namespace-controller",
+    # Creates each namespace's `default` ServiceAccount, which pods need to be admitted.
+    "serviceaccount-controller",
+)
+LOG_TAIL_LINES = 40
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Component:
+    """One control-plane process and the file its output goes to."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    log_file: IO[bytes]
+
+    def tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.log_file.close()
+
+
+@dataclass
+class ControlPlane:
+    """A running control plane: its address, the admin's credentials and the binaries."""
+
+    bin_dir: Path
+    workdir: Path
+    server: str
+    ca_file: Path
+    admin_token: str
+    admin_kubeconfig: Path
+    components: list[Component] = field(default_factory=list)
+
+    @property
+    def kubectl_bin(self) -> Path:
+        return self.bin_dir / "kubectl"
+
+    def logs(self) -> str:
+        """The last lines of every component's log, for failure messages."""
+        return "\n".join(
+            f"--- {c.name} (exit code {c.process.poll()}), last lines of {c.log_path}:\n{c.tail()}"
+            for c in self.components
+        )
+
+    def write_kubeconfig(self, path: Path, user: str, token: str) -> Path:
+        """A kubeconfig for `user` authenticating with a bearer token."""
+        write_kubeconfig(path, self.server, self.ca_file, user, token)
+        return path
+
+    def env(self, kubeconfig: Path | None = None) -> dict[str, str]:
+        """The environment kubectl and helm run in: only this cluster's kubeconfig."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
+        env["KUBECONFIG"] = str(kubeconfig or self.admin_kubeconfig)
+        # helm keeps its caches and repository config under these; keep them out of $HOME.
+        for var, sub in (("HELM_CACHE_HOME", "cache"), ("HELM_CONFIG_HOME", "config")):
+            env[var] = str(self.workdir / "helm" / sub)
+        env["HELM_DATA_HOME"] = str(self.workdir / "helm" / "data")
+        return env
+
+    def kubectl(
+        self,
+        *args: str,
+        stdin: str | None = None,
+        check: bool = True,
+        kubeconfig: Path | None = None,
+        timeout: float = 90,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real kubectl; with `check`, a non-zero exit fails with its stderr."""
+        return run_tool(
+            [str(self.kubectl_bin), *args],
+            env=self.env(kubeconfig),
+            stdin=stdin,
+            check=check,
+            timeout=timeout,
+        )
+
+    def get_json(self, *args: str, kubeconfig: Path | None = None) -> dict[str, Any]:
+        """`kubectl get ... -o json`, parsed."""
+        found: dict[str, Any] = json.loads(
+            self.kubectl("get", *args, "-o", "json", kubeconfig=kubeconfig).stdout
+        )
+        return found
+
+
+def run_tool(
+    argv: Sequence[str],
+    *,
+    env: dict[str, str],
+    stdin: str | None = None,
+    check: bool = True,
+    timeout: float = 90,
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        list(argv),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"`{' '.join(argv)}` exited {result.returncode}\n"
+            f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+        )
+    return result
+
+
+def write_kubeconfig(path: Path, server: str, ca_file: Path, user: str, token: str) -> None:
+    cluster = {"server": server, "certificate-authority": str(ca_file)}
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "e2e", "cluster": cluster}],
+                "users": [{"name": user, "user": {"token": token}}],
+                "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": user}}],
+                "current-context": "e2e",
+            }
+        )
+    )
+    path.chmod(0o600)
+
+
+def control_plane_binaries() -> Path:
+    """The folder with the four binaries (built on first use; fails loudly if it cannot)."""
+    result = subprocess.run(
+        ["bash", str(ENSURE_CONTROL_PLANE)],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
+    lines = result.stdout.strip().splitlines()
+    folder = Path(lines[-1]) if lines else None
+    if result.returncode != 0 or folder is None or not (folder / ".complete").is_file():
+        pytest.fail(
+            f"cannot provide the Kubernetes control plane with {ENSURE_CONTROL_PLANE} "
+            f"(exit {result.returncode}):\n{result.stderr[-4000:]}",
+            pytrace=False,
+        )
+    return folder
+
+
+def write_service_account_key(folder: Path) -> Path:
+    """The private key the API server signs ServiceAccount tokens with; it also reads the public
+    half from the same file to check them."""
+    key = folder / "sa.key"
+    result = subprocess.run(
+        ["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"openssl could not make a service-account key: {result.stderr}", pytrace=False)
+    return key
+
+
+def start(plane: ControlPlane, name: str, argv: Sequence[str]) -> Component:
+    log_path = plane.workdir / f"{name}.log"
+    log_file = log_path.open("wb")
+    process = subprocess.Popen(
+        list(argv), stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+    )
+    component = Component(name, process, log_path, log_file)
+    plane.components.append(component)
+    return component
+
+
+def probe(url: str, token: str | None = None, context: ssl.SSLContext | None = None) -> bool:
+    request = urllib.request.Request(url)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=3, context=context) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_until_up(
+    plane: ControlPlane,
+    component: Component,
+    url: str,
+    *,
+    token: str | None = None,
+    context: ssl.SSLContext | None = None,
+    within: float = 120.0,
+) -> None:
+    """Poll `url` until it answers 200; fail with every log if the process dies or times out."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if component.process.poll() is not None:
+            pytest.fail(
+                f"{component.name} exited ({component.process.returncode}) before {url} "
+                f"answered\n{plane.logs()}",
+                pytrace=False,
+            )
+        if probe(url, token, context):
+            return
+        time.sleep(0.3)
+    pytest.fail(
+        f"{component.name}: {url} not ready within {within}s\n{plane.logs()}", pytrace=False
+    )
+
+
+def unverified_tls() -> ssl.SSLContext:
+    # Only for components' /healthz before their serving certificate is known.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def new_control_plane(bin_dir: Path, workdir: Path) -> ControlPlane:
+    """Addresses and credentials of a control plane that is not started yet."""
+    server = f"https://127.0.0.1:{free_port()}"
+    return ControlPlane(
+        bin_dir=bin_dir,
+        workdir=workdir,
+        server=server,
+        # The API server signs its serving certificate with a CA it makes itself and writes
+        # both into this file (certificate first, CA after).
+        ca_file=workdir / "apiserver-certs" / "apiserver.crt",
+        admin_token=secrets.token_hex(16),
+        admin_kubeconfig=workdir / "admin.kubeconfig",
+    )
+
+
+def start_control_plane(plane: ControlPlane) -> None:
+    """etcd, then the API server, then the controller manager; each waited for."""
+    bin_dir, workdir, server = plane.bin_dir, plane.workdir, plane.server
+    admin_token = plane.admin_token
+    etcd_port, peer_port = free_port(), free_port()
+    etcd_url, peer_url = f"http://127.0.0.1:{etcd_port}", f"http://127.0.0.1:{peer_port}"
+    etcd = start(
+        plane,
+        "etcd",
+        [
+            str(bin_dir / "etcd"),
+            "--name=e2e",
+            f"--data-dir={workdir / 'etcd'}",
+            f"--listen-client-urls={etcd_url}",
+            f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=e2e={peer_url}",
+            # Test data: durability across power loss is not needed, speed is.
+            "--unsafe-no-fsync=true",
+            "--log-level=warn",
+        ],
+    )
+    wait_until_up(plane, etcd, f"{etcd_url}/health")
+
+    tokens = workdir / "tokens.csv"
+    tokens.write_text(f'{admin_token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
+    sa_key = write_service_account_key(workdir)
+    apiserver = start(
+        plane,
+        "kube-apiserver",
+        [
+            str(bin_dir / "kube-apiserver"),
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={server.rsplit(':', 1)[1]}",
+            f"--cert-dir={plane.ca_file.parent}",
+            f"--token-auth-file={tokens}",
+            # RBAC only: the chart's Roles are what the operator may do, nothing else.
+            "--authorization-mode=RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={sa_key}",
+            f"--service-account-signing-key-file={sa_key}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # No Endpoints for the `kubernetes` Service (a loopback address is not allowed).
+            "--endpoint-reconciler-type=none",
+            "--enable-priority-and-fairness=false",
+            "--profiling=false",
+        ],
+    )
+    wait_until_up(plane, apiserver, f"{server}/readyz", token=admin_token, context=unverified_tls())
+    plane.write_kubeconfig(plane.admin_kubeconfig, ADMIN_USER, admin_token)
+
+    controller_port = free_port()
+    controller_manager = start(
+        plane,
+        "kube-controller-manager",
+        [
+            str(bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={plane.admin_kubeconfig}",
+            f"--controllers={','.join(CONTROLLERS)}",
+            "--leader-elect=false",
+            "--use-service-account-credentials=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={controller_port}",
+            f"--cert-dir={workdir / 'controller-manager-certs'}",
+            "--profiling=false",
+        ],
+    )
+    wait_until_up(
+        plane,
+        controller_manager,
+        f"https://127.0.0.1:{controller_port}/healthz",
+        context=unverified_tls(),
+    )
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """One control plane for the whole session (torn down at its end)."""
+    bin_dir = control_plane_binaries()
+    workdir = tmp_path_factory.mktemp("kube")
+    plane = new_control_plane(bin_dir, workdir)
+    try:
+        start_control_plane(plane)
+        # The serving certificate the API server made for itself must verify for kubectl.
+        plane.kubectl("version", "--output=json")
+        yield plane
+    finally:
+        for component in reversed(plane.components):
+            component.stop()
+
+
+# --- The operator, installed by the chart and run as its ServiceAccount ---
+
+CHART = ROOT / "charts" / "udsink-operator"
+# The operator re-checks failed UDSinks this often (seconds): a test creating a missing Secret
+# then waits seconds, not the chart's default minute.
+RECHECK_SECONDS = 2
+
+
+@dataclass
+class OperatorRun:
+    """A helm release of the chart and the operator process running as its ServiceAccount."""
+
+    plane: ControlPlane
+    helm: Path
+    release: str
+    namespace: str
+    service_account: str
+    args: list[str]
+    kubeconfig: Path
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def user(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.service_account}"
+
+    def helm_run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run_tool([str(self.helm), *args], env=self.plane.env(), check=check, timeout=120)
+
+    def logs(self, lines: int = 60) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        code = None if self.process is None else self.process.poll()
+        tail = "\n".join(text.splitlines()[-lines:])
+        return f"--- operator {self.user} (exit code {code}), last lines:\n{tail}"
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+def installed_operator_container(plane: ControlPlane, release: str, namespace: str) -> Any:
+    """The operator container and pod spec of the Deployment the chart installed."""
+    deployments = plane.get_json(
+        "deployments", "-n", namespace, "-l", f"app.kubernetes.io/instance={release}"
+    )["items"]
+    assert len(deployments) == 1, f"chart release {release} made {len(deployments)} Deployments"
+    return deployments[0]["spec"]["template"]["spec"]
+
+
+def operator_argv(chart_args: Sequence[str], liveness: str, kubeconfig: Path) -> list[str]:
+    """The chart's container args, with the liveness endpoint moved to a free loopback port and
+    the kubeconfig of the ServiceAccount instead of in-cluster credentials."""
+    argv = [a if not a.startswith("--liveness=") else f"--liveness={liveness}" for a in chart_args]
+    assert argv[0] == "operator", f"the chart's args do not start with `operator`: {chart_args}"
+    return [*argv, f"--kubeconfig={kubeconfig}"]
+
+
+def install_and_run_operator(
+    plane: ControlPlane, helm: Path, release: str, namespace: str, values: Sequence[str]
+) -> OperatorRun:
+    """`helm install` the chart, then run `udsink operator` with the args the chart's Deployment
+    carries, logged in with a token the TokenRequest API issued for the chart's ServiceAccount."""
+    workdir = plane.workdir / f"operator-{release}"
+    workdir.mkdir()
+    set_values = [f"--set={v}" for v in values]
+    run_tool(
+        [
+            str(helm),
+            "install",
+            release,
+            str(CHART),
+            f"--namespace={namespace}",
+            "--create-namespace",
+            f"--set=runtime.recheckIntervalSeconds={RECHECK_SECONDS}",
+            "--set=logFormat=text",
+            *set_values,
+        ],
+        env=plane.env(),
+        timeout=180,
+    )
+    pod_spec = installed_operator_container(plane, release, namespace)
+    service_account = pod_spec["serviceAccountName"]
+    token = plane.kubectl(
+        "create", "token", service_account, f"--namespace={namespace}", "--duration=2h"
+    ).stdout.strip()
+    run = OperatorRun(
+        plane=plane,
+        helm=helm,
+        release=release,
+        namespace=namespace,
+        service_account=service_account,
+        args=list(pod_spec["containers"][0]["args"]),
+        kubeconfig=workdir / "kubeconfig",
+        log_path=workdir / "operator.log",
+    )
+    plane.write_kubeconfig(run.kubeconfig, run.user, token)
+    liveness = f"http://127.0.0.1:{free_port()}/healthz"
+    argv = [
+        sys.executable,
+        "-m",
+        "udsink_cli.main",
+        *operator_argv(run.args, liveness, run.kubeconfig),
+    ]
+    with run.log_path.open("wb") as log:
+        run.process = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir
+        )
+    deadline = time.monotonic() + 60
+    while not probe(liveness):
+        if run.process.poll() is not None or time.monotonic() > deadline:
+            run.stop()
+            pytest.fail(f"the operator did not become live at {liveness}\n{run.logs()}")
+        time.sleep(0.3)
+    return run
+
+
+def uninstall(run: OperatorRun) -> None:
+    run.stop()
+    run.helm_run("uninstall", run.release, f"--namespace={run.namespace}", check=False)

@@ -1,0 +1,616 @@
+"""End to end on a real control plane: helm install, kubectl apply, the API server's validation,
+real Deployments, ReplicaSets and garbage collection.
+
+Everything goes through the real `helm` and `kubectl` binaries against the session's control
+plane (tests/e2e/conftest.py). The operator runs as a process with the args the chart's
+Deployment carries, logged in as the chart's ServiceAccount, so a rule missing from the chart's
+RBAC fails here. No kubelet runs: where a test needs ready pods it patches their status, as a
+kubelet would.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+from udsink_operator import constants
+
+from sink_runtime.config import KafkaSourceConfig, RuntimeConfig
+from sink_runtime.config import constants as runtime_constants
+from tests.e2e.conftest import (
+    ROOT,
+    ControlPlane,
+    OperatorRun,
+    install_and_run_operator,
+    uninstall,
+)
+
+# The first test may build the control plane (tens of minutes on a cold machine).
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
+
+EXAMPLES = ROOT / "examples"
+MINIMAL = EXAMPLES / "01-minimal" / "udsink.yaml"
+FALLBACK = EXAMPLES / "02-fallback" / "udsink.yaml"
+GITOPS = EXAMPLES / "gitops" / "udsinks"
+ARGOCD_MANAGER = "argocd-controller"
+
+T = TypeVar("T")
+
+
+# --- helpers ---
+
+
+def eventually(check: Callable[[], T | None], what: str, logs: Callable[[], str]) -> T:
+    """Poll `check` until it returns something truthy; fail naming `what` with the logs."""
+    deadline = time.monotonic() + 60
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what} (last: {last!r})\n{logs()}")
+
+
+def example(
+    path: Path, *, name: str | None = None, namespace: str | None = None, **spec: Any
+) -> str:
+    """An example manifest as YAML, renamed / moved / with top-level spec keys replaced."""
+    doc = yaml.safe_load(path.read_text())
+    if name is not None:
+        doc["metadata"]["name"] = name
+    if namespace is not None:
+        doc["metadata"]["namespace"] = namespace
+    doc["spec"].update(spec)
+    return yaml.safe_dump(doc)
+
+
+def get_or_none(plane: ControlPlane, *args: str) -> dict[str, Any] | None:
+    result = plane.kubectl("get", *args, "-o", "json", check=False)
+    if result.returncode != 0:
+        assert "NotFound" in result.stderr, result.stderr
+        return None
+    found: dict[str, Any] = json.loads(result.stdout)
+    return found
+
+
+def children(plane: ControlPlane, namespace: str, name: str) -> dict[str, dict[str, Any] | None]:
+    ns = f"--namespace={namespace}"
+    return {
+        "Deployment": get_or_none(plane, "deployment", name, ns),
+        "ConfigMap": get_or_none(plane, "configmap", f"{name}{constants.CONFIG_MAP_SUFFIX}", ns),
+        "Service": get_or_none(plane, "service", f"{name}{constants.METRICS_SERVICE_SUFFIX}", ns),
+    }
+
+
+def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond["type"] == kind:
+            found: dict[str, Any] = cond
+            return found
+    return {}
+
+
+def make_pods_ready(plane: ControlPlane, namespace: str, name: str) -> int:
+    """Play the kubelet: mark every pod of the UDSink Running and Ready."""
+    pods = plane.get_json(
+        "pods", f"--namespace={namespace}", "-l", f"{constants.LABEL_UDSINK}={name}"
+    )["items"]
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    ready = {
+        "status": {
+            "phase": "Running",
+            "conditions": [
+                {"type": c, "status": "True", "lastTransitionTime": now}
+                for c in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+            ],
+        }
+    }
+    for pod in pods:
+        if condition(pod, "Ready").get("status") != "True":
+            plane.kubectl(
+                "patch",
+                "pod",
+                pod["metadata"]["name"],
+                f"--namespace={namespace}",
+                "--subresource=status",
+                "--type=merge",
+                f"--patch={json.dumps(ready)}",
+            )
+    return len(pods)
+
+
+def wait_ready(plane: ControlPlane, op: OperatorRun, namespace: str, name: str, pods: int) -> None:
+    """Pods exist (ReplicaSet controller), get marked ready, and the UDSink reports Ready."""
+    eventually(
+        lambda: make_pods_ready(plane, namespace, name) == pods,
+        f"{pods} pods of {namespace}/{name}",
+        lambda: op.logs() + "\n" + plane.logs(),
+    )
+    plane.kubectl(
+        "wait",
+        "--for=condition=Ready",
+        f"udsink/{name}",
+        f"--namespace={namespace}",
+        "--timeout=60s",
+    )
+
+
+def all_children(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any] | None:
+    """The three children once all exist, else None."""
+    found = children(plane, namespace, name)
+    return dict(found) if all(found.values()) else None
+
+
+def udsink_where(
+    plane: ControlPlane, namespace: str, name: str, kind: str, status: str
+) -> dict[str, Any] | None:
+    """The UDSink once its condition `kind` has `status`, else None."""
+    udsink = plane.get_json("udsink", name, f"--namespace={namespace}")
+    return udsink if condition(udsink, kind).get("status") == status else None
+
+
+def udsink_in_phase(
+    plane: ControlPlane, namespace: str, name: str, phase: str
+) -> dict[str, Any] | None:
+    udsink = plane.get_json("udsink", name, f"--namespace={namespace}")
+    return udsink if (udsink.get("status") or {}).get("phase") == phase else None
+
+
+def newer_than(plane: ControlPlane, old: dict[str, Any]) -> dict[str, Any] | None:
+    """The object `old` once its generation has moved on, else None."""
+    meta = old["metadata"]
+    new = plane.get_json(old["kind"].lower(), meta["name"], f"--namespace={meta['namespace']}")
+    return new if new["metadata"]["generation"] > meta["generation"] else None
+
+
+def explain(plane: ControlPlane, field: str) -> str | None:
+    # The CRD's schema reaches the published OpenAPI a moment after the CRD is established.
+    result = plane.kubectl("explain", field, check=False)
+    return result.stdout if result.returncode == 0 else None
+
+
+def resource_versions(plane: ControlPlane, namespace: str, name: str) -> dict[str, str]:
+    found = {
+        k: v["metadata"]["resourceVersion"]
+        for k, v in children(plane, namespace, name).items()
+        if v
+    }
+    udsink = plane.get_json("udsink", name, f"--namespace={namespace}")
+    found["UDSink"] = udsink["metadata"]["resourceVersion"]
+    return found
+
+
+def settled(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any] | None:
+    """The UDSink once the operator has acted on its latest generation."""
+    udsink = plane.get_json("udsink", name, f"--namespace={namespace}")
+    status = udsink.get("status") or {}
+    done = status.get("observedGeneration") == udsink["metadata"]["generation"]
+    return udsink if done else None
+
+
+# --- cluster-wide install ---
+
+
+@pytest.fixture(scope="class")
+def clusterwide(control_plane: ControlPlane, helm_bin: Path) -> Iterator[OperatorRun]:
+    run = install_and_run_operator(
+        control_plane, helm_bin, "udsink", "udsink-system", values=["watch.clusterWide=true"]
+    )
+    try:
+        yield run
+    finally:
+        uninstall(run)
+
+
+@pytest.fixture(scope="class")
+def shop(control_plane: ControlPlane) -> str:
+    """The namespace the examples name."""
+    control_plane.kubectl("create", "namespace", "shop")
+    return "shop"
+
+
+class TestClusterWide:
+    def test_chart_installs_crds_and_cluster_rbac(
+        self, control_plane: ControlPlane, clusterwide: OperatorRun
+    ) -> None:
+        plane = control_plane
+        status = clusterwide.helm_run("status", clusterwide.release, "-n", clusterwide.namespace)
+        assert "STATUS: deployed" in status.stdout
+        for crd in (constants.CRD_NAME, "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"):
+            plane.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=30s")
+        role = plane.get_json("clusterrole", "udsink-udsink-operator")
+        assert any("udsinks/status" in r.get("resources", []) for r in role["rules"])
+        assert clusterwide.args[:2] == ["operator", "--all-namespaces"]
+        can = plane.kubectl(
+            "auth",
+            "can-i",
+            "patch",
+            "deployments.apps",
+            "--all-namespaces",
+            f"--as={clusterwide.user}",
+        )
+        assert can.stdout.strip() == "yes"
+
+    def test_minimal_example_creates_its_children(
+        self, control_plane: ControlPlane, clusterwide: OperatorRun, shop: str
+    ) -> None:
+        plane = control_plane
+        applied = plane.kubectl("apply", "-f", str(MINIMAL))
+        assert "udsink.udsink.dev/orders-to-log created" in applied.stdout
+        found = eventually(
+            lambda: all_children(plane, shop, "orders-to-log"),
+            "the Deployment, ConfigMap and Service of shop/orders-to-log",
+            clusterwide.logs,
+        )
+        udsink = plane.get_json("udsink", "orders-to-log", "-n", shop)
+        for kind, child in found.items():
+            assert child is not None
+            (owner,) = child["metadata"]["ownerReferences"]
+            assert owner == {
+                "apiVersion": constants.API_VERSION,
+                "kind": constants.KIND,
+                "name": "orders-to-log",
+                "uid": udsink["metadata"]["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }, kind
+            assert constants.LABEL_ARGOCD_INSTANCE not in child["metadata"]["labels"]
+        deployment, config_map, service = found["Deployment"], found["ConfigMap"], found["Service"]
+        assert deployment and config_map and service
+        template = deployment["spec"]["template"]
+        pod = template["spec"]
+        (sidecar,) = pod["initContainers"]
+        assert sidecar["name"] == runtime_constants.CONTAINER_UDSINK
+        assert sidecar["image"] == "ghcr.io/acme/log-sink:1.0"
+        # A native sidecar: the API server of a 1.37 cluster kept restartPolicy Always.
+        assert sidecar["restartPolicy"] == "Always"
+        (main,) = pod["containers"]
+        assert main["name"] == runtime_constants.CONTAINER_RUNTIME
+        # The chart's runtime.image reached the operator through its args.
+        assert main["image"] == constants.DEFAULT_RUNTIME_IMAGE
+        assert template["metadata"]["annotations"][constants.ANNOTATION_CONFIG_HASH]
+        config = RuntimeConfig.model_validate_json(
+            config_map["data"][Path(runtime_constants.CONFIG_PATH).name]
+        )
+        assert isinstance(config.source, KafkaSourceConfig)
+        assert config.source.topics == ["orders"]
+        assert [p["port"] for p in service["spec"]["ports"]] == [9090]
+        assert service["spec"]["selector"] == {constants.LABEL_UDSINK: "orders-to-log"}
+
+    def test_printer_columns_and_explain(
+        self, control_plane: ControlPlane, clusterwide: OperatorRun, shop: str
+    ) -> None:
+        plane = control_plane
+        eventually(
+            lambda: settled(plane, shop, "orders-to-log"),
+            "status of orders-to-log",
+            clusterwide.logs,
+        )
+        table = plane.kubectl("get", "uds", "-n", shop, "-o", "wide").stdout.splitlines()
+        assert table[0].split() == ["NAME", "PHASE", "DESIRED", "READY", "AGE", "MESSAGE"]
+        row = next(line.split() for line in table[1:] if line.startswith("orders-to-log "))
+        assert row[1] in {constants.PHASE_PENDING, constants.PHASE_RUNNING}
+        assert row[2] == "1"
+        explained = eventually(
+            lambda: explain(plane, "udsink.spec.sink"),
+            "kubectl explain udsink.spec.sink",
+            plane.logs,
+        )
+        flat = " ".join(explained.split())
+        assert "Where messages go, and what happens on failure." in flat
+        assert "retryStrategy" in flat and "fallback" in flat
+
+    def test_status_follows_the_deployment(
+        self, control_plane: ControlPlane, clusterwide: OperatorRun, shop: str
+    ) -> None:
+        plane = control_plane
+        wait_ready(plane, clusterwide, shop, "orders-to-log", pods=1)
+        udsink = plane.get_json("udsink", "orders-to-log", "-n", shop)
+        status = udsink["status"]
+        assert status["phase"] == constants.PHASE_RUNNING
+        assert status["readyReplicas"] == 1
+        assert status["replicas"] == 1
+        assert status["observedGeneration"] == udsink["metadata"]["generation"]
+        assert condition(udsink, constants.CONDITION_CONFIG_VALID)["status"] == "True"
+        assert condition(udsink, constants.CONDITION_PROGRESSING)["status"] == "False"
+
+    def test_scale_and_pause(
+        self, control_plane: ControlPlane, clusterwide: OperatorRun, shop: str
+    ) -> None:
+        plane = control_plane
+        plane.kubectl("apply", "-f", "-", stdin=example(MINIMAL, name="scaled"))
+        eventually(
+            lambda: children(plane, shop, "scaled")["Deployment"],
+            "Deployment scaled",
+            clusterwide.logs,
+        )
+        plane.kubectl("scale", "udsink/scaled", "--replicas=3", "-n", shop)
+        eventually(
+            lambda: plane.get_json("deployment", "scaled", "-n", shop)["spec"]["replicas"] == 3,
+            "Deployment scaled at 3 replicas",
+            clusterwide.logs,
+        )
+        wait_ready(plane, clusterwide, shop, "scaled", pods=3)
+        assert plane.get_json("udsink", "scaled", "-n", shop)["status"]["readyReplicas"] == 3
+        pause = {"spec": {"lifecycle": {"desiredPhase": "Paused"}}}
+        plane.kubectl(
+            "patch", "udsink", "scaled", "-n", shop, "--type=merge", f"--patch={json.dumps(pause)}"
+        )
+        eventually(
+            lambda: plane.get_json("deployment", "scaled", "-n", shop)["spec"]["replicas"] == 0,
+            "Deployment scaled at 0 replicas",
+            clusterwide.logs,
+        )
+        paused = eventually(
+            lambda: (
+                udsink_where(plane, shop, "scaled", constants.CONDITION_READY, "False")
+                and udsink_in_phase(plane, shop, "scaled", constants.PHASE_PAUSED)
+            ),
+            "UDSink scaled in phase Paused",
+            clusterwide.logs,
+        )
+        # spec.replicas is kept for the resume.
+        assert paused["spec"]["replicas"] == 3
+        assert paused["status"]["replicas"] == 0
+        assert condition(paused, constants.CONDITION_READY)["reason"] == "Paused"
+
+    def test_same_manifest_twice_changes_nothing_and_an_update_rolls(
+        self, control_plane: ControlPlane, clusterwide: OperatorRun, shop: str
+    ) -> None:
+        plane = control_plane
+        manifest = example(MINIMAL, name="rolling")
+        plane.kubectl("apply", "-f", "-", stdin=manifest)
+        wait_ready(plane, clusterwide, shop, "rolling", pods=1)
+        before = resource_versions(plane, shop, "rolling")
+        again = plane.kubectl("apply", "-f", "-", stdin=manifest)
+        assert "udsink.udsink.dev/rolling unchanged" in again.stdout
+        # Make the operator reconcile without a spec change (a label it must not copy), and
+        # wait until kopf records that it handled it.
+        plane.kubectl("label", "udsink", "rolling", "-n", shop, "team=payments")
+        eventually(
+            lambda: (
+                "payments"
+                in plane.get_json("udsink", "rolling", "-n", shop)["metadata"]["annotations"].get(
+                    f"operator.{constants.GROUP}/last-handled-configuration", ""
+                )
+            ),
+            "the operator handling the label change",
+            clusterwide.logs,
+        )
+        after = resource_versions(plane, shop, "rolling")
+        del before["UDSink"], after["UDSink"]
+        assert after == before, "the operator wrote children although nothing changed"
+
+        old = plane.get_json("deployment", "rolling", "-n", shop)
+        old_hash = old["spec"]["template"]["metadata"]["annotations"][
+            constants.ANNOTATION_CONFIG_HASH
+        ]
+        plane.kubectl(
+            "apply", "-f", "-", stdin=example(MINIMAL, name="rolling", batch={"size": 50})
+        )
+        new = eventually(
+            lambda: newer_than(plane, old),
+            "a new generation of Deployment rolling",
+            clusterwide.logs,
+        )
+        new_hash = new["spec"]["template"]["metadata"]["annotations"][
+            constants.ANNOTATION_CONFIG_HASH
+        ]
+        assert new_hash != old_hash
+        config = plane.get_json("configmap", "rolling-config", "-n", shop)
+        assert RuntimeConfig.model_validate_json(config["data"]["config.json"]).batch.size == 50
+        # The Deployment controller rolls: a second ReplicaSet for the new template.
+        eventually(
+            lambda: (
+                len(
+                    plane.get_json(
+                        "replicasets", "-n", shop, "-l", f"{constants.LABEL_UDSINK}=rolling"
+                    )["items"]
+                )
+                == 2
+            ),
+            "a second ReplicaSet of rolling",
+            plane.logs,
+        )
+
+    def test_server_side_reapply_shows_no_drift(
+        self, control_plane: ControlPlane, clusterwide: OperatorRun
+    ) -> None:
+        plane = control_plane
+        plane.kubectl("create", "namespace", "gitops")
+        # As Argo CD applies: server-side, its own field manager, its tracking label added.
+        docs = []
+        for path in sorted(GITOPS.glob("*.yaml")):
+            doc = yaml.safe_load(path.read_text())
+            doc["metadata"].setdefault("labels", {})[constants.LABEL_ARGOCD_INSTANCE] = "udsinks"
+            docs.append(doc)
+        manifests = yaml.safe_dump_all(docs)
+        ssa = ("--server-side", f"--field-manager={ARGOCD_MANAGER}", "-n", "gitops", "-f", "-")
+        plane.kubectl("apply", *ssa, stdin=manifests)
+        names = [d["metadata"]["name"] for d in docs]
+        for name in names:
+            eventually(
+                functools.partial(settled, plane, "gitops", name),
+                f"status of gitops/{name}",
+                clusterwide.logs,
+            )
+        versions = {
+            n: plane.get_json("udsink", n, "-n", "gitops")["metadata"]["resourceVersion"]
+            for n in names
+        }
+        diff = plane.kubectl("diff", *ssa, stdin=manifests, check=False)
+        assert diff.returncode == 0, f"drift after the operator acted:\n{diff.stdout}{diff.stderr}"
+        plane.kubectl("apply", *ssa, stdin=manifests)
+        for name in names:
+            udsink = plane.get_json("udsink", name, "-n", "gitops")
+            assert udsink["metadata"]["resourceVersion"] == versions[name]
+            # Only Argo CD owns spec fields; the operator owns status only.
+            for entry in udsink["metadata"]["managedFields"]:
+                owns_spec = "f:spec" in entry.get("fieldsV1", {})
+                assert not owns_spec or entry["manager"] == ARGOCD_MANAGER, entry
+            for kind, child in children(plane, "gitops", name).items():
+                if child is not None:
+                    labels = child["metadata"].get("labels") or {}
+                    assert constants.LABEL_ARGOCD_INSTANCE not in labels, kind
+
+    def test_invalid_specs_are_refused_by_the_api_server(
+        self, control_plane: ControlPlane, clusterwide: OperatorRun, shop: str
+    ) -> None:
+        plane = control_plane
+        base = yaml.safe_load(example(MINIMAL, name="refused"))
+        bad_topic = json.loads(json.dumps(base))
+        bad_topic["spec"]["source"]["kafka"]["topics"] = ["orders v2"]
+        no_fallback = json.loads(json.dumps(base))
+        no_fallback["spec"]["sink"]["retryStrategy"] = {"onFailure": "fallback"}
+        reserved_key = json.loads(json.dumps(base))
+        reserved_key["spec"]["source"]["kafka"]["config"] = {"group.id": "mine"}
+        cases = [
+            (bad_topic, ["spec.source.kafka.topics[0]", "should match"]),
+            (no_fallback, ["spec.sink", "retryStrategy.onFailure fallback requires fallback"]),
+            (reserved_key, ["spec.source.kafka.config", "config may not set keys udsink owns"]),
+        ]
+        for doc, expected in cases:
+            result = plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(doc), check=False)
+            assert result.returncode != 0, f"accepted: {doc['spec']}"
+            assert 'The UDSink "refused" is invalid' in result.stderr
+            for text in expected:
+                assert text in result.stderr, result.stderr
+        assert get_or_none(plane, "udsink", "refused", "-n", shop) is None
+
+    def test_missing_secret_is_reported_and_nothing_is_built(
+        self, control_plane: ControlPlane, clusterwide: OperatorRun, shop: str
+    ) -> None:
+        plane = control_plane
+        plane.kubectl("apply", "-f", str(FALLBACK))
+        failed = eventually(
+            lambda: udsink_where(
+                plane, shop, "orders-to-pg", constants.CONDITION_CONFIG_VALID, "False"
+            ),
+            "ConfigValid=False on orders-to-pg",
+            clusterwide.logs,
+        )
+        message = condition(failed, constants.CONDITION_CONFIG_VALID)["message"]
+        assert "Secret 'orders-db' not found in namespace 'shop'" in message
+        assert failed["status"]["phase"] == constants.PHASE_FAILED
+        assert children(plane, shop, "orders-to-pg") == {
+            "Deployment": None,
+            "ConfigMap": None,
+            "Service": None,
+        }
+        events = plane.get_json(
+            "events", "-n", shop, "--field-selector", "involvedObject.name=orders-to-pg"
+        )["items"]
+        assert any(e["reason"] == "InvalidSpec" and "orders-db" in e["message"] for e in events)
+        # The Secret appears: the periodic re-check builds the children.
+        plane.kubectl(
+            "create",
+            "secret",
+            "generic",
+            "orders-db",
+            "-n",
+            shop,
+            "--from-literal=url=postgres://db",
+        )
+        eventually(
+            lambda: all(children(plane, shop, "orders-to-pg").values()),
+            "children of orders-to-pg after its Secret appeared",
+            clusterwide.logs,
+        )
+        fixed = eventually(
+            lambda: udsink_where(
+                plane, shop, "orders-to-pg", constants.CONDITION_CONFIG_VALID, "True"
+            ),
+            "ConfigValid=True on orders-to-pg",
+            clusterwide.logs,
+        )
+        assert fixed["spec"]["replicas"] == 2
+
+    def test_deleting_collects_the_children(
+        self, control_plane: ControlPlane, clusterwide: OperatorRun, shop: str
+    ) -> None:
+        plane = control_plane
+        plane.kubectl("apply", "-f", "-", stdin=example(MINIMAL, name="doomed"))
+        eventually(
+            lambda: all(children(plane, shop, "doomed").values()),
+            "children of doomed",
+            clusterwide.logs,
+        )
+        plane.kubectl("delete", "udsink", "doomed", "-n", shop)
+        eventually(
+            lambda: not any(children(plane, shop, "doomed").values()),
+            "the garbage collector deleting the children of doomed",
+            plane.logs,
+        )
+        eventually(
+            lambda: (
+                not plane.get_json(
+                    "replicasets", "-n", shop, "-l", f"{constants.LABEL_UDSINK}=doomed"
+                )["items"]
+            ),
+            "the garbage collector deleting the ReplicaSets of doomed",
+            plane.logs,
+        )
+
+    def test_operator_hit_no_permission_error(self, clusterwide: OperatorRun) -> None:
+        text = clusterwide.log_path.read_text(errors="replace")
+        assert "Forbidden" not in text and " 403" not in text, clusterwide.logs(200)
+        assert clusterwide.process is not None and clusterwide.process.poll() is None
+
+
+# --- single-namespace install ---
+
+
+@pytest.fixture(scope="class")
+def namespaced(control_plane: ControlPlane, helm_bin: Path) -> Iterator[OperatorRun]:
+    run = install_and_run_operator(
+        control_plane, helm_bin, "team-a-sinks", "team-a", values=["watch.clusterWide=false"]
+    )
+    try:
+        yield run
+    finally:
+        uninstall(run)
+
+
+class TestSingleNamespace:
+    def test_chart_grants_only_its_namespace(
+        self, control_plane: ControlPlane, namespaced: OperatorRun
+    ) -> None:
+        plane = control_plane
+        assert "--no-scanning" in namespaced.args and "--namespace=team-a" in namespaced.args
+        plane.get_json("role", "team-a-sinks-udsink-operator", "-n", "team-a")
+        assert get_or_none(plane, "clusterrole", "team-a-sinks-udsink-operator") is None
+        anywhere = plane.kubectl(
+            "auth",
+            "can-i",
+            "list",
+            "udsinks.udsink.dev",
+            "--all-namespaces",
+            f"--as={namespaced.user}",
+            check=False,
+        )
+        assert anywhere.stdout.strip() == "no"
+
+    def test_operator_runs_with_the_namespace_role(
+        self, control_plane: ControlPlane, namespaced: OperatorRun
+    ) -> None:
+        plane = control_plane
+        plane.kubectl("apply", "-f", "-", stdin=example(MINIMAL, namespace="team-a"))
+        eventually(
+            lambda: all(children(plane, "team-a", "orders-to-log").values()),
+            "children of team-a/orders-to-log",
+            namespaced.logs,
+        )
+        wait_ready(plane, namespaced, "team-a", "orders-to-log", pods=1)
+        events = plane.get_json(
+            "events", "-n", "team-a", "--field-selector", "involvedObject.name=orders-to-log"
+        )["items"]
+        assert any(e["reason"] == "Applied" for e in events)
+        text = namespaced.log_path.read_text(errors="replace")
+        assert "Forbidden" not in text and " 403" not in text, namespaced.logs(200)

@@ -1,0 +1,37 @@
+"""bench/dataplane_e2e.py runs end to end, tiny, against the session's broker.
+
+Only that it works and reports a rate for every row: timing goals live in bench/, not in tests.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.kafka_broker import KafkaBroker
+
+pytestmark = pytest.mark.kafka
+
+REPO = Path(__file__).resolve().parents[2]
+ROWS = ("ceiling", "blackhole", "udsink-batch", "udsink-v1")
+
+
+def test_dataplane_bench_reports_a_rate_for_every_row(kafka_broker: KafkaBroker) -> None:
+    cmd = [sys.executable, str(REPO / "bench" / "dataplane_e2e.py"), "--messages", "2000"]
+    cmd += ["--partitions", "2", "--batch", "200", "--bootstrap", kafka_broker.bootstrap]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=REPO, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    rates: dict[str, float] = {}
+    for row in ROWS:
+        line = re.search(rf"^\| {re.escape(row)} \|.*$", proc.stdout, re.MULTILINE)
+        assert line is not None, f"no table row {row!r} in:\n{out[-4000:]}"
+        cells = [c.strip() for c in line.group(0).strip("|").split("|")]
+        assert cells[2] == "2000", line.group(0)  # every message was committed
+        rates[row] = float(cells[4].replace(",", ""))
+    assert all(rate > 0 for rate in rates.values()), rates
+    assert re.search(r"^- CPU: \d+ x ", proc.stdout, re.MULTILINE), out[-2000:]
