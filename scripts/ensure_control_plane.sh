@@ -41,7 +41,8 @@ if [[ ! -f "${MARKER}" ]]; then
   done
   start=$(date +%s)
   # One `go build` for all four mains, so the packages they share compile once.
-  (cd "${MODULE_DIR}" && CGO_ENABLED=0 GOFLAGS=-mod=mod \
+  # -mod=readonly: go.mod and go.sum are committed; a build never rewrites them.
+  (cd "${MODULE_DIR}" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" \
     go build -trimpath -ldflags "${ldflags}" -o "${OUT_DIR}/" ./cmd/...) >&2
   for bin in etcd kube-apiserver kube-controller-manager kubectl; do
     if [[ ! -x "${OUT_DIR}/${bin}" ]]; then

@@ -129,6 +129,8 @@ def test_chart_crds_are_the_top_level_crds() -> None:
 NAMESPACED_RULES = {
     ("udsink.dev", "udsinks"): {"get", "list", "watch", "patch"},
     ("udsink.dev", "udsinks/status"): {"get", "patch"},
+    # blockOwnerDeletion on children (OwnerReferencesPermissionEnforcement).
+    ("udsink.dev", "udsinks/finalizers"): {"update"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
     ("", "configmaps"): {"get", "create", "patch"},
     ("", "services"): {"get", "create", "patch"},

@@ -334,6 +334,9 @@ def start_control_plane(plane: ControlPlane) -> None:
             f"--token-auth-file={tokens}",
             # RBAC only: the chart's Roles are what the operator may do, nothing else.
             "--authorization-mode=RBAC",
+            # As on OpenShift and hardened clusters: setting blockOwnerDeletion on a child needs
+            # update on udsinks/finalizers, so a chart missing that rule fails here.
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={sa_key}",
             f"--service-account-signing-key-file={sa_key}",

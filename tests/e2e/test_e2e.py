@@ -36,7 +36,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 
 EXAMPLES = ROOT / "examples"
 MINIMAL = EXAMPLES / "01-minimal" / "udsink.yaml"
-FALLBACK = EXAMPLES / "02-fallback" / "udsink.yaml"
+MIRROR = EXAMPLES / "03-kafka-to-kafka-headers" / "udsink.yaml"
+# The Secrets (and keys) example 03 reads its Kafka credentials from.
+MIRROR_SECRETS = {
+    "kafka-a-ca": ["ca.crt"],
+    "kafka-a-user": ["username", "password"],
+    "kafka-b-ca": ["ca.crt"],
+    "kafka-b-client": ["tls.crt", "tls.key"],
+}
 GITOPS = EXAMPLES / "gitops" / "udsinks"
 ARGOCD_MANAGER = "argocd-controller"
 
@@ -338,7 +345,14 @@ class TestClusterWide:
             clusterwide.logs,
         )
         wait_ready(plane, clusterwide, shop, "scaled", pods=3)
-        assert plane.get_json("udsink", "scaled", "-n", shop)["status"]["readyReplicas"] == 3
+        # Ready was already True at one replica: wait for the status to count all three.
+        eventually(
+            lambda: (
+                plane.get_json("udsink", "scaled", "-n", shop)["status"].get("readyReplicas") == 3
+            ),
+            "UDSink scaled reporting 3 ready replicas",
+            clusterwide.logs,
+        )
         pause = {"spec": {"lifecycle": {"desiredPhase": "Paused"}}}
         plane.kubectl(
             "patch", "udsink", "scaled", "-n", shop, "--type=merge", f"--patch={json.dumps(pause)}"
@@ -348,12 +362,15 @@ class TestClusterWide:
             "Deployment scaled at 0 replicas",
             clusterwide.logs,
         )
+        # Paused, and the status has caught up with the Deployment's pods going away.
         paused = eventually(
             lambda: (
-                udsink_where(plane, shop, "scaled", constants.CONDITION_READY, "False")
-                and udsink_in_phase(plane, shop, "scaled", constants.PHASE_PAUSED)
+                u
+                if (u := udsink_in_phase(plane, shop, "scaled", constants.PHASE_PAUSED))
+                and u["status"].get("replicas") == 0
+                else None
             ),
-            "UDSink scaled in phase Paused",
+            "UDSink scaled in phase Paused with 0 replicas",
             clusterwide.logs,
         )
         # spec.replicas is kept for the resume.
@@ -449,7 +466,7 @@ class TestClusterWide:
         assert diff.returncode == 0, f"drift after the operator acted:\n{diff.stdout}{diff.stderr}"
         plane.kubectl("apply", *ssa, stdin=manifests)
         for name in names:
-            udsink = plane.get_json("udsink", name, "-n", "gitops")
+            udsink = plane.get_json("udsink", name, "-n", "gitops", "--show-managed-fields")
             assert udsink["metadata"]["resourceVersion"] == versions[name]
             # Only Argo CD owns spec fields; the operator owns status only.
             for entry in udsink["metadata"]["managedFields"]:
@@ -488,49 +505,53 @@ class TestClusterWide:
         self, control_plane: ControlPlane, clusterwide: OperatorRun, shop: str
     ) -> None:
         plane = control_plane
-        plane.kubectl("apply", "-f", str(FALLBACK))
+        # Passes the CRD, but the Kafka credentials it names do not exist (yet).
+        plane.kubectl("apply", "-f", str(MIRROR))
         failed = eventually(
             lambda: udsink_where(
-                plane, shop, "orders-to-pg", constants.CONDITION_CONFIG_VALID, "False"
+                plane, shop, "orders-mirror", constants.CONDITION_CONFIG_VALID, "False"
             ),
-            "ConfigValid=False on orders-to-pg",
+            "ConfigValid=False on orders-mirror",
             clusterwide.logs,
         )
         message = condition(failed, constants.CONDITION_CONFIG_VALID)["message"]
-        assert "Secret 'orders-db' not found in namespace 'shop'" in message
+        assert (
+            "spec.source.kafka.tls.caCertSecret: Secret 'kafka-a-ca' not found in namespace 'shop'"
+            in message
+        )
+        assert "spec.sink.kafka.tls.keySecret: Secret 'kafka-b-client' not found" in message
         assert failed["status"]["phase"] == constants.PHASE_FAILED
-        assert children(plane, shop, "orders-to-pg") == {
+        assert children(plane, shop, "orders-mirror") == {
             "Deployment": None,
             "ConfigMap": None,
             "Service": None,
         }
         events = plane.get_json(
-            "events", "-n", shop, "--field-selector", "involvedObject.name=orders-to-pg"
+            "events", "-n", shop, "--field-selector", "involvedObject.name=orders-mirror"
         )["items"]
-        assert any(e["reason"] == "InvalidSpec" and "orders-db" in e["message"] for e in events)
-        # The Secret appears: the periodic re-check builds the children.
-        plane.kubectl(
-            "create",
-            "secret",
-            "generic",
-            "orders-db",
-            "-n",
-            shop,
-            "--from-literal=url=postgres://db",
-        )
+        assert any(e["reason"] == "InvalidSpec" and "kafka-a-ca" in e["message"] for e in events)
+        # The Secrets appear: the periodic re-check of failed UDSinks builds the children.
+        for secret, keys in MIRROR_SECRETS.items():
+            literals = [f"--from-literal={key}=e2e" for key in keys]
+            plane.kubectl("create", "secret", "generic", secret, "-n", shop, *literals)
         eventually(
-            lambda: all(children(plane, shop, "orders-to-pg").values()),
-            "children of orders-to-pg after its Secret appeared",
+            lambda: all_children(plane, shop, "orders-mirror"),
+            "children of orders-mirror after its Secrets appeared",
             clusterwide.logs,
         )
         fixed = eventually(
             lambda: udsink_where(
-                plane, shop, "orders-to-pg", constants.CONDITION_CONFIG_VALID, "True"
+                plane, shop, "orders-mirror", constants.CONDITION_CONFIG_VALID, "True"
             ),
-            "ConfigValid=True on orders-to-pg",
+            "ConfigValid=True on orders-mirror",
             clusterwide.logs,
         )
-        assert fixed["spec"]["replicas"] == 2
+        deployment = plane.get_json("deployment", "orders-mirror", "-n", shop)
+        assert deployment["spec"]["replicas"] == fixed["spec"]["replicas"] == 3
+        # The Secrets reach the runtime container as volumes, never the ConfigMap.
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        mounted = {v["secret"]["secretName"] for v in volumes.values() if "secret" in v}
+        assert mounted == set(MIRROR_SECRETS)
 
     def test_deleting_collects_the_children(
         self, control_plane: ControlPlane, clusterwide: OperatorRun, shop: str

@@ -68,6 +68,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - apiGroups: ["udsink.dev"]
   resources: ["udsinks/status"]
   verbs: ["get", "patch"]
+# Children carry an ownerReference with blockOwnerDeletion; where the
+# OwnerReferencesPermissionEnforcement admission plugin is on (OpenShift, hardened clusters)
+# setting it requires update on the owner's finalizers subresource.
+- apiGroups: ["udsink.dev"]
+  resources: ["udsinks/finalizers"]
+  verbs: ["update"]
 # Children: compared with a GET, written by server-side apply (patch, and create when absent).
 # Deployments are also watched, to derive the UDSink status from them.
 - apiGroups: ["apps"]
