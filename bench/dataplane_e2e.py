@@ -8,7 +8,18 @@ bytes each); then, one at a time and each with a fresh consumer group, these dra
 - `blackhole`: the data plane with the blackhole sink (source + forwarder, no sink I/O);
 - `udsink-batch`: the data plane feeding a no-op sink served by our SDK
   (bench/sdk_noop_sink.py) over the batch extension `udsink.v1.BatchSink`;
-- `udsink-v1`: the same sink over `sink.v1` (`useBatchExtension: false`).
+- `udsink-v1`: the same sink over `sink.v1` (`useBatchExtension: false`);
+- `pynumaflow-v1`: the data plane feeding a no-op sink served by pynumaflow's sync server
+  (bench/pynumaflow_sink_server.py, in pynumaflow's own venv) over `sink.v1`;
+- `kafka-kafka`: the data plane writing every record to a second topic with the Kafka sink
+  (split key headers, record key set);
+- `grpc-v1`: no Kafka and no data plane: this process pushes pre-built `sink.v1` requests
+  (the same values and headers, batches of `--batch` + EOT) through one bidi stream to the
+  thinnest sink.v1 server (bench/thin_sink_server.py): the ceiling of the sink.v1 path.
+
+Each row is reported as a fraction of its matching ceiling: `ceiling` for the rows that only
+read (blackhole) or read and write Kafka (kafka-kafka), `blackhole` for the batch path (the
+data plane without a sink), `grpc-v1` for the sink.v1 rows.
 
 Each data plane runs as the container does (`python -m sink_runtime.dataplane --config FILE`).
 A row's wall time runs from starting its process until the group's committed offsets (read
@@ -28,6 +39,7 @@ starts its own broker (tests/support/kafka_broker.py, jars cached under ~/.cache
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -51,28 +63,52 @@ BENCH = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import grpc  # noqa: E402
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient  # noqa: E402
 from confluent_kafka.cimpl import NewTopic  # noqa: E402
+from google.protobuf.timestamp_pb2 import Timestamp  # noqa: E402
 
 from sink_runtime.config import (  # noqa: E402
     BatchConfig,
     BlackholeSinkConfig,
+    KafkaSinkConfig,
     KafkaSourceConfig,
+    KeyHeadersConfig,
     ObservabilityConfig,
     RuntimeConfig,
     SinkConfig,
     UdSinkConfig,
     constants,
 )
+from sink_runtime.proto import sink_pb2  # noqa: E402
 from tests.support.kafka_broker import kafka_version, running_broker  # noqa: E402
 
-ROWS = ("ceiling", "blackhole", "udsink-batch", "udsink-v1")
+ROWS = (
+    "ceiling",
+    "blackhole",
+    "udsink-batch",
+    "udsink-v1",
+    "pynumaflow-v1",
+    "kafka-kafka",
+    "grpc-v1",
+)
 WHAT = {
     "ceiling": "bare confluent-kafka consume loop",
     "blackhole": "data plane, blackhole sink",
     "udsink-batch": "data plane -> SDK no-op sink, batch extension",
     "udsink-v1": "data plane -> SDK no-op sink, sink.v1",
+    "pynumaflow-v1": "data plane -> pynumaflow no-op sink, sink.v1",
+    "kafka-kafka": "data plane -> Kafka sink, split key headers",
+    "grpc-v1": "bare sink.v1 stream of pre-built requests",
+}
+# The ceiling each row is compared with (see the module doc).
+MATCHING = {
+    "blackhole": "ceiling",
+    "kafka-kafka": "ceiling",
+    "udsink-batch": "blackhole",
+    "udsink-v1": "grpc-v1",
+    "pynumaflow-v1": "grpc-v1",
 }
 POLL_S = 0.05
 CEILING_MARK = "ceiling consumed after its first batch (messages, seconds):"
@@ -261,8 +297,14 @@ def measure(
 
 
 @contextmanager
-def noop_sink(workdir: Path) -> Iterator[tuple[subprocess.Popen[bytes], UdSinkConfig]]:
-    """bench/sdk_noop_sink.py (sync handler) in its own process, on a socket in `workdir`."""
+def noop_sink(
+    workdir: Path, server: str = "udsink", pynumaflow_python: str | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], UdSinkConfig]]:
+    """A no-op sink server in its own process, on a socket in a short temporary directory.
+
+    `server`: `udsink` (bench/sdk_noop_sink.py, sync handler), `pynumaflow` (its sync server,
+    run by `pynumaflow_python`) or `thin` (bench/thin_sink_server.py).
+    """
     sock_dir = Path(tempfile.mkdtemp(prefix="udsb-", dir="/tmp"))  # short: sun_path limit
     socket_path, info_path = sock_dir / "sink.sock", sock_dir / "sinker-server-info"
     env = {
@@ -270,9 +312,19 @@ def noop_sink(workdir: Path) -> Iterator[tuple[subprocess.Popen[bytes], UdSinkCo
         constants.SOCKET_PATH_ENV: str(socket_path),
         constants.SERVER_INFO_PATH_ENV: str(info_path),
     }
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    paths = [str(socket_path), str(info_path)]
+    match server:
+        case "pynumaflow":
+            assert pynumaflow_python is not None
+            cmd = [pynumaflow_python, str(BENCH / "pynumaflow_sink_server.py"), "sync", *paths]
+        case "thin":
+            cmd = [sys.executable, str(BENCH / "thin_sink_server.py"), *paths]
+        case _:
+            cmd = [sys.executable, str(BENCH / "sdk_noop_sink.py"), "sync"]
     with (workdir / "sink.log").open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, str(BENCH / "sdk_noop_sink.py"), "sync"],
+            cmd,
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
@@ -408,6 +460,87 @@ def ceiling_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def pynumaflow_python(args: argparse.Namespace) -> str:
+    if args.pynumaflow_python is None:
+        from tests.support.pynumaflow_env import ensure_pynumaflow_python
+
+        args.pynumaflow_python = str(ensure_pynumaflow_python())
+    return str(args.pynumaflow_python)
+
+
+def prebuilt_requests(args: argparse.Namespace, count: int) -> list[bytes]:
+    """`count` serialized sink.v1 requests shaped like the topic's records (value, keys, ids)."""
+    value = os.urandom(args.value_size)
+    stamp = Timestamp()
+    stamp.GetCurrentTime()
+    out: list[bytes] = []
+    for i in range(count):
+        key = f"k{i % 1000}"
+        request = sink_pb2.SinkRequest.Request(
+            id=f"bench:{i % args.partitions}:{i}",
+            value=value,
+            keys=[key, "bench"],
+            headers={
+                constants.KEY_LEN_HEADER: "2",
+                f"{constants.KEY_HEADER_PREFIX}0": key,
+                f"{constants.KEY_HEADER_PREFIX}1": "bench",
+            },
+            event_time=stamp,
+            watermark=stamp,
+        )
+        out.append(sink_pb2.SinkRequest(request=request).SerializeToString())
+    return out
+
+
+def run_grpc_ceiling(
+    args: argparse.Namespace, sink: UdSinkConfig, sink_proc: subprocess.Popen[bytes], total: int
+) -> Result:
+    """The sink.v1 ceiling: pre-built requests, one batch at a time, through one stream."""
+    info = Path(sink.server_info_path)
+    deadline = time.monotonic() + 60
+    while not info.exists():
+        if sink_proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the thin sink.v1 server did not start ({sink_proc.args!r})")
+        time.sleep(0.02)
+    batches = [prebuilt_requests(args, min(args.batch, total))]
+    eot = sink_pb2.SinkRequest(status=sink_pb2.TransmissionStatus(eot=True)).SerializeToString()
+    handshake = sink_pb2.SinkRequest(handshake=sink_pb2.Handshake(sot=True)).SerializeToString()
+
+    async def push() -> tuple[float, float, float]:
+        async with grpc.aio.insecure_channel(f"unix:{sink.socket_path}") as channel:
+            stream: Any = channel.stream_stream(
+                "/sink.v1.Sink/SinkFn",
+                request_serializer=lambda b: b,
+                response_deserializer=sink_pb2.SinkResponse.FromString,
+            )
+            call = stream(wait_for_ready=True)
+            await call.write(handshake)
+            await call.read()
+            cpu0, sink0, t0 = time.process_time(), cpu_seconds(sink_proc.pid), time.monotonic()
+            sent = 0
+            while sent < total:
+                batch = batches[0][: total - sent]
+                for request in batch:
+                    await call.write(request)
+                await call.write(eot)
+                answered = 0
+                while True:
+                    reply = await call.read()
+                    if reply.status.eot:
+                        break
+                    answered += len(reply.results)
+                if answered != len(batch):
+                    raise RuntimeError(f"thin server answered {answered} of {len(batch)}")
+                sent += len(batch)
+            wall = time.monotonic() - t0
+            cpu, sink_cpu = time.process_time() - cpu0, cpu_seconds(sink_proc.pid) - sink0
+            await call.done_writing()
+            return wall, cpu, sink_cpu
+
+    wall, cpu, sink_cpu = asyncio.run(push())
+    return Result("grpc-v1", total, wall, wall, total, cpu, cpu, sink_cpu)
+
+
 # --- reporting ---
 
 
@@ -440,14 +573,16 @@ def machine() -> list[str]:
 def table(runs: dict[str, list[Result]]) -> list[str]:
     """One line per row: its best run (highest steady rate), and the range when repeated."""
     best = {row: max(rs, key=lambda r: r.steady_rate) for row, rs in runs.items()}
-    ceiling = best["ceiling"].steady_rate if "ceiling" in best else None
     lines = [
         "| row | what | messages | wall s | msg/s (wall) | msg/s (steady) | of ceiling "
         "| CPU s (process + sink) | CPU µs/msg | batch ms |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row, r in best.items():
-        share = f"{r.steady_rate / ceiling:.0%}" if ceiling else "n/a"
+        match = MATCHING.get(row)
+        share = "n/a" if row not in MATCHING else f"n/a (no {match} row)"
+        if match in best:
+            share = f"{r.steady_rate / best[match].steady_rate:.0%} of {match}"
         batch = "n/a" if r.batch_ms is None else f"{r.batch_ms:.1f}"
         steady = f"{r.steady_rate:,.0f}"
         if len(runs[row]) > 1:
@@ -490,6 +625,21 @@ def run_row(row: str, args: argparse.Namespace, topic: str, total: int, workdir:
         return run_ceiling(args, topic, total, workdir)
     if row == "blackhole":
         return run_dataplane(row, BlackholeSinkConfig(), args, topic, total, workdir)
+    if row == "kafka-kafka":
+        out_topic = f"{topic}-out-{uuid.uuid4().hex[:6]}"
+        create_topic(args.bootstrap, out_topic, args.partitions)
+        kafka_sink = KafkaSinkConfig(
+            brokers=[args.bootstrap], topic=out_topic, headers=KeyHeadersConfig(keys="split")
+        )
+        return run_dataplane(row, kafka_sink, args, topic, total, workdir)
+    if row == "grpc-v1":
+        with noop_sink(workdir, "thin") as (sink_proc, sink):
+            return run_grpc_ceiling(args, sink, sink_proc, total)
+    if row == "pynumaflow-v1":
+        server = noop_sink(workdir, "pynumaflow", pynumaflow_python(args))
+        with server as (sink_proc, sink):
+            sink = sink.model_copy(update={"use_batch_extension": False})
+            return run_dataplane(row, sink, args, topic, total, workdir, sink_proc)
     with noop_sink(workdir) as (sink_proc, sink):
         if row == "udsink-v1":
             sink = sink.model_copy(update={"use_batch_extension": False})
@@ -510,6 +660,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--bootstrap", help="use this running broker instead of starting one")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument(
+        "--pynumaflow-python",
+        help="python of a venv with pynumaflow (default: tests/support/pynumaflow_env.py's)",
+    )
     parser.add_argument("--ceiling-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     parser.add_argument("--group", help=argparse.SUPPRESS)

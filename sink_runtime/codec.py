@@ -182,13 +182,51 @@ def datum_to_request(d: Datum) -> sink_pb2.SinkRequest.Request:
         return copy
     r = Request(id=d.id, value=d.value, keys=d.keys)
     if d.headers:
-        # update() from the read-only mapping: much faster than passing it to the constructor.
-        r.headers.update(d.headers)
+        # Item by item: the map's update() is the generic Python MutableMapping one (an ABC
+        # check, then the same loop), and the constructor's headers= is slower still.
+        wire_headers = r.headers
+        for name, text in d.headers.items():
+            wire_headers[name] = text
     r.event_time.CopyFrom(_timestamp(d.event_time))
     r.watermark.CopyFrom(_timestamp(d.watermark))
     if d.metadata is not None:
         r.metadata.CopyFrom(_metadata_to_wire(d.metadata))
     return r
+
+
+# Tags (field number << 3 | wire type 2) of SinkRequest.Request's two timestamps.
+_EVENT_TIME_TAG = b"\x1a"
+_WATERMARK_TAG = b"\x22"
+
+
+@lru_cache(maxsize=8192)
+def _timestamp_field(tag: bytes, dt: datetime) -> bytes:
+    """A timestamp as one complete wire field (tag, length, message), cached by value."""
+    encoded = _timestamp(dt).SerializeToString()
+    return tag + bytes((len(encoded),)) + encoded  # a Timestamp is < 128 bytes
+
+
+def encode_request(d: Datum) -> bytes:
+    """The serialized wire request for `d`: parses to exactly `datum_to_request(d)`.
+
+    The data plane's hot path. The timestamps are appended as ready-made wire fields instead
+    of being copied into the message (protobuf fields may come in any order, and a batch
+    mostly shares its watermark and event times, so those bytes come from a cache).
+    """
+    if type(d) is _WireDatum:
+        return d._request.SerializeToString()
+    r = Request(id=d.id, value=d.value, keys=d.keys)
+    if d.headers:
+        wire_headers = r.headers
+        for name, text in d.headers.items():
+            wire_headers[name] = text
+    if d.metadata is not None:
+        r.metadata.CopyFrom(_metadata_to_wire(d.metadata))
+    return (
+        r.SerializeToString()
+        + _timestamp_field(_EVENT_TIME_TAG, d.event_time)
+        + _timestamp_field(_WATERMARK_TAG, d.watermark)
+    )
 
 
 # --- results ---

@@ -4,7 +4,9 @@ This is where the delivery guarantees live, written once for every source and si
 - a batch is the unit of acknowledgement: the source's `ack` (the Kafka commit) is called only
   after every datum of the batch reached a terminal outcome (accepted, written to the fallback
   / on-success / serve sink, or dropped by the user's explicit `onFailure: drop`);
-- batches are processed one at a time, so per-partition order is the source's order;
+- batches are processed one at a time, so per-partition order is the source's order (the
+  next batch is read while one is forwarded, and a batch's commit overlaps the next batch's
+  delivery, but delivery itself is strictly one batch after another; see `run()`);
 - every sink answer goes through `contract.check_results`; a misbehaving sink's answer is logged
   with the offending ids, counted, and the affected datums are treated as FAILURE, so they are
   retried and never committed unhandled;
@@ -24,6 +26,7 @@ import random
 import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from sink_runtime.config import RuntimeConfig, constants
@@ -45,6 +48,8 @@ SERVE = "serve"
 # answering FALLBACK/SERVE/ON_SUCCESS is a violation; the same rule holds for the others).
 SECONDARY_ALLOWED: frozenset[Status] = frozenset({Status.SUCCESS, Status.FAILURE, Status.NACK})
 _SHOWN_IDS = 10
+_ONLY_SUCCESS = {Status.SUCCESS}
+_status_of = attrgetter("status")
 
 
 def _label(role: str, sink: Sink) -> str:
@@ -220,36 +225,79 @@ class Forwarder:
         return self._stop.is_set()
 
     async def run(self) -> None:
-        """Read, forward and acknowledge batches until stopped or the source is exhausted."""
-        while not self._stop.is_set() and not self.source.exhausted:
-            batch = await self._read()
-            if batch is None or not batch.datums:
-                continue
-            started = time.monotonic()
-            n = len(batch.datums)
-            self.metrics.read.inc(n)
-            self.in_flight = n
-            await self.forward(batch)
-            await self._ack(batch)
-            self.in_flight = 0
-            self.metrics.batch_latency.observe(time.monotonic() - started)
+        """Read, forward and acknowledge batches until stopped or the source is exhausted.
 
-    async def _read(self) -> SourceBatch | None:
-        """The next batch, or None when stop() came first (the read is then abandoned)."""
-        read = asyncio.ensure_future(self.source.read(self.batch_size, self.batch_timeout_s))
-        stopped = asyncio.ensure_future(self._stop.wait())
+        One read ahead and one acknowledgement behind: the next batch is read while the
+        current one is forwarded (the Kafka source reads on its own thread, a user-defined sink
+        works in its own process), and a batch's commit runs while the next one is forwarded.
+        Batches are still forwarded strictly one after another in the source's order; a batch
+        is acknowledged only once all of it reached a terminal outcome, acknowledgements run
+        one at a time in batch order, and run() returns only after the last one finished. A
+        batch read ahead when stop() comes is dropped unacknowledged, so it is redelivered.
+        """
+        ahead: asyncio.Future[SourceBatch] | None = None
+        acking: asyncio.Future[None] | None = None
         try:
-            await asyncio.wait({read, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            while not self._stop.is_set():
+                if ahead is None:
+                    if self.source.exhausted:
+                        break
+                    ahead = self._start_read()
+                batch = await self._take(ahead)
+                ahead = None
+                if batch is None or not batch.datums:
+                    continue
+                started = time.monotonic()
+                if not self._stop.is_set() and not self.source.exhausted:
+                    ahead = self._start_read()
+                n = len(batch.datums)
+                self.metrics.read.inc(n)
+                self.in_flight = n
+                await self.forward(batch)
+                if acking is not None:
+                    await acking  # the previous batch's commit: one at a time, in order
+                acking = asyncio.ensure_future(self._ack(batch, started))
+                self.in_flight = 0
+            if acking is not None:
+                await acking
+                acking = None
         finally:
-            stopped.cancel()
-            if not read.done():
-                read.cancel()
-                # Nothing after this is acknowledged, so abandoning a read loses nothing.
+            if ahead is not None:
+                await self._abandon(ahead)
+            if acking is not None:
+                # Left early: a failure finishes the pending commit of a finished batch; a
+                # cancellation (the hard deadline) abandons it (the batch is redelivered).
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    acking.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await read
+                    await acking
+
+    def _start_read(self) -> asyncio.Future[SourceBatch]:
+        return asyncio.ensure_future(self.source.read(self.batch_size, self.batch_timeout_s))
+
+    async def _take(self, read: asyncio.Future[SourceBatch]) -> SourceBatch | None:
+        """The batch `read` gives, or None when stop() came first (the read is abandoned)."""
+        if not read.done():
+            stopped = asyncio.ensure_future(self._stop.wait())
+            either: set[asyncio.Future[Any]] = {read, stopped}
+            try:
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopped.cancel()
+                if not read.done():
+                    await self._abandon(read)
         return read.result() if not read.cancelled() else None
 
-    async def _ack(self, batch: SourceBatch) -> None:
+    @staticmethod
+    async def _abandon(read: asyncio.Future[SourceBatch]) -> None:
+        """Drop a read: nothing after it is acknowledged, so abandoning it loses nothing."""
+        read.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await read
+
+    async def _ack(self, batch: SourceBatch, started: float) -> None:
+        """Make a finished batch durable; `started` is when it was taken (batch latency)."""
         n = len(batch.datums)
         try:
             await self.source.ack(batch)
@@ -266,13 +314,26 @@ class Forwarder:
             return
         self.metrics.acked.inc(n)
         self.batches_acked += 1
+        self.metrics.batch_latency.observe(time.monotonic() - started)
 
     # --- one batch ---
 
     async def forward(self, batch: SourceBatch) -> None:
         """Deliver `batch` until every datum reached a terminal outcome (no acknowledgement)."""
+        datums = batch.datums
+        if not datums:
+            return
+        # The first delivery sends the whole batch as read; when every answer is SUCCESS (the
+        # usual case) the batch is done with no per-datum bookkeeping at all.
+        results = await self._write_checked(
+            PRIMARY, self.sinks.primary, datums, self._allowed, self._why_not_allowed
+        )
+        if set(map(_status_of, results.values())) == _ONLY_SUCCESS:
+            self._written_primary.inc(len(datums))
+            return
         loop = asyncio.get_running_loop()
-        waiting = [_Pending(d, i) for i, d in enumerate(batch.datums)]
+        first = [_Pending(d, i, deliveries=1) for i, d in enumerate(datums)]
+        waiting = await self._apply(first, [], results, loop.time())
         while waiting:
             now = loop.time()
             first_due = min(p.due for p in waiting)
@@ -284,22 +345,31 @@ class Forwarder:
                 continue  # woken a clock tick early
             later = [p for p in waiting if p.due > now]
             results = await self._deliver(this_round)
-            routes = _Routes()
-            now = loop.time()
-            held: list[_Pending] = []
-            accepted = 0
-            success = Status.SUCCESS
-            for p in this_round:
-                result = results[p.datum.id]
-                # The common case first, without a per-datum metric update.
-                if result.status is success:
-                    accepted += 1
-                elif self._route(p, result, routes, now):
-                    held.append(p)
-            self._written_primary.inc(accepted)
-            self._log_failures(this_round, results)
-            await self._write_routes(routes)
-            waiting = sorted(later + held, key=lambda p: p.index) if held else later
+            waiting = await self._apply(this_round, later, results, loop.time())
+
+    async def _apply(
+        self,
+        this_round: list[_Pending],
+        later: list[_Pending],
+        results: dict[str, Response],
+        now: float,
+    ) -> list[_Pending]:
+        """Route one round's results; the datums still pending afterwards, in batch order."""
+        routes = _Routes()
+        held: list[_Pending] = []
+        accepted = 0
+        success = Status.SUCCESS
+        for p in this_round:
+            result = results[p.datum.id]
+            # The common case first, without a per-datum metric update.
+            if result.status is success:
+                accepted += 1
+            elif self._route(p, result, routes, now):
+                held.append(p)
+        self._written_primary.inc(accepted)
+        self._log_failures(this_round, results)
+        await self._write_routes(routes)
+        return sorted(later + held, key=lambda p: p.index) if held else later
 
     def _log_failures(self, sent: list[_Pending], results: dict[str, Response]) -> None:
         failed = [p for p in sent if results[p.datum.id].status is Status.FAILURE]

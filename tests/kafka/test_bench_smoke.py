@@ -17,12 +17,32 @@ from tests.support.kafka_broker import KafkaBroker
 pytestmark = pytest.mark.kafka
 
 REPO = Path(__file__).resolve().parents[2]
-ROWS = ("ceiling", "blackhole", "udsink-batch", "udsink-v1")
+ROWS = (
+    "ceiling",
+    "blackhole",
+    "udsink-batch",
+    "udsink-v1",
+    "pynumaflow-v1",
+    "kafka-kafka",
+    "grpc-v1",
+)
+# Each row but the ceilings is reported against its matching ceiling.
+MATCHING = {
+    "blackhole": "ceiling",
+    "kafka-kafka": "ceiling",
+    "udsink-batch": "blackhole",
+    "udsink-v1": "grpc-v1",
+    "pynumaflow-v1": "grpc-v1",
+}
 
 
-def test_dataplane_bench_reports_a_rate_for_every_row(kafka_broker: KafkaBroker) -> None:
+@pytest.mark.pynumaflow
+def test_dataplane_bench_reports_a_rate_for_every_row(
+    kafka_broker: KafkaBroker, pynumaflow_python: Path
+) -> None:
     cmd = [sys.executable, str(REPO / "bench" / "dataplane_e2e.py"), "--messages", "2000"]
     cmd += ["--partitions", "2", "--batch", "200", "--bootstrap", kafka_broker.bootstrap]
+    cmd += ["--pynumaflow-python", str(pynumaflow_python)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=REPO, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
@@ -33,5 +53,7 @@ def test_dataplane_bench_reports_a_rate_for_every_row(kafka_broker: KafkaBroker)
         cells = [c.strip() for c in line.group(0).strip("|").split("|")]
         assert cells[2] == "2000", line.group(0)  # every message was committed
         rates[row] = float(cells[4].replace(",", ""))
+        if row in MATCHING:
+            assert cells[6].endswith(f"% of {MATCHING[row]}"), line.group(0)
     assert all(rate > 0 for rate in rates.values()), rates
     assert re.search(r"^- CPU: \d+ x ", proc.stdout, re.MULTILINE), out[-2000:]

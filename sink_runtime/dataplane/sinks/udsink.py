@@ -301,8 +301,8 @@ class UdSink:
         complete `SinkRequest{request}` (sink.v1) and one entry of `SinkBatch.requests`, so a
         batch message is their concatenation and its size is known without encoding twice.
         """
-        to_request = codec.datum_to_request
-        framed = [_frame_field_1(to_request(d).SerializeToString()) for d in datums]
+        encode = codec.encode_request
+        framed = [_frame_field_1(encode(d)) for d in datums]
         limit = self.max_message_bytes
         local = [
             self._oversized(d, len(f))
@@ -384,9 +384,14 @@ class UdSink:
         self, results: Sequence[sink_pb2.SinkResponse.Result], decode: Callable[..., Response]
     ) -> list[Response]:
         answers: list[Response] = []
+        append = answers.append
+        ok = Response.ok
         for res in results:
+            if not res.status:  # SUCCESS, the usual answer: no call through the codec
+                append(ok(res.id))
+                continue
             try:
-                answers.append(decode(res))
+                append(decode(res))
             except ValueError as err:
                 # An unknown status: keep the id out of the answers, so the contract check
                 # reports it as missing and the datum is treated as FAILURE.

@@ -1,12 +1,14 @@
 """KafkaSource: a consumer-group member that turns records into Datums and commits only acks.
 
 Separate from the forwarder because everything librdkafka-specific lives here: the consumer
-runs on one dedicated thread (every consumer call, and so every rebalance callback, happens
-on it, never on the event loop), offsets are stored and committed only by `ack()`, and the
-partitions this member owns are tracked so nothing is committed for a partition it lost.
+runs on one dedicated thread (every read, and so every rebalance callback, happens on it,
+never on the event loop; commits run on a second one), offsets are stored and committed only
+by `ack()`, and the partitions this member owns are tracked so nothing is committed for a
+partition it lost.
 
 Guarantees and choices:
-- `ack(batch)` commits, synchronously, the batch's highest offset + 1 per partition, and only
+- `ack(batch)` commits (synchronously, on a thread of its own, so that the commit's round trip
+  overlaps the next read), the batch's highest offset + 1 per partition, and only
   once every batch read before it was acked too (acks arriving out of order wait), so nothing
   unhandled is ever covered by a commit.
 - Rebalance: a revoked or lost partition is dropped from every pending batch; its datums are
@@ -33,17 +35,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Any, TypeAlias, TypeVar
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaPartition
 
 from sink_runtime.config import KafkaSourceConfig
+from sink_runtime.config.constants import KEY_LEN_HEADER
 from sink_runtime.dataplane.endpoints import SourceBatch
 from sink_runtime.dataplane.kafka_client import (
     ErrorThrottle,
@@ -56,10 +62,11 @@ from sink_runtime.dataplane.keyheaders import (
     KeysFound,
     MalformedKeyHeaders,
     NoKeyHeaders,
+    key_header_name,
 )
 from sink_runtime.dataplane.metrics import Metrics
 from sink_runtime.logs import batch_fields
-from sink_runtime.types import Datum
+from sink_runtime.types import Datum, trusted_datum
 
 logger = logging.getLogger(__name__)
 rdkafka_logger = LibrdkafkaLog(logging.getLogger(f"{__name__}.librdkafka"))
@@ -72,6 +79,8 @@ _T = TypeVar("_T")
 PROBE_TIMEOUT_S = 1.0
 # librdkafka signals "no such partition" with this offset value in watermark answers.
 _NO_OFFSET = 0
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 class KafkaSourceError(RuntimeError):
@@ -111,6 +120,34 @@ def decode_headers(raw: RawHeaders | None) -> _Decoded:
     return _Decoded(out, frozenset(bad))
 
 
+@lru_cache(maxsize=4096)
+def _utc_from_ms(ts_ms: int) -> datetime:
+    # Records read together mostly share their millisecond: cached by value.
+    return datetime.fromtimestamp(ts_ms / 1000, UTC)
+
+
+# `__key_0`, `__key_1`, ...: precomputed for the usual short key lists.
+_SPLIT_KEY_NAMES = tuple(key_header_name(i) for i in range(16))
+
+
+def _split_keys(headers: dict[str, str]) -> tuple[str, ...] | None:
+    """Keys from a well-formed split layout of at most 16 keys; None for anything else.
+
+    A fast path only: None sends the record through the codec, which gives the same answer
+    for the records accepted here and the reason for the malformed ones.
+    """
+    raw = headers.get(KEY_LEN_HEADER)
+    if raw is None or len(raw) > 2 or not (raw.isascii() and raw.isdigit()):
+        return None
+    count = int(raw)
+    if count > len(_SPLIT_KEY_NAMES) or count > len(headers):
+        return None
+    try:
+        return tuple(map(headers.__getitem__, _SPLIT_KEY_NAMES[:count]))
+    except KeyError:
+        return None
+
+
 def _event_time(msg: Any) -> datetime:
     ts_type, ts_ms = msg.timestamp()
     if ts_type == TIMESTAMP_NOT_AVAILABLE or ts_ms < 0:
@@ -128,9 +165,16 @@ class KafkaSource:
         self.metrics = metrics
         self._where = where
         self._codec = KeyHeaders(keys_header=config.keys_header)
-        # One thread owns the consumer: librdkafka calls, callbacks and our state changes
-        # all happen on it, so none of this needs a lock.
+        # One thread owns the consumer: reads, and so every rebalance callback, happen on it.
+        # Commits run on a second thread, so a commit's round trip to the broker overlaps the
+        # next read instead of delaying it. `_lock` guards what both touch: the assignment
+        # and the pending batches' offsets. A commit holds it until the broker answered, so a
+        # rebalance callback waits for an in-flight commit, as if both ran on one thread.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-source")
+        self._commit_thread = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="kafka-source-commit"
+        )
+        self._lock = threading.Lock()
         self._consumer: Any = None
         self._assigned: set[Partition] = set()
         self._pending: list[BatchToken] = []
@@ -170,6 +214,10 @@ class KafkaSource:
         if self._closed:
             return
         self._closed = True
+        loop = asyncio.get_running_loop()
+        # A commit still running (the forwarder was cancelled) ends before the consumer does.
+        await loop.run_in_executor(self._commit_thread, _nothing)
+        self._commit_thread.shutdown(wait=False)
         if self._consumer is not None:
             await self._run(self._consumer.close)
         self._thread.shutdown(wait=False)
@@ -187,7 +235,8 @@ class KafkaSource:
     @property
     def assignment(self) -> frozenset[Partition]:
         """The partitions this member owns now (for logs and tests)."""
-        return frozenset(self._assigned)
+        with self._lock:
+            return frozenset(self._assigned)
 
     async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
         loop = asyncio.get_running_loop()
@@ -210,17 +259,20 @@ class KafkaSource:
         partitions: dict[str, int] = {}
         next_offsets: dict[Partition, int] = {}
         malformed: list[tuple[str, str]] = []
+        to_datum = self._datum
+        add = datums.append
         for msg in messages:
             err = msg.error()
             if err is not None:
                 self._on_record_error(err, msg)
                 continue
-            datum, reason = self._datum(msg)
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            datum, reason = to_datum(msg, f"{topic}:{partition}:{offset}")
             if reason is not None:
                 malformed.append((datum.id, reason))
-            datums.append(datum)
-            partitions[datum.id] = msg.partition()
-            next_offsets[(msg.topic(), msg.partition())] = msg.offset() + 1
+            add(datum)
+            partitions[datum.id] = partition
+            next_offsets[(topic, partition)] = offset + 1
         if datums:
             self._set_connected(True)
         if malformed:
@@ -238,26 +290,51 @@ class KafkaSource:
         if datums:
             self._seq += 1
             token = BatchToken(self._seq, next_offsets)
-            self._pending.append(token)
+            with self._lock:
+                self._pending.append(token)
         return SourceBatch(datums=datums, token=token, partitions=partitions)
 
-    def _datum(self, msg: Any) -> tuple[Datum, str | None]:
-        """One record as a Datum, and the reason its key headers were malformed (if so)."""
-        decoded = decode_headers(msg.headers())
+    def _datum(self, msg: Any, datum_id: str) -> tuple[Datum, str | None]:
+        """One record as a Datum, and the reason its key headers were malformed (if so).
+
+        Runs once per record, so the usual record (UTF-8 headers, no or well-formed split key
+        headers) takes a fast path; anything else goes through `decode_headers` and the codec.
+        """
+        raw = msg.headers()
         record_key = msg.key()
         fallback_keys: tuple[str, ...] = (
             () if record_key is None else (record_key.decode("utf-8", errors="replace"),)
         )
         keys = fallback_keys
         reason: str | None = None
-        if self.config.keys_from_headers:
-            keys, reason = self._keys_from_headers(decoded, fallback_keys)
-        datum = Datum(
-            id=f"{msg.topic()}:{msg.partition()}:{msg.offset()}",
-            value=msg.value() or b"",
-            keys=keys,
-            event_time=_event_time(msg),
-            headers=decoded.headers,
+        headers: Mapping[str, str] = _NO_HEADERS
+        if raw:
+            try:
+                plain = {name: value.decode() for name, value in raw}
+                decoded = _Decoded(plain)
+            except (AttributeError, UnicodeDecodeError):  # a null or non-UTF-8 value
+                decoded = decode_headers(raw)
+            headers = MappingProxyType(decoded.headers)
+            if self.config.keys_from_headers:
+                found = None if decoded.not_utf8 else _split_keys(decoded.headers)
+                if found is not None:
+                    keys = found
+                else:
+                    keys, reason = self._keys_from_headers(decoded, fallback_keys)
+        ts_type, ts_ms = msg.timestamp()
+        event_time = (
+            datetime.now(UTC)
+            if ts_type == TIMESTAMP_NOT_AVAILABLE or ts_ms < 0
+            else _utc_from_ms(ts_ms)
+        )
+        datum = trusted_datum(
+            datum_id,
+            msg.value() or b"",
+            keys,
+            event_time,
+            _EPOCH,
+            headers,
+            None,
         )
         return datum, reason
 
@@ -300,9 +377,14 @@ class KafkaSource:
                 extra=batch_fields([d.id for d in batch.datums]),
             )
             return
-        await self._run(self._ack, token, batch)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._commit_thread, self._ack, token, batch)
 
     def _ack(self, token: BatchToken, batch: SourceBatch) -> None:
+        with self._lock:
+            self._ack_locked(token, batch)
+
+    def _ack_locked(self, token: BatchToken, batch: SourceBatch) -> None:
         token.acked = True
         offsets: dict[Partition, int] = {}
         while self._pending and self._pending[0].acked:
@@ -370,7 +452,8 @@ class KafkaSource:
 
     def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
         self._set_connected(True)
-        self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
+        with self._lock:
+            self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
         logger.info(
             "kafka source: assigned %s; now own %d partition(s)",
             _names(partitions) or "nothing",
@@ -385,12 +468,13 @@ class KafkaSource:
 
     def _forget(self, partitions: list[Any], how: str) -> None:
         gone = {(tp.topic, tp.partition) for tp in partitions}
-        self._assigned -= gone
         held = 0
-        for token in self._pending:
-            for tp in gone & token.next_offsets.keys():
-                del token.next_offsets[tp]
-                held += 1
+        with self._lock:
+            self._assigned -= gone
+            for token in self._pending:
+                for tp in gone & token.next_offsets.keys():
+                    del token.next_offsets[tp]
+                    held += 1
         for topic, partition in gone:
             self._drop_lag(topic, partition)
         logger.info(
@@ -433,6 +517,10 @@ class KafkaSource:
             )
             return
         self._set_connected(bool(md.brokers))
+
+
+def _nothing() -> None:
+    """A no-op, run on a thread to wait for the work queued there before it."""
 
 
 def _names(partitions: list[Any]) -> str:
