@@ -8,10 +8,15 @@ again before it ends (the `broker_restored` fixture does that even when the test
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from sink_runtime.server import SinkServer
+from tests.dataplane.recording_sink import RecordingSink, SdkSink
 from tests.support.kafka_broker import KafkaBroker, running_broker
 
 
@@ -27,3 +32,32 @@ def broker_restored(kafka_broker: KafkaBroker) -> Iterator[KafkaBroker]:
     yield kafka_broker
     if not kafka_broker.running:
         kafka_broker.start()
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    """A short private directory for sink sockets (Unix socket paths are limited to ~107 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="udsk-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def sdk_sink(sock_dir: Path) -> AsyncIterator[Callable[[RecordingSink], Awaitable[SdkSink]]]:
+    """Start our SDK server in the test process around a RecordingSink, on a real socket."""
+    servers: list[SinkServer] = []
+
+    async def start(recorder: RecordingSink) -> SdkSink:
+        server = SinkServer(
+            recorder,
+            socket_path=str(sock_dir / "sink.sock"),
+            server_info_path=str(sock_dir / "sinker-server-info"),
+            grace_s=1.0,
+        )
+        await server.start()
+        servers.append(server)
+        return SdkSink(server, recorder)
+
+    yield start
+    for s in servers:
+        await s.stop(0)

@@ -18,15 +18,12 @@ import asyncio
 import os
 import random
 import re
-import shutil
 import signal
-import tempfile
 import time
 import urllib.request
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,9 +40,8 @@ from sink_runtime.config import (
     RuntimeConfig,
     constants,
 )
-from sink_runtime.server import SinkServer
 from sink_runtime.types import Datum, Response, Status
-from tests.dataplane.recording_sink import RecordingSink, SdkSink
+from tests.dataplane.recording_sink import RecordingSink
 from tests.kafka.test_dataplane_kafka import WAIT_S, DataPlaneProcess, wait_committed
 from tests.support.kafka_broker import KafkaBroker, Record
 
@@ -102,33 +98,6 @@ class Kill:
             for i in ids
             if position(i)[1] < self.committed.get(position(i)[0], 0) and i not in self.answered_ok
         ]
-
-
-@pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="udsk-alo-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-async def sdk_sink(sock_dir: Path) -> AsyncIterator[Any]:
-    servers: list[SinkServer] = []
-
-    async def start(recorder: RecordingSink) -> SdkSink:
-        server = SinkServer(
-            recorder,
-            socket_path=str(sock_dir / "sink.sock"),
-            server_info_path=str(sock_dir / "sinker-server-info"),
-            grace_s=1.0,
-        )
-        await server.start()
-        servers.append(server)
-        return SdkSink(server, recorder)
-
-    yield start
-    for s in servers:
-        await s.stop(0)
 
 
 def key_parts(i: int) -> tuple[str, ...]:

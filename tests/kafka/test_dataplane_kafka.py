@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +29,6 @@ from sink_runtime.config import (
     RetryStrategy,
     RuntimeConfig,
 )
-from sink_runtime.server import SinkServer
 from sink_runtime.types import Datum, Response
 from tests.dataplane.recording_sink import Answer, RecordingSink, SdkSink, ok
 from tests.support.kafka_broker import KafkaBroker
@@ -44,31 +40,14 @@ WAIT_S = 90.0
 
 
 @pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="udsk-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-async def user_sink(sock_dir: Path) -> AsyncIterator[Any]:
-    servers: list[SinkServer] = []
+def user_sink(sdk_sink: Any) -> Any:
+    """Start an SDK sink whose per-datum answers come from `answer`."""
 
     async def start(answer: Answer = ok) -> SdkSink:
-        recorder = RecordingSink(answer)
-        server = SinkServer(
-            recorder,
-            socket_path=str(sock_dir / "sink.sock"),
-            server_info_path=str(sock_dir / "sinker-server-info"),
-            grace_s=1.0,
-        )
-        await server.start()
-        servers.append(server)
-        return SdkSink(server, recorder)
+        sink: SdkSink = await sdk_sink(RecordingSink(answer))
+        return sink
 
-    yield start
-    for s in servers:
-        await s.stop(0)
+    return start
 
 
 def _config(
