@@ -93,6 +93,24 @@ async def _finished_call(call: Any, during: str) -> StreamBroken:
     return StreamBroken(f"{during}: gRPC status {code.name}: {details}", code)
 
 
+async def _round_trip(call: Any, message: bytes, what: str, closed: str) -> Any:
+    """Send one message on an open stream and read its one answer.
+
+    Every way the stream can fail becomes StreamBroken (or the rpc failure), so the caller
+    reconnects and resends; `closed` is the message when the server ended the stream instead.
+    """
+    try:
+        await call.write(message)
+        reply = await call.read()
+    except grpc.aio.AioRpcError as err:
+        raise _rpc_failure(err, what) from None
+    except asyncio.InvalidStateError:
+        raise await _finished_call(call, what) from None
+    if reply is EOF:
+        raise StreamBroken(closed)
+    return reply
+
+
 class UdSink:
     """A user-defined sink reached over gRPC on a Unix socket."""
 
@@ -235,15 +253,9 @@ class UdSink:
                 ),
             )()
             self._call = call
-            try:
-                await call.write(_HANDSHAKE)
-                answer = await call.read()
-            except grpc.aio.AioRpcError as err:
-                raise _rpc_failure(err, "handshake") from None
-            except asyncio.InvalidStateError:
-                raise await _finished_call(call, "handshake") from None
-            if answer is EOF:
-                raise StreamBroken("handshake: the server closed the stream")
+            answer = await _round_trip(
+                call, _HANDSHAKE, "handshake", "handshake: the server closed the stream"
+            )
             if not (answer.HasField("handshake") and answer.handshake.sot):
                 raise StreamBroken(
                     "handshake: the first answer was not a handshake (CONTRACT.md: the server "
@@ -337,15 +349,12 @@ class UdSink:
         decode = codec.result_to_response
         answers: list[Response] = []
         for chunk in chunks:
-            try:
-                await call.write(chunk)
-                reply = await call.read()
-            except grpc.aio.AioRpcError as err:
-                raise _rpc_failure(err, "WriteBatch") from None
-            except asyncio.InvalidStateError:
-                raise await _finished_call(call, "WriteBatch") from None
-            if reply is EOF:
-                raise StreamBroken("WriteBatch: the server ended the stream before answering")
+            reply = await _round_trip(
+                call,
+                chunk,
+                "WriteBatch",
+                "WriteBatch: the server ended the stream before answering",
+            )
             answers.extend(self._decode(reply.results, decode))
         return answers
 
