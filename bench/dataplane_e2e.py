@@ -367,16 +367,49 @@ def run_dataplane(
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
             )
+        profiler = start_profiler(args.profile, row, proc.pid)
         try:
             sink_cpu_before = cpu_seconds(sink_proc.pid) if sink_proc else 0.0
             wall, steady, steady_n, cpu, steady_cpu = measure(proc, watch, total, started, log)
             sink_cpu = cpu_seconds(sink_proc.pid) - sink_cpu_before if sink_proc else 0.0
             batch_ms = mean_batch_ms(log)
         finally:
+            if args.profile is not None:
+                write_thread_cpu(args.profile / f"{row}-{proc.pid}-threads.txt", proc.pid)
             stop_process(proc)
+            if profiler is not None:
+                profiler.wait(timeout=30)
     finally:
         watch.close()
     return Result(row, total, wall, steady, steady_n, cpu, steady_cpu, sink_cpu, batch_ms)
+
+
+def start_profiler(out_dir: Path | None, row: str, pid: int) -> subprocess.Popen[bytes] | None:
+    """With `--profile DIR`: py-spy samples the data plane process (the thread holding the GIL)
+    until it exits, into DIR/<row>-<pid>.txt (collapsed stacks; the profile adds CPU, so the
+    run's own figures are not comparable with unprofiled ones)."""
+    if out_dir is None:
+        return None
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [py_spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw"]
+    cmd += ["--threads", "--gil", "--output", str(out_dir / f"{row}-{pid}.txt")]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def write_thread_cpu(out: Path, pid: int) -> None:
+    """CPU seconds of each thread of `pid` (OS name and id; py-spy's profile names the
+    Python threads by the same ids), most first."""
+    by_thread: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        by_thread[f"{name} ({task.name})"] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    ranked = sorted(by_thread.items(), key=lambda kv: -kv[1])
+    out.write_text("".join(f"{cpu:8.2f} {name}\n" for name, cpu in ranked))
 
 
 def mean_batch_ms(log: Path) -> float | None:
@@ -660,6 +693,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--bootstrap", help="use this running broker instead of starting one")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument(
+        "--profile", type=Path, help="sample each data plane with py-spy into this directory"
+    )
     parser.add_argument(
         "--pynumaflow-python",
         help="python of a venv with pynumaflow (default: tests/support/pynumaflow_env.py's)",

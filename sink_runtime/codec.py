@@ -66,15 +66,52 @@ def _metadata_to_wire(m: Metadata) -> sink_pb2.Metadata:
 _DATUM_FIELDS = tuple(Datum.__dataclass_fields__)
 
 
-class _WireDatum(Datum):
+class LazyDatum(Datum):
+    """A Datum that computes some of its fields on first read and can encode itself.
+
+    For decoders on hot paths (the SDK server's wire requests, the data plane's Kafka
+    records): a subclass keeps what it was decoded from, overrides the fields it computes
+    lazily with properties, and writes its wire request straight from that source. To its
+    users it is a Datum: same fields, equal to a Datum with the same values, immutable;
+    copies (dataclasses.replace, with_headers, pickle) are plain Datums.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Datum:  # type: ignore[misc]
+        # Reached only through copy helpers (dataclasses.replace): they get a plain Datum.
+        return Datum(*args, **kwargs)
+
+    def encoded_request(self) -> bytes:
+        """The serialized `SinkRequest.Request` for this datum (see `encode_request`)."""
+        raise NotImplementedError
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in _DATUM_FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        # Python asks the subclass first, also for `Datum(...) == lazy_datum`.
+        if isinstance(other, Datum):
+            return self._values() == tuple(getattr(other, n) for n in _DATUM_FIELDS)
+        return NotImplemented
+
+    __hash__ = Datum.__hash__
+
+    def __repr__(self) -> str:
+        pairs = zip(_DATUM_FIELDS, self._values(), strict=True)
+        return "Datum(" + ", ".join(f"{n}={v!r}" for n, v in pairs) + ")"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Datum.__reduce__(self)
+
+
+class _WireDatum(LazyDatum):
     """A Datum read from a wire request: id, value and keys at once, the rest on first use.
 
     Most sinks never look at the times, headers or metadata of a datum, and decoding them
     was most of the SDK server's cost per datum on the batch path. This subclass keeps the
     request and decodes those four fields when they are read (times are cached by value,
-    headers and metadata per datum). To its users it is a Datum: same fields, equal to a
-    Datum with the same values, immutable; copies (dataclasses.replace, with_headers,
-    pickle) are plain Datums. The request is never mutated after decoding.
+    headers and metadata per datum). The request is never mutated after decoding.
     """
 
     # _headers and _metadata stay unset until first read (an unset slot raises AttributeError).
@@ -83,10 +120,6 @@ class _WireDatum(Datum):
     _request: sink_pb2.SinkRequest.Request
     _headers: Mapping[str, str]
     _metadata: Metadata | None
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Datum:  # type: ignore[misc]
-        # Reached only through copy helpers (dataclasses.replace): they get a plain Datum.
-        return Datum(*args, **kwargs)
 
     @property
     def event_time(self) -> datetime:
@@ -118,23 +151,8 @@ class _WireDatum(Datum):
             _set_wire_metadata(self, metadata)
             return metadata
 
-    def _values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in _DATUM_FIELDS)
-
-    def __eq__(self, other: object) -> bool:
-        # Python asks the subclass first, also for `Datum(...) == wire_datum`.
-        if isinstance(other, Datum):
-            return self._values() == tuple(getattr(other, n) for n in _DATUM_FIELDS)
-        return NotImplemented
-
-    __hash__ = Datum.__hash__
-
-    def __repr__(self) -> str:
-        pairs = zip(_DATUM_FIELDS, self._values(), strict=True)
-        return "Datum(" + ", ".join(f"{n}={v!r}" for n, v in pairs) + ")"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return Datum.__reduce__(self)
+    def encoded_request(self) -> bytes:
+        return self._request.SerializeToString()
 
 
 _new_object = object.__new__
@@ -200,10 +218,22 @@ _WATERMARK_TAG = b"\x22"
 
 
 @lru_cache(maxsize=8192)
-def _timestamp_field(tag: bytes, dt: datetime) -> bytes:
+def timestamp_field(tag: bytes, dt: datetime) -> bytes:
     """A timestamp as one complete wire field (tag, length, message), cached by value."""
     encoded = _timestamp(dt).SerializeToString()
     return tag + bytes((len(encoded),)) + encoded  # a Timestamp is < 128 bytes
+
+
+@lru_cache(maxsize=4096)
+def field_prefix(tag: bytes, length: int) -> bytes:
+    """The tag and base-128 varint length that start a length-delimited field (cached:
+    lengths repeat)."""
+    out = bytearray(tag)
+    while length > 0x7F:
+        out.append((length & 0x7F) | 0x80)
+        length >>= 7
+    out.append(length)
+    return bytes(out)
 
 
 def encode_request(d: Datum) -> bytes:
@@ -213,8 +243,8 @@ def encode_request(d: Datum) -> bytes:
     of being copied into the message (protobuf fields may come in any order, and a batch
     mostly shares its watermark and event times, so those bytes come from a cache).
     """
-    if type(d) is _WireDatum:
-        return d._request.SerializeToString()
+    if isinstance(d, LazyDatum):
+        return d.encoded_request()
     r = Request(id=d.id, value=d.value, keys=d.keys)
     if d.headers:
         wire_headers = r.headers
@@ -224,8 +254,8 @@ def encode_request(d: Datum) -> bytes:
         r.metadata.CopyFrom(_metadata_to_wire(d.metadata))
     return (
         r.SerializeToString()
-        + _timestamp_field(_EVENT_TIME_TAG, d.event_time)
-        + _timestamp_field(_WATERMARK_TAG, d.watermark)
+        + timestamp_field(_EVENT_TIME_TAG, d.event_time)
+        + timestamp_field(_WATERMARK_TAG, d.watermark)
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, overload
 
 from sink_runtime.types import Datum, Response
 
@@ -49,6 +49,47 @@ class Source(Protocol):
     async def close(self) -> None: ...
 
 
+class AllSucceeded(Sequence[Response]):
+    """A sink's answer when every result is SUCCESS, in compact form: the result ids.
+
+    Equivalent to `[Response.ok(i) for i in ids]` (and reads as that sequence), but lets the
+    forwarder check the usual answer with one list comparison instead of per-datum objects:
+    when `ids` equals the batch's ids, in order, each datum has exactly one SUCCESS. Any other
+    `ids` goes through the full contract check like every other answer.
+    """
+
+    __slots__ = ("ids",)
+
+    def __init__(self, ids: list[str]) -> None:
+        self.ids = ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, index: int) -> Response: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Response]: ...
+
+    def __getitem__(self, index: int | slice) -> Response | Sequence[Response]:
+        if isinstance(index, slice):
+            return AllSucceeded(self.ids[index])
+        return Response.ok(self.ids[index])
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, AllSucceeded):
+            return self.ids == other.ids
+        if isinstance(other, list | tuple):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # equal to lists, which are unhashable
+
+    def __repr__(self) -> str:
+        return f"AllSucceeded({self.ids!r})"
+
+
 class SinkError(Exception):
     """The sink could not take the batch at all (stream broken, producer down, ...).
 
@@ -62,7 +103,10 @@ class Sink(Protocol):
     async def start(self) -> None: ...
 
     async def write(self, datums: Sequence[Datum]) -> Sequence[Response]:
-        """One response per datum (the forwarder checks that), or SinkError."""
+        """One response per datum (the forwarder checks that), or SinkError.
+
+        A sink whose every result is SUCCESS may answer `AllSucceeded(ids)` instead.
+        """
         ...
 
     def is_ready(self) -> bool: ...

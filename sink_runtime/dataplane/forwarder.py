@@ -31,7 +31,13 @@ from typing import Any
 
 from sink_runtime.config import RuntimeConfig, constants
 from sink_runtime.contract import CheckedResults, check_results
-from sink_runtime.dataplane.endpoints import Sink, SinkError, Source, SourceBatch
+from sink_runtime.dataplane.endpoints import (
+    AllSucceeded,
+    Sink,
+    SinkError,
+    Source,
+    SourceBatch,
+)
 from sink_runtime.dataplane.metrics import Metrics
 from sink_runtime.dataplane.retry import RetryPolicy
 from sink_runtime.logs import batch_fields
@@ -90,6 +96,19 @@ class Sinks:
             else:
                 missing.append(f"no {what} is configured")
         return frozenset(allowed), "; ".join(missing)
+
+
+class _Succeeded(dict[str, Response]):
+    """The checked results of a write whose every datum succeeded (`AllSucceeded`).
+
+    Built on first lookup: callers only look up ids of the datums that were written.
+    """
+
+    __slots__ = ()
+
+    def __missing__(self, datum_id: str) -> Response:
+        result = self[datum_id] = Response.ok(datum_id)
+        return result
 
 
 @dataclass(slots=True)
@@ -328,7 +347,7 @@ class Forwarder:
         results = await self._write_checked(
             PRIMARY, self.sinks.primary, datums, self._allowed, self._why_not_allowed
         )
-        if set(map(_status_of, results.values())) == _ONLY_SUCCESS:
+        if type(results) is _Succeeded or set(map(_status_of, results.values())) == _ONLY_SUCCESS:
             self._written_primary.inc(len(datums))
             return
         loop = asyncio.get_running_loop()
@@ -420,6 +439,8 @@ class Forwarder:
             # A bug or an unexpected failure inside a sink must not lose the batch.
             logger.exception("%s failed unexpectedly on %d messages", _label(role, sink), len(ids))
             return {i: Response.failure(i, f"{type(err).__name__}: {err}") for i in ids}
+        if type(results) is AllSucceeded and results.ids == ids:
+            return _Succeeded()  # one SUCCESS per datum, in order: the contract holds
         checked = check_results(ids, results, allowed, why_not_allowed=why_not_allowed)
         if not checked.ok:
             self._report_violations(role, sink, checked)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal, TypeAlias
 
 from sink_runtime.config.constants import (
@@ -75,6 +76,14 @@ def record_key(keys: Sequence[str], separator: str = DEFAULT_KEY_SEPARATOR) -> s
     return separator.join(keys) if keys else None
 
 
+@lru_cache(maxsize=4096)
+def _owned(mode: KeyHeaderMode, keys_header: str, name: str) -> bool:
+    # Cached: asked for every header of every record the Kafka sink writes.
+    if mode == "none":
+        return False
+    return name == keys_header or is_split_key_header(name)
+
+
 @dataclass(frozen=True, slots=True)
 class KeyHeaders:
     mode: KeyHeaderMode = "split"
@@ -100,9 +109,7 @@ class KeyHeaders:
         Writing either layout drops both layouts' names from the other headers, so a record
         carries exactly one key encoding (a stale `__key_len` would otherwise win on decode).
         """
-        if self.mode == "none":
-            return False
-        return name == self.keys_header or is_split_key_header(name)
+        return _owned(self.mode, self.keys_header, name)
 
     def record_headers(
         self,

@@ -62,6 +62,23 @@ async def test_batch_extension_can_be_turned_off(
     assert [r.path for r in sink.received] == ["sink.v1"]
 
 
+@pytest.mark.parametrize("batch_extension", [True, False])
+async def test_all_success_in_any_order_is_accepted_once(
+    scripted: ScriptedFactory, file_source: SourceFactory, batch_extension: bool
+) -> None:
+    # All SUCCESS but not in request order: a correct answer (CONTRACT.md allows any order),
+    # checked in full rather than by the in-order fast path, and nothing is sent twice.
+    sink = await scripted(lambda datums: [Response.ok(d.id) for d in reversed(datums)])
+    metrics = Metrics()
+    source = file_source(6)
+    client = udsink(sink, metrics, use_batch_extension=batch_extension)
+    await run_forwarder(source, Sinks(client), metrics=metrics, batch_size=3)
+    assert sink.ids == ids(6)
+    assert source.acked_ids == ids(6)
+    assert metrics.value("udsink_written_total", sink="primary") == 6
+    assert metrics.value("udsink_retried_total", sink="primary") == 0
+
+
 def _violating(kind: str) -> Callable[[list[Datum]], list[Response | sink_pb2.SinkResponse.Result]]:
     """A sink that breaks the contract once, on the first batch, then behaves."""
     calls = Counter[str]()

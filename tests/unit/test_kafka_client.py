@@ -17,6 +17,7 @@ from sink_runtime.config import KafkaSinkConfig, KafkaSourceConfig, SaslFiles, T
 from sink_runtime.config.constants import KAFKA_OWNED_CONFIG_KEYS
 from sink_runtime.dataplane.kafka_client import (
     KafkaSettingsError,
+    client_settings,
     consumer_settings,
     producer_settings,
     redacted,
@@ -58,7 +59,7 @@ def secrets(tmp_path: Path) -> dict[str, str]:
 
 def construct(settings: dict[str, Any], kind: type) -> None:
     """Real librdkafka validates every property name and value at construction."""
-    client = kind({**settings, "logger": _quiet})
+    client = kind({**client_settings(settings, "sink"), "logger": _quiet})
     if kind is Consumer:
         client.close()
     else:
@@ -89,6 +90,23 @@ def test_producer_is_idempotent_with_bounded_delivery() -> None:
     s = producer_settings(sink(config={"message.timeout.ms": "5000", "linger.ms": "0"}))
     assert s["message.timeout.ms"] == "5000"
     assert s["linger.ms"] == "0"
+
+
+def test_keys_the_python_client_reads_become_bools_or_are_refused() -> None:
+    # Only failures are reported by default; a user's "false" turns every report back on.
+    s = client_settings(producer_settings(sink()), "sink")
+    assert s["delivery.report.only.error"] is True
+    user = sink(config={"delivery.report.only.error": "False"})
+    s = client_settings(producer_settings(user), "fallback")
+    assert s["delivery.report.only.error"] is False
+    construct(producer_settings(user), Producer)
+    bad = sink(config={"delivery.report.only.error": "yes"})
+    with pytest.raises(KafkaSettingsError) as err:
+        client_settings(producer_settings(bad), "fallback")
+    assert str(err.value) == (
+        "fallback.config: librdkafka key 'delivery.report.only.error' is 'yes'; "
+        "accepted: true, false"
+    )
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sink_runtime.dataplane.endpoints import AllSucceeded
 from sink_runtime.types import Datum, Response
 
 
@@ -19,7 +20,7 @@ class BlackholeSink:
         self._started = True
 
     async def write(self, datums: Sequence[Datum]) -> Sequence[Response]:
-        return [Response.ok(d.id) for d in datums]
+        return AllSucceeded([d.id for d in datums])
 
     def is_ready(self) -> bool:
         return self._started

@@ -9,10 +9,11 @@ has its own rules:
 - headers, later wins: the message's headers (when `propagate`), the static headers, then the
   key headers (`split` / `single` / `none`), which win over any same-named header (see
   `keyheaders`);
-- `write()` produces the whole batch, then waits for every delivery report; a datum is OK only
-  once the broker acknowledged it, otherwise FAILURE with an error naming the topic and the
-  Kafka error (an oversized message fails on its own, the others still go through). Every
-  message gets a report within `message.timeout.ms` (default: the sink's delivery timeout).
+- `write()` produces the whole batch, then waits until the producer has no message left in
+  flight; a datum is OK only once the broker acknowledged it, otherwise FAILURE with an error
+  naming the topic and the Kafka error (an oversized message fails on its own, the others
+  still go through). Every message is settled within `message.timeout.ms` (default: the
+  sink's delivery timeout); only failures are reported one by one.
 
 All producer calls run on one dedicated thread, never on the event loop.
 """
@@ -29,11 +30,12 @@ from typing import Any, TypeVar
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from sink_runtime.config import KafkaSinkConfig
-from sink_runtime.dataplane.endpoints import SinkError
+from sink_runtime.dataplane.endpoints import AllSucceeded, SinkError
 from sink_runtime.dataplane.kafka_client import (
     DEFAULT_DELIVERY_TIMEOUT_MS,
     ErrorThrottle,
     LibrdkafkaLog,
+    client_settings,
     producer_settings,
     redacted,
 )
@@ -94,8 +96,8 @@ class KafkaSink:
 
     async def start(self) -> None:
         """Create the producer and check the brokers answer (not fatal if they do not)."""
-        settings: dict[str, Any] = producer_settings(
-            self.config, self._where, self._delivery_timeout_ms
+        settings = client_settings(
+            producer_settings(self.config, self._where, self._delivery_timeout_ms), self._where
         )
         settings |= {"error_cb": self._on_error, "logger": rdkafka_logger}
         self._settings = settings
@@ -162,7 +164,7 @@ class KafkaSink:
             return []
         return await self._run(self._write, list(datums))
 
-    def _write(self, datums: list[Datum]) -> list[Response]:
+    def _write(self, datums: list[Datum]) -> Sequence[Response]:
         if self._fatal is not None:
             logger.warning(
                 "kafka sink %s: recreating the producer after a fatal error: %s",
@@ -170,31 +172,36 @@ class KafkaSink:
                 self._fatal,
             )
             self._create()
-        outcomes: list[str | None] = [None] * len(datums)
-        pending = [False] * len(datums)
+        # Errors by datum index: refused at once by the client, or reported as failed. Only
+        # failed deliveries are reported (`delivery.report.only.error`); a datum without an
+        # error is delivered once the producer's queue is empty. Were every delivery reported
+        # (the user's config may say so), a success report carries no error and changes
+        # nothing here.
+        errors: dict[int, str] = {}
         for i, datum in enumerate(datums):
-            error = self._produce(datum, self._reporter(i, outcomes, pending))
+            error = self._produce(datum, self._reporter(i, errors))
             if error is not None:
-                outcomes[i] = error
-            else:
-                pending[i] = True
+                errors[i] = error
         wait_s = self._report_wait_s()
         deadline = time.monotonic() + wait_s
-        while any(pending) and time.monotonic() < deadline:
-            self._producer.flush(max(0.0, deadline - time.monotonic()))
-        responses = []
-        for i, datum in enumerate(datums):
-            if pending[i]:
-                outcomes[i] = f"no delivery report from Kafka within {wait_s:.0f}s"
-            error = outcomes[i]
-            responses.append(
-                Response.ok(datum.id)
-                if error is None
-                else Response.failure(datum.id, f"kafka topic {self.topic}: {error}")
-            )
-        if any(o is None for o in outcomes):
+        left = self._producer.flush(wait_s)
+        while left and time.monotonic() < deadline:
+            left = self._producer.flush(max(0.0, deadline - time.monotonic()))
+        if left:
+            # Some deliveries are still unknown (not one of ours can be told apart from the
+            # others): every datum without an error is FAILURE and written again, at least once.
+            late = f"no delivery report from Kafka within {wait_s:.0f}s"
+            errors = {i: errors.get(i, late) for i in range(len(datums))}
+        if len(errors) < len(datums):
             self._reachable = True
-        return responses
+        if not errors:
+            return AllSucceeded([d.id for d in datums])
+        return [
+            Response.ok(d.id)
+            if i not in errors
+            else Response.failure(d.id, f"kafka topic {self.topic}: {errors[i]}")
+            for i, d in enumerate(datums)
+        ]
 
     def _produce(self, datum: Datum, on_delivery: Callable[[Any, Any], None]) -> str | None:
         """Queue one record; the error text when librdkafka refuses it at once."""
@@ -224,12 +231,10 @@ class KafkaSink:
                 return f"record rejected by the client: {exc}"
 
     @staticmethod
-    def _reporter(
-        i: int, outcomes: list[str | None], pending: list[bool]
-    ) -> Callable[[Any, Any], None]:
+    def _reporter(i: int, errors: dict[int, str]) -> Callable[[Any, Any], None]:
         def on_delivery(err: Any, _msg: Any) -> None:
-            outcomes[i] = None if err is None else _describe(err)
-            pending[i] = False
+            if err is not None:
+                errors[i] = _describe(err)
 
         return on_delivery
 

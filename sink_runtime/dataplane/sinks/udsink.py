@@ -25,20 +25,21 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from functools import lru_cache
-from typing import Any, cast
+from typing import Any, TypeAlias, cast
 
 import grpc
 from google.protobuf import empty_pb2
 
 from sink_runtime import codec, serverinfo
 from sink_runtime.config import UdSinkConfig
-from sink_runtime.dataplane.endpoints import SinkError
+from sink_runtime.dataplane.endpoints import AllSucceeded, SinkError
 from sink_runtime.dataplane.metrics import Metrics
 from sink_runtime.proto import batch_pb2, sink_pb2
 from sink_runtime.types import Datum, Response
 
 logger = logging.getLogger(__name__)
+
+_Results: TypeAlias = Sequence[sink_pb2.SinkResponse.Result]
 
 SINK_FN = "/sink.v1.Sink/SinkFn"
 IS_READY = "/sink.v1.Sink/IsReady"
@@ -53,21 +54,6 @@ _EOT = sink_pb2.SinkRequest(status=sink_pb2.TransmissionStatus(eot=True)).Serial
 
 # The end-of-stream sentinel of grpc.aio reads (absent from the type stubs).
 EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
-
-
-@lru_cache(maxsize=4096)
-def _field_1_prefix(length: int) -> bytes:
-    """Tag and base-128 varint length of a field-1 submessage (lengths repeat: cached)."""
-    out = bytearray(_FIELD_1_TAG)
-    while length > 0x7F:
-        out.append((length & 0x7F) | 0x80)
-        length >>= 7
-    out.append(length)
-    return bytes(out)
-
-
-def _frame_field_1(encoded: bytes) -> bytes:
-    return _field_1_prefix(len(encoded)) + encoded
 
 
 def _identity(data: bytes) -> bytes:
@@ -282,8 +268,8 @@ class UdSink:
                         await self._connect(self.reconnect_timeout_s)
                         self.metrics.sink_reconnects.labels(sink=self.name).inc()
                     send = self._send_batches if self.use_batch else self._send_stream
-                    answers = await send(encoded)
-                    return answers + local if local else answers
+                    answers = self._answers(await send(encoded))
+                    return [*answers, *local] if local else answers
                 except StreamBroken as err:
                     last = err
                     self._ready = False
@@ -313,27 +299,35 @@ class UdSink:
         complete `SinkRequest{request}` (sink.v1) and one entry of `SinkBatch.requests`, so a
         batch message is their concatenation and its size is known without encoding twice.
         """
-        encode = codec.encode_request
-        framed = [_frame_field_1(encode(d)) for d in datums]
+        encode, prefix = codec.encode_request, codec.field_prefix
+        encoded = [encode(d) for d in datums]
+        prefixes = [prefix(_FIELD_1_TAG, len(e)) for e in encoded]
         limit = self.max_message_bytes
         local = [
-            self._oversized(d, len(f))
-            for d, f in zip(datums, framed, strict=True)
-            if len(f) > limit
+            self._oversized(d, len(p) + len(e))
+            for d, p, e in zip(datums, prefixes, encoded, strict=True)
+            if len(p) + len(e) > limit
         ]
         if local:
-            framed = [f for f in framed if len(f) <= limit]
+            kept = [
+                (p, e) for p, e in zip(prefixes, encoded, strict=True) if len(p) + len(e) <= limit
+            ]
+            prefixes, encoded = [p for p, _ in kept], [e for _, e in kept]
         if not self.use_batch:
-            return framed, local
+            return [p + e for p, e in zip(prefixes, encoded, strict=True)], local
+        # A batch message is its framed requests back to back, joined once per chunk.
         chunks: list[bytes] = []
-        start, size = 0, 0
-        for i, f in enumerate(framed):
-            if size + len(f) > limit and i > start:
-                chunks.append(b"".join(framed[start:i]))
-                start, size = i, 0
-            size += len(f)
-        if start < len(framed):
-            chunks.append(b"".join(framed[start:]))
+        pieces: list[bytes] = []
+        size = 0
+        for p, e in zip(prefixes, encoded, strict=True):
+            framed_size = len(p) + len(e)
+            if size + framed_size > limit and pieces:
+                chunks.append(b"".join(pieces))
+                pieces, size = [], 0
+            pieces += (p, e)
+            size += framed_size
+        if pieces:
+            chunks.append(b"".join(pieces))
         return chunks, local
 
     def _oversized(self, d: Datum, size: int) -> Response:
@@ -344,10 +338,9 @@ class UdSink:
             "it cannot be sent",
         )
 
-    async def _send_batches(self, chunks: list[bytes]) -> list[Response]:
+    async def _send_batches(self, chunks: list[bytes]) -> list[_Results]:
         call = self._call
-        decode = codec.result_to_response
-        answers: list[Response] = []
+        replies: list[_Results] = []
         for chunk in chunks:
             reply = await _round_trip(
                 call,
@@ -355,13 +348,12 @@ class UdSink:
                 "WriteBatch",
                 "WriteBatch: the server ended the stream before answering",
             )
-            answers.extend(self._decode(reply.results, decode))
-        return answers
+            replies.append(reply.results)
+        return replies
 
-    async def _send_stream(self, messages: list[bytes]) -> list[Response]:
+    async def _send_stream(self, messages: list[bytes]) -> list[_Results]:
         call = self._call
-        decode = codec.result_to_response
-        answers: list[Response] = []
+        replies: list[_Results] = []
         try:
             for m in messages:
                 await call.write(m)
@@ -382,16 +374,25 @@ class UdSink:
                             len(reply.results),
                             ", ".join(r.id for r in list(reply.results)[:10]),
                         )
-                    return answers
-                answers.extend(self._decode(reply.results, decode))
+                    return replies
+                replies.append(reply.results)
         except grpc.aio.AioRpcError as err:
             raise _rpc_failure(err, "SinkFn") from None
         except asyncio.InvalidStateError:
             raise await _finished_call(call, "SinkFn") from None
 
-    def _decode(
-        self, results: Sequence[sink_pb2.SinkResponse.Result], decode: Callable[..., Response]
-    ) -> list[Response]:
+    def _answers(self, replies: list[_Results]) -> Sequence[Response]:
+        """The answers of one batch: `AllSucceeded` when every result is SUCCESS (the usual
+        answer, read with two passes over the wire results and no object per datum)."""
+        if not any(r.status for results in replies for r in results):
+            return AllSucceeded([r.id for results in replies for r in results])
+        decode = codec.result_to_response
+        answers: list[Response] = []
+        for results in replies:
+            answers.extend(self._decode(results, decode))
+        return answers
+
+    def _decode(self, results: _Results, decode: Callable[..., Response]) -> list[Response]:
         answers: list[Response] = []
         append = answers.append
         ok = Response.ok

@@ -37,11 +37,10 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, TypeAlias, TypeVar
 
@@ -65,22 +64,27 @@ from sink_runtime.dataplane.keyheaders import (
     key_header_name,
 )
 from sink_runtime.dataplane.metrics import Metrics
+from sink_runtime.dataplane.sources.kafka_record import (
+    RawHeaders,
+    RecordDatum,
+    header_text,
+    record_datum,
+    utc_from_ms,
+)
 from sink_runtime.logs import batch_fields
-from sink_runtime.types import Datum, trusted_datum
+from sink_runtime.types import Datum
 
 logger = logging.getLogger(__name__)
 rdkafka_logger = LibrdkafkaLog(logging.getLogger(f"{__name__}.librdkafka"))
 
 Partition: TypeAlias = tuple[str, int]
-RawHeaders: TypeAlias = Sequence[tuple[str, bytes | None]]
 _T = TypeVar("_T")
 
 # How long a read may spend checking broker reachability while not connected.
 PROBE_TIMEOUT_S = 1.0
 # librdkafka signals "no such partition" with this offset value in watermark answers.
 _NO_OFFSET = 0
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+_NO_RAW: RawHeaders = MappingProxyType({})
 
 
 class KafkaSourceError(RuntimeError):
@@ -102,57 +106,41 @@ class _Decoded:
     not_utf8: frozenset[str] = field(default_factory=frozenset)
 
 
-def decode_headers(raw: RawHeaders | None) -> _Decoded:
-    """Record headers as text (module doc: UTF-8 with replacement, last value wins)."""
+def decode_headers(raw: Iterable[tuple[str, bytes | None]] | None) -> _Decoded:
+    """Record headers as text (module doc: UTF-8 with replacement, last value wins), and the
+    names whose value was not valid UTF-8."""
     out: dict[str, str] = {}
     bad: set[str] = set()
     for name, value in raw or ():
-        if value is None:
-            out[name] = ""
-            bad.discard(name)
-            continue
         try:
-            out[name] = value.decode("utf-8")
+            out[name] = "" if value is None else value.decode()
             bad.discard(name)
         except UnicodeDecodeError:
-            out[name] = value.decode("utf-8", errors="replace")
+            out[name] = header_text(value)
             bad.add(name)
     return _Decoded(out, frozenset(bad))
-
-
-@lru_cache(maxsize=4096)
-def _utc_from_ms(ts_ms: int) -> datetime:
-    # Records read together mostly share their millisecond: cached by value.
-    return datetime.fromtimestamp(ts_ms / 1000, UTC)
 
 
 # `__key_0`, `__key_1`, ...: precomputed for the usual short key lists.
 _SPLIT_KEY_NAMES = tuple(key_header_name(i) for i in range(16))
 
 
-def _split_keys(headers: dict[str, str]) -> tuple[str, ...] | None:
-    """Keys from a well-formed split layout of at most 16 keys; None for anything else.
+def _split_keys(raw: RawHeaders) -> tuple[str, ...] | None:
+    """Keys from a well-formed split layout of at most 16 UTF-8 keys; None for anything else.
 
     A fast path only: None sends the record through the codec, which gives the same answer
     for the records accepted here and the reason for the malformed ones.
     """
-    raw = headers.get(KEY_LEN_HEADER)
-    if raw is None or len(raw) > 2 or not (raw.isascii() and raw.isdigit()):
+    count_text = raw.get(KEY_LEN_HEADER)
+    if count_text is None or len(count_text) > 2 or not count_text.isdigit():
         return None
-    count = int(raw)
-    if count > len(_SPLIT_KEY_NAMES) or count > len(headers):
+    count = int(count_text)
+    if count > len(_SPLIT_KEY_NAMES) or count > len(raw):
         return None
     try:
-        return tuple(map(headers.__getitem__, _SPLIT_KEY_NAMES[:count]))
-    except KeyError:
+        return tuple([raw[name].decode() for name in _SPLIT_KEY_NAMES[:count]])  # type: ignore[union-attr]
+    except (KeyError, AttributeError, UnicodeDecodeError):  # missing, null or not UTF-8
         return None
-
-
-def _event_time(msg: Any) -> datetime:
-    ts_type, ts_ms = msg.timestamp()
-    if ts_type == TIMESTAMP_NOT_AVAILABLE or ts_ms < 0:
-        return datetime.now(UTC)
-    return datetime.fromtimestamp(ts_ms / 1000, UTC)
 
 
 class KafkaSource:
@@ -167,13 +155,16 @@ class KafkaSource:
         self._codec = KeyHeaders(keys_header=config.keys_header)
         # One thread owns the consumer: reads, and so every rebalance callback, happen on it.
         # Commits run on a second thread, so a commit's round trip to the broker overlaps the
-        # next read instead of delaying it. `_lock` guards what both touch: the assignment
-        # and the pending batches' offsets. A commit holds it until the broker answered, so a
-        # rebalance callback waits for an in-flight commit, as if both ran on one thread.
+        # next read instead of delaying it. Two locks, always taken in this order:
+        # `_commit_lock` is held by a commit until the broker answered and by the rebalance
+        # callbacks, so a revocation waits for an in-flight commit, as if both ran on one
+        # thread; `_lock` guards what both threads touch (the assignment, the pending batches'
+        # offsets) and is only ever held briefly, so a read never waits for a commit.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-source")
         self._commit_thread = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="kafka-source-commit"
         )
+        self._commit_lock = threading.Lock()
         self._lock = threading.Lock()
         self._consumer: Any = None
         self._assigned: set[Partition] = set()
@@ -294,49 +285,36 @@ class KafkaSource:
                 self._pending.append(token)
         return SourceBatch(datums=datums, token=token, partitions=partitions)
 
-    def _datum(self, msg: Any, datum_id: str) -> tuple[Datum, str | None]:
+    def _datum(self, msg: Any, datum_id: str) -> tuple[RecordDatum, str | None]:
         """One record as a Datum, and the reason its key headers were malformed (if so).
 
-        Runs once per record, so the usual record (UTF-8 headers, no or well-formed split key
-        headers) takes a fast path; anything else goes through `decode_headers` and the codec.
+        Runs once per record: the keys are decided here, the headers stay bytes until a sink
+        reads them (kafka_record.py); well-formed split key headers take a fast path, anything
+        else goes through `decode_headers` and the codec.
         """
-        raw = msg.headers()
+        headers = msg.headers()
         record_key = msg.key()
         fallback_keys: tuple[str, ...] = (
             () if record_key is None else (record_key.decode("utf-8", errors="replace"),)
         )
         keys = fallback_keys
         reason: str | None = None
-        headers: Mapping[str, str] = _NO_HEADERS
-        if raw:
-            try:
-                plain = {name: value.decode() for name, value in raw}
-                decoded = _Decoded(plain)
-            except (AttributeError, UnicodeDecodeError):  # a null or non-UTF-8 value
-                decoded = decode_headers(raw)
-            headers = MappingProxyType(decoded.headers)
+        raw: RawHeaders = _NO_RAW
+        if headers:
+            raw = dict(headers)  # the last value of a repeated name wins
             if self.config.keys_from_headers:
-                found = None if decoded.not_utf8 else _split_keys(decoded.headers)
+                found = _split_keys(raw)
                 if found is not None:
                     keys = found
                 else:
-                    keys, reason = self._keys_from_headers(decoded, fallback_keys)
+                    keys, reason = self._keys_from_headers(decode_headers(raw.items()), keys)
         ts_type, ts_ms = msg.timestamp()
         event_time = (
             datetime.now(UTC)
             if ts_type == TIMESTAMP_NOT_AVAILABLE or ts_ms < 0
-            else _utc_from_ms(ts_ms)
+            else utc_from_ms(ts_ms)
         )
-        datum = trusted_datum(
-            datum_id,
-            msg.value() or b"",
-            keys,
-            event_time,
-            _EPOCH,
-            headers,
-            None,
-        )
-        return datum, reason
+        return record_datum(datum_id, msg.value() or b"", keys, event_time, raw), reason
 
     def _keys_from_headers(
         self, decoded: _Decoded, fallback: tuple[str, ...]
@@ -381,22 +359,31 @@ class KafkaSource:
         await loop.run_in_executor(self._commit_thread, self._ack, token, batch)
 
     def _ack(self, token: BatchToken, batch: SourceBatch) -> None:
-        with self._lock:
-            self._ack_locked(token, batch)
+        # Holding `_commit_lock` from choosing the offsets to the broker's answer keeps a
+        # revocation from slipping in between: no offset of a revoked partition is committed.
+        with self._commit_lock:
+            with self._lock:
+                offsets = self._release(token)
+                owned = {tp: o for tp, o in offsets.items() if tp in self._assigned}
+            if offsets:
+                self._commit(offsets, owned, batch)
 
-    def _ack_locked(self, token: BatchToken, batch: SourceBatch) -> None:
+    def _release(self, token: BatchToken) -> dict[Partition, int]:
+        """Mark `token` acked; the offsets of the acked batches at the head of the queue.
+
+        Empty while an earlier batch is still in flight: it is committed together later.
+        """
         token.acked = True
         offsets: dict[Partition, int] = {}
         while self._pending and self._pending[0].acked:
             done = self._pending.pop(0)
             for tp, offset in done.next_offsets.items():
                 offsets[tp] = max(offset, offsets.get(tp, 0))
-        if not offsets:
-            return  # earlier batches are still in flight: committed together later
-        self._commit(offsets, batch)
+        return offsets
 
-    def _commit(self, offsets: dict[Partition, int], batch: SourceBatch) -> None:
-        owned = {tp: o for tp, o in offsets.items() if tp in self._assigned}
+    def _commit(
+        self, offsets: dict[Partition, int], owned: dict[Partition, int], batch: SourceBatch
+    ) -> None:
         if len(owned) < len(offsets):
             lost = sorted(set(offsets) - set(owned))
             logger.info(
@@ -469,7 +456,7 @@ class KafkaSource:
     def _forget(self, partitions: list[Any], how: str) -> None:
         gone = {(tp.topic, tp.partition) for tp in partitions}
         held = 0
-        with self._lock:
+        with self._commit_lock, self._lock:
             self._assigned -= gone
             for token in self._pending:
                 for tp in gone & token.next_offsets.keys():

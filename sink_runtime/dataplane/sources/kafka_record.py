@@ -1,0 +1,207 @@
+"""Kafka records as Datums: decoded on first use, and written to the wire straight from the record.
+
+Separate from the consumer (kafka.py) because this is the data plane's per-record hot path and
+has its own rules. The consumer hands over each record's id, value, keys (decided when the
+record is read, so malformed key headers are counted and logged there) and event time; the
+rest stays as the record had it:
+
+- `headers` are decoded from the record's bytes when a sink first reads them (UTF-8 with
+  replacement, a null value as "", the last value of a repeated name; kafka.py's module doc);
+  the blackhole and a user-defined sink never do;
+- `encoded_request()` writes the `sink.v1` request from the record's own header bytes instead
+  of building a protobuf message from decoded text: a header's wire entry (and a key's wire
+  field) is the same for every record that carries the same name and value, so small ones
+  come from a cache. The result parses to exactly `codec.datum_to_request(datum)` (a property
+  test holds it to that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from functools import lru_cache
+from types import MappingProxyType
+from typing import TypeAlias, TypeVar
+
+from sink_runtime import codec
+from sink_runtime.types import Datum
+
+RawHeaders: TypeAlias = Mapping[str, bytes | None]
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+# Tags (field number << 3 | wire type 2, length-delimited) of SinkRequest.Request's fields.
+_KEYS_TAG = b"\x0a"  # repeated string keys = 1
+_VALUE_TAG = b"\x12"  # bytes value = 2
+_ID_TAG = b"\x2a"  # string id = 5
+_HEADERS_TAG = b"\x32"  # map<string, string> headers = 6 (entries: key = 1, value = 2)
+_ENTRY_KEY_TAG = b"\x0a"
+_ENTRY_VALUE_TAG = b"\x12"
+_EVENT_TIME_TAG = b"\x1a"
+_WATERMARK_TAG = b"\x22"
+_EPOCH_WATERMARK = codec.timestamp_field(_WATERMARK_TAG, EPOCH)
+
+# Wire fields of small header values and keys, by value. Bounded: cleared when full (a
+# record's fields are then simply computed again), so memory stays small whatever the keys.
+_CACHE_LIMIT = 65_536
+_CACHEABLE_BYTES = 256
+_header_fields: dict[tuple[str, bytes | None], bytes] = {}
+_key_fields: dict[str, bytes] = {}
+_event_time_fields: dict[datetime, bytes] = {}
+_K = TypeVar("_K")
+# Tag and one-byte length of ids (always shorter than 128 bytes: topic names are at most 249
+# characters, but ids of longer ones take the general path).
+_ID_PREFIXES = tuple(_ID_TAG + bytes((n,)) for n in range(128))
+
+
+def header_text(value: bytes | None) -> str:
+    """A header value as the Datum shows it: UTF-8 with replacement, null as ""."""
+    if value is None:
+        return ""
+    return value.decode("utf-8", errors="replace")
+
+
+def decoded_headers(raw: RawHeaders) -> Mapping[str, str]:
+    """The record's headers as text (read-only)."""
+    try:
+        return MappingProxyType({name: value.decode() for name, value in raw.items()})  # type: ignore[union-attr]
+    except (AttributeError, UnicodeDecodeError):  # a null or non-UTF-8 value
+        return MappingProxyType({name: header_text(value) for name, value in raw.items()})
+
+
+def _length_delimited(tag: bytes, payload: bytes) -> bytes:
+    return codec.field_prefix(tag, len(payload)) + payload
+
+
+def _header_field(name: str, value: bytes | None) -> bytes:
+    """One headers map entry as a complete wire field."""
+    text = value if value is not None and value.isascii() else header_text(value).encode()
+    entry = _length_delimited(_ENTRY_KEY_TAG, name.encode()) + _length_delimited(
+        _ENTRY_VALUE_TAG, text
+    )
+    return _length_delimited(_HEADERS_TAG, entry)
+
+
+def _key_field(key: str) -> bytes:
+    return _length_delimited(_KEYS_TAG, key.encode())
+
+
+def _remember(cache: dict[_K, bytes], key: _K, field: bytes, size: int) -> bytes:
+    if size <= _CACHEABLE_BYTES:
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[key] = field
+    return field
+
+
+def _new_header_field(item: tuple[str, bytes | None]) -> bytes:
+    name, value = item
+    return _remember(_header_fields, item, _header_field(name, value), len(value or b""))
+
+
+def _new_key_field(key: str) -> bytes:
+    return _remember(_key_fields, key, _key_field(key), len(key))
+
+
+def _new_event_time_field(event_time: datetime) -> bytes:
+    field = codec.timestamp_field(_EVENT_TIME_TAG, event_time)
+    return _remember(_event_time_fields, event_time, field, 0)
+
+
+@lru_cache(maxsize=4096)
+def utc_from_ms(ts_ms: int) -> datetime:
+    # Records read together mostly share their millisecond: cached by value.
+    return datetime.fromtimestamp(ts_ms / 1000, UTC)
+
+
+class RecordDatum(codec.LazyDatum):
+    """A Kafka record as a Datum (module doc): headers decoded on first read."""
+
+    # _headers and _encoded stay unset until first use (an unset slot raises AttributeError).
+    __slots__ = ("_encoded", "_headers", "_raw")
+
+    _raw: RawHeaders
+    _headers: Mapping[str, str]
+    _encoded: bytes
+
+    @property
+    def watermark(self) -> datetime:
+        return EPOCH
+
+    @property
+    def metadata(self) -> None:
+        return None
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        try:
+            return self._headers
+        except AttributeError:
+            headers = decoded_headers(self._raw) if self._raw else NO_HEADERS
+            _set_headers(self, headers)
+            return headers
+
+    def encoded_request(self) -> bytes:
+        """The wire request, encoded once (a batch sent again is not encoded again)."""
+        try:
+            return self._encoded
+        except AttributeError:
+            encoded = self._encode()
+            _set_encoded(self, encoded)
+            return encoded
+
+    def _encode(self) -> bytes:
+        id_bytes = self.id.encode()
+        value = self.value
+        n = len(id_bytes)
+        parts = [
+            _ID_PREFIXES[n] if n < 128 else codec.field_prefix(_ID_TAG, n),
+            id_bytes,
+            codec.field_prefix(_VALUE_TAG, len(value)),
+            value,
+        ]
+        if self.keys:
+            known_key = _key_fields.get
+            parts += [known_key(k) or _new_key_field(k) for k in self.keys]
+        if self._raw:
+            known_header = _header_fields.get
+            parts += [known_header(h) or _new_header_field(h) for h in self._raw.items()]
+        event_time = self.event_time
+        parts.append(_event_time_fields.get(event_time) or _new_event_time_field(event_time))
+        parts.append(_EPOCH_WATERMARK)
+        return b"".join(parts)
+
+
+_new_object = object.__new__
+_datum_slot = {name: Datum.__dict__[name].__set__ for name in ("id", "value", "keys", "event_time")}
+_set_id, _set_value = _datum_slot["id"], _datum_slot["value"]
+_set_keys, _set_event_time = _datum_slot["keys"], _datum_slot["event_time"]
+_record_slot = {n: RecordDatum.__dict__[n].__set__ for n in ("_raw", "_headers", "_encoded")}
+_set_raw, _set_headers = _record_slot["_raw"], _record_slot["_headers"]
+_set_encoded = _record_slot["_encoded"]
+
+
+def record_datum(
+    datum_id: str, value: bytes, keys: tuple[str, ...], event_time: datetime, raw: RawHeaders
+) -> RecordDatum:
+    """The Datum for one record; `raw` is its headers, the last value of each name."""
+    d: RecordDatum = _new_object(RecordDatum)
+    _set_id(d, datum_id)
+    _set_value(d, value)
+    _set_keys(d, keys)
+    _set_event_time(d, event_time)
+    _set_raw(d, raw)
+    return d
+
+
+__all__ = [
+    "EPOCH",
+    "NO_HEADERS",
+    "RawHeaders",
+    "RecordDatum",
+    "decoded_headers",
+    "header_text",
+    "record_datum",
+    "utc_from_ms",
+]
