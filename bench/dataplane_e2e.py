@@ -81,6 +81,7 @@ from sink_runtime.config import (  # noqa: E402
     UdSinkConfig,
     constants,
 )
+from sink_runtime.dataplane.kafka_client import CONSUMER_DEFAULTS  # noqa: E402
 from sink_runtime.proto import sink_pb2  # noqa: E402
 from tests.support.kafka_broker import kafka_version, running_broker  # noqa: E402
 
@@ -454,9 +455,14 @@ def run_ceiling(args: argparse.Namespace, topic: str, total: int, workdir: Path)
 
 
 def ceiling_worker(args: argparse.Namespace) -> int:
-    """The bare loop: consume everything, commit each batch asynchronously, nothing else."""
+    """The bare loop: consume everything, commit each batch asynchronously, nothing else.
+
+    With the data plane's consumer defaults (`fetch.queue.backoff.ms` above all: with
+    librdkafka's own, this loop too waits on an empty prefetch queue on large topics).
+    """
     consumer = Consumer(
         {
+            **CONSUMER_DEFAULTS,
             "bootstrap.servers": args.bootstrap,
             "group.id": args.group,
             "enable.auto.commit": False,
