@@ -213,8 +213,8 @@ def datum_to_request(d: Datum) -> sink_pb2.SinkRequest.Request:
 
 
 # Tags (field number << 3 | wire type 2) of SinkRequest.Request's two timestamps.
-_EVENT_TIME_TAG = b"\x1a"
-_WATERMARK_TAG = b"\x22"
+EVENT_TIME_TAG = b"\x1a"
+WATERMARK_TAG = b"\x22"
 
 
 @lru_cache(maxsize=8192)
@@ -254,8 +254,8 @@ def encode_request(d: Datum) -> bytes:
         r.metadata.CopyFrom(_metadata_to_wire(d.metadata))
     return (
         r.SerializeToString()
-        + timestamp_field(_EVENT_TIME_TAG, d.event_time)
-        + timestamp_field(_WATERMARK_TAG, d.watermark)
+        + timestamp_field(EVENT_TIME_TAG, d.event_time)
+        + timestamp_field(WATERMARK_TAG, d.watermark)
     )
 
 

@@ -31,16 +31,15 @@ RawHeaders: TypeAlias = Mapping[str, bytes | None]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
-# Tags (field number << 3 | wire type 2, length-delimited) of SinkRequest.Request's fields.
+# Tags (field number << 3 | wire type 2, length-delimited) of SinkRequest.Request's fields
+# (the timestamps' are codec's).
 _KEYS_TAG = b"\x0a"  # repeated string keys = 1
 _VALUE_TAG = b"\x12"  # bytes value = 2
 _ID_TAG = b"\x2a"  # string id = 5
 _HEADERS_TAG = b"\x32"  # map<string, string> headers = 6 (entries: key = 1, value = 2)
 _ENTRY_KEY_TAG = b"\x0a"
 _ENTRY_VALUE_TAG = b"\x12"
-_EVENT_TIME_TAG = b"\x1a"
-_WATERMARK_TAG = b"\x22"
-_EPOCH_WATERMARK = codec.timestamp_field(_WATERMARK_TAG, EPOCH)
+_EPOCH_WATERMARK = codec.timestamp_field(codec.WATERMARK_TAG, EPOCH)
 
 # Wire fields of small header values and keys, by value. Bounded: cleared when full (a
 # record's fields are then simply computed again), so memory stays small whatever the keys.
@@ -50,9 +49,6 @@ _header_fields: dict[tuple[str, bytes | None], bytes] = {}
 _key_fields: dict[str, bytes] = {}
 _event_time_fields: dict[datetime, bytes] = {}
 _K = TypeVar("_K")
-# Tag and one-byte length of ids (always shorter than 128 bytes: topic names are at most 249
-# characters, but ids of longer ones take the general path).
-_ID_PREFIXES = tuple(_ID_TAG + bytes((n,)) for n in range(128))
 
 
 def header_text(value: bytes | None) -> str:
@@ -105,7 +101,7 @@ def _new_key_field(key: str) -> bytes:
 
 
 def _new_event_time_field(event_time: datetime) -> bytes:
-    field = codec.timestamp_field(_EVENT_TIME_TAG, event_time)
+    field = codec.timestamp_field(codec.EVENT_TIME_TAG, event_time)
     return _remember(_event_time_fields, event_time, field, 0)
 
 
@@ -154,9 +150,8 @@ class RecordDatum(codec.LazyDatum):
     def _encode(self) -> bytes:
         id_bytes = self.id.encode()
         value = self.value
-        n = len(id_bytes)
         parts = [
-            _ID_PREFIXES[n] if n < 128 else codec.field_prefix(_ID_TAG, n),
+            codec.field_prefix(_ID_TAG, len(id_bytes)),
             id_bytes,
             codec.field_prefix(_VALUE_TAG, len(value)),
             value,
