@@ -70,6 +70,18 @@ class Metrics:
             ["sink"],
             registry=r,
         )
+        self.sink_stalls = Counter(
+            f"{_PREFIX}_sink_stalls",
+            "Batch writes a sink left unanswered past the stall warning",
+            ["sink"],
+            registry=r,
+        )
+        self.write_timeouts = Counter(
+            f"{_PREFIX}_sink_write_timeouts",
+            "Batch writes abandoned at the write timeout (stream reset, batch FAILURE)",
+            ["sink"],
+            registry=r,
+        )
         self.batch_latency = Histogram(
             f"{_PREFIX}_batch_seconds",
             "Time from a batch being read to its offsets being committed",
