@@ -20,13 +20,17 @@ is supervised change independently.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+
+from udsink_operator.api import UDSink
 
 from sink_runtime.config import constants
 
@@ -135,48 +139,95 @@ def private_run_dir(command: Sequence[str], socket_dir: Path) -> PrivateRunDir:
 # --- container images ---
 
 ENGINES = ("podman", "docker")
+# A full engine command (e.g. `podman --root DIR --runroot DIR`) instead of the first of ENGINES.
+ENGINE_ENV = "UDSINK_CONTAINER_ENGINE"
+
+
+# Kubernetes' imagePullPolicy as the engine's --pull.
+_PULL = {"Always": "always", "IfNotPresent": "missing", "Never": "never"}
+
+
+@dataclass(frozen=True)
+class ImageSink:
+    """A sink container from the UDSink (or --sink-image), run with the local engine."""
+
+    image: str
+    pull: str = "missing"  # the engine's --pull: always, missing or never
+    command: list[str] = field(default_factory=list)
+    args: list[str] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    # Variables set from Secrets/ConfigMaps/the pod in a cluster: not available locally.
+    unresolved_env: list[str] = field(default_factory=list)
+
+
+def image_sinks(
+    udsink: UDSink, container_types: Iterable[constants.ContainerType], sink_image: str | None
+) -> dict[constants.ContainerType, ImageSink]:
+    """The image of each of `container_types` the UDSink names (`sink_image` for the primary)."""
+    spec = udsink.spec.sink
+    secondary = {
+        constants.CONTAINER_FALLBACK: spec.fallback,
+        constants.CONTAINER_ON_SUCCESS: spec.on_success,
+    }
+    out: dict[constants.ContainerType, ImageSink] = {}
+    for ctype in container_types:
+        holder = secondary.get(ctype, spec)
+        ud = getattr(holder, "udsink", None) if holder is not None else None
+        container = ud.container if ud is not None else None
+        if ctype == constants.CONTAINER_UDSINK and sink_image:
+            out[ctype] = ImageSink(image=sink_image)
+        elif container is not None:
+            env = {e.name: e.value for e in container.env or [] if e.value is not None}
+            unresolved = [e.name for e in container.env or [] if e.value is None]
+            if container.env_from:
+                unresolved.append("envFrom")
+            out[ctype] = ImageSink(
+                image=container.image,
+                pull=_PULL.get(container.image_pull_policy or "", "missing"),
+                command=list(container.command or []),
+                args=None if container.args is None else list(container.args),
+                env=env,
+                unresolved_env=unresolved,
+            )
+    return out
 
 
 @cache
-def container_engine() -> str:
-    """The first of podman/docker that is installed and answers; IsolationError otherwise."""
+def container_engine() -> tuple[str, ...]:
+    """The engine command: $UDSINK_CONTAINER_ENGINE, else the first of podman/docker that answers.
+
+    Raises IsolationError naming what was tried and what to do.
+    """
+    configured = os.environ.get(ENGINE_ENV, "").strip()
+    candidates = [shlex.split(configured)] if configured else [[name] for name in ENGINES]
     tried: list[str] = []
-    for name in ENGINES:
-        path = shutil.which(name)
+    for argv in candidates:
+        path = shutil.which(argv[0])
         if path is None:
-            tried.append(f"{name}: not installed")
+            tried.append(f"{argv[0]}: not installed")
             continue
+        engine = (path, *argv[1:])
         probe = subprocess.run(
-            [path, "info", "--format", "{{.Host.Arch}}" if name == "podman" else "{{.ID}}"],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
+            [*engine, "version"], capture_output=True, text=True, check=False, timeout=60
         )
         if probe.returncode == 0:
-            return path
+            return engine
         last = (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[-1]
-        tried.append(f"{name}: {last}")
+        tried.append(f"{argv[0]}: {last}")
     raise IsolationError(
-        "no container engine to run the sink image: "
+        "no container engine to run the sink image ("
         + "; ".join(tried)
-        + ". Install podman or start docker, or give a local command with --sink-cmd"
+        + f"): install podman or start docker, set {ENGINE_ENV}, or give a local command "
+        "(--sink-cmd or the annotation local.udsink.dev/sink-command)"
     )
 
 
 def image_command(
-    engine: str,
-    image: str,
-    *,
-    name: str,
-    socket_dir: Path,
-    container_type: str,
-    env: Mapping[str, str],
-    args: Sequence[str] = (),
+    engine: Sequence[str], sink: ImageSink, *, name: str, socket_dir: Path, container_type: str
 ) -> list[str]:
-    """The `<engine> run` argv for one sink image; the container is named `name`."""
+    """The `<engine> run` argv for one sink image, in a container named `name`."""
     argv = [
-        engine,
+        *engine,
         "run",
         "--rm",
         "--name",
@@ -184,21 +235,65 @@ def image_command(
         "--network",
         "none",
         "--pull",
-        "never",
+        sink.pull,
         "-v",
         f"{socket_dir}:{SDK_SOCKET_DIR}",
-        "-e",
-        f"{constants.CONTAINER_TYPE_ENV}={container_type}",
     ]
-    for key, value in env.items():
+    for key, value in {**sink.env, constants.CONTAINER_TYPE_ENV: container_type}.items():
         argv += ["-e", f"{key}={value}"]
-    return [*argv, image, *args]
+    rest = list(sink.args or [])
+    if sink.command:
+        # Kubernetes' command replaces the entrypoint (and with it the image's arguments).
+        argv += ["--entrypoint", sink.command[0]]
+        rest = sink.command[1:] + rest
+    return [*argv, sink.image, *rest]
 
 
-def remove_container(engine: str, name: str) -> None:
-    """Stop and remove the container `name` (no error when it is already gone)."""
+# --- the hook sidecars.py calls ---
+
+
+@dataclass
+class Launch:
+    """How one sink process is started, what to tell the user, and what to undo after it."""
+
+    argv: list[str]
+    notes: list[str] = field(default_factory=list)
+    undo: Callable[[], None] = lambda: None
+
+
+def launch(
+    container_type: constants.ContainerType,
+    command: Sequence[str],
+    socket_dir: Path,
+    image: ImageSink | None,
+) -> Launch:
+    """The launch of one sink: its image in a container, or its command with a private
+    /var/run/numaflow; where that cannot be made the command runs as it is (a sink of ours
+    finds its socket through UDSINK_* variables) and a note says what an SDK sink needs."""
+    if image is not None:
+        engine = container_engine()
+        name = f"udsink-run-{container_type}-{uuid.uuid4().hex[:8]}"
+        notes = [f"{container_type} sink: image {image.image} runs with {engine[0]}"]
+        if image.unresolved_env:
+            notes.append(
+                f"{container_type} sink: not set locally (from Secrets/ConfigMaps/the pod in a "
+                f"cluster): {', '.join(image.unresolved_env)}"
+            )
+        argv = image_command(
+            engine, image, name=name, socket_dir=socket_dir, container_type=container_type
+        )
+        return Launch(argv, notes, undo=lambda: remove_container(engine, name))
+    try:
+        wrapped = private_run_dir(command, socket_dir)
+    except IsolationError as err:
+        return Launch(list(command), [f"{container_type} sink: {err}"])
+    return Launch(wrapped.argv, undo=wrapped.cleanup)
+
+
+def remove_container(engine: Sequence[str], name: str) -> None:
+    """Stop and remove the container `name` (nothing happens when it is already gone)."""
     subprocess.run(
-        [engine, "rm", "--force", "--time", "5", name],
+        [*engine, "rm", "--force", "--time", "5", name],
         capture_output=True,
         check=False,
         timeout=60,

@@ -1,5 +1,9 @@
 """The interop tier's fixtures: official SDK sinks, built once, run unmodified.
 
+`podman` is a container engine of the test's own (its own storage under a temp dir, the
+containers.conf settings this machine needs, see TESTING.md), as the environment that points
+`udsink run` at it; it fails, never skips, when podman is missing.
+
 `unmodified_sink(sdk, container_type, socket_dir)` starts the interop sink of one SDK in a
 private /var/run/numaflow bound to `socket_dir` and stops it (by pid) at the end of the test.
 The Kafka broker fixture comes from the Kafka tier's conftest.
@@ -8,7 +12,11 @@ The Kafka broker fixture comes from the Kafka tier's conftest.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +25,7 @@ from sink_runtime.config import constants
 
 # The Kafka tier's session broker and its short socket directories (`sock_dir`).
 from tests.kafka.conftest import kafka_broker, sock_dir  # noqa: F401
-from tests.support.interop_sinks import sink_command
+from tests.support.interop_sinks import build_go_image, sink_command
 from tests.support.unmodified_sink import UnmodifiedSink
 
 StartSink = Callable[[str, constants.ContainerType, Path], Awaitable[UnmodifiedSink]]
@@ -41,3 +49,61 @@ async def unmodified_sink(tmp_path: Path) -> AsyncIterator[StartSink]:
     yield start
     for sink in started:
         await sink.stop()
+
+
+class Podman:
+    """The test's podman: its argv (with storage flags) and the env that selects it."""
+
+    def __init__(self, root: Path) -> None:
+        conf = root / "containers.conf"
+        conf.write_text("[containers]\ndefault_ulimits = []\npids_limit = 0\n")
+        self.root = root
+        self.argv = [
+            "podman",
+            "--root",
+            str(root / "storage"),
+            "--runroot",
+            str(root / "run"),
+            "--storage-driver",
+            "overlay",
+        ]
+        self.env = {
+            "CONTAINERS_CONF": str(conf),
+            "UDSINK_CONTAINER_ENGINE": " ".join(self.argv),
+        }
+
+    def environ(self) -> dict[str, str]:
+        return {**os.environ, **self.env}
+
+    def run(self, *args: str) -> str:
+        proc = subprocess.run(
+            [*self.argv, *args],
+            env=self.environ(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 0, f"podman {' '.join(args)}: {proc.stderr}"
+        return proc.stdout
+
+
+@pytest.fixture(scope="session")
+def podman() -> Iterator[Podman]:
+    if shutil.which("podman") is None:
+        pytest.fail("podman is not installed (scripts/ensure_podman.sh installs it)")
+    engine = Podman(Path(tempfile.mkdtemp(prefix="udsink-podman-")))
+    try:
+        yield engine
+    finally:
+        for args in (["rm", "--all", "--force"], ["system", "reset", "--force"]):
+            subprocess.run(
+                [*engine.argv, *args], env=engine.environ(), capture_output=True, check=False
+            )
+        shutil.rmtree(engine.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def go_sink_image(podman: Podman) -> str:
+    """The Go interop sink as a FROM-scratch image in the test's podman storage."""
+    return build_go_image(podman.argv, podman.env)

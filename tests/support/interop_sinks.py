@@ -165,3 +165,20 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+def build_go_image(engine: list[str], env: dict[str, str]) -> str:
+    """A FROM-scratch image holding the Go interop sink, built into `engine`'s storage.
+
+    Nothing is pulled: the only layer is the static binary. Returns the image's name.
+    """
+    out = ensure_built("go")
+    tag = f"localhost/udsink-interop-go:{out.name.rsplit('-', 1)[-1]}"
+    context = out / "image"
+    context.mkdir(exist_ok=True)
+    shutil.copy2(out / "interop-sink", context / "interop-sink")
+    (context / "Containerfile").write_text(
+        'FROM scratch\nCOPY interop-sink /interop-sink\nENTRYPOINT ["/interop-sink"]\n'
+    )
+    _run([*engine, "build", "--quiet", "--tag", tag, str(context)], context, env)
+    return tag
