@@ -6,7 +6,7 @@ containers.conf settings this machine needs, see TESTING.md), as the environment
 
 `unmodified_sink(sdk, container_type, socket_dir)` starts the interop sink of one SDK in a
 private /var/run/numaflow bound to `socket_dir` and stops it (by pid) at the end of the test.
-The Kafka broker fixture comes from the Kafka tier's conftest.
+The Kafka broker and `sock_dir` fixtures come from tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -22,9 +22,6 @@ from pathlib import Path
 import pytest
 
 from sink_runtime.config import constants
-
-# The Kafka tier's session broker and its short socket directories (`sock_dir`).
-from tests.kafka.conftest import kafka_broker, sock_dir  # noqa: F401
 from tests.support.interop_sinks import build_go_image, sink_command
 from tests.support.unmodified_sink import UnmodifiedSink
 
