@@ -93,7 +93,7 @@ def podman() -> Iterator[Podman]:
     try:
         yield engine
     finally:
-        for args in (["rm", "--all", "--force"], ["system", "reset", "--force"]):
+        for args in (["rm", "--all", "--force"], ["rmi", "--all", "--force"]):
             subprocess.run(
                 [*engine.argv, *args], env=engine.environ(), capture_output=True, check=False
             )
