@@ -156,10 +156,11 @@ def sink_command(sdk: str) -> list[str]:
 def main(argv: list[str]) -> int:
     for sdk in argv or list(SDKS):
         started = time.monotonic()
-        cached = sdk == "python" or (build_dir(sdk) / _COMPLETE).exists()
+        cached = sdk != "python" and (build_dir(sdk) / _COMPLETE).exists()
         sink_command(sdk)
         took = time.monotonic() - started
-        print(f"interop sink {sdk}: {'cached' if cached else 'built'} in {took:.1f}s", flush=True)
+        state = "venv ready" if sdk == "python" else "cached" if cached else "built"
+        print(f"interop sink {sdk}: {state} in {took:.1f}s", flush=True)
     return 0
 
 

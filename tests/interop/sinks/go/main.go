@@ -16,9 +16,10 @@ import (
 )
 
 type interopSink struct {
-	role string
-	mu   sync.Mutex
-	seen map[string]bool
+	role  string
+	quiet bool // INTEROP_QUIET=1: print nothing per datum (benchmarks)
+	mu    sync.Mutex
+	seen  map[string]bool
 }
 
 // firstSight is true the first time this process sees an id.
@@ -62,6 +63,10 @@ func (s *interopSink) Sink(_ context.Context, datums <-chan sinksdk.Datum) sinks
 	result := sinksdk.ResponsesBuilder()
 	for d := range datums {
 		response, status := s.answer(d)
+		result = result.Append(response)
+		if s.quiet {
+			continue
+		}
 		line, _ := json.Marshal(map[string]any{
 			"sdk":     "go",
 			"role":    s.role,
@@ -72,7 +77,6 @@ func (s *interopSink) Sink(_ context.Context, datums <-chan sinksdk.Datum) sinks
 			"answer":  status,
 		})
 		fmt.Printf("INTEROP %s\n", line)
-		result = result.Append(response)
 	}
 	return result
 }
@@ -82,7 +86,7 @@ func main() {
 	if role == "" {
 		role = "udsink"
 	}
-	sink := &interopSink{role: role, seen: map[string]bool{}}
+	sink := &interopSink{role: role, quiet: os.Getenv("INTEROP_QUIET") == "1", seen: map[string]bool{}}
 	if err := sinksdk.NewServer(sink).Start(context.Background()); err != nil {
 		log.Fatalf("sink server: %v", err)
 	}

@@ -10,6 +10,8 @@ use numaflow::sink::{self, Message, Response, SinkRequest};
 
 struct InteropSink {
     role: String,
+    /// INTEROP_QUIET=1: print nothing per datum (benchmarks).
+    quiet: bool,
     seen: Mutex<HashSet<String>>,
 }
 
@@ -25,11 +27,16 @@ impl InteropSink {
         }
         let want = d.headers.get("interop").map(String::as_str).unwrap_or("ok");
         match want {
-            "fail-once" if self.first_sight(&d.id) => {
-                (Response::failure(id, "transient: try again".into()), "FAILURE")
-            }
+            "fail-once" if self.first_sight(&d.id) => (
+                Response::failure(id, "transient: try again".into()),
+                "FAILURE",
+            ),
             "nack-once" if self.first_sight(&d.id) => {
-                let opts = NackOptions { delay: Some(50), max_deliveries: None, reason: None };
+                let opts = NackOptions {
+                    delay: Some(50),
+                    max_deliveries: None,
+                    reason: None,
+                };
                 (Response::nack(id, Some(opts)), "NACK")
             }
             "fallback" => (Response::fallback(id), "FALLBACK"),
@@ -55,6 +62,10 @@ impl sink::Sinker for InteropSink {
         let mut responses = Vec::new();
         while let Some(d) = input.recv().await {
             let (response, status) = self.answer(&d);
+            responses.push(response);
+            if self.quiet {
+                continue;
+            }
             let line = serde_json::json!({
                 "sdk": "rust",
                 "role": self.role,
@@ -65,7 +76,6 @@ impl sink::Sinker for InteropSink {
                 "answer": status,
             });
             println!("INTEROP {line}");
-            responses.push(response);
         }
         responses
     }
@@ -74,6 +84,17 @@ impl sink::Sinker for InteropSink {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let role = std::env::var("NUMAFLOW_UD_CONTAINER_TYPE").unwrap_or_else(|_| "udsink".into());
-    let role = if role.is_empty() { "udsink".to_string() } else { role };
-    sink::Server::new(InteropSink { role, seen: Mutex::new(HashSet::new()) }).start().await
+    let role = if role.is_empty() {
+        "udsink".to_string()
+    } else {
+        role
+    };
+    let quiet = std::env::var("INTEROP_QUIET").as_deref() == Ok("1");
+    sink::Server::new(InteropSink {
+        role,
+        quiet,
+        seen: Mutex::new(HashSet::new()),
+    })
+    .start()
+    .await
 }
