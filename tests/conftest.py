@@ -1,7 +1,15 @@
-"""Session fixtures shared by every tier."""
+"""Session fixtures shared by every tier.
+
+`kafka_broker` is one real KRaft broker for the whole test session (the Kafka, fault and
+interop tiers): started on first use, killed at session end (also on failure or interrupt; the
+JVM also dies with the test process). Tests create their own uniquely named topics
+(`unique_topic()` + `create_topic()`); a test that stops the broker uses `broker_restored`.
+"""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +27,6 @@ def pynumaflow_python() -> Path:
 
 @pytest.fixture(scope="session")
 def kafka_broker() -> Iterator[KafkaBroker]:
-    """One real KRaft broker for the session, started on first use and killed at the end
-    (also on failure or interrupt; the JVM also dies with the test process). Tests create
-    their own uniquely named topics (`unique_topic()` + `create_topic()`)."""
     with running_broker() as broker:
         yield broker
 
@@ -32,3 +37,11 @@ def broker_restored(kafka_broker: KafkaBroker) -> Iterator[KafkaBroker]:
     yield kafka_broker
     if not kafka_broker.running:
         kafka_broker.start()
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    """A short private directory for sink sockets (Unix socket paths are limited to ~107 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="udsk-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

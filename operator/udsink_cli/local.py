@@ -4,14 +4,17 @@ It reads the same UDSink file a user applies to a cluster, turns it into the Run
 operator would put in the pod (udsink_operator.build), starts each user-defined sink as a local
 subprocess on a socket in a private temp directory (the pod's shared emptyDir, in miniature),
 and runs the real data plane in-process. What differs from a pod is only where things come
-from: the sink's local command instead of its image, and the source (the file's generator, a
-reachable Kafka, or `--input` JSON lines).
+from: the sink's local command (or its image in the local container engine), and the source
+(the file's generator, a reachable Kafka, or `--input` JSON lines). Unmodified Numaflow SDK
+sinks see that directory at /var/run/numaflow (udsink_cli.isolation).
 
 Local commands come from `--sink-cmd` / `--fallback-cmd` / `--on-success-cmd`, run from the
 current directory (where the user typed them), else from the UDSink's annotations
 `local.udsink.dev/sink-command` (and `fallback-command`, `on-success-command`), run from the
 UDSink file's directory (where they were written). A leading `python`/`python3` is replaced by
-the interpreter running `udsink`, so the sink sees the same installed packages.
+the interpreter running `udsink`, so the sink sees the same installed packages. A sink with no
+local command runs from its image (`--sink-image`, else the UDSink's container image) with
+docker or podman.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from sink_runtime.config import (
 from sink_runtime.dataplane.app import DataPlane
 from sink_runtime.dataplane.metrics import Metrics
 from sink_runtime.logs import configure_logging
+from udsink_cli.isolation import ImageSink, image_sinks
 from udsink_cli.sidecars import SidecarError, SinkProcess
 
 ANNOTATION_PREFIX = "local.udsink.dev/"
@@ -147,6 +151,8 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     # Sinks whose command came from a flag run where the flag was typed instead.
     cwds: dict[constants.ContainerType, Path] = field(default_factory=dict)
+    # Sinks with no local command, run from their image.
+    images: dict[constants.ContainerType, ImageSink] = field(default_factory=dict)
 
     def cwd_of(self, ctype: constants.ContainerType) -> Path:
         return self.cwds.get(ctype, self.cwd)
@@ -164,6 +170,7 @@ def plan_run(
     rate: int | None,
     log_level: str,
     metrics_port: int | None,
+    sink_image: str | None = None,
 ) -> Plan:
     config = build_runtime_config(udsink)
     notes: list[str] = []
@@ -200,23 +207,28 @@ def plan_run(
         }
     )
     commands = sink_commands(udsink, overrides)
-    missing = [t for t in _ud_types(config) if t not in commands]
+    if sink_image and constants.CONTAINER_UDSINK in commands:
+        if overrides.get(constants.CONTAINER_UDSINK):
+            raise RunError("give --sink-cmd or --sink-image, not both", EXIT_USAGE)
+        del commands[constants.CONTAINER_UDSINK]  # the flag beats the annotation
+    used = set(_ud_types(config))
+    images = image_sinks(udsink, [t for t in _ud_types(config) if t not in commands], sink_image)
+    missing = [t for t in _ud_types(config) if t not in commands and t not in images]
     if missing:
         raise RunError(
-            "no local command for the "
+            "no local command or image for the "
             + ", ".join(
                 f"{t} sink (give {FLAGS[t]} or annotation {COMMAND_ANNOTATIONS[t]})"
                 for t in missing
             )
-            + "; the container image is not run locally"
         )
-    used = set(_ud_types(config))
     return Plan(
         config=config,
         commands={t: c for t, c in commands.items() if t in used},
         cwd=file_dir,
         notes=notes,
         cwds={t: invoked_from for t in used if overrides.get(t)},
+        images=images,
     )
 
 
@@ -329,7 +341,7 @@ class LocalRun:
         self.sinks = [
             SinkProcess(ctype, cmd, socket_dir, cwd=plan.cwd_of(ctype))
             for ctype, cmd in plan.commands.items()
-        ]
+        ] + [SinkProcess(ctype, [], socket_dir, image=img) for ctype, img in plan.images.items()]
         self.outcome = Outcome(EXIT_OK, "completed")
         self.started = time.monotonic()
         self.dataplane: DataPlane | None = None
@@ -448,6 +460,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     p.add_argument("-f", "--file", required=True, type=Path, help="the UDSink YAML file")
     p.add_argument("--sink-cmd", help="local command of the primary user-defined sink")
+    p.add_argument(
+        "--sink-image",
+        help="run the primary sink from this image (docker or podman) instead of a command",
+    )
     p.add_argument("--fallback-cmd", help="local command of the fallback user-defined sink")
     p.add_argument("--on-success-cmd", help="local command of the on-success user-defined sink")
     p.add_argument("--input", type=Path, help="read messages from JSON lines instead")
@@ -514,6 +530,7 @@ def main(argv: Sequence[str]) -> int:
                 rate=args.rate,
                 log_level=args.log_level,
                 metrics_port=args.metrics_port,
+                sink_image=args.sink_image,
             )
             if isinstance(plan.config.source, KafkaSourceConfig):
                 check_kafka_reachable(plan.config.source, KAFKA_PROBE_TIMEOUT_S)

@@ -25,6 +25,7 @@ from threading import Thread
 from typing import IO
 
 from sink_runtime.config import UdSinkConfig, constants
+from udsink_cli import isolation
 
 STDERR_TAIL_LINES = 20
 
@@ -42,11 +43,13 @@ class SinkProcess:
     socket_dir: Path
     cwd: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    image: isolation.ImageSink | None = None  # run this image instead of `command`
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _stderr_tail: deque[str] = field(
         default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES), init=False, repr=False
     )
     _stderr_thread: Thread | None = field(default=None, init=False, repr=False)
+    _launch: isolation.Launch | None = field(default=None, init=False, repr=False)
 
     @property
     def config(self) -> UdSinkConfig:
@@ -57,6 +60,8 @@ class SinkProcess:
         return None if self._proc is None else self._proc.pid
 
     def describe(self) -> str:
+        if self.image is not None:
+            return f"{self.container_type} sink image {self.image.image}"
         return f"{self.container_type} sink `{shlex.join(self.command)}`"
 
     def stderr_tail(self) -> list[str]:
@@ -75,9 +80,20 @@ class SinkProcess:
             constants.SERVER_INFO_PATH_ENV: cfg.server_info_path,
             "PYTHONUNBUFFERED": "1",
         }
+        # --- launch hook (issue 13, udsink_cli.isolation): the image in a container, or the
+        # command with a private /var/run/numaflow, so unmodified SDK sinks find their socket.
+        try:
+            self._launch = isolation.launch(
+                self.container_type, self.command, self.socket_dir, self.image
+            )
+        except isolation.IsolationError as err:
+            raise SidecarError(f"cannot start {self.describe()}: {err}") from None
+        for note in self._launch.notes:
+            print(f"note: {note}", file=sys.stderr)
+        # --- end of the launch hook
         try:
             self._proc = subprocess.Popen(
-                list(self.command),
+                self._launch.argv,
                 cwd=self.cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -145,6 +161,8 @@ class SinkProcess:
                 proc.wait()
         if self._stderr_thread is not None:
             self._stderr_thread.join(timeout=1.0)
+        if self._launch is not None:
+            self._launch.undo()  # launch hook: remove the container / the namespace's stash
         cfg = self.config
         for path in (cfg.socket_path, cfg.server_info_path):
             Path(path).unlink(missing_ok=True)

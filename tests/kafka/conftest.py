@@ -1,25 +1,15 @@
-"""The Kafka tier's fixtures: sockets and an SDK sink in the test process (the broker itself
-is the session fixture `kafka_broker` in tests/conftest.py, shared with the fault tier)."""
+"""The Kafka tier's fixtures around the session broker (`kafka_broker` and `broker_restored`,
+in tests/conftest.py): our SDK server in the test process."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from sink_runtime.server import SinkServer
 from tests.dataplane.recording_sink import RecordingSink, SdkSink
-
-
-@pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    """A short private directory for sink sockets (Unix socket paths are limited to ~107 bytes)."""
-    path = Path(tempfile.mkdtemp(prefix="udsk-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -54,6 +54,11 @@ SINK_FN = "/sink.v1.Sink/SinkFn"
 IS_READY = "/sink.v1.Sink/IsReady"
 WRITE_BATCH = "/udsink.v1.BatchSink/WriteBatch"
 
+# The HTTP/2 :authority every sink channel sends. Left alone, grpcio sends the percent-encoded
+# socket path, and the Rust SDK's server (tonic/hyper) rejects that as an invalid authority by
+# resetting the stream; a plain host name is accepted by every SDK's server.
+SINK_AUTHORITY = "localhost"
+
 # The tag of field 1 with wire type 2 (length-delimited): `request` in SinkRequest and
 # `requests` in SinkBatch.
 _FIELD_1_TAG = b"\x0a"
@@ -189,6 +194,7 @@ class UdSink:
             options=[
                 ("grpc.max_send_message_length", limit),
                 ("grpc.max_receive_message_length", limit),
+                ("grpc.default_authority", SINK_AUTHORITY),
                 # A restarted sidecar should be found again quickly, not after minutes.
                 ("grpc.initial_reconnect_backoff_ms", 100),
                 ("grpc.min_reconnect_backoff_ms", 100),
