@@ -210,6 +210,10 @@ class Forwarder:
         self._stop = asyncio.Event()
         self.in_flight = 0  # datums of the batch being forwarded (0 between batches)
         self.batches_acked = 0
+        # For observers (the local runner's progress line): the write each sink role is busy
+        # with (monotonic start, datums), and the in-flight batch's datums with no outcome yet.
+        self.writing: dict[str, tuple[float, int]] = {}
+        self._waiting: list[_Pending] = []
 
     @classmethod
     def from_config(
@@ -232,6 +236,18 @@ class Forwarder:
             nack_max_deliveries=config.nack.max_deliveries,
             rng=rng,
         )
+
+    def exhausted_in_flight(self) -> dict[str, str]:
+        """Id -> last error of each pending datum, when every one spent its retry budget.
+
+        Empty while any pending datum still has budget (or none is pending). Under
+        onFailure=retry such datums are retried forever; an owner that replays a finite
+        input uses this to end the run instead.
+        """
+        waiting = self._waiting
+        if not waiting or not all(p.warned for p in waiting):
+            return {}
+        return {p.datum.id: f"{p.last_status.name}: {p.last_error}" for p in waiting}
 
     # --- the loop ---
 
@@ -354,6 +370,7 @@ class Forwarder:
         first = [_Pending(d, i, deliveries=1) for i, d in enumerate(datums)]
         waiting = await self._apply(first, [], results, loop.time())
         while waiting:
+            self._waiting = waiting
             now = loop.time()
             first_due = min(p.due for p in waiting)
             if first_due > now:
@@ -365,6 +382,7 @@ class Forwarder:
             later = [p for p in waiting if p.due > now]
             results = await self._deliver(this_round)
             waiting = await self._apply(this_round, later, results, loop.time())
+        self._waiting = []
 
     async def _apply(
         self,
@@ -424,6 +442,7 @@ class Forwarder:
         why_not_allowed: str,
     ) -> dict[str, Response]:
         ids = [d.id for d in datums]
+        self.writing[role] = (time.monotonic(), len(ids))
         try:
             results = await sink.write(datums)
         except SinkError as err:
@@ -439,6 +458,8 @@ class Forwarder:
             # A bug or an unexpected failure inside a sink must not lose the batch.
             logger.exception("%s failed unexpectedly on %d messages", _label(role, sink), len(ids))
             return {i: Response.failure(i, f"{type(err).__name__}: {err}") for i in ids}
+        finally:
+            self.writing.pop(role, None)
         if type(results) is AllSucceeded and results.ids == ids:
             return _Succeeded()  # one SUCCESS per datum, in order: the contract holds
         checked = check_results(ids, results, allowed, why_not_allowed=why_not_allowed)

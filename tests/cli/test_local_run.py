@@ -123,9 +123,18 @@ def read_pid(path: Path) -> int:
     return int(path.read_text(encoding="utf-8"))
 
 
+def sink_output(stderr: str, role: str = "primary") -> list[str]:
+    """The lines a sink printed, as `udsink run` shows them (prefix removed)."""
+    prefix = f"{role} | "
+    return [line.removeprefix(prefix) for line in stderr.splitlines() if line.startswith(prefix)]
+
+
 def assert_one_message(stderr: str, *expected: str) -> None:
-    """One `udsink run:` message; every further line quotes the sink's stderr or says so."""
-    lines = stderr.strip().splitlines()
+    """One `udsink run:` message; every further line quotes the sink's stderr or says so.
+
+    The sink's own output, shown as it came (`primary | ...`), is left aside.
+    """
+    lines = [line for line in stderr.strip().splitlines() if " | " not in line[:14]]
     assert lines and lines[0].startswith("udsink run: "), stderr
     assert sum(line.startswith("udsink run:") for line in lines) == 1, stderr
     for line in lines[1:]:
@@ -160,9 +169,10 @@ def test_quickstart_runs_end_to_end_from_any_directory(tmp_path: Path) -> None:
     assert summary["name"] == "quickstart"
     assert summary["outcome"] == "completed"
     assert summary["exit_code"] == 0
-    counts = summary["counts"]
-    assert counts["read"] == counts["ok"] == counts["acked"] == 50, counts
-    assert counts["failed"] == counts["fallback"] == counts["dropped"] == 0, counts
+    counts = summary["messages"]
+    assert counts["read"] == counts["written"] == counts["acked"] == 50, counts
+    assert counts["fallback"] == counts["dropped"] == 0, counts
+    assert summary["attempts"]["failed"] == 0
     assert summary["abandoned"] == 0
     assert list(socks.iterdir()) == []
 
@@ -208,8 +218,8 @@ def test_input_file_delivers_every_line_with_keys_and_headers(tmp_path: Path) ->
         "\x00\x01\x02",
         "empty key",
     ]
-    counts = done.summary()["counts"]
-    assert counts["read"] == counts["ok"] == counts["acked"] == len(cases), counts
+    counts = done.summary()["messages"]
+    assert counts["read"] == counts["written"] == counts["acked"] == len(cases), counts
 
 
 # --- 3. A sink that crashes mid-run ---
@@ -238,15 +248,16 @@ def test_sink_crashing_mid_run_fails_the_run_and_commits_only_answers(tmp_path: 
     assert "Traceback" not in done.stderr
 
     summary = done.summary()
-    assert "exited with code 3" in summary["outcome"]
+    assert summary["outcome"] == "sink-exited"
+    assert "exited with code 3" in summary["reason"]
     assert summary["exit_code"] == 1
     answered = (
         (tmp_path / f"{constants.CONTAINER_UDSINK}.answered").read_text(encoding="utf-8").split()
     )
-    counts = summary["counts"]
+    counts = summary["messages"]
     # Two batches of 10 were answered and committed; the third died with the sink.
     assert len(answered) == 20
-    assert counts["acked"] == counts["ok"] == len(answered), counts
+    assert counts["acked"] == counts["written"] == len(answered), counts
     assert counts["acked"] < counts["read"], counts
     assert summary["abandoned"] == counts["read"] - counts["acked"]
     assert not process_exists(read_pid(tmp_path / f"{constants.CONTAINER_UDSINK}.pid"))
@@ -354,12 +365,12 @@ def test_signal_mid_run_stops_cleanly(
     done = Finished(proc.returncode, out, err)
     assert done.code == code, done.stderr
     summary = done.summary()
-    assert outcome in summary["outcome"], summary
+    assert summary["outcome"] == outcome, summary
     assert summary["exit_code"] == code
-    counts = summary["counts"]
+    counts = summary["messages"]
     assert counts["read"] >= 20, counts
     # A clean stop: the in-flight batch finished and was committed, nothing abandoned.
-    assert counts["acked"] == counts["ok"] == counts["read"], counts
+    assert counts["acked"] == counts["written"] == counts["read"], counts
     assert summary["abandoned"] == 0
     assert len(records(received)) == counts["read"]
     assert not process_exists(sink_pid)
@@ -399,8 +410,8 @@ def test_signal_while_the_sink_starts_stops_at_once(tmp_path: Path) -> None:
     done = Finished(proc.returncode, out, err)
     assert done.code == 130, done.stderr
     summary = done.summary()
-    assert "interrupted" in summary["outcome"]
-    assert summary["counts"]["read"] == 0
+    assert summary["outcome"] == "interrupted"
+    assert summary["messages"]["read"] == 0
     assert not process_exists(sink_pid)
     assert list(socks.iterdir()) == []
 
@@ -423,10 +434,10 @@ def test_invalid_udsink_file_names_the_field_and_value(tmp_path: Path) -> None:
 def test_missing_local_command_names_the_flag_and_annotation(tmp_path: Path) -> None:
     udsink_file = write_udsink(tmp_path / "udsink.yaml", GENERATOR_SPEC)
     done = udsink_run("-f", udsink_file, env=run_env(tmp_path), cwd=tmp_path)
-    assert done.code == 1, done.stderr
+    assert done.code == 2, done.stderr
     assert_one_message(
         done.stderr,
-        "no local command for the udsink sink",
+        "no local command for the primary sink",
         "--sink-cmd",
         "local.udsink.dev/sink-command",
     )
@@ -438,7 +449,7 @@ def test_socket_dir_that_is_not_a_directory_is_one_line(tmp_path: Path) -> None:
     done = udsink_run(
         "-f", QUICKSTART, "--socket-dir", not_a_dir, "--json", env=run_env(tmp_path), cwd=tmp_path
     )
-    assert done.code == 1, done.stderr
+    assert done.code == 2, done.stderr
     assert done.stderr.strip() == f"udsink run: --socket-dir {not_a_dir} is not a directory"
     assert done.stdout == ""
 
@@ -510,7 +521,7 @@ def test_fallback_sink_gets_exactly_the_fallback_datums_with_error_headers(
     assert len(pids) == 2, "primary and fallback run as two processes"
     assert not any(process_exists(pid) for pid in pids)
 
-    counts = done.summary()["counts"]
+    counts = done.summary()["messages"]
     assert counts["fallback"] == len(to_fallback), counts
     assert counts["read"] == counts["acked"] == len(cases), counts
-    assert counts["ok"] == len(cases) - len(to_fallback), counts
+    assert counts["written"] == len(cases) - len(to_fallback), counts
