@@ -83,7 +83,18 @@ class Matches:
                 raise ValueError(f"must be {accepted}")
             return value
 
-        return core_schema.no_info_after_validator_function(check, handler(source))
+        def not_a_number(value: Any) -> Any:
+            # YAML reads `timeout: 10` as a number; say what a duration looks like.
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                raise ValueError(
+                    "must be a duration with a unit such as 10s, 100ms or 2m (a bare number "
+                    f"has none: write {value:g}s for {value:g} seconds)"
+                )
+            return value
+
+        return core_schema.no_info_before_validator_function(
+            not_a_number, core_schema.no_info_after_validator_function(check, handler(source))
+        )
 
     def __get_pydantic_json_schema__(
         self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
@@ -137,7 +148,18 @@ class GoDuration:
                 raise ValueError(bounds)
             return value
 
-        return core_schema.no_info_after_validator_function(check, handler(source))
+        def not_a_number(value: Any) -> Any:
+            # YAML reads `timeout: 10` as a number; say what a duration looks like.
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                raise ValueError(
+                    "must be a duration with a unit such as 10s, 100ms or 2m (a bare number "
+                    f"has none: write {value:g}s for {value:g} seconds)"
+                )
+            return value
+
+        return core_schema.no_info_before_validator_function(
+            not_a_number, core_schema.no_info_after_validator_function(check, handler(source))
+        )
 
     def __get_pydantic_json_schema__(
         self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
