@@ -83,18 +83,7 @@ class Matches:
                 raise ValueError(f"must be {accepted}")
             return value
 
-        def not_a_number(value: Any) -> Any:
-            # YAML reads `timeout: 10` as a number; say what a duration looks like.
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                raise ValueError(
-                    "must be a duration with a unit such as 10s, 100ms or 2m (a bare number "
-                    f"has none: write {value:g}s for {value:g} seconds)"
-                )
-            return value
-
-        return core_schema.no_info_before_validator_function(
-            not_a_number, core_schema.no_info_after_validator_function(check, handler(source))
-        )
+        return core_schema.no_info_after_validator_function(check, handler(source))
 
     def __get_pydantic_json_schema__(
         self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
@@ -120,6 +109,16 @@ def exact_ms(text: str) -> float:
 def duration_ms(text: str) -> int:
     """Whole milliseconds of a Go-style duration, rounded up (the runtime counts in ms)."""
     return math.ceil(exact_ms(text))
+
+
+def _duration_not_a_number(value: Any) -> Any:
+    """YAML reads `timeout: 10` as a number: say what a duration looks like instead."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(
+            "must be a duration with a unit such as 10s, 100ms or 2m (a bare number has "
+            f"none: write {value:g}s for {value:g} seconds)"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -148,17 +147,9 @@ class GoDuration:
                 raise ValueError(bounds)
             return value
 
-        def not_a_number(value: Any) -> Any:
-            # YAML reads `timeout: 10` as a number; say what a duration looks like.
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                raise ValueError(
-                    "must be a duration with a unit such as 10s, 100ms or 2m (a bare number "
-                    f"has none: write {value:g}s for {value:g} seconds)"
-                )
-            return value
-
         return core_schema.no_info_before_validator_function(
-            not_a_number, core_schema.no_info_after_validator_function(check, handler(source))
+            _duration_not_a_number,
+            core_schema.no_info_after_validator_function(check, handler(source)),
         )
 
     def __get_pydantic_json_schema__(
