@@ -432,7 +432,8 @@ def render_summary(summary: Mapping[str, Any], out: TextIO) -> None:
     from rich.text import Text
 
     console = Console(file=out, highlight=False)
-    console.print(Text(headline(summary)))
+    # Whole lines, never wrapped by us: the first line is what a script or a person greps.
+    console.print(Text(headline(summary)), soft_wrap=True)
     table = Table(show_edge=False, pad_edge=False)
     table.add_column("name")
     table.add_column("count", justify="right")
@@ -445,7 +446,7 @@ def render_summary(summary: Mapping[str, Any], out: TextIO) -> None:
     table.add_row("elapsed", f"{summary['elapsed_s']:.2f}s", f"{summary['rate_per_s']:,.0f}/s read")
     console.print(table)
     for entry in summary["never_succeeded"][:SHOWN_IDS]:
-        console.print(Text(f"never succeeded: {entry['id']}: {entry['last']}"))
+        console.print(Text(f"never succeeded: {entry['id']}: {entry['last']}"), soft_wrap=True)
 
 
 # --- Running ---

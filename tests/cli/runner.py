@@ -11,11 +11,12 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -138,3 +139,70 @@ def assert_one_message(stderr: str, *expected: str) -> None:
         assert line.startswith(("  | ", "last ", "it wrote nothing")), stderr
     for text in expected:
         assert text in stderr, f"{text!r} not in:\n{stderr}"
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie waiting for a parent that is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class Running:
+    """`udsink run` started in the background; stdout and stderr collected as they come."""
+
+    def __init__(self, *args: str | Path, env: Mapping[str, str], cwd: Path) -> None:
+        self.proc = subprocess.Popen(
+            udsink_argv(*args),
+            env=dict(env),
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._out: list[str] = []
+        self._err: list[str] = []
+        self._pumps = [
+            threading.Thread(target=self._pump, args=(stream, into), daemon=True)
+            for stream, into in ((self.proc.stdout, self._out), (self.proc.stderr, self._err))
+        ]
+        for pump in self._pumps:
+            pump.start()
+
+    @staticmethod
+    def _pump(stream: IO[str] | None, into: list[str]) -> None:
+        assert stream is not None
+        for line in stream:
+            into.append(line)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self._err)
+
+    def wait_for(self, what: str, check: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + WAIT_TIMEOUT_S
+        while not check():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                done = self.finish(RUN_TIMEOUT_S)
+                pytest.fail(f"{what} did not happen (exit {done.code}):\n{done.stderr}")
+            time.sleep(0.05)
+
+    def wait_for_stderr(self, text: str) -> None:
+        self.wait_for(f"{text!r} on stderr", lambda: text in self.stderr)
+
+    def finish(self, timeout_s: float) -> Finished:
+        """Wait for the exit; a run still going after `timeout_s` is killed and fails."""
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            for pump in self._pumps:
+                pump.join(timeout=5)
+            pytest.fail(f"udsink run still running after {timeout_s:g}s:\n{self.stderr}")
+        for pump in self._pumps:
+            pump.join(timeout=5)
+        return Finished(self.proc.returncode, "".join(self._out), self.stderr)

@@ -214,8 +214,12 @@ def test_sink_never_writing_server_info_times_out_and_is_stopped(tmp_path: Path)
 
 @pytest.mark.parametrize(
     ("sig", "code", "outcome"),
-    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
-    ids=["SIGINT", "SIGTERM"],
+    [
+        (signal.SIGINT, 130, "interrupted"),
+        (signal.SIGTERM, 143, "terminated"),
+        (signal.SIGHUP, 129, "hung-up"),  # the terminal closed: a clean stop too
+    ],
+    ids=["SIGINT", "SIGTERM", "SIGHUP"],
 )
 def test_signal_mid_run_stops_cleanly(
     tmp_path: Path, sig: signal.Signals, code: int, outcome: str

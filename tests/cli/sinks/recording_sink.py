@@ -4,7 +4,8 @@ It files what it sees under RECORD_DIR by the container type `udsink run` gave i
 primary and a fallback sink can run this same program side by side:
 - `<RECORD_DIR>/<container type>.jsonl`: one JSON object per datum (`id`, `keys`, `headers`,
   `value`), appended as batches arrive;
-- `<RECORD_DIR>/<container type>.pid`: this process's id, written before serving.
+- `<RECORD_DIR>/<container type>.pid`: this process's id, written before serving;
+- `<RECORD_DIR>/<container type>.env.json`: its environment variables named `TEST_*`.
 As the primary (`udsink`) it answers by the header `x-test-answer`: `fallback` -> FALLBACK,
 `failure` -> FAILURE, `hang` -> it never answers (the handler sleeps); OK for the others. In
 any other role it answers OK. Per batch it prints one line to stdout and one to stderr.
@@ -57,5 +58,7 @@ def record(datums: Iterator[Datum]) -> Responses:
 
 
 if __name__ == "__main__":
+    test_env = {k: v for k, v in os.environ.items() if k.startswith("TEST_")}
+    (RECORD_DIR / f"{ROLE}.env.json").write_text(json.dumps(test_env), encoding="utf-8")
     (RECORD_DIR / f"{ROLE}.pid").write_text(str(os.getpid()), encoding="utf-8")
     serve(record)
