@@ -705,6 +705,11 @@ class LocalRun:
             "rate_per_s": round(c.read / elapsed, 1) if elapsed > 0 else 0.0,
         }
 
+    def report(self) -> dict[str, Any]:
+        """The summary with its first line (`headline`) first: what --json prints."""
+        summary = self.summary()
+        return {"headline": headline(summary), **summary}
+
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
@@ -853,7 +858,7 @@ def main(argv: Sequence[str]) -> int:
             except Exception as e:  # the data plane could not run; say why in one line
                 if run.outcome.code == EXIT_OK:  # else the first reason (a crash, a signal) stands
                     run.outcome = Outcome("failed", f"the data plane stopped: {e}")
-            summary = run.summary()
+            summary = run.report()
     except RunError as e:
         print(f"udsink run: {e}", file=err)
         return e.code

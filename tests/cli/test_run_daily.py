@@ -147,6 +147,8 @@ def test_json_speaks_the_metrics_vocabulary(tmp_path: Path) -> None:
     assert (m["read"], m["written"], m["dropped"], m["acked"]) == (5, 3, 2, 5), m
     # Each dropped message: the first delivery and two retries, all FAILURE.
     assert (a["failed"], a["retried"], a["nacked"], a["contract_violations"]) == (6, 4, 0, 0), a
+    # Scripts read the same first line a person reads.
+    assert summary["headline"].endswith("; 2 messages DROPPED (onFailure drop)")
 
 
 def test_on_failure_fallback_without_a_fallback_sink_is_invalid_input(tmp_path: Path) -> None:
