@@ -78,3 +78,12 @@ def test_example_commands_name_files_from_the_repository_root(readme: Path) -> N
                     f"{readme.relative_to(ROOT)}: `{shlex.join(argv)}` names {value}, "
                     "which does not exist from the repository root"
                 )
+
+
+def test_no_doc_installs_udsink_from_a_package_index() -> None:
+    # Not published yet: every install instruction points at this repository.
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    docs += sorted((ROOT / "examples").glob("*/README.md"))
+    for doc in docs:
+        for line in doc.read_text(encoding="utf-8").splitlines():
+            assert not re.search(r"pip install ['\"]?udsink\b", line), f"{doc.name}: {line}"
