@@ -418,7 +418,8 @@ def headline(summary: Mapping[str, Any]) -> str:
             f"budget: {_show_ids(ids)}"
         )
     else:
-        line = f"{name}: {outcome}: {summary['reason'].splitlines()[0]}"
+        reason = summary["reason"].splitlines()[0]
+        line = f"{name}: {reason if reason.startswith(outcome) else f'{outcome}: {reason}'}"
     if m["dropped"]:
         line += f"; {m['dropped']:,} messages DROPPED (onFailure drop)"
     if summary["abandoned"]:
@@ -672,8 +673,9 @@ class LocalRun:
             try:
                 await self._dp_task
             except asyncio.CancelledError:
-                if not self._dp_task.cancelled():
-                    raise  # run() itself was cancelled
+                this = asyncio.current_task()
+                if this is not None and this.cancelling():
+                    raise  # run() itself was cancelled, not just the data plane (_abandon)
         finally:
             for task in background:
                 task.cancel()
