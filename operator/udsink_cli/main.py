@@ -1,21 +1,29 @@
 """Dispatch `udsink <command> ...` to the module that owns the command.
 
 Subcommand modules are imported only when used, so `udsink runtime` works in an image that
-has only the runtime's dependencies, and `udsink crd` in one that has only the operator's.
+has only the runtime's dependencies, and `udsink crd` in one that has only the operator's. A
+command whose extra is not installed says which extra to install; a closed output pipe
+(`udsink crd | head -1`) ends the command quietly, as it ends any Unix tool.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, cast
+
+EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool the pipe ended
 
 
 class Command(NamedTuple):
     module: str
     function: str
     summary: str
+    extra: str  # the optional dependency set (pip extra) the command needs
 
 
 COMMANDS: dict[str, Command] = {
@@ -23,17 +31,31 @@ COMMANDS: dict[str, Command] = {
         "udsink_cli.local",
         "main",
         "run a UDSink locally: data plane in-process, sinks as subprocesses",
+        "cli",
     ),
     "runtime": Command(
-        "sink_runtime.dataplane.app", "main", "run the data plane from a RuntimeConfig JSON file"
+        "sink_runtime.dataplane.app",
+        "main",
+        "run the data plane from a RuntimeConfig JSON file",
+        "kafka",
     ),
-    "operator": Command("udsink_operator.cli", "operator_main", "run the Kubernetes operator"),
-    "crd": Command("udsink_operator.cli", "crd_main", "print the UDSink CustomResourceDefinition"),
+    "operator": Command(
+        "udsink_operator.cli", "operator_main", "run the Kubernetes operator", "operator"
+    ),
+    "crd": Command(
+        "udsink_operator.cli", "crd_main", "print the UDSink CustomResourceDefinition", "operator"
+    ),
     "render": Command(
-        "udsink_operator.cli", "render_main", "print the children a UDSink produces, as YAML"
+        "udsink_operator.cli",
+        "render_main",
+        "print the children a UDSink produces, as YAML",
+        "operator",
     ),
     "docs-reference": Command(
-        "udsink_operator.reference", "main", "print the UDSink field reference (markdown)"
+        "udsink_operator.reference",
+        "main",
+        "print the UDSink field reference (markdown)",
+        "operator",
     ),
 }
 
@@ -42,31 +64,61 @@ def _usage() -> str:
     width = max(len(n) for n in COMMANDS)
     lines = ["usage: udsink <command> [options]", "", "commands:"]
     lines += [f"  {name.ljust(width)}  {cmd.summary}" for name, cmd in COMMANDS.items()]
-    lines += ["", "`udsink <command> --help` describes a command's options."]
+    lines += ["", "`udsink <command> --help` describes a command's options; `udsink --version`."]
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+def version() -> str:
+    try:
+        return importlib.metadata.version("udsink")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed as a distribution)"
+
+
+def _missing_extra(name: str, cmd: Command, err: ModuleNotFoundError) -> int:
+    print(
+        f"udsink {name}: needs the '{cmd.extra}' extra (module {err.name} is not installed); "
+        f"from a clone of the repository: pip install -e '.[{cmd.extra}]'",
+        file=sys.stderr,
+    )
+    return EXIT_USAGE
+
+
+def _dispatch(args: list[str]) -> int:
     if not args or args[0] in {"-h", "--help", "help"}:
         print(_usage())
+        return 0
+    if args[0] in {"-V", "--version"}:
+        print(f"udsink {version()}")
         return 0
     name, rest = args[0], args[1:]
     cmd = COMMANDS.get(name)
     if cmd is None:
         print(f"udsink: unknown command {name!r}; one of: {', '.join(COMMANDS)}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    # A module of ours that is missing means a broken install: let that traceback through.
+    ours = ("udsink_cli", "udsink_operator", "sink_runtime")
     try:
         module = importlib.import_module(cmd.module)
-    except ImportError as err:
-        print(
-            f"udsink {name}: cannot load {cmd.module} ({err}); "
-            "is the matching extra installed (pip install 'udsink[kafka,operator,cli]')?",
-            file=sys.stderr,
-        )
-        return 2
-    func = cast(Callable[[list[str]], int], getattr(module, cmd.function))
-    return func(rest)
+        func = cast(Callable[[list[str]], int], getattr(module, cmd.function))
+        return func(rest)
+    except ModuleNotFoundError as err:
+        if err.name is None or err.name.startswith(ours):
+            raise
+        return _missing_extra(name, cmd, err)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        code = _dispatch(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader left (`| head`): nothing more to say. Point stdout at /dev/null so the
+        # interpreter's final flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    return code
 
 
 if __name__ == "__main__":

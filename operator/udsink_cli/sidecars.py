@@ -3,14 +3,16 @@
 In a pod, the sink containers share an emptyDir with the runtime and find their sockets
 through NUMAFLOW_UD_CONTAINER_TYPE. Locally the same processes run as children of
 `udsink run`, pointed at sockets in a private temporary directory. This module starts them,
-waits for their server-info files, explains a sink that never comes up, and makes sure none
-outlives the run.
+waits for their server-info files, explains a sink that never comes up, passes every line it
+prints to the run's output (prefixed by its role), and makes sure none outlives the run: the
+run stops it, and the kernel kills it when the run itself dies (the parent-death signal).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import shlex
 import signal
@@ -18,16 +20,61 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Thread
 from typing import IO
 
 from sink_runtime.config import UdSinkConfig, constants
+from sink_runtime.dataplane.forwarder import FALLBACK, ON_SUCCESS, PRIMARY
 from udsink_cli import isolation
 
 STDERR_TAIL_LINES = 20
+# The role a sink plays, named as the data plane's logs and metrics name it.
+ROLES: dict[constants.ContainerType, str] = {
+    constants.CONTAINER_UDSINK: PRIMARY,
+    constants.CONTAINER_FALLBACK: FALLBACK,
+    constants.CONTAINER_ON_SUCCESS: ON_SUCCESS,
+}
+# A line the sink printed: (its role, the line without its newline).
+LineSink = Callable[[str, str], None]
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    """libc's prctl, resolved once in the parent (the child only calls it)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+        return prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+
+
+def die_with_parent(parent_pid: int) -> Callable[[], None] | None:
+    """A preexec function: the kernel SIGKILLs the child when the thread that started it ends.
+
+    It runs in the child between fork and exec, so it only calls an already resolved C
+    function and reads its parent's pid (no imports, no locks). If the parent died before the
+    prctl, nobody would signal the child: it exits at once. The signal is tied to the
+    starting *thread*: the runner starts sinks from its main thread, which lives as long as
+    the run. None where prctl does not exist (the run still stops its sinks itself).
+    """
+    prctl = _PRCTL
+    if prctl is None:
+        return None
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+    return preexec
 
 
 class SidecarError(RuntimeError):
@@ -44,12 +91,18 @@ class SinkProcess:
     cwd: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     image: isolation.ImageSink | None = None  # run this image instead of `command`
+    # Where its output lines go (None: nowhere; the stderr tail is kept either way).
+    on_line: LineSink | None = None
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _stderr_tail: deque[str] = field(
         default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES), init=False, repr=False
     )
-    _stderr_thread: Thread | None = field(default=None, init=False, repr=False)
+    _pumps: list[Thread] = field(default_factory=list, init=False, repr=False)
     _launch: isolation.Launch | None = field(default=None, init=False, repr=False)
+
+    @property
+    def role(self) -> str:
+        return ROLES[self.container_type]
 
     @property
     def config(self) -> UdSinkConfig:
@@ -61,8 +114,8 @@ class SinkProcess:
 
     def describe(self) -> str:
         if self.image is not None:
-            return f"{self.container_type} sink image {self.image.image}"
-        return f"{self.container_type} sink `{shlex.join(self.command)}`"
+            return f"{self.role} sink image {self.image.image}"
+        return f"{self.role} sink `{shlex.join(self.command)}`"
 
     def stderr_tail(self) -> list[str]:
         return list(self._stderr_tail)
@@ -97,27 +150,29 @@ class SinkProcess:
                 cwd=self.cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                # Own process group: Ctrl-C in the terminal reaches us, and we stop the sink
-                # ourselves after the data plane has drained.
+                # Own session: Ctrl-C in the terminal reaches only us, and we stop the sink
+                # ourselves after the data plane has drained (setsid runs before preexec_fn).
                 start_new_session=True,
+                preexec_fn=die_with_parent(os.getpid()),
             )
         except OSError as err:
             what = err.filename or self.command[0]
             raise SidecarError(f"cannot start {self.describe()}: {err.strerror} ({what})") from None
-        assert self._proc.stderr is not None
-        self._stderr_thread = Thread(
-            target=self._pump_stderr, args=(self._proc.stderr,), daemon=True
-        )
-        self._stderr_thread.start()
+        assert self._proc.stdout is not None and self._proc.stderr is not None
+        for stream, keep in ((self._proc.stdout, False), (self._proc.stderr, True)):
+            pump = Thread(target=self._pump, args=(stream, keep), daemon=True)
+            pump.start()
+            self._pumps.append(pump)
 
-    def _pump_stderr(self, stream: IO[bytes]) -> None:
+    def _pump(self, stream: IO[bytes], keep_tail: bool) -> None:
         for raw in iter(stream.readline, b""):
             line = raw.decode("utf-8", "replace").rstrip()
-            self._stderr_tail.append(line)
-            if os.environ.get("UDSINK_SIDECAR_STDERR") == "1":
-                print(f"[{self.container_type}] {line}", file=sys.stderr)
+            if keep_tail:
+                self._stderr_tail.append(line)
+            if self.on_line is not None:
+                self.on_line(self.role, line)
 
     def exit_code(self) -> int | None:
         return None if self._proc is None else self._proc.poll()
@@ -148,19 +203,19 @@ class SinkProcess:
         return "\n".join(lines)
 
     def stop(self, grace_s: float = 5.0) -> None:
-        """SIGTERM, then SIGKILL after the grace period; remove its socket files."""
+        """SIGTERM, then SIGKILL after the grace period (at once for 0); remove its sockets."""
         proc = self._proc
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
+                os.killpg(proc.pid, signal.SIGTERM if grace_s > 0 else signal.SIGKILL)
             try:
-                proc.wait(timeout=grace_s)
+                proc.wait(timeout=grace_s if grace_s > 0 else None)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        if self._stderr_thread is not None:
-            self._stderr_thread.join(timeout=1.0)
+        for pump in self._pumps:
+            pump.join(timeout=1.0)
         if self._launch is not None:
             self._launch.undo()  # launch hook: remove the container / the namespace's stash
         cfg = self.config

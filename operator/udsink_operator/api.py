@@ -111,6 +111,16 @@ def duration_ms(text: str) -> int:
     return math.ceil(exact_ms(text))
 
 
+def _duration_not_a_number(value: Any) -> Any:
+    """YAML reads `timeout: 10` as a number: say what a duration looks like instead."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(
+            "must be a duration with a unit such as 10s, 100ms or 2m (a bare number has "
+            f"none: write {value:g}s for {value:g} seconds)"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class GoDuration:
     """A Go-style duration string between `minimum` and `maximum`. Kept as the user wrote it
@@ -137,7 +147,10 @@ class GoDuration:
                 raise ValueError(bounds)
             return value
 
-        return core_schema.no_info_after_validator_function(check, handler(source))
+        return core_schema.no_info_before_validator_function(
+            _duration_not_a_number,
+            core_schema.no_info_after_validator_function(check, handler(source)),
+        )
 
     def __get_pydantic_json_schema__(
         self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler

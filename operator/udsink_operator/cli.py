@@ -8,6 +8,7 @@ GitOps pipeline sees exactly the children the operator would apply.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any, TextIO
 import yaml
 
 from udsink_operator import api, build, constants, crd, yamlout
+
+EXIT_INVALID = 2  # invalid input: the file, its YAML, or a UDSink in it
 
 # --- udsink crd ---
 
@@ -32,9 +35,25 @@ def crd_main(argv: Sequence[str]) -> int:
 # --- udsink render ---
 
 
+class InputError(Exception):
+    """The input cannot be read or parsed; the message names the file."""
+
+
 def _read_documents(source: str) -> list[Any]:
-    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    """Every YAML document of a file (`-`: standard input); errors name the file."""
+    name = "<stdin>" if source == "-" else source
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read {name}: {error}") from None
+    stream = io.StringIO(text)
+    stream.name = name  # YAML errors then point into the file, not "<unicode string>"
+    try:
+        return [doc for doc in yaml.safe_load_all(stream) if doc is not None]
+    except yaml.YAMLError as error:
+        raise InputError(f"{name} is not valid YAML: {error}") from None
 
 
 def _is_udsink(doc: Any) -> bool:
@@ -75,13 +94,20 @@ def render_main(argv: Sequence[str], out: TextIO | None = None, err: TextIO | No
     options = build.BuildOptions(runtime_image=args.runtime_image, sidecars=args.sidecars)
     try:
         docs = _read_documents(args.filename)
-    except (OSError, yaml.YAMLError) as error:
-        print(f"udsink render: cannot read {args.filename}: {error}", file=stderr)
-        return 1
+    except InputError as error:
+        print(f"udsink render: {error}", file=stderr)
+        return EXIT_INVALID
     udsinks = [d for d in docs if _is_udsink(d)]
     if not udsinks:
-        print(f"udsink render: {args.filename}: no object of kind {constants.KIND}", file=stderr)
-        return 1
+        kinds = [
+            str(d.get("kind", "no kind")) if isinstance(d, dict) else "not a map" for d in docs
+        ]
+        found = f"found {', '.join(kinds)}" if kinds else "it is empty"
+        print(
+            f"udsink render: {args.filename}: no object of kind {constants.KIND} ({found})",
+            file=stderr,
+        )
+        return EXIT_INVALID
     rendered: list[Any] = []
     failed = False
     for doc in udsinks:
@@ -94,7 +120,7 @@ def render_main(argv: Sequence[str], out: TextIO | None = None, err: TextIO | No
             for issue in error.issues:
                 print(f"  - {issue}", file=stderr)
     if failed:
-        return 1
+        return EXIT_INVALID
     stdout.write(yamlout.dump_all(rendered))
     return 0
 
@@ -173,13 +199,18 @@ def operator_main(argv: Sequence[str]) -> int:
     import kopf
 
     from udsink_operator import handlers
-    from udsink_operator.cluster import Cluster, load_configuration
+    from udsink_operator.cluster import Cluster, KubeconfigError, load_configuration
 
     kopf.configure(
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
     )
-    cluster = Cluster(load_configuration(args.kubeconfig, args.context))
+    try:
+        configuration = load_configuration(args.kubeconfig, args.context)
+    except KubeconfigError as error:
+        print(f"udsink operator: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    cluster = Cluster(configuration)
     options = handlers.OperatorOptions(
         runtime_image=args.runtime_image,
         sidecars=args.sidecars,

@@ -9,7 +9,9 @@ Writes are server-side apply with one fixed field manager, or merge patches of t
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import kubernetes.client
@@ -61,10 +63,30 @@ def load_configuration(
             return config
         except kubernetes.config.ConfigException:
             pass
-    kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=kubeconfig, context=context, client_configuration=config
-    )
+    if kubeconfig is not None:
+        where, paths = "--kubeconfig", [kubeconfig]
+    elif os.environ.get("KUBECONFIG"):
+        where, paths = "KUBECONFIG", os.environ["KUBECONFIG"].split(os.pathsep)
+    else:
+        where, paths = "the default path", ["~/.kube/config"]
+    path = ", ".join(str(Path(p).expanduser()) for p in paths)
+    if not any(Path(p).expanduser().is_file() for p in paths):
+        raise KubeconfigError(
+            f"no kubeconfig at {path} (from {where})"
+            + ("" if kubeconfig else ", and not running in a pod")
+            + "; give --kubeconfig FILE or set KUBECONFIG"
+        )
+    try:
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, context=context, client_configuration=config
+        )
+    except kubernetes.config.ConfigException as err:
+        raise KubeconfigError(f"kubeconfig {path}: {err}") from None
     return config
+
+
+class KubeconfigError(Exception):
+    """No usable cluster credentials; the message names the kubeconfig path tried."""
 
 
 def bearer_token(config: kubernetes.client.Configuration) -> str | None:

@@ -122,16 +122,6 @@ class _Succeeded(dict[str, Response]):
         return result
 
 
-@dataclass(frozen=True, slots=True)
-class WriteInProgress:
-    """The sink write the forwarder is waiting on (for stall reports and progress displays)."""
-
-    role: str
-    sink: str
-    messages: int
-    started: float  # time.monotonic()
-
-
 @dataclass(slots=True)
 class _Pending:
     """One datum of the in-flight batch that has no terminal outcome yet."""
@@ -232,7 +222,10 @@ class Forwarder:
         self._written_primary = metrics.written.labels(sink=PRIMARY)
         self._stop = asyncio.Event()
         self.in_flight = 0  # datums of the batch being forwarded (0 between batches)
-        self.writing: WriteInProgress | None = None
+        # For observers (the local runner's progress line): the write each sink role is busy
+        # with (monotonic start, datums), and the in-flight batch's datums with no outcome yet.
+        self.writing: dict[str, tuple[float, int]] = {}
+        self._waiting: list[_Pending] = []
         # Why the forwarder cannot finish its batch (a secondary sink refusing past its
         # budget with onExhausted=stop); "" while it can.
         self.stuck = ""
@@ -260,6 +253,18 @@ class Forwarder:
             secondary=config.retry_strategy.secondary,
             rng=rng,
         )
+
+    def exhausted_in_flight(self) -> dict[str, str]:
+        """Id -> last error of each pending datum, when every one spent its retry budget.
+
+        Empty while any pending datum still has budget (or none is pending). Under
+        onFailure=retry such datums are retried forever; an owner that replays a finite
+        input uses this to end the run instead.
+        """
+        waiting = self._waiting
+        if not waiting or not all(p.warned for p in waiting):
+            return {}
+        return {p.datum.id: f"{p.last_status.name}: {p.last_error}" for p in waiting}
 
     # --- the loop ---
 
@@ -397,6 +402,7 @@ class Forwarder:
         first = [_Pending(d, i, deliveries=1) for i, d in enumerate(datums)]
         waiting = await self._apply(first, [], results, loop.time())
         while waiting:
+            self._waiting = waiting
             now = loop.time()
             first_due = min(p.due for p in waiting)
             if first_due > now:
@@ -412,6 +418,7 @@ class Forwarder:
                 continue
             results = await self._deliver(this_round)
             waiting = await self._apply(this_round, later, results, loop.time())
+        self._waiting = []
 
     async def _still_owned(
         self, batch: SourceBatch, this_round: list[_Pending], later: list[_Pending]
@@ -484,7 +491,7 @@ class Forwarder:
         why_not_allowed: str,
     ) -> dict[str, Response]:
         ids = [d.id for d in datums]
-        self.writing = WriteInProgress(role, sink.name, len(ids), time.monotonic())
+        self.writing[role] = (time.monotonic(), len(ids))
         try:
             results = await sink.write(datums)
         except SinkError as err:
@@ -501,7 +508,7 @@ class Forwarder:
             logger.exception("%s failed unexpectedly on %d messages", _label(role, sink), len(ids))
             return {i: Response.failure(i, f"{type(err).__name__}: {err}") for i in ids}
         finally:
-            self.writing = None
+            self.writing.pop(role, None)
             self._stepped()
         if type(results) is AllSucceeded and results.ids == ids:
             return _Succeeded()  # one SUCCESS per datum, in order: the contract holds

@@ -3,9 +3,15 @@
 One registry per data plane instance (not the process-global default), so tests and
 `udsink run` can host several data planes in one process and read each one's numbers.
 Label `sink` names the sink role (primary, fallback, on_success, serve).
+
+`Counts` is the one vocabulary every report uses (the `udsink run` progress line, its summary
+table and JSON): each name is a metric's name without prefix and suffix, and each count is
+either of messages (each message once) or of attempts (each answer or delivery).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -103,3 +109,78 @@ class Metrics:
         """One sample's current value (0.0 when absent); for summaries and tests."""
         sample = self.registry.get_sample_value(name, labels or None)
         return 0.0 if sample is None else sample
+
+
+# Names of `Counts` fields that count messages (each message at most once), in report order.
+MESSAGE_COUNTS = ("read", "written", "served", "on_success", "fallback", "dropped", "acked")
+# Names of `Counts` fields that count attempts (one per answer or per delivery sent again).
+ATTEMPT_COUNTS = ("failed", "nacked", "retried", "contract_violations")
+COUNT_MEANINGS = {
+    "read": "messages read from the source",
+    "written": "messages the primary sink accepted (SUCCESS, SERVE, ON_SUCCESS)",
+    "served": "SERVE payloads written to the serve sink",
+    "on_success": "messages written to the on-success sink",
+    "fallback": "messages written to the fallback sink",
+    "dropped": "messages dropped by onFailure: drop",
+    "acked": "messages whose offsets were committed",
+    "failed": "FAILURE answers, every sink, every attempt",
+    "nacked": "NACK answers, every attempt",
+    "retried": "deliveries sent again after a FAILURE",
+    "contract_violations": "sink answers that broke the contract",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """The counters' current totals, read without parsing Prometheus sample names.
+
+    `written` is the primary sink's; the attempt counts add up every sink role.
+    """
+
+    read: int = 0
+    written: int = 0
+    served: int = 0
+    on_success: int = 0
+    fallback: int = 0
+    dropped: int = 0
+    acked: int = 0
+    failed: int = 0
+    nacked: int = 0
+    retried: int = 0
+    contract_violations: int = 0
+
+    def messages(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in MESSAGE_COUNTS}
+
+    def attempts(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in ATTEMPT_COUNTS}
+
+
+def _total(counter: Counter, **labels: str) -> int:
+    """A counter's total over every label set matching `labels`."""
+    return int(
+        sum(
+            s.value
+            for metric in counter.collect()
+            for s in metric.samples
+            if s.name.endswith("_total") and labels.items() <= s.labels.items()
+        )
+    )
+
+
+def counts(metrics: Metrics) -> Counts:
+    """The current `Counts` of one data plane."""
+    m = metrics
+    return Counts(
+        read=_total(m.read),
+        written=_total(m.written, sink="primary"),
+        served=_total(m.served),
+        on_success=_total(m.on_success),
+        fallback=_total(m.fallback),
+        dropped=_total(m.dropped),
+        acked=_total(m.acked),
+        failed=_total(m.failed),
+        nacked=_total(m.nacked),
+        retried=_total(m.retried),
+        contract_violations=_total(m.contract_violations),
+    )

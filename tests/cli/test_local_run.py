@@ -9,130 +9,31 @@ with our SDK) recorded under RECORD_DIR. Sockets go to a private directory under
 from __future__ import annotations
 
 import json
-import os
-import shlex
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sink_runtime.config import constants
-
-ROOT = Path(__file__).resolve().parents[2]
-QUICKSTART = ROOT / "examples" / "quickstart" / "udsink.yaml"
-SINKS = Path(__file__).resolve().parent / "sinks"
-RUN_TIMEOUT_S = 60.0
-WAIT_TIMEOUT_S = 30.0
-
-
-@dataclass
-class Finished:
-    code: int
-    stdout: str
-    stderr: str
-
-    def summary(self) -> dict[str, Any]:
-        try:
-            parsed: dict[str, Any] = json.loads(self.stdout)
-        except json.JSONDecodeError:
-            pytest.fail(f"no JSON summary on stdout:\n{self.stdout}\nstderr:\n{self.stderr}")
-        return parsed
-
-
-def sink_cmd(script: str) -> str:
-    return shlex.join(["python", str(SINKS / script)])
-
-
-def udsink_argv(*args: str | Path) -> list[str]:
-    return [sys.executable, "-m", "udsink_cli.main", "run", *map(str, args)]
-
-
-def run_env(record_dir: Path, **extra: str) -> dict[str, str]:
-    """The environment of `udsink run` and so of its sinks; the log format is its default."""
-    env = {**os.environ, "RECORD_DIR": str(record_dir), **extra}
-    env.pop(constants.LOG_FORMAT_ENV, None)
-    return env
-
-
-def udsink_run(*args: str | Path, env: Mapping[str, str], cwd: Path) -> Finished:
-    proc = subprocess.run(
-        udsink_argv(*args),
-        env=dict(env),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-    )
-    return Finished(proc.returncode, proc.stdout, proc.stderr)
-
-
-def write_udsink(path: Path, spec: str, name: str = "local-test") -> Path:
-    """A UDSink file whose sinks are container images only: commands come from the flags."""
-    path.write_text(
-        f"apiVersion: udsink.dev/v1alpha1\nkind: UDSink\nmetadata:\n  name: {name}\nspec:\n" + spec,
-        encoding="utf-8",
-    )
-    return path
-
-
-GENERATOR_SPEC = """\
-  source:
-    generator: {rate: 0, count: 1000, valueSize: 16, keyCount: 2}
-  batch: {size: 10, timeout: 100ms}
-  sink:
-    udsink:
-      container: {image: example.com/test-sink:1}
-"""
-
-
-def records(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def wait_for(what: str, check: Callable[[], bool], proc: subprocess.Popen[str]) -> None:
-    """Poll until `check()` holds; fail with the run's output if it exits or time runs out."""
-    deadline = time.monotonic() + WAIT_TIMEOUT_S
-    while not check():
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"udsink run exited ({proc.returncode}) before {what}:\n{out}\n{err}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            out, err = proc.communicate()
-            pytest.fail(f"{what} did not happen within {WAIT_TIMEOUT_S:g}s:\n{out}\n{err}")
-        time.sleep(0.05)
-
-
-def process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def read_pid(path: Path) -> int:
-    return int(path.read_text(encoding="utf-8"))
-
-
-def assert_one_message(stderr: str, *expected: str) -> None:
-    """One `udsink run:` message; every further line quotes the sink's stderr or says so."""
-    lines = stderr.strip().splitlines()
-    assert lines and lines[0].startswith("udsink run: "), stderr
-    assert sum(line.startswith("udsink run:") for line in lines) == 1, stderr
-    for line in lines[1:]:
-        assert line.startswith(("  | ", "last ", "it wrote nothing")), stderr
-    for text in expected:
-        assert text in stderr, f"{text!r} not in:\n{stderr}"
-
+from tests.cli.runner import (
+    GENERATOR_SPEC,
+    QUICKSTART,
+    RUN_TIMEOUT_S,
+    SINKS,
+    Finished,
+    assert_one_message,
+    process_exists,
+    read_pid,
+    records,
+    run_env,
+    sink_cmd,
+    udsink_argv,
+    udsink_run,
+    wait_for,
+    write_udsink,
+)
 
 # --- 1. The quickstart end to end ---
 
@@ -160,9 +61,10 @@ def test_quickstart_runs_end_to_end_from_any_directory(tmp_path: Path) -> None:
     assert summary["name"] == "quickstart"
     assert summary["outcome"] == "completed"
     assert summary["exit_code"] == 0
-    counts = summary["counts"]
-    assert counts["read"] == counts["ok"] == counts["acked"] == 50, counts
-    assert counts["failed"] == counts["fallback"] == counts["dropped"] == 0, counts
+    counts = summary["messages"]
+    assert counts["read"] == counts["written"] == counts["acked"] == 50, counts
+    assert counts["fallback"] == counts["dropped"] == 0, counts
+    assert summary["attempts"]["failed"] == 0
     assert summary["abandoned"] == 0
     assert list(socks.iterdir()) == []
 
@@ -208,8 +110,8 @@ def test_input_file_delivers_every_line_with_keys_and_headers(tmp_path: Path) ->
         "\x00\x01\x02",
         "empty key",
     ]
-    counts = done.summary()["counts"]
-    assert counts["read"] == counts["ok"] == counts["acked"] == len(cases), counts
+    counts = done.summary()["messages"]
+    assert counts["read"] == counts["written"] == counts["acked"] == len(cases), counts
 
 
 # --- 3. A sink that crashes mid-run ---
@@ -238,15 +140,16 @@ def test_sink_crashing_mid_run_fails_the_run_and_commits_only_answers(tmp_path: 
     assert "Traceback" not in done.stderr
 
     summary = done.summary()
-    assert "exited with code 3" in summary["outcome"]
+    assert summary["outcome"] == "sink-exited"
+    assert "exited with code 3" in summary["reason"]
     assert summary["exit_code"] == 1
     answered = (
         (tmp_path / f"{constants.CONTAINER_UDSINK}.answered").read_text(encoding="utf-8").split()
     )
-    counts = summary["counts"]
+    counts = summary["messages"]
     # Two batches of 10 were answered and committed; the third died with the sink.
     assert len(answered) == 20
-    assert counts["acked"] == counts["ok"] == len(answered), counts
+    assert counts["acked"] == counts["written"] == len(answered), counts
     assert counts["acked"] < counts["read"], counts
     assert summary["abandoned"] == counts["read"] - counts["acked"]
     assert not process_exists(read_pid(tmp_path / f"{constants.CONTAINER_UDSINK}.pid"))
@@ -311,8 +214,12 @@ def test_sink_never_writing_server_info_times_out_and_is_stopped(tmp_path: Path)
 
 @pytest.mark.parametrize(
     ("sig", "code", "outcome"),
-    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
-    ids=["SIGINT", "SIGTERM"],
+    [
+        (signal.SIGINT, 130, "interrupted"),
+        (signal.SIGTERM, 143, "terminated"),
+        (signal.SIGHUP, 129, "hung-up"),  # the terminal closed: a clean stop too
+    ],
+    ids=["SIGINT", "SIGTERM", "SIGHUP"],
 )
 def test_signal_mid_run_stops_cleanly(
     tmp_path: Path, sig: signal.Signals, code: int, outcome: str
@@ -354,12 +261,12 @@ def test_signal_mid_run_stops_cleanly(
     done = Finished(proc.returncode, out, err)
     assert done.code == code, done.stderr
     summary = done.summary()
-    assert outcome in summary["outcome"], summary
+    assert summary["outcome"] == outcome, summary
     assert summary["exit_code"] == code
-    counts = summary["counts"]
+    counts = summary["messages"]
     assert counts["read"] >= 20, counts
     # A clean stop: the in-flight batch finished and was committed, nothing abandoned.
-    assert counts["acked"] == counts["ok"] == counts["read"], counts
+    assert counts["acked"] == counts["written"] == counts["read"], counts
     assert summary["abandoned"] == 0
     assert len(records(received)) == counts["read"]
     assert not process_exists(sink_pid)
@@ -399,8 +306,8 @@ def test_signal_while_the_sink_starts_stops_at_once(tmp_path: Path) -> None:
     done = Finished(proc.returncode, out, err)
     assert done.code == 130, done.stderr
     summary = done.summary()
-    assert "interrupted" in summary["outcome"]
-    assert summary["counts"]["read"] == 0
+    assert summary["outcome"] == "interrupted"
+    assert summary["messages"]["read"] == 0
     assert not process_exists(sink_pid)
     assert list(socks.iterdir()) == []
 
@@ -440,7 +347,7 @@ def test_socket_dir_that_is_not_a_directory_is_one_line(tmp_path: Path) -> None:
     done = udsink_run(
         "-f", QUICKSTART, "--socket-dir", not_a_dir, "--json", env=run_env(tmp_path), cwd=tmp_path
     )
-    assert done.code == 1, done.stderr
+    assert done.code == 2, done.stderr
     assert done.stderr.strip() == f"udsink run: --socket-dir {not_a_dir} is not a directory"
     assert done.stdout == ""
 
@@ -512,7 +419,7 @@ def test_fallback_sink_gets_exactly_the_fallback_datums_with_error_headers(
     assert len(pids) == 2, "primary and fallback run as two processes"
     assert not any(process_exists(pid) for pid in pids)
 
-    counts = done.summary()["counts"]
+    counts = done.summary()["messages"]
     assert counts["fallback"] == len(to_fallback), counts
     assert counts["read"] == counts["acked"] == len(cases), counts
-    assert counts["ok"] == len(cases) - len(to_fallback), counts
+    assert counts["written"] == len(cases) - len(to_fallback), counts

@@ -61,14 +61,14 @@ def test_render_reads_several_documents_and_skips_other_kinds(tmp_path: Path) ->
     assert len(list(yaml.safe_load_all(out))) == 6
 
 
-def test_render_invalid_file_names_the_field_and_exits_1(tmp_path: Path) -> None:
+def test_render_invalid_file_names_the_field_and_exits_2(tmp_path: Path) -> None:
     doc = yaml.safe_load(EXAMPLES[1].read_text())
     doc["spec"]["sink"].pop("fallback")
     doc["spec"]["batch"]["size"] = 0
     file = tmp_path / "bad.yaml"
     file.write_text(yaml.safe_dump(doc))
     code, out, err = render(["-f", str(file)])
-    assert (code, out) == (1, "")
+    assert (code, out) == (2, "")
     assert f"udsink render: {file}: UDSink 'orders-to-pg' is invalid:" in err
     assert "  - spec.batch.size: Input should be greater than or equal to 1 (got 0)" in err
     assert "  - spec.sink: retryStrategy.onFailure is 'fallback' but no fallback sink is set" in err
@@ -77,9 +77,10 @@ def test_render_invalid_file_names_the_field_and_exits_1(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (None, "cannot read"),
-        ("kind: ConfigMap\n", "no object of kind UDSink"),
-        ("a: [unclosed\n", "cannot read"),
+        (None, "input.yaml: no such file"),
+        ("kind: ConfigMap\n", "no object of kind UDSink (found ConfigMap)"),
+        # The YAML error points into the file by name, not into "<unicode string>".
+        ("a: [unclosed\n", 'input.yaml is not valid YAML: while parsing a flow sequence\n  in "'),
     ],
 )
 def test_render_unusable_input(tmp_path: Path, content: str | None, message: str) -> None:
@@ -87,8 +88,17 @@ def test_render_unusable_input(tmp_path: Path, content: str | None, message: str
     if content is not None:
         file.write_text(content)
     code, out, err = render(["-f", str(file)])
-    assert (code, out) == (1, "")
+    assert (code, out) == (2, "")
     assert message in err
+
+
+def test_render_yaml_error_points_into_the_file(tmp_path: Path) -> None:
+    file = tmp_path / "input.yaml"
+    file.write_text("kind: UDSink\nspec: [unclosed\n")
+    code, _, err = render(["-f", str(file)])
+    assert code == 2
+    assert f'in "{file}", line 2' in err, err
+    assert "<unicode string>" not in err
 
 
 def test_operator_needs_to_know_where_to_watch() -> None:

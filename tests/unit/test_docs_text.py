@@ -1,0 +1,89 @@
+"""What the docs quote must be true of the code and the repository.
+
+- docs/operations.md's table of log lines: each quoted text occurs in the code that logs, so
+  a reader who searches the logs for it finds the line;
+- the examples' shell commands run from the repository root: every file they pass with
+  `-f`/`--filename`/`--patch-file` exists at that path.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+OPERATIONS = ROOT / "docs" / "operations.md"
+CODE_DIRS = (ROOT / "sink_runtime", ROOT / "operator")
+FILE_OPTIONS = {"-f", "--filename", "--patch-file"}
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(heading)
+    end = text.find("\n#", start + len(heading))
+    return text[start : end if end >= 0 else None]
+
+
+def quoted_log_texts() -> list[str]:
+    table = _section(OPERATIONS.read_text(encoding="utf-8"), "### What the log lines mean")
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    return [re.findall(r"`([^`]+)`", row.split("|")[2])[0] for row in rows]
+
+
+def code_texts() -> list[str]:
+    return [p.read_text(encoding="utf-8") for d in CODE_DIRS for p in sorted(d.rglob("*.py"))]
+
+
+def test_operations_log_table_is_not_empty() -> None:
+    assert len(quoted_log_texts()) >= 8
+
+
+@pytest.mark.parametrize("quoted", quoted_log_texts())
+def test_each_quoted_log_text_occurs_in_the_code(quoted: str) -> None:
+    assert any(quoted in text for text in code_texts()), (
+        f"docs/operations.md quotes {quoted!r}, which no line of the code contains"
+    )
+
+
+def test_troubleshooting_quotes_only_log_texts_of_the_table() -> None:
+    text = OPERATIONS.read_text(encoding="utf-8")
+    paragraph = text[text.index("**Lag grows, nothing is committed.**") :].split("\n\n")[0]
+    # Quotes of settings (`onFailure: retry`) and metrics (`udsink_nacked_total`) aside.
+    quoted = [
+        q for q in re.findall(r"`([^`]+)`", paragraph) if not q.startswith(("udsink_", "onFailure"))
+    ]
+    assert quoted
+    assert set(quoted) <= set(quoted_log_texts()), quoted
+
+
+def shell_commands(readme: Path) -> list[list[str]]:
+    text = readme.read_text(encoding="utf-8")
+    blocks = re.findall(r"```(?:sh|bash)\n(.*?)```", text, flags=re.DOTALL)
+    lines = [line for b in blocks for line in b.replace("\\\n", " ").splitlines() if line]
+    return [shlex.split(line, comments=True) for line in lines]
+
+
+READMES = sorted((ROOT / "examples").glob("*/README.md"))
+
+
+@pytest.mark.parametrize("readme", READMES, ids=lambda p: p.parent.name)
+def test_example_commands_name_files_from_the_repository_root(readme: Path) -> None:
+    for argv in shell_commands(readme):
+        for option, value in itertools.pairwise(argv):
+            if option in FILE_OPTIONS and value != "-" and "://" not in value:
+                assert (ROOT / value).is_file(), (
+                    f"{readme.relative_to(ROOT)}: `{shlex.join(argv)}` names {value}, "
+                    "which does not exist from the repository root"
+                )
+
+
+def test_no_doc_installs_udsink_from_a_package_index() -> None:
+    # Not published yet: every install instruction points at this repository.
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    docs += sorted((ROOT / "examples").glob("*/README.md"))
+    for doc in docs:
+        for line in doc.read_text(encoding="utf-8").splitlines():
+            assert not re.search(r"pip install ['\"]?udsink\b", line), f"{doc.name}: {line}"
