@@ -1,17 +1,20 @@
 """kopf wiring: every trigger computes the full desired state and converges on it.
 
-Create, update, resume (operator start) and a periodic re-check of failed UDSinks all run the
-same `Reconciler.reconcile`: validate (pydantic, then the referenced Secret keys), build the
-children (pure, `build.py`), compare each with the live object and server-side apply only the
-ones that differ, then derive the status (pure, `status.py`) and write it only when it changed.
-A second pass over an unchanged world therefore issues no write at all. Deployment events of
-owned Deployments refresh the status. Children are owned through ownerReferences, so deletion
-is garbage collection: there is no delete handler and no finalizer. An invalid spec touches no
-child; it is reported in status (ConfigValid=False, phase Failed) and as a Kubernetes Event.
+Create, update and resume (operator start) all run the same `Reconciler.reconcile`: validate
+(pydantic, then the referenced Secret keys), build the children (pure, `build.py`), compare
+each with the live object and server-side apply only the ones that differ, then derive the
+status (pure, `status.py`) and write it only when it changed. A second pass over an unchanged
+world therefore issues no write at all. Deployment events of owned Deployments refresh the
+status. Children are owned through ownerReferences, so deletion is garbage collection: there
+is no delete handler and no finalizer (and no kopf timer or daemon, which would add one). An
+invalid spec touches no child; it is reported in status (ConfigValid=False, phase Failed) and
+as a Kubernetes Event. A valid spec waiting for a Secret or key is re-checked by kopf's own
+retry (a temporary error with the re-check delay).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -65,6 +68,10 @@ def controller_owner(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
             owner: Mapping[str, Any] = ref
             return owner
     return None
+
+
+class WaitingFor(Exception):
+    """A valid spec refers to something that does not exist yet (a Secret, a key in it)."""
 
 
 @dataclass
@@ -155,10 +162,16 @@ class Reconciler:
     # --- the reconcile ---
 
     def reconcile(self, body: Mapping[str, Any], post_event: EventPoster) -> list[str]:
-        """Converge on the spec; returns the children that were written ("Kind/name")."""
+        """Converge on the spec; returns the children that were written ("Kind/name").
+
+        Raises `WaitingFor` when the spec is valid but refers to what does not exist yet (a
+        Secret or one of its keys): the caller re-checks later.
+        """
         udsink, issues = self.validate(body)
         if udsink is None or issues:
             self.report_invalid(body, issues, post_event)
+            if udsink is not None:
+                raise WaitingFor("; ".join(issues))
             return []
         children = build.build(udsink, self.options)
         written: list[str] = []
@@ -216,7 +229,8 @@ class Reconciler:
                 if err.status != 409:  # someone else wrote it first: read again
                     raise
         if gone and validity.valid and body is not None:
-            self.reconcile(body, post_event)
+            with contextlib.suppress(WaitingFor):  # reported; the UDSink's handler re-checks
+                self.reconcile(body, post_event)
 
 
 # --- kopf registration ---
@@ -291,6 +305,13 @@ def build_registry(cluster: Cluster, options: OperatorOptions) -> kopf.OperatorR
             written = reconciler.reconcile(dict(body), post_kopf_event)
         except ApiError as err:
             raise _temporary(err) from err
+        except WaitingFor as waiting:
+            # Re-checked by kopf after the delay, with no finalizer (a kopf timer would add
+            # one, and a UDSink left with a finalizer outlives the operator).
+            raise kopf.TemporaryError(
+                f"waiting for {waiting}; re-checking in {options.recheck_interval:g}s",
+                delay=options.recheck_interval,
+            ) from None
         if written:
             logger.info("applied %s", ", ".join(written))
 
@@ -300,18 +321,6 @@ def build_registry(cluster: Cluster, options: OperatorOptions) -> kopf.OperatorR
         (kopf.on.resume, "reconcile-resume"),
     ):
         register(*resource, id=handler_id, registry=registry)(reconcile)
-
-    def failed(*, status: kopf.Status, **_: Any) -> bool:
-        return bool(status.get("phase") == constants.PHASE_FAILED)
-
-    kopf.timer(
-        *resource,
-        id="recheck-failed",
-        interval=options.recheck_interval,
-        initial_delay=options.recheck_interval,
-        when=failed,
-        registry=registry,
-    )(reconcile)
 
     @kopf.on.event(
         "apps",

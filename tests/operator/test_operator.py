@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from udsink_operator import constants, handlers
@@ -362,3 +363,37 @@ async def test_sidecar_mode_follows_the_server_version(emulator: ApplyingEmulato
     assert "initContainers" not in pod
     assert [c["name"] for c in pod["containers"]] == [rc.CONTAINER_RUNTIME, rc.CONTAINER_UDSINK]
     assert "restartPolicy" not in pod["containers"][1]
+
+
+async def test_a_failed_udsink_never_gets_a_finalizer(emulator: ApplyingEmulator) -> None:
+    # Waiting for a Secret is re-checked without a finalizer: a UDSink left with one by an
+    # operator that is gone could not be deleted, nor could its namespace.
+    spec = {
+        "source": {
+            "kafka": {
+                "brokers": ["kafka:9092"],
+                "topics": ["orders"],
+                "tls": {"caCertSecret": {"name": "kafka-ca", "key": "ca.crt"}},
+            }
+        }
+    }
+    options = handlers.OperatorOptions(sidecars="native", recheck_interval=0.2)
+    async with running_operator(emulator, options):
+        await create(emulator, UDSINK_PATH, udsink_object(**spec))
+        await eventually(lambda: _status(emulator).get("phase") == constants.PHASE_FAILED)
+        before = len(_udsink_writes(emulator))
+        await asyncio.sleep(2.0)  # about ten re-checks
+        assert len(_udsink_writes(emulator)) > before  # it was re-checked meanwhile
+        body = stored(emulator, UDSINKS, "orders")
+        assert body is not None
+        assert not body["metadata"].get("finalizers"), body["metadata"]
+    for request in _udsink_writes(emulator):
+        assert "finalizers" not in request.text, request.text
+
+
+def _udsink_writes(emu: ApplyingEmulator) -> list[Any]:
+    return [
+        r
+        for r in list(emu)
+        if r.method.value in ("POST", "PUT", "PATCH") and "/udsinks/" in r.url.path
+    ]
