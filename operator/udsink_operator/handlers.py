@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -263,12 +265,46 @@ def connection_info(cluster: Cluster) -> kopf.ConnectionInfo:
     )
 
 
+class DigestDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's last-handled state as a digest, not a copy of the spec.
+
+    kopf keeps the last handled spec to tell an update from an echo; in an annotation, a
+    copy of a 150 KB spec fills the object's 256 KiB annotation budget and kopf then fails on
+    every event. Our handlers converge on the whole spec and never read kopf's diff, so a
+    digest of it is enough: an equal digest yields the current state (no change), another
+    one a state that differs from it (a change). An annotation written by an operator that
+    stored the full state differs too: one idempotent reconcile, then the digest.
+    """
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        digest = _digest(essence)
+        for full_key in self.make_keys(self.key, body=body):
+            patch.metadata.annotations[full_key] = digest
+        self._store_marker(prefix=self.prefix, patch=patch, body=body)
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        for full_key in self.make_keys(self.key, body=body):
+            stored = body.metadata.annotations.get(full_key)
+            if stored is None:
+                continue
+            current = self.build(body=body)
+            if stored == _digest(current):
+                return current
+            return cast(kopf.BodyEssence, {"spec": {"lastHandledDigest": stored.strip()}})
+        return None
+
+
+def _digest(essence: Mapping[str, Any]) -> str:
+    canonical = json.dumps(essence, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def configure_settings(settings: kopf.OperatorSettings) -> None:
     # Progress lives in annotations only: the status belongs to the UDSink's users.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=f"operator.{constants.GROUP}"
     )
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = DigestDiffBaseStorage(
         prefix=f"operator.{constants.GROUP}", key="last-handled-configuration"
     )
     # Only explicit kopf.event() calls become Kubernetes Events, not every log line.

@@ -397,3 +397,29 @@ def _udsink_writes(emu: ApplyingEmulator) -> list[Any]:
         for r in list(emu)
         if r.method.value in ("POST", "PUT", "PATCH") and "/udsinks/" in r.url.path
     ]
+
+
+async def test_a_large_udsink_keeps_kopf_bookkeeping_small(emulator: ApplyingEmulator) -> None:
+    # ~150 KB of spec: a copy of it in an annotation would not fit beside the spec in the
+    # object's 256 KiB annotation budget, so kopf keeps only a digest.
+    env = [{"name": f"BLOB_{i}", "value": "x" * 30_000} for i in range(5)]
+    sink = {"udsink": {"container": {"image": "ghcr.io/acme/sink:1", "env": env}}}
+    async with running_operator(emulator):
+        await create(emulator, UDSINK_PATH, udsink_object(sink=sink))
+        deployment = await eventually(lambda: stored(emulator, DEPLOYMENTS, "orders"))
+        assert deployment["spec"]["replicas"] == 2
+        await settle(emulator)
+        body = stored(emulator, UDSINKS, "orders")
+        assert body is not None
+        annotations = body["metadata"].get("annotations", {})
+        kopf_bytes = sum(len(k) + len(v) for k, v in annotations.items())
+        assert kopf_bytes < 2048, annotations.keys()
+        assert any(v.startswith("sha256:") for v in annotations.values()), annotations
+
+        # Changes are still told from echoes: an update reconciles once, then all is quiet.
+        await patch(emulator, f"{UDSINK_PATH}/orders", {"spec": {"replicas": 3}})
+        await eventually(lambda: stored(emulator, DEPLOYMENTS, "orders")["spec"]["replicas"] == 3)
+        await settle(emulator)
+        quiet = len(_udsink_writes(emulator))
+        await asyncio.sleep(1.0)
+        assert len(_udsink_writes(emulator)) == quiet
