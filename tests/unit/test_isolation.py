@@ -1,4 +1,4 @@
-"""How `udsink run` turns a UDSink's sink containers into container-engine runs."""
+"""How `udsink run` launches sinks: images from a UDSink's containers, commands checked first."""
 
 from __future__ import annotations
 
