@@ -221,7 +221,7 @@ async def test_an_evicted_member_does_not_deliver_its_read_ahead_batch(
     produce_numbered(kafka_broker, topic, 1000)
     # The smallest poll interval the broker allows (its minimum session timeout is 6 s).
     consumer = {"session.timeout.ms": "6000", "max.poll.interval.ms": "6000"}
-    slow = ("--mode", "slow", "--after", "0", "--times", "1", "--delay", "10")
+    slow = ("--mode", "slow", "--after", "0", "--times", "1", "--delay", "20")
     async with fault_sink(tmp_path / "a", *slow) as a, fault_sink(tmp_path / "b") as b:
         config_a = kafka_config(kafka_broker, topic, grp, a.config(), consumer=consumer)
         config_b = kafka_config(kafka_broker, topic, grp, b.config(), consumer=consumer)

@@ -109,6 +109,10 @@ LAG_REFRESH_S = 5.0
 # How long close() waits for the consumer thread to finish what it is doing (a synchronous
 # commit can wait up to ~45 s on a coordinator that is gone) before leaving without it.
 CLOSE_WAIT_S = 5.0
+# A consumer that has reached no broker for this long is replaced by a new one (measured: after
+# a broker was killed and restarted during a lost-partitions event, the old librdkafka handle
+# kept failing every metadata request while a fresh client connected at once).
+RECREATE_AFTER_S = 45.0
 # librdkafka signals "no such partition" with this offset value in watermark answers.
 _NO_OFFSET = 0
 _NO_RAW: RawHeaders = MappingProxyType({})
@@ -308,6 +312,8 @@ class KafkaSource:
         self._seq = 0
         self._connected = False
         self._commit_since: float | None = None
+        self._unreachable_since: float | None = None
+        self._settings: dict[str, Any] = {}
         self._last_consume = 0.0
         self._next_lag = 0.0
         self._closed = False
@@ -326,8 +332,27 @@ class KafkaSource:
             ",".join(self.config.topics),
             extra={"settings": redacted(settings)},
         )
+        self._settings = settings
         self._owner.start(idle=self._on_idle)
         await self._owner.submit(self._create, settings)
+
+    def _recreate(self) -> None:
+        """Replace a consumer that reaches no broker (see RECREATE_AFTER_S), on the owner
+        thread: what it read and did not commit is redelivered through the new one."""
+        old, self._consumer = self._consumer, None
+        logger.warning(
+            "kafka source: no broker of %s answered for %.0fs; replacing the consumer "
+            "(new connections and a new group membership)",
+            ",".join(self.config.brokers),
+            time.monotonic() - (self._unreachable_since or time.monotonic()),
+        )
+        gone = [KafkaPartition(t, p) for t, p in self._assigned]
+        self._forget(gone, "given up with the old consumer")
+        with contextlib.suppress(Exception):
+            old.close()
+        self._owner.beat()
+        self._unreachable_since = time.monotonic()
+        self._create(self._settings)
 
     def _create(self, settings: dict[str, Any]) -> None:
         consumer = Consumer(settings)
@@ -417,6 +442,9 @@ class KafkaSource:
         deadline = time.monotonic() + timeout_s
         if not self._connected:
             self._probe(min(PROBE_TIMEOUT_S, timeout_s))
+            since = self._unreachable_since
+            if not self._connected and since and time.monotonic() - since > RECREATE_AFTER_S:
+                self._recreate()
         self._refresh_lag_when_due()
         messages = self._stash[:max_messages]
         del self._stash[:max_messages]
@@ -780,6 +808,10 @@ class KafkaSource:
     def _set_connected(self, connected: bool) -> None:
         if connected and not self._connected:
             logger.info("kafka source: brokers %s reachable; ready", ",".join(self.config.brokers))
+        if connected:
+            self._unreachable_since = None
+        elif self._unreachable_since is None:
+            self._unreachable_since = time.monotonic()
         self._connected = connected
 
     def _probe(self, timeout_s: float) -> None:
