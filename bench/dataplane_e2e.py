@@ -11,6 +11,9 @@ bytes each); then, one at a time and each with a fresh consumer group, these dra
 - `udsink-v1`: the same sink over `sink.v1` (`useBatchExtension: false`);
 - `pynumaflow-v1`: the data plane feeding a no-op sink served by pynumaflow's sync server
   (bench/pynumaflow_sink_server.py, in pynumaflow's own venv) over `sink.v1`;
+- `go-v1`, `rust-v1`: the data plane feeding the interop tier's numaflow-go / Rust `numaflow`
+  sink (tests/interop/sinks, answering SUCCESS, its per-datum output off with INTEROP_QUIET=1)
+  over `sink.v1`, run unmodified in a private /var/run/numaflow (udsink_cli.isolation);
 - `kafka-kafka`: the data plane writing every record to a second topic with the Kafka sink
   (split key headers, record key set);
 - `grpc-v1`: no Kafka and no data plane: this process pushes pre-built `sink.v1` requests
@@ -68,6 +71,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient  # noqa: E402
 from confluent_kafka.cimpl import NewTopic  # noqa: E402
 from google.protobuf.timestamp_pb2 import Timestamp  # noqa: E402
+from udsink_cli.isolation import private_run_dir  # noqa: E402
 
 from sink_runtime.config import (  # noqa: E402
     BatchConfig,
@@ -83,6 +87,7 @@ from sink_runtime.config import (  # noqa: E402
 )
 from sink_runtime.dataplane.kafka_client import CONSUMER_DEFAULTS  # noqa: E402
 from sink_runtime.proto import sink_pb2  # noqa: E402
+from tests.support.interop_sinks import sink_command  # noqa: E402
 from tests.support.kafka_broker import kafka_version, running_broker  # noqa: E402
 
 ROWS = (
@@ -91,6 +96,8 @@ ROWS = (
     "udsink-batch",
     "udsink-v1",
     "pynumaflow-v1",
+    "go-v1",
+    "rust-v1",
     "kafka-kafka",
     "grpc-v1",
 )
@@ -100,6 +107,8 @@ WHAT = {
     "udsink-batch": "data plane -> SDK no-op sink, batch extension",
     "udsink-v1": "data plane -> SDK no-op sink, sink.v1",
     "pynumaflow-v1": "data plane -> pynumaflow no-op sink, sink.v1",
+    "go-v1": "data plane -> numaflow-go sink (unmodified), sink.v1",
+    "rust-v1": "data plane -> Rust numaflow sink (unmodified), sink.v1",
     "kafka-kafka": "data plane -> Kafka sink, split key headers",
     "grpc-v1": "bare sink.v1 stream of pre-built requests",
 }
@@ -110,6 +119,8 @@ MATCHING = {
     "udsink-batch": "blackhole",
     "udsink-v1": "grpc-v1",
     "pynumaflow-v1": "grpc-v1",
+    "go-v1": "grpc-v1",
+    "rust-v1": "grpc-v1",
 }
 POLL_S = 0.05
 CEILING_MARK = "ceiling consumed after its first batch (messages, seconds):"
@@ -304,7 +315,8 @@ def noop_sink(
     """A no-op sink server in its own process, on a socket in a short temporary directory.
 
     `server`: `udsink` (bench/sdk_noop_sink.py, sync handler), `pynumaflow` (its sync server,
-    run by `pynumaflow_python`) or `thin` (bench/thin_sink_server.py).
+    run by `pynumaflow_python`), `thin` (bench/thin_sink_server.py), or `go` / `rust` (the
+    interop sinks, unmodified: their default paths are this directory in their namespace).
     """
     sock_dir = Path(tempfile.mkdtemp(prefix="udsb-", dir="/tmp"))  # short: sun_path limit
     socket_path, info_path = sock_dir / "sink.sock", sock_dir / "sinker-server-info"
@@ -315,7 +327,12 @@ def noop_sink(
     }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     paths = [str(socket_path), str(info_path)]
+    undo = None
     match server:
+        case "go" | "rust":
+            wrapped = private_run_dir(sink_command(server), sock_dir)
+            cmd, undo = wrapped.argv, wrapped.cleanup
+            env["INTEROP_QUIET"] = "1"
         case "pynumaflow":
             assert pynumaflow_python is not None
             cmd = [pynumaflow_python, str(BENCH / "pynumaflow_sink_server.py"), "sync", *paths]
@@ -335,6 +352,8 @@ def noop_sink(
         yield proc, UdSinkConfig(socket_path=str(socket_path), server_info_path=str(info_path))
     finally:
         stop_process(proc)
+        if undo is not None:
+            undo()
         shutil.rmtree(sock_dir, ignore_errors=True)
 
 
@@ -678,6 +697,9 @@ def run_row(row: str, args: argparse.Namespace, topic: str, total: int, workdir:
         server = noop_sink(workdir, "pynumaflow", pynumaflow_python(args))
         with server as (sink_proc, sink):
             sink = sink.model_copy(update={"use_batch_extension": False})
+            return run_dataplane(row, sink, args, topic, total, workdir, sink_proc)
+    if row in ("go-v1", "rust-v1"):
+        with noop_sink(workdir, row.removesuffix("-v1")) as (sink_proc, sink):
             return run_dataplane(row, sink, args, topic, total, workdir, sink_proc)
     with noop_sink(workdir) as (sink_proc, sink):
         if row == "udsink-v1":

@@ -1,11 +1,21 @@
-"""Session fixtures shared by every tier."""
+"""Session fixtures shared by every tier.
+
+`kafka_broker` is one real KRaft broker for the whole test session (the Kafka, fault and
+interop tiers): started on first use, killed at session end (also on failure or interrupt; the
+JVM also dies with the test process). Tests create their own uniquely named topics
+(`unique_topic()` + `create_topic()`); a test that stops the broker uses `broker_restored`.
+"""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.kafka_broker import KafkaBroker, running_broker
 from tests.support.pynumaflow_env import ensure_pynumaflow_python
 
 
@@ -13,3 +23,25 @@ from tests.support.pynumaflow_env import ensure_pynumaflow_python
 def pynumaflow_python() -> Path:
     """The python of a venv with pynumaflow 0.14.0 (built on first use; fails if it cannot)."""
     return ensure_pynumaflow_python()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
+    with running_broker() as broker:
+        yield broker
+
+
+@pytest.fixture
+def broker_restored(kafka_broker: KafkaBroker) -> Iterator[KafkaBroker]:
+    """The session broker, guaranteed running again after the test (for stop/start tests)."""
+    yield kafka_broker
+    if not kafka_broker.running:
+        kafka_broker.start()
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    """A short private directory for sink sockets (Unix socket paths are limited to ~107 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="udsk-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -4,14 +4,16 @@ It reads the same UDSink file a user applies to a cluster, turns it into the Run
 operator would put in the pod (udsink_operator.build), starts each user-defined sink as a local
 subprocess on a socket in a private temp directory (the pod's shared emptyDir, in miniature),
 and runs the real data plane in-process. What differs from a pod is only where things come
-from: the sink's local command instead of its image, and the source (the file's generator, a
-reachable Kafka, or `--input` JSON lines). The rules a user reads are in `EPILOG` (`udsink run
---help`); docs/sdk.md repeats them with examples.
+from: the sink's local command (or its image in the local container engine), and the source
+(the file's generator, a reachable Kafka, or `--input` JSON lines). Unmodified Numaflow SDK
+sinks see that directory at /var/run/numaflow (udsink_cli.isolation). The rules a user reads
+(where commands come from and run, the `--input` format, exit codes) are in `EPILOG` (`udsink
+run --help`); docs/sdk.md repeats them with examples.
 
 A local run is a tool a person watches: every sink's output appears, prefixed by its role;
 the progress display shows a sink that stopped answering; a finite input always ends (a message
 that keeps failing past its retry budget ends the run, naming its id); a second Ctrl-C quits at
-once; and no sink outlives the run. Counts use the metrics module's names (`Counts`).
+once; and no sink process outlives the run. Counts use the metrics module's names (`Counts`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from sink_runtime.config import (
     constants,
 )
 from sink_runtime.dataplane.app import DataPlane
+from sink_runtime.dataplane.forwarder import WriteInProgress
 from sink_runtime.dataplane.metrics import (
     ATTEMPT_COUNTS,
     COUNT_MEANINGS,
@@ -60,6 +63,7 @@ from sink_runtime.dataplane.metrics import (
 from sink_runtime.dataplane.sinks import log as log_sink
 from sink_runtime.dataplane.sources.file import FileSourceError, parse_file
 from sink_runtime.logs import configure_logging
+from udsink_cli.isolation import ImageSink, image_sinks
 from udsink_cli.sidecars import ROLES, SidecarError, SinkProcess
 
 if TYPE_CHECKING:
@@ -214,28 +218,20 @@ def sink_commands(
     return out
 
 
-def sink_envs(udsink: UDSink) -> tuple[dict[constants.ContainerType, dict[str, str]], list[str]]:
-    """Each user-defined sink container's literal env values, and notes on what is skipped."""
-    sink = udsink.spec.sink
-    containers: dict[constants.ContainerType, Any] = {
-        constants.CONTAINER_UDSINK: sink.udsink,
-        constants.CONTAINER_FALLBACK: sink.fallback.udsink if sink.fallback else None,
-        constants.CONTAINER_ON_SUCCESS: sink.on_success.udsink if sink.on_success else None,
-    }
+def sink_envs(
+    udsink: UDSink, container_types: Sequence[constants.ContainerType]
+) -> tuple[dict[constants.ContainerType, dict[str, str]], list[str]]:
+    """The literal env values of each sink's container, for its local command, and notes on
+    the references that only a cluster resolves (read as the image runner reads them)."""
     envs: dict[constants.ContainerType, dict[str, str]] = {}
     notes: list[str] = []
-    for ctype, ud in containers.items():
-        if ud is None:
-            continue
-        container = ud.container
-        envs[ctype] = {e.name: e.value for e in container.env or [] if e.value is not None}
-        refs = [e.name for e in container.env or [] if e.value is None]
-        if refs or container.env_from:
-            skipped = ", ".join(refs) or "envFrom"
+    for ctype, container in image_sinks(udsink, container_types, None).items():
+        envs[ctype] = container.env
+        if container.unresolved_env:
             notes.append(
-                f"the {ROLES[ctype]} sink's env {skipped} comes from references "
-                "(Secrets, ConfigMaps, fields) that exist only in a cluster; locally it is "
-                "taken from your environment if set there"
+                f"the {ROLES[ctype]} sink's env {', '.join(container.unresolved_env)} comes "
+                "from references (Secrets, ConfigMaps, fields) that exist only in a cluster; "
+                "locally it is taken from your environment if set there"
             )
     return envs, notes
 
@@ -268,6 +264,8 @@ class Plan:
     # Sinks whose command came from a flag run where the flag was typed instead.
     cwds: dict[constants.ContainerType, Path] = field(default_factory=dict)
     envs: dict[constants.ContainerType, dict[str, str]] = field(default_factory=dict)
+    # Sinks with no local command, run from their image.
+    images: dict[constants.ContainerType, ImageSink] = field(default_factory=dict)
     # The source ends by itself (a file, a generator with a count): the run must end too.
     finite: bool = False
 
@@ -287,6 +285,7 @@ def plan_run(
     rate: int | None,
     log_level: str,
     metrics_port: int | None,
+    sink_image: str | None = None,
     on_failure: str | None = None,
 ) -> Plan:
     config = build_runtime_config(udsink)
@@ -334,26 +333,32 @@ def plan_run(
         }
     )
     commands = sink_commands(udsink, overrides)
-    missing = [t for t in _ud_types(config) if t not in commands]
+    if sink_image and constants.CONTAINER_UDSINK in commands:
+        if overrides.get(constants.CONTAINER_UDSINK):
+            raise RunError("give --sink-cmd or --sink-image, not both", EXIT_USAGE)
+        del commands[constants.CONTAINER_UDSINK]  # the flag beats the annotation
+    used = set(_ud_types(config))
+    images = image_sinks(udsink, [t for t in _ud_types(config) if t not in commands], sink_image)
+    missing = [t for t in _ud_types(config) if t not in commands and t not in images]
     if missing:
         raise RunError(
-            "no local command for the "
+            "no local command or image for the "
             + ", ".join(
                 f"{ROLES[t]} sink (give {FLAGS[t]} or annotation {COMMAND_ANNOTATIONS[t]})"
                 for t in missing
             )
-            + "; the container image is not run locally",
+            + "; the UDSink names no image for it either",
             EXIT_USAGE,
         )
-    used = set(_ud_types(config))
-    envs, env_notes = sink_envs(udsink)
+    envs, env_notes = sink_envs(udsink, [t for t in used if t in commands])
     return Plan(
         config=config,
         commands={t: c for t, c in commands.items() if t in used},
         cwd=file_dir,
         notes=notes + env_notes,
         cwds={t: invoked_from for t in used if overrides.get(t)},
-        envs={t: e for t, e in envs.items() if t in used},
+        envs=envs,
+        images=images,
         finite=isinstance(source, FileSourceConfig)
         or (isinstance(source, GeneratorSourceConfig) and source.count > 0),
     )
@@ -391,13 +396,14 @@ def progress_line(c: Counts, elapsed_s: float) -> str:
     return "  ".join(parts)
 
 
-def stall_lines(writing: Mapping[str, tuple[float, int]], now: float) -> list[str]:
-    """One line per sink role whose current write has waited STALL_SHOWN_AFTER_S or more."""
-    return [
-        f"{role} sink: no answer for {now - since:.0f}s to a write of {n:,} messages"
-        for role, (since, n) in sorted(writing.items())
-        if now - since >= STALL_SHOWN_AFTER_S
-    ]
+def stall_line(writing: WriteInProgress | None, now: float) -> str | None:
+    """The sink write the forwarder waits on, once it has waited STALL_SHOWN_AFTER_S."""
+    if writing is None or now - writing.started < STALL_SHOWN_AFTER_S:
+        return None
+    return (
+        f"{writing.role} sink: no answer for {now - writing.started:.0f}s to a write of "
+        f"{writing.messages:,} messages"
+    )
 
 
 def _show_ids(ids: Sequence[str]) -> str:
@@ -421,7 +427,7 @@ def headline(summary: Mapping[str, Any]) -> str:
         reason = summary["reason"].splitlines()[0]
         line = f"{name}: {reason if reason.startswith(outcome) else f'{outcome}: {reason}'}"
     if m["dropped"]:
-        line += f"; {m['dropped']:,} messages DROPPED (onFailure drop)"
+        line += f"; {m['dropped']:,} messages DROPPED (the log names each)"
     if summary["abandoned"]:
         line += f"; {summary['abandoned']:,} in flight left uncommitted"
     return line
@@ -534,6 +540,15 @@ class LocalRun:
                 on_line=output.sink_line if show_sinks else None,
             )
             for ctype, cmd in plan.commands.items()
+        ] + [
+            SinkProcess(
+                ctype,
+                [],
+                socket_dir,
+                image=img,
+                on_line=output.sink_line if show_sinks else None,
+            )
+            for ctype, img in plan.images.items()
         ]
         self.outcome = Outcome("completed", "the input ended")
         self.started = time.monotonic()
@@ -642,7 +657,9 @@ class LocalRun:
         def display() -> Group:
             now = time.monotonic()
             lines = [progress_line(counts(self.metrics), now - self.started)]
-            lines += stall_lines(forwarder.writing, now)
+            stalled = stall_line(forwarder.writing, now)
+            if stalled:
+                lines.append(stalled)
             return Group(*(Text(line, style="bold" if i else "") for i, line in enumerate(lines)))
 
         with Live(display(), console=console, refresh_per_second=4, transient=True) as live:
@@ -731,6 +748,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="the UDSink YAML file ('-' = standard input)",
     )
     p.add_argument("--sink-cmd", help="local command of the primary user-defined sink")
+    p.add_argument(
+        "--sink-image",
+        help="run the primary sink from this image (docker or podman) instead of a command",
+    )
     p.add_argument("--fallback-cmd", help="local command of the fallback user-defined sink")
     p.add_argument("--on-success-cmd", help="local command of the on-success user-defined sink")
     p.add_argument("--input", type=Path, help="read messages from JSON lines (format below)")
@@ -840,6 +861,7 @@ def main(argv: Sequence[str]) -> int:
                 rate=args.rate,
                 log_level=args.log_level,
                 metrics_port=args.metrics_port,
+                sink_image=args.sink_image,
                 on_failure=args.on_failure,
             )
             if isinstance(plan.config.source, KafkaSourceConfig):

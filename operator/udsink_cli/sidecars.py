@@ -28,6 +28,7 @@ from typing import IO
 
 from sink_runtime.config import UdSinkConfig, constants
 from sink_runtime.dataplane.forwarder import FALLBACK, ON_SUCCESS, PRIMARY
+from udsink_cli import isolation
 
 STDERR_TAIL_LINES = 20
 # The role a sink plays, named as the data plane's logs and metrics name it.
@@ -89,6 +90,7 @@ class SinkProcess:
     socket_dir: Path
     cwd: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    image: isolation.ImageSink | None = None  # run this image instead of `command`
     # Where its output lines go (None: nowhere; the stderr tail is kept either way).
     on_line: LineSink | None = None
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
@@ -96,6 +98,7 @@ class SinkProcess:
         default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES), init=False, repr=False
     )
     _pumps: list[Thread] = field(default_factory=list, init=False, repr=False)
+    _launch: isolation.Launch | None = field(default=None, init=False, repr=False)
 
     @property
     def role(self) -> str:
@@ -110,6 +113,8 @@ class SinkProcess:
         return None if self._proc is None else self._proc.pid
 
     def describe(self) -> str:
+        if self.image is not None:
+            return f"{self.role} sink image {self.image.image}"
         return f"{self.role} sink `{shlex.join(self.command)}`"
 
     def stderr_tail(self) -> list[str]:
@@ -128,9 +133,20 @@ class SinkProcess:
             constants.SERVER_INFO_PATH_ENV: cfg.server_info_path,
             "PYTHONUNBUFFERED": "1",
         }
+        # --- launch hook (issue 13, udsink_cli.isolation): the image in a container, or the
+        # command with a private /var/run/numaflow, so unmodified SDK sinks find their socket.
+        try:
+            self._launch = isolation.launch(
+                self.container_type, self.command, self.socket_dir, self.image
+            )
+        except isolation.IsolationError as err:
+            raise SidecarError(f"cannot start {self.describe()}: {err}") from None
+        for note in self._launch.notes:
+            print(f"note: {note}", file=sys.stderr)
+        # --- end of the launch hook
         try:
             self._proc = subprocess.Popen(
-                list(self.command),
+                self._launch.argv,
                 cwd=self.cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -200,6 +216,8 @@ class SinkProcess:
                 proc.wait()
         for pump in self._pumps:
             pump.join(timeout=1.0)
+        if self._launch is not None:
+            self._launch.undo()  # launch hook: remove the container / the namespace's stash
         cfg = self.config
         for path in (cfg.socket_path, cfg.server_info_path):
             Path(path).unlink(missing_ok=True)

@@ -744,6 +744,14 @@ class UdSink(_Model):
         default=runtime_constants.DEFAULT_MAX_MESSAGE_BYTES,
         description="Largest gRPC message exchanged with the sink. Default 64 MiB.",
     )
+    write_timeout: Annotated[str, GoDuration("1s", "1h")] = Field(
+        default="30s",
+        description=(
+            "How long the sink may take to answer one batch (1s..1h); then the stream is reset "
+            "and the batch counts as FAILURE (retried with backoff). A warning is logged after "
+            "a third of it. Default 30s."
+        ),
+    )
 
 
 KEY_HEADER_RESERVED_PREFIX = "__key"
@@ -907,6 +915,27 @@ class Backoff(_Model):
         return self
 
 
+class SecondaryRetry(_Model):
+    """How long writes to the fallback, on-success and serve sinks are retried."""
+
+    steps: Annotated[int, Field(ge=0, le=1_000_000)] = Field(
+        default=20,
+        description=(
+            "Retries of a write the secondary sink did not accept (with the backoff above); "
+            "then onExhausted applies (0..1000000). Default 20."
+        ),
+    )
+    on_exhausted: Literal["stop", "log"] = Field(
+        default="stop",
+        description=(
+            "stop: hold the batch (nothing more is read or committed), report the pod not "
+            "ready with the reason, and keep retrying at the backoff cap until the sink takes "
+            "it. log: log each record's coordinates (id, keys, size, error), count it in "
+            "udsink_dropped_total, and go on. Default stop."
+        ),
+    )
+
+
 class RetryStrategy(_Model):
     """What happens when the primary sink fails a message."""
 
@@ -917,6 +946,10 @@ class RetryStrategy(_Model):
             "After the retries: retry (keep retrying, never drop), fallback (send to "
             "spec.sink.fallback, which must be set) or drop. Default retry."
         ),
+    )
+    secondary: SecondaryRetry = Field(
+        default_factory=SecondaryRetry,
+        description="Retries of the fallback, on-success and serve sinks, and the last resort.",
     )
 
 

@@ -33,6 +33,7 @@ from sink_runtime.config import (
     RetryStrategy,
     RuntimeConfig,
     SaslFiles,
+    SecondaryRetry,
     SinkConfig,
     TlsFiles,
     UdSinkConfig,
@@ -217,6 +218,7 @@ def _sink(sink: api.AbstractSink, container_type: rc.ContainerType) -> SinkConfi
             update={
                 "max_message_bytes": sink.udsink.max_message_bytes,
                 "startup_timeout_ms": api.duration_ms(sink.udsink.startup_timeout),
+                "write_timeout_ms": api.duration_ms(sink.udsink.write_timeout),
             }
         )
     if sink.kafka is not None:
@@ -275,6 +277,10 @@ def build_runtime_config(udsink: api.UDSink) -> RuntimeConfig:
                 jitter=backoff.jitter,
             ),
             on_failure=sink.retry_strategy.on_failure,
+            secondary=SecondaryRetry(
+                steps=sink.retry_strategy.secondary.steps,
+                on_exhausted=sink.retry_strategy.secondary.on_exhausted,
+            ),
         ),
         fallback=None if sink.fallback is None else _sink(sink.fallback, rc.CONTAINER_FALLBACK),
         on_success=(

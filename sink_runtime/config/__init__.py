@@ -151,6 +151,9 @@ class UdSinkConfig(_Model):
     startup_timeout_ms: Millis = 120_000
     # Prefer the batch extension when the server advertises it.
     use_batch_extension: bool = True
+    # How long one batch may take to be answered; then the stream is reset and the batch
+    # counts as FAILURE (retried with backoff).
+    write_timeout_ms: Annotated[int, Field(ge=1000, le=3_600_000)] = 30_000
 
     @classmethod
     def for_container(
@@ -190,9 +193,18 @@ class Backoff(_Model):
     jitter: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
 
 
+class SecondaryRetry(_Model):
+    # Retries of a write to the fallback, on-success or serve sink (with the primary's backoff)
+    # before on_exhausted applies: stop (hold the batch, not ready, keep trying at the capped
+    # delay) or log (log the record's coordinates, count it as dropped, go on).
+    steps: Annotated[int, Field(ge=0, le=1_000_000)] = 20
+    on_exhausted: Literal["stop", "log"] = "stop"
+
+
 class RetryStrategy(_Model):
     backoff: Backoff = Field(default_factory=Backoff)
     on_failure: Literal["retry", "fallback", "drop"] = "retry"
+    secondary: SecondaryRetry = Field(default_factory=SecondaryRetry)
 
 
 class NackConfig(_Model):
@@ -287,6 +299,7 @@ __all__ = [
     "RetryStrategy",
     "RuntimeConfig",
     "SaslFiles",
+    "SecondaryRetry",
     "SinkConfig",
     "SourceConfig",
     "TlsFiles",

@@ -6,6 +6,14 @@ sinks by their config `type`, the forwarder and the HTTP server, and owns their 
 `udsink runtime`): it reads and validates the config (exit 2 with the field named when it is
 invalid), runs until the source is exhausted or SIGTERM/SIGINT, and exits 0 after a clean drain.
 
+Health: /readyz is 200 when the source is connected (for Kafka: brokers reachable, no commit
+stuck on the broker), every sink is reachable and no secondary sink holds the batch past its
+retry budget; the body names what is not. /livez turns 503 when the data plane stopped making
+progress it should have made: the Kafka consumer thread stuck inside one call for
+`STUCK_CONSUMER_S`, or the forwarder without a completed step (read, write, backoff, ack) for
+longer than its longest allowed step plus `LIVENESS_SLACK_S` (`liveness_limit_s`). A blocked
+event loop answers no probe at all, which the kubelet counts as failed too.
+
 Shutdown: stop reading, let the in-flight batch finish and be acknowledged within the grace
 period (`shutdownGraceMs`), then close sinks and source. Past the grace period the batch is
 abandoned unacknowledged: it is redelivered after the restart, so nothing unhandled is
@@ -44,10 +52,12 @@ from sink_runtime.dataplane.forwarder import (
     ON_SUCCESS,
     PRIMARY,
     SERVE,
+    SLEEP_STEP_S,
     Forwarder,
     Sinks,
 )
 from sink_runtime.dataplane.http import HealthServer
+from sink_runtime.dataplane.kafka_client import DEFAULT_DELIVERY_TIMEOUT_MS
 from sink_runtime.dataplane.metrics import Metrics
 from sink_runtime.dataplane.sinks.blackhole import BlackholeSink
 from sink_runtime.dataplane.sinks.log import LogSink
@@ -62,6 +72,11 @@ logger = logging.getLogger(__name__)
 # CPython's default 5 ms, the loop, woken by a sink's answer, could wait that long for the
 # interpreter lock. 1 ms: +12 to +16 % messages/s end to end (docs/benchmarks.md).
 GIL_SWITCH_INTERVAL_S = 0.001
+
+# /livez: how long the Kafka consumer thread may stay inside one call, and the slack added to
+# the forwarder's longest allowed step.
+STUCK_CONSUMER_S = 60.0
+LIVENESS_SLACK_S = 60.0
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -136,24 +151,50 @@ class DataPlane:
         )
         obs = config.observability
         self.http: HealthServer | None = (
-            HealthServer(self.metrics, self.readiness, host=obs.metrics_host, port=obs.metrics_port)
+            HealthServer(
+                self.metrics,
+                self.readiness,
+                liveness=self.liveness,
+                host=obs.metrics_host,
+                port=obs.metrics_port,
+            )
             if serve_http
             else None
         )
         self.grace_s = config.shutdown_grace_ms / 1000.0
+        self.liveness_limit_s = liveness_limit_s(config)
         self._stop = asyncio.Event()
         self._started = False
+        self._forwarding = False
         self.abandoned = 0  # datums of a batch given up at the hard deadline (unacknowledged)
 
     def readiness(self) -> tuple[bool, str]:
         """Ready when the source is connected and every sink is reachable."""
         if not self._started:
             return False, "starting"
-        not_ready = [role for role, s in self.sinks.by_role().items() if not s.is_ready()]
+        not_ready = [f"{role} sink" for role, s in self.sinks.by_role().items() if not s.is_ready()]
         if not self.source.is_ready():
-            not_ready.insert(0, "source")
+            why = getattr(self.source, "not_ready_reason", None)
+            not_ready.insert(0, (why() if callable(why) else "") or "source")
         if not_ready:
             return False, ", ".join(not_ready) + " not ready"
+        if self.forwarder.stuck:
+            return False, self.forwarder.stuck
+        return True, ""
+
+    def liveness(self) -> tuple[bool, str]:
+        """Live unless a part stopped making the progress it should (module doc)."""
+        stalled_for = getattr(self.source, "stalled_for", None)
+        stuck_s = stalled_for() if callable(stalled_for) else 0.0
+        if stuck_s > STUCK_CONSUMER_S:
+            return False, f"the kafka consumer thread is stuck in one call for {stuck_s:.0f}s"
+        if self._forwarding and not self.forwarder.stopping:
+            age = self.forwarder.progress_age()
+            if age > self.liveness_limit_s:
+                return False, (
+                    f"the forwarder completed no step for {age:.0f}s (limit "
+                    f"{self.liveness_limit_s:.0f}s)"
+                )
         return True, ""
 
     def stop(self) -> None:
@@ -189,6 +230,8 @@ class DataPlane:
 
     async def _forward_until_done(self) -> None:
         forwarding = asyncio.ensure_future(self.forwarder.run())
+        forwarding.add_done_callback(self._forwarder_ended)
+        self._forwarding = True
         stopping = asyncio.ensure_future(self._stop.wait())
         try:
             await asyncio.wait({forwarding, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -214,6 +257,9 @@ class DataPlane:
         if not forwarding.cancelled():
             forwarding.result()  # re-raise a failure of the forwarder (e.g. the source broke)
 
+    def _forwarder_ended(self, _task: asyncio.Future[None]) -> None:
+        self._forwarding = False
+
     async def close(self) -> None:
         """Close sinks and source, then the HTTP server; errors are logged, not raised."""
         for role, sink in self.sinks.by_role().items():
@@ -228,6 +274,22 @@ class DataPlane:
         if self.http is not None:
             await self.http.close()
         self._started = False
+
+
+def liveness_limit_s(config: RuntimeConfig) -> float:
+    """The longest one forwarder step may take, plus slack: a read fills a batch within the
+    batch timeout, a user-defined sink answers within its write timeout, a Kafka sink delivers
+    within its message timeout; backoff and NACK waits are taken in short steps."""
+    steps = [config.batch.timeout_ms / 1000.0, SLEEP_STEP_S]
+    for sink in (config.sink, config.fallback, config.on_success, config.serve):
+        match sink:
+            case UdSinkConfig():
+                steps.append(sink.write_timeout_ms / 1000.0)
+            case KafkaSinkConfig():
+                timeout_ms = sink.config.get("message.timeout.ms", DEFAULT_DELIVERY_TIMEOUT_MS)
+                with contextlib.suppress(ValueError):
+                    steps.append(int(timeout_ms) / 1000.0)
+    return max(steps) + LIVENESS_SLACK_S
 
 
 async def run_dataplane(config: RuntimeConfig, *, handle_signals: bool = True) -> int:

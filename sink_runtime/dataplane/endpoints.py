@@ -31,11 +31,20 @@ class Source(Protocol):
         """Up to max_messages datums, waiting at most timeout_s; may be empty."""
         ...
 
-    async def ack(self, batch: SourceBatch) -> None:
+    async def ack(self, batch: SourceBatch) -> int:
         """Every datum of `batch` reached a terminal outcome: make that durable (commit).
 
-        Must not raise for a partition that was revoked meanwhile: its datums will be
-        redelivered to the new owner, which is at-least-once.
+        Returns how many of its messages are durable now (0 when the commit failed: they are
+        redelivered). Must not raise for a partition that was revoked meanwhile: its datums
+        will be redelivered to the new owner, which is at-least-once.
+        """
+        ...
+
+    async def still_owned(self, datums: list[Datum], batch: SourceBatch) -> list[Datum]:
+        """Those of `datums` (read in `batch`) this reader may still deliver.
+
+        A consumer-group member drops the datums of partitions it lost since the read: the
+        new owner delivers them, and a late delivery from here would overtake its writes.
         """
         ...
 
@@ -110,5 +119,10 @@ class Sink(Protocol):
         ...
 
     def is_ready(self) -> bool: ...
+
+    async def reset(self) -> None:
+        """Forget per-connection state after a contract violation: the next write starts on a
+        fresh stream, so answers out of step with batches are never read as later answers."""
+        ...
 
     async def close(self) -> None: ...

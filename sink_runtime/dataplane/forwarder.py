@@ -10,11 +10,20 @@ This is where the delivery guarantees live, written once for every source and si
 - every sink answer goes through `contract.check_results`; a misbehaving sink's answer is logged
   with the offending ids, counted, and the affected datums are treated as FAILURE, so they are
   retried and never committed unhandled;
+- after a contract violation the sink's stream is reset (`Sink.reset()`): answers that came
+  out of step with the batches are never read as answers to a later batch;
 - FAILURE retries only the failed datums with backoff; NACK holds a datum for its delay without
   spending the retry budget; writes to the secondary sinks (fallback, on-success, serve) are
-  retried until accepted, never dropped.
+  retried `retryStrategy.secondary.steps` times, then `onExhausted` decides: `stop` (hold the
+  batch, report the stuck sink as not ready, keep trying at the capped delay) or `log` (log
+  the record's coordinates, count it as dropped, go on);
+- before each delivery round the source confirms the datums are still its to deliver (a
+  partition revoked since the read is left to its new owner).
 Stopping is cooperative: `stop()` ends reading; the in-flight batch finishes (the owner may
 cancel `run()` at a hard deadline, in which case nothing of that batch is acknowledged).
+Liveness: `progress_age()` is how long since the forwarder last completed a step (a read, a
+write, a backoff sleep, an ack); the data plane's /livez compares it with the longest step
+the configuration allows.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
-from sink_runtime.config import RuntimeConfig, constants
+from sink_runtime.config import RuntimeConfig, SecondaryRetry, constants
 from sink_runtime.contract import CheckedResults, check_results
 from sink_runtime.dataplane.endpoints import (
     AllSucceeded,
@@ -54,6 +63,8 @@ SERVE = "serve"
 # answering FALLBACK/SERVE/ON_SUCCESS is a violation; the same rule holds for the others).
 SECONDARY_ALLOWED: frozenset[Status] = frozenset({Status.SUCCESS, Status.FAILURE, Status.NACK})
 _SHOWN_IDS = 10
+# Backoff and NACK waits are slept in steps this long at most, each one counted as progress.
+SLEEP_STEP_S = 5.0
 _ONLY_SUCCESS = {Status.SUCCESS}
 _status_of = attrgetter("status")
 
@@ -109,6 +120,16 @@ class _Succeeded(dict[str, Response]):
     def __missing__(self, datum_id: str) -> Response:
         result = self[datum_id] = Response.ok(datum_id)
         return result
+
+
+@dataclass(frozen=True, slots=True)
+class WriteInProgress:
+    """The sink write the forwarder is waiting on (for stall reports and progress displays)."""
+
+    role: str
+    sink: str
+    messages: int
+    started: float  # time.monotonic()
 
 
 @dataclass(slots=True)
@@ -192,6 +213,7 @@ class Forwarder:
         retry: RetryPolicy | None = None,
         nack_delay_s: float = 1.0,
         nack_max_deliveries: int = 0,
+        secondary: SecondaryRetry | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.source = source
@@ -202,6 +224,7 @@ class Forwarder:
         self.retry = retry or RetryPolicy()
         self.nack_delay_s = nack_delay_s
         self.nack_max_deliveries = nack_max_deliveries
+        self.secondary = secondary or SecondaryRetry()
         self._rng = rng or random.Random()
         if self.retry.on_failure == "fallback" and sinks.fallback is None:
             raise ValueError("retry policy onFailure is 'fallback' but no fallback sink is set")
@@ -209,10 +232,12 @@ class Forwarder:
         self._written_primary = metrics.written.labels(sink=PRIMARY)
         self._stop = asyncio.Event()
         self.in_flight = 0  # datums of the batch being forwarded (0 between batches)
-        self.batches_acked = 0
-        # For observers (the local runner's progress line): the write each sink role is busy
-        # with (monotonic start, datums), and the in-flight batch's datums with no outcome yet.
-        self.writing: dict[str, tuple[float, int]] = {}
+        self.writing: WriteInProgress | None = None
+        # Why the forwarder cannot finish its batch (a secondary sink refusing past its
+        # budget with onExhausted=stop); "" while it can.
+        self.stuck = ""
+        self._last_step = time.monotonic()
+        # The in-flight batch's datums with no outcome yet (for `exhausted_in_flight`).
         self._waiting: list[_Pending] = []
 
     @classmethod
@@ -234,6 +259,7 @@ class Forwarder:
             retry=RetryPolicy.from_config(config.retry_strategy),
             nack_delay_s=config.nack.delay_ms / 1000.0,
             nack_max_deliveries=config.nack.max_deliveries,
+            secondary=config.retry_strategy.secondary,
             rng=rng,
         )
 
@@ -259,6 +285,20 @@ class Forwarder:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def progress_age(self) -> float:
+        """Seconds since the forwarder last completed a step."""
+        return time.monotonic() - self._last_step
+
+    def _stepped(self) -> None:
+        self._last_step = time.monotonic()
+
+    async def _sleep(self, delay_s: float) -> None:
+        """A deliberate wait (backoff, NACK delay), in steps that count as progress."""
+        end = time.monotonic() + delay_s
+        while (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, SLEEP_STEP_S))
+            self._stepped()
+
     async def run(self) -> None:
         """Read, forward and acknowledge batches until stopped or the source is exhausted.
 
@@ -280,6 +320,7 @@ class Forwarder:
                     ahead = self._start_read()
                 batch = await self._take(ahead)
                 ahead = None
+                self._stepped()
                 if batch is None or not batch.datums:
                     continue
                 started = time.monotonic()
@@ -335,7 +376,7 @@ class Forwarder:
         """Make a finished batch durable; `started` is when it was taken (batch latency)."""
         n = len(batch.datums)
         try:
-            await self.source.ack(batch)
+            durable = await self.source.ack(batch)
         except Exception as err:
             # The batch is redelivered after a restart or rebalance: at-least-once holds.
             self.metrics.commit_failures.inc()
@@ -347,15 +388,15 @@ class Forwarder:
                 err,
             )
             return
-        self.metrics.acked.inc(n)
-        self.batches_acked += 1
+        self._stepped()
+        self.metrics.acked.inc(durable)
         self.metrics.batch_latency.observe(time.monotonic() - started)
 
     # --- one batch ---
 
     async def forward(self, batch: SourceBatch) -> None:
         """Deliver `batch` until every datum reached a terminal outcome (no acknowledgement)."""
-        datums = batch.datums
+        datums = await self.source.still_owned(batch.datums, batch)
         if not datums:
             return
         # The first delivery sends the whole batch as read; when every answer is SUCCESS (the
@@ -374,15 +415,32 @@ class Forwarder:
             now = loop.time()
             first_due = min(p.due for p in waiting)
             if first_due > now:
-                await asyncio.sleep(first_due - now)
+                await self._sleep(first_due - now)
                 now = loop.time()
             this_round = [p for p in waiting if p.due <= now]
             if not this_round:
                 continue  # woken a clock tick early
             later = [p for p in waiting if p.due > now]
+            this_round, later = await self._still_owned(batch, this_round, later)
+            if not this_round:
+                waiting = later
+                continue
             results = await self._deliver(this_round)
             waiting = await self._apply(this_round, later, results, loop.time())
         self._waiting = []
+
+    async def _still_owned(
+        self, batch: SourceBatch, this_round: list[_Pending], later: list[_Pending]
+    ) -> tuple[list[_Pending], list[_Pending]]:
+        """The pending datums the source may still deliver (a retry outlasting a rebalance)."""
+        kept = await self.source.still_owned([p.datum for p in this_round + later], batch)
+        if len(kept) == len(this_round) + len(later):
+            return this_round, later
+        ids = {d.id for d in kept}
+        return (
+            [p for p in this_round if p.datum.id in ids],
+            [p for p in later if p.datum.id in ids],
+        )
 
     async def _apply(
         self,
@@ -442,7 +500,7 @@ class Forwarder:
         why_not_allowed: str,
     ) -> dict[str, Response]:
         ids = [d.id for d in datums]
-        self.writing[role] = (time.monotonic(), len(ids))
+        self.writing = WriteInProgress(role, sink.name, len(ids), time.monotonic())
         try:
             results = await sink.write(datums)
         except SinkError as err:
@@ -459,12 +517,15 @@ class Forwarder:
             logger.exception("%s failed unexpectedly on %d messages", _label(role, sink), len(ids))
             return {i: Response.failure(i, f"{type(err).__name__}: {err}") for i in ids}
         finally:
-            self.writing.pop(role, None)
+            self.writing = None
+            self._stepped()
         if type(results) is AllSucceeded and results.ids == ids:
             return _Succeeded()  # one SUCCESS per datum, in order: the contract holds
         checked = check_results(ids, results, allowed, why_not_allowed=why_not_allowed)
         if not checked.ok:
             self._report_violations(role, sink, checked)
+            # Answers may now be out of step with batches: start the next write afresh.
+            await sink.reset()
         valid = checked.valid
         for i in checked.affected:
             valid[i] = Response.failure(i, f"sink broke the contract: {checked.describe()}")
@@ -473,9 +534,17 @@ class Forwarder:
     def _report_violations(self, role: str, sink: Sink, checked: CheckedResults) -> None:
         for v in checked.violations:
             self.metrics.contract_violations.labels(sink=role, kind=v.kind).inc()
+        if not checked.affected:
+            logger.error(
+                "%s broke the contract: %s; every message of the batch has its answer, the "
+                "extra answers are ignored; resetting the stream",
+                _label(role, sink),
+                checked.describe(),
+            )
+            return
         logger.error(
             "%s broke the contract: %s; %d messages treated as FAILURE "
-            "(retried, never committed unhandled): %s",
+            "(retried, never committed unhandled): %s; resetting the stream",
             _label(role, sink),
             checked.describe(),
             len(checked.affected),
@@ -584,10 +653,11 @@ class Forwarder:
             self.metrics.fallback.labels(reason=reasons[i]).inc()
 
     async def _write_until_accepted(self, role: str, sink: Sink, datums: list[Datum]) -> list[str]:
-        """Write to a secondary sink, retrying what it does not accept, until all is accepted.
+        """Write to a secondary sink, retrying what it does not accept.
 
-        Never gives up: these datums have left the primary, so the secondary write is their
-        only way to a terminal outcome. Returns the ids in the order they were accepted.
+        These datums have left the primary, so the secondary write is their only way to a
+        terminal outcome: after `secondary.steps` retries, `onExhausted` decides (module doc).
+        Returns the ids in the order they were accepted.
         """
         accepted: list[str] = []
         pending = datums
@@ -615,6 +685,11 @@ class Forwarder:
                 self.metrics.on_success.inc(len(pending) - len(still))
             elif role == SERVE:
                 self.metrics.served.inc(len(pending) - len(still))
+            if still and retries >= self.secondary.steps:
+                if self.secondary.on_exhausted == "log":
+                    self._give_up(role, sink, still, results)
+                    return accepted
+                self._stuck(role, sink, still, results)
             if still:
                 retries += 1
                 self.metrics.retried.labels(sink=role).inc(len(still))
@@ -630,6 +705,50 @@ class Forwarder:
                     retries,
                     delay,
                 )
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
             pending = still
+        if self.stuck:
+            logger.warning("%s took the held messages; going on", _label(role, sink))
+            self.stuck = ""
         return accepted
+
+    def _stuck(
+        self, role: str, sink: Sink, still: list[Datum], results: dict[str, Response]
+    ) -> None:
+        """onExhausted=stop: hold the batch and say why, once; retries go on at the cap."""
+        if self.stuck:
+            return
+        first = results[still[0].id]
+        self.stuck = (
+            f"{_label(role, sink)} refuses {len(still)} message(s) after "
+            f"{self.secondary.steps} retries (first {still[0].id}: {first.status.name} "
+            f"{first.err or first.nack_reason or ''})"
+        ).strip()
+        logger.error(
+            "%s; onExhausted=stop: nothing more is read or committed until it takes them "
+            "(retrying every %.1fs at most)",
+            self.stuck,
+            self.retry.cap_s,
+            extra=batch_fields([d.id for d in still]),
+        )
+
+    def _give_up(
+        self, role: str, sink: Sink, still: list[Datum], results: dict[str, Response]
+    ) -> None:
+        """onExhausted=log: each record's coordinates go to the log, counted as dropped."""
+        self.metrics.dropped.labels(reason=f"{role}-exhausted").inc(len(still))
+        for d in still:
+            r = results[d.id]
+            logger.error(
+                "message %s dropped (onExhausted=log): %s did not take it after %d retries; "
+                "last %s: %s; keys %s, %d value bytes, event time %s",
+                d.id,
+                _label(role, sink),
+                self.secondary.steps,
+                r.status.name,
+                r.err or r.nack_reason or "",
+                list(d.keys),
+                len(d.value),
+                d.event_time.isoformat(),
+                extra=batch_fields([d.id]),
+            )

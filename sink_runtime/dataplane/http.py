@@ -19,8 +19,13 @@ from sink_runtime.dataplane.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
-# (ready, reason when not ready)
+# (ready, reason when not ready); the same shape answers /livez.
 Readiness = Callable[[], tuple[bool, str]]
+
+
+def _always_live() -> tuple[bool, str]:
+    return True, ""
+
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _TEXT = "text/plain; charset=utf-8"
@@ -47,11 +52,13 @@ class HealthServer:
         metrics: Metrics,
         readiness: Readiness,
         *,
+        liveness: Readiness = _always_live,
         host: str = "",
         port: int = constants.METRICS_PORT,
     ) -> None:
         self.metrics = metrics
         self.readiness = readiness
+        self.liveness = liveness
         self.host = host
         self.port = port
         self._server: asyncio.Server | None = None
@@ -83,7 +90,10 @@ class HealthServer:
             body = self.metrics.exposition()
             return _response(200, body if method == "GET" else b"", METRICS_CONTENT_TYPE)
         if route == constants.LIVEZ_PATH:
-            return _response(200, b"ok\n")
+            live, why = self.liveness()
+            if live:
+                return _response(200, b"ok\n")
+            return _response(503, f"not live: {why}\n".encode())
         if route == constants.READYZ_PATH:
             ready, why = self.readiness()
             if ready:

@@ -327,13 +327,15 @@ def test_invalid_udsink_file_names_the_field_and_value(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_missing_local_command_names_the_flag_and_annotation(tmp_path: Path) -> None:
+def test_no_local_command_and_no_engine_names_what_to_do(tmp_path: Path) -> None:
     udsink_file = write_udsink(tmp_path / "udsink.yaml", GENERATOR_SPEC)
-    done = udsink_run("-f", udsink_file, env=run_env(tmp_path), cwd=tmp_path)
-    assert done.code == 2, done.stderr
+    env = run_env(tmp_path, UDSINK_CONTAINER_ENGINE="no-such-engine-here")
+    done = udsink_run("-f", udsink_file, env=env, cwd=tmp_path)
+    assert done.code == 1, done.stderr
     assert_one_message(
         done.stderr,
-        "no local command for the primary sink",
+        "no container engine to run the sink image",
+        "no-such-engine-here: not installed",
         "--sink-cmd",
         "local.udsink.dev/sink-command",
     )

@@ -1,45 +1,15 @@
-"""The Kafka tier's fixture: one real KRaft broker for the whole test session.
-
-Started on first use, killed at session end (also on failure or interrupt; the JVM also dies
-with the test process). Tests create their own uniquely named topics with
-`kafka_broker.unique_topic()` + `create_topic()`; a test that stops the broker must start it
-again before it ends (the `broker_restored` fixture does that even when the test fails).
-"""
+"""The Kafka tier's fixtures around the session broker (`kafka_broker` and `broker_restored`,
+in tests/conftest.py): our SDK server in the test process."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from sink_runtime.server import SinkServer
 from tests.dataplane.recording_sink import RecordingSink, SdkSink
-from tests.support.kafka_broker import KafkaBroker, running_broker
-
-
-@pytest.fixture(scope="session")
-def kafka_broker() -> Iterator[KafkaBroker]:
-    with running_broker() as broker:
-        yield broker
-
-
-@pytest.fixture
-def broker_restored(kafka_broker: KafkaBroker) -> Iterator[KafkaBroker]:
-    """The session broker, guaranteed running again after the test (for stop/start tests)."""
-    yield kafka_broker
-    if not kafka_broker.running:
-        kafka_broker.start()
-
-
-@pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    """A short private directory for sink sockets (Unix socket paths are limited to ~107 bytes)."""
-    path = Path(tempfile.mkdtemp(prefix="udsk-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

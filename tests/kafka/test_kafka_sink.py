@@ -152,8 +152,8 @@ async def test_round_trip_keeps_multipart_keys_and_partition_order(
 
 def batches_partition(batches: list[Any], datum_id: str) -> int:
     for b in batches:
-        if datum_id in b.partitions:
-            return int(b.partitions[datum_id])
+        if any(d.id == datum_id for d in b.datums):
+            return int(datum_id.rsplit(":", 2)[1])
     raise KeyError(datum_id)
 
 

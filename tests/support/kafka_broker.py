@@ -118,8 +118,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+def cluster_id() -> str:
+    """A random KRaft cluster id (base64url of a UUID, as Kafka's own tool makes them).
+
+    Never one that starts with "-": the storage tool's option parser would read it as an
+    option (`argument --cluster-id/-t: expected one argument`, about 1 start in 64).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _die_with_parent() -> None:
@@ -279,7 +287,7 @@ class KafkaBroker:
 
     def _format(self) -> None:
         cmd = ["java", "-Xmx256m", *self._log_opts(), "-cp", f"{self.libs}/*"]
-        cmd += ["kafka.tools.StorageTool", "format", "-t", _cluster_id()]
+        cmd += ["kafka.tools.StorageTool", "format", "-t", cluster_id()]
         cmd += ["-c", str(self.workdir / "server.properties")]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
         if proc.returncode != 0:

@@ -119,6 +119,9 @@ class KafkaSink:
         self._producer = Producer(self._settings)
         self._fatal = None
 
+    async def reset(self) -> None:
+        """Nothing here outlives a write."""
+
     async def close(self) -> None:
         """Deliver what is still queued (briefly), then drop the producer.
 

@@ -44,5 +44,8 @@ class LogSink:
     def is_ready(self) -> bool:
         return self._started
 
+    async def reset(self) -> None:
+        """Nothing here outlives a write."""
+
     async def close(self) -> None:
         self._started = False

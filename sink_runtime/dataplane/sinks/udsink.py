@@ -14,6 +14,12 @@ then SinkError names the sink and the last gRPC status, and the forwarder retrie
 with its backoff. Answers are returned as they came: the forwarder checks them against the
 contract, so a misbehaving sink is reported once, in one place.
 
+A batch that is not answered within `writeTimeout` is abandoned: the stream is reset and the
+batch fails (SinkError, no resend: the forwarder retries it with backoff); a warning names the
+sink and the batch once it has waited `STALL_WARNING_FRACTION` of that. A sink.v1 stream that
+sends more results than the batch has without its EOT is cut there (nothing more is buffered)
+and its answer goes to the contract check, which reports the count and resets the stream.
+
 Messages are serialized here rather than by gRPC, so the encoded size is known before sending:
 an oversized batch is split, and a datum that alone exceeds the limit is answered FAILURE
 locally (it can never be sent) instead of breaking the stream for the whole batch.
@@ -41,9 +47,17 @@ logger = logging.getLogger(__name__)
 
 _Results: TypeAlias = Sequence[sink_pb2.SinkResponse.Result]
 
+# A batch unanswered for this fraction of the write timeout is logged and counted as a stall.
+STALL_WARNING_FRACTION = 1 / 3
+
 SINK_FN = "/sink.v1.Sink/SinkFn"
 IS_READY = "/sink.v1.Sink/IsReady"
 WRITE_BATCH = "/udsink.v1.BatchSink/WriteBatch"
+
+# The HTTP/2 :authority every sink channel sends. Left alone, grpcio sends the percent-encoded
+# socket path, and the Rust SDK's server (tonic/hyper) rejects that as an invalid authority by
+# resetting the stream; a plain host name is accepted by every SDK's server.
+SINK_AUTHORITY = "localhost"
 
 # The tag of field 1 with wire type 2 (length-delimited): `request` in SinkRequest and
 # `requests` in SinkBatch.
@@ -166,6 +180,11 @@ class UdSink:
         self._ready = False
         await self._disconnect()
 
+    async def reset(self) -> None:
+        """Drop the stream; the next write reconnects (IsReady, handshake) first."""
+        async with self._lock:
+            await self._disconnect()
+
     # --- connection ---
 
     def _new_channel(self) -> grpc.aio.Channel:
@@ -175,6 +194,7 @@ class UdSink:
             options=[
                 ("grpc.max_send_message_length", limit),
                 ("grpc.max_receive_message_length", limit),
+                ("grpc.default_authority", SINK_AUTHORITY),
                 # A restarted sidecar should be found again quickly, not after minutes.
                 ("grpc.initial_reconnect_backoff_ms", 100),
                 ("grpc.min_reconnect_backoff_ms", 100),
@@ -267,8 +287,7 @@ class UdSink:
                             raise SinkError(f"{self.where}: closed")
                         await self._connect(self.reconnect_timeout_s)
                         self.metrics.sink_reconnects.labels(sink=self.name).inc()
-                    send = self._send_batches if self.use_batch else self._send_stream
-                    answers = self._answers(await send(encoded))
+                    answers = self._answers(await self._send_in_time(encoded, len(datums)))
                     return [*answers, *local] if local else answers
                 except StreamBroken as err:
                     last = err
@@ -291,6 +310,40 @@ class UdSink:
                 f"{self.where}: the batch of {len(datums)} messages could not be delivered "
                 f"after {self.max_resends} resends; last error: {last}"
             )
+
+    async def _send_in_time(self, encoded: list[bytes], datums: int) -> list[_Results]:
+        """Send one batch and read its answers within the write timeout (module doc)."""
+        send = self._send_batches if self.use_batch else self._send_stream
+        timeout_s = self.config.write_timeout_ms / 1000.0
+        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        warning = loop.call_later(
+            timeout_s * STALL_WARNING_FRACTION, self._stalled, started, datums
+        )
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await send(encoded)
+        except TimeoutError:
+            self.metrics.write_timeouts.labels(sink=self.name).inc()
+            self._ready = False
+            await self._disconnect()
+            raise SinkError(
+                f"{self.where}: no answer to a batch within the write timeout of "
+                f"{timeout_s:g}s (writeTimeout); the stream was reset and the batch failed"
+            ) from None
+        finally:
+            warning.cancel()
+
+    def _stalled(self, started: float, messages: int) -> None:
+        self.metrics.sink_stalls.labels(sink=self.name).inc()
+        logger.warning(
+            "%s has not answered a batch of %d messages for %.1fs; the write times out after "
+            "%gs (writeTimeout)",
+            self.where,
+            messages,
+            time.monotonic() - started,
+            self.config.write_timeout_ms / 1000.0,
+        )
 
     def _encode(self, datums: Sequence[Datum]) -> tuple[list[bytes], list[Response]]:
         """Serialized wire messages for the batch, and local FAILUREs for oversized datums.
@@ -354,6 +407,7 @@ class UdSink:
     async def _send_stream(self, messages: list[bytes]) -> list[_Results]:
         call = self._call
         replies: list[_Results] = []
+        received = 0
         try:
             for m in messages:
                 await call.write(m)
@@ -376,6 +430,19 @@ class UdSink:
                         )
                     return replies
                 replies.append(reply.results)
+                received += len(reply.results)
+                if received > len(messages):
+                    # More answers than datums and still no EOT: keep no more of them; the
+                    # contract check reports the count, and the stream is not reused.
+                    logger.error(
+                        "%s sent %d results for a batch of %d without its EOT; stopped "
+                        "reading and dropped the stream",
+                        self.where,
+                        received,
+                        len(messages),
+                    )
+                    await self._disconnect()
+                    return replies
         except grpc.aio.AioRpcError as err:
             raise _rpc_failure(err, "SinkFn") from None
         except asyncio.InvalidStateError:

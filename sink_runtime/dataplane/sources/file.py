@@ -139,12 +139,16 @@ class FileSource:
         self._next += len(chunk)
         return SourceBatch(datums=chunk, token=None, partitions={d.id: 0 for d in chunk})
 
-    async def ack(self, batch: SourceBatch) -> None:
+    async def ack(self, batch: SourceBatch) -> int:
         self.acked_ids.extend(d.id for d in batch.datums)
         for d in batch.datums:
             line = int(d.id.rsplit(":", 1)[1])
             if line + 1 > self.committed.get(0, 0):
                 self.committed[0] = line + 1
+        return len(batch.datums)
+
+    async def still_owned(self, datums: list[Datum], batch: SourceBatch) -> list[Datum]:
+        return datums
 
     @property
     def exhausted(self) -> bool:

@@ -112,13 +112,17 @@ class GeneratorSource:
         self._produced += n
         return SourceBatch(datums=datums, token=upto, partitions=where)
 
-    async def ack(self, batch: SourceBatch) -> None:
+    async def ack(self, batch: SourceBatch) -> int:
         upto = batch.token
         if isinstance(upto, dict):
             for partition, next_offset in upto.items():
                 if next_offset > self.committed.get(partition, 0):
                     self.committed[partition] = next_offset
         self.acked += len(batch.datums)
+        return len(batch.datums)
+
+    async def still_owned(self, datums: list[Datum], batch: SourceBatch) -> list[Datum]:
+        return datums
 
     @property
     def exhausted(self) -> bool:

@@ -1,24 +1,34 @@
 """KafkaSource: a consumer-group member that turns records into Datums and commits only acks.
 
-Separate from the forwarder because everything librdkafka-specific lives here: the consumer
-runs on one dedicated thread (every read, and so every rebalance callback, happens on it,
-never on the event loop; commits run on a second one), offsets are stored and committed only
-by `ack()`, and the partitions this member owns are tracked so nothing is committed for a
-partition it lost.
+Separate from the forwarder because everything librdkafka-specific lives here.
+
+Threading: one thread owns the consumer handle (`ConsumerThread`). Every call into it (reads,
+commits, the rebalance callbacks those calls trigger, close) runs there, one at a time, and no
+lock is ever held across a call into the handle. confluent-kafka serialises calls on one
+handle behind a running callback, so a second thread calling in (a commit thread, as before)
+can deadlock against a rebalance callback that waits for it; with one owner it cannot. The
+event loop only hands jobs to that thread and awaits their results. The design leaves room
+to move the owner into a process of its own: its jobs are plain functions over plain data.
 
 Guarantees and choices:
-- `ack(batch)` commits (synchronously, on a thread of its own, so that the commit's round trip
-  overlaps the next read), the batch's highest offset + 1 per partition, and only
-  once every batch read before it was acked too (acks arriving out of order wait), so nothing
-  unhandled is ever covered by a commit.
+- `ack(batch)` commits synchronously on the owner thread (so it returns only once the broker
+  answered, and says how many messages the broker accepted), the batch's highest offset + 1
+  per partition, and only once every batch read before it was acked too (acks arriving out of
+  order wait), so nothing unhandled is ever covered by a commit.
 - Rebalance: a revoked or lost partition is dropped from every pending batch; its datums are
-  redelivered to the new owner (at-least-once), never committed by us.
-- A failed commit (UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS, broker
-  down...) is logged and counted in `commit_failures`, not raised: the next successful commit
-  covers the batch (commits are cumulative), or the batch is redelivered after a rebalance or
-  restart.
-- Brokers unreachable (also at start): logged, retried by librdkafka, `is_ready()` is False
-  until the consumer has reached a broker again.
+  redelivered to the new owner (at-least-once), never committed by us. `still_owned()` drops
+  them from a batch read before the revocation, so they are not delivered after it either
+  (a last-write-wins sink would otherwise go backwards). A commit refused because this member
+  was evicted (UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION...) marks every batch read so far stale.
+- A failed commit is logged and counted in `commit_failures`, not raised: the next successful
+  commit covers the batch (commits are cumulative), or the batch is redelivered after a
+  rebalance or restart.
+- Readiness is the consumer's real state: not ready while brokers are unreachable, while a
+  commit has waited on the broker for longer than `SLOW_COMMIT_S`, or before the first answer.
+  Liveness: `stalled_for()` is how long the owner thread has been inside one job without a
+  sign of life (the data plane's /livez watchdog reads it).
+- Lag is reported for every assigned partition from the broker's offsets (high watermark minus
+  the group's committed offset), refreshed every `LAG_REFRESH_S`, also while no batch flows.
 - Datum: id `<topic>:<partition>:<offset>`; keys from the key headers when `keysFromHeaders`
   and well formed, else the record key as the single key, else no keys (malformed key
   headers are counted in `malformed_key_headers`); event time from the record timestamp
@@ -35,10 +45,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -80,8 +90,25 @@ rdkafka_logger = LibrdkafkaLog(logging.getLogger(f"{__name__}.librdkafka"))
 Partition: TypeAlias = tuple[str, int]
 _T = TypeVar("_T")
 
-# How long a read may spend checking broker reachability while not connected.
+# How long a read may spend checking broker reachability while not connected (and the bound
+# of each lag look-up).
 PROBE_TIMEOUT_S = 1.0
+# A read consumes in slices this long, so a queued ack or close waits at most this.
+READ_SLICE_S = 0.1
+# How often the owner thread wakes while no job is queued (lag refresh).
+IDLE_TICK_S = 0.5
+# A batch is checked against rebalance events still queued in the consumer when the consumer
+# was last polled longer ago than this (a long delivery).
+FRESH_S = 1.0
+# Records consumed while serving those events are kept for the next read, up to this many.
+STASH_LIMIT = 10_000
+# A commit waiting on the broker longer than this makes the source not ready.
+SLOW_COMMIT_S = 2.0
+# How often consumer lag is refreshed from the broker's offsets.
+LAG_REFRESH_S = 5.0
+# How long close() waits for the consumer thread to finish what it is doing (a synchronous
+# commit can wait up to ~45 s on a coordinator that is gone) before leaving without it.
+CLOSE_WAIT_S = 5.0
 # librdkafka signals "no such partition" with this offset value in watermark answers.
 _NO_OFFSET = 0
 _NO_RAW: RawHeaders = MappingProxyType({})
@@ -93,11 +120,26 @@ class KafkaSourceError(RuntimeError):
 
 @dataclass(slots=True)
 class BatchToken:
-    """The offsets a batch will commit, by partition: highest offset read + 1."""
+    """The offsets a batch will commit, by partition: highest offset read + 1.
+
+    `epoch` is the source's assignment epoch when it was read.
+    """
 
     seq: int
     next_offsets: dict[Partition, int]
+    counts: dict[Partition, int]
+    epoch: int
     acked: bool = False
+
+
+# Commit errors that mean this member is no longer in the group.
+_EVICTED = frozenset(
+    {
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.FENCED_INSTANCE_ID,
+    }
+)
 
 
 @dataclass(slots=True)
@@ -143,6 +185,104 @@ def _split_keys(raw: RawHeaders) -> tuple[str, ...] | None:
         return None
 
 
+class ConsumerThread:
+    """The one thread that touches a consumer handle: runs jobs one at a time, in order.
+
+    `submit()` (on the event loop) queues a function and returns a future for its result.
+    `jobs_waiting` lets a long job (a read) end early so a queued one (an ack) is not held up.
+    `beat()` is called by jobs between calls into the handle; `stalled_for()` is how long the
+    thread has been inside one job without a beat (0 while idle).
+    """
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._busy_since: float | None = None
+        self._stopped = False
+        self._idle: Callable[[], None] = _nothing
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+
+    def start(self, idle: Callable[[], None]) -> None:
+        """Start the thread; `idle` runs on it every `IDLE_TICK_S` while no job is queued."""
+        self._idle = idle
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., _T], *args: Any) -> asyncio.Future[_T]:
+        if self._stopped:
+            raise KafkaSourceError("kafka source: the consumer thread has stopped")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_T] = loop.create_future()
+        self._jobs.put(_Job(fn, args, future, loop))
+        return future
+
+    @property
+    def jobs_waiting(self) -> bool:
+        return not self._jobs.empty()
+
+    def beat(self) -> None:
+        if self._busy_since is not None:
+            self._busy_since = time.monotonic()
+
+    def stalled_for(self) -> float:
+        since = self._busy_since
+        return 0.0 if since is None else max(0.0, time.monotonic() - since)
+
+    def stop(self) -> None:
+        """Let the thread end once the jobs queued before this are done."""
+        self._stopped = True
+        self._jobs.put(None)
+
+    def join(self, timeout_s: float) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+    def _main(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get(timeout=IDLE_TICK_S)
+            except queue.Empty:
+                self._run_idle()
+                continue
+            if job is None:
+                return
+            if job.future.cancelled():
+                continue  # abandoned before it started: nothing was read or committed
+            self._busy_since = time.monotonic()
+            try:
+                result = job.fn(*job.args)
+            except BaseException as exc:  # handed to the awaiting coroutine
+                job.loop.call_soon_threadsafe(_settle, job.future, None, exc)
+            else:
+                job.loop.call_soon_threadsafe(_settle, job.future, result, None)
+            finally:
+                self._busy_since = None
+
+    def _run_idle(self) -> None:
+        self._busy_since = time.monotonic()
+        try:
+            self._idle()
+        except Exception:
+            logger.exception("kafka source: background refresh failed")
+        finally:
+            self._busy_since = None
+
+
+@dataclass(slots=True)
+class _Job:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
 class KafkaSource:
     """Reads `config.topics` as member of `config.consumer_group` (see the module doc)."""
 
@@ -153,24 +293,23 @@ class KafkaSource:
         self.metrics = metrics
         self._where = where
         self._codec = KeyHeaders(keys_header=config.keys_header)
-        # One thread owns the consumer: reads, and so every rebalance callback, happen on it.
-        # Commits run on a second thread, so a commit's round trip to the broker overlaps the
-        # next read instead of delaying it. Two locks, always taken in this order:
-        # `_commit_lock` is held by a commit until the broker answered and by the rebalance
-        # callbacks, so a revocation waits for an in-flight commit, as if both ran on one
-        # thread; `_lock` guards what both threads touch (the assignment, the pending batches'
-        # offsets) and is only ever held briefly, so a read never waits for a commit.
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-source")
-        self._commit_thread = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="kafka-source-commit"
-        )
-        self._commit_lock = threading.Lock()
-        self._lock = threading.Lock()
+        self._owner = ConsumerThread("kafka-source")
         self._consumer: Any = None
-        self._assigned: set[Partition] = set()
+        # Written only on the owner thread; read from the loop as whole-object snapshots.
+        self._assigned: dict[Partition, int] = {}  # partition -> epoch of its assignment
+        self._epoch = 0  # bumped on every assignment change and on eviction
+        self._stale_before = 0  # batches read in an epoch below this are not delivered
         self._pending: list[BatchToken] = []
+        self._stash: list[Any] = []  # records consumed while serving events, read first
+        self._committed: dict[Partition, int] = {}
+        # Per partition, the first offset read but not delivered (see `_owned_now`); set from
+        # the loop, cleared on the owner thread when the partition's position is reset.
+        self._floor: dict[Partition, int] = {}
         self._seq = 0
         self._connected = False
+        self._commit_since: float | None = None
+        self._last_consume = 0.0
+        self._next_lag = 0.0
         self._closed = False
         self._errors = ErrorThrottle(logger)
 
@@ -187,7 +326,8 @@ class KafkaSource:
             ",".join(self.config.topics),
             extra={"settings": redacted(settings)},
         )
-        await self._run(self._create, settings)
+        self._owner.start(idle=self._on_idle)
+        await self._owner.submit(self._create, settings)
 
     def _create(self, settings: dict[str, Any]) -> None:
         consumer = Consumer(settings)
@@ -205,19 +345,51 @@ class KafkaSource:
         if self._closed:
             return
         self._closed = True
-        loop = asyncio.get_running_loop()
-        # A commit still running (the forwarder was cancelled) ends before the consumer does.
-        await loop.run_in_executor(self._commit_thread, _nothing)
-        self._commit_thread.shutdown(wait=False)
         if self._consumer is not None:
-            await self._run(self._consumer.close)
-        self._thread.shutdown(wait=False)
-        self._consumer = None
-        for topic, partition in self._assigned:
+            # Queued after any read or commit still running: they end before the consumer.
+            with contextlib.suppress(KafkaSourceError):
+                closing = self._owner.submit(self._close_consumer)
+                try:
+                    await asyncio.wait_for(asyncio.shield(closing), CLOSE_WAIT_S)
+                except TimeoutError:
+                    logger.warning(
+                        "kafka source: the consumer is still busy after %.0fs (%s); leaving "
+                        "without closing it: the group reassigns its partitions after the "
+                        "session timeout, and nothing unhandled was committed",
+                        CLOSE_WAIT_S,
+                        self.not_ready_reason() or "a call into librdkafka",
+                    )
+        self._owner.stop()
+        await asyncio.get_running_loop().run_in_executor(None, self._owner.join, 1.0)
+
+    def _close_consumer(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        self._stash.clear()
+        consumer.close()
+        for topic, partition in list(self._assigned):
             self._drop_lag(topic, partition)
+        self._assigned = {}
 
     def is_ready(self) -> bool:
-        return self._consumer is not None and self._connected and not self._closed
+        if self._consumer is None or self._closed or not self._connected:
+            return False
+        since = self._commit_since
+        return since is None or time.monotonic() - since < SLOW_COMMIT_S
+
+    def not_ready_reason(self) -> str:
+        """Why `is_ready()` is False, in words for /readyz ("" when ready)."""
+        if self._consumer is None or self._closed:
+            return "kafka source not started"
+        if not self._connected:
+            return f"kafka brokers {','.join(self.config.brokers)} unreachable"
+        since = self._commit_since
+        if since is not None and time.monotonic() - since >= SLOW_COMMIT_S:
+            return f"kafka commit waiting on the broker for {time.monotonic() - since:.0f}s"
+        return ""
+
+    def stalled_for(self) -> float:
+        """Seconds the consumer thread has been stuck inside one call (for /livez)."""
+        return self._owner.stalled_for()
 
     @property
     def exhausted(self) -> bool:
@@ -226,29 +398,44 @@ class KafkaSource:
     @property
     def assignment(self) -> frozenset[Partition]:
         """The partitions this member owns now (for logs and tests)."""
-        with self._lock:
-            return frozenset(self._assigned)
-
-    async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, fn, *args)
+        return frozenset(self._assigned)
 
     # --- reading ---
 
     async def read(self, max_messages: int, timeout_s: float) -> SourceBatch:
         if self._consumer is None:
             raise KafkaSourceError("kafka source: read() before start() or after close()")
-        return await self._run(self._read, max_messages, timeout_s)
+        return await self._owner.submit(self._read, max_messages, timeout_s)
+
+    def _consume(self, max_messages: int, timeout_s: float) -> list[Any]:
+        messages = self._consumer.consume(num_messages=max_messages, timeout=timeout_s)
+        self._last_consume = time.monotonic()
+        self._owner.beat()
+        return messages  # type: ignore[no-any-return]
 
     def _read(self, max_messages: int, timeout_s: float) -> SourceBatch:
         deadline = time.monotonic() + timeout_s
         if not self._connected:
             self._probe(min(PROBE_TIMEOUT_S, timeout_s))
-        remaining = max(0.0, deadline - time.monotonic())
-        messages = self._consumer.consume(num_messages=max_messages, timeout=remaining)
+        self._refresh_lag_when_due()
+        messages = self._stash[:max_messages]
+        del self._stash[:max_messages]
+        # Consume in slices: a job queued meanwhile (an ack, close) ends the read early.
+        first = True
+        while len(messages) < max_messages:
+            left = max(0.0, deadline - time.monotonic())
+            hurry = self._owner.jobs_waiting
+            if not first and (left <= 0 or hurry):
+                break
+            first = False
+            wait = 0.0 if hurry else min(left, READ_SLICE_S)
+            messages += self._consume(max_messages - len(messages), wait)
+        return self._batch(messages)
+
+    def _batch(self, messages: list[Any]) -> SourceBatch:
         datums: list[Datum] = []
-        partitions: dict[str, int] = {}
         next_offsets: dict[Partition, int] = {}
+        counts: dict[Partition, int] = {}
         malformed: list[tuple[str, str]] = []
         to_datum = self._datum
         add = datums.append
@@ -262,8 +449,9 @@ class KafkaSource:
             if reason is not None:
                 malformed.append((datum.id, reason))
             add(datum)
-            partitions[datum.id] = partition
-            next_offsets[(topic, partition)] = offset + 1
+            tp = (topic, partition)
+            next_offsets[tp] = offset + 1
+            counts[tp] = counts.get(tp, 0) + 1
         if datums:
             self._set_connected(True)
         if malformed:
@@ -280,10 +468,9 @@ class KafkaSource:
         token = None
         if datums:
             self._seq += 1
-            token = BatchToken(self._seq, next_offsets)
-            with self._lock:
-                self._pending.append(token)
-        return SourceBatch(datums=datums, token=token, partitions=partitions)
+            token = BatchToken(self._seq, next_offsets, counts, self._epoch)
+            self._pending.append(token)
+        return SourceBatch(datums=datums, token=token)
 
     def _datum(self, msg: Any, datum_id: str) -> tuple[RecordDatum, str | None]:
         """One record as a Datum, and the reason its key headers were malformed (if so).
@@ -340,50 +527,94 @@ class KafkaSource:
         where = f"{msg.topic()}[{msg.partition()}]" if msg.topic() else "consumer"
         self._errors.warning(code, f"kafka source: {where}: {err.name()}: {err.str()}")
 
+    # --- ownership ---
+
+    async def still_owned(self, datums: list[Datum], batch: SourceBatch) -> list[Datum]:
+        """The datums of `batch` this member may still deliver (see the module doc).
+
+        When the consumer has not been polled for `FRESH_S` (a long delivery), rebalance
+        events wait unserved in its queue: they are served first, on the owner thread.
+        """
+        token = batch.token
+        if not isinstance(token, BatchToken) or not datums:
+            return datums
+        if time.monotonic() - self._last_consume > FRESH_S and self._consumer is not None:
+            with contextlib.suppress(KafkaSourceError):
+                await self._owner.submit(self._serve_events)
+        return self._owned_now(datums, token)
+
+    def _owned_now(self, datums: list[Datum], token: BatchToken) -> list[Datum]:
+        assigned = self._assigned
+        stale = token.epoch < self._stale_before
+        keep = {
+            tp
+            for tp in token.next_offsets
+            if not stale and tp in assigned and assigned[tp] <= token.epoch
+        }
+        if len(keep) == len(token.next_offsets):
+            return datums
+        dropped = [d for d in datums if _partition_of(d.id) not in keep]
+        # A partition revoked since the read restarts from its last commit wherever it goes
+        # next. One that only looks assigned (this member was evicted and has not been told
+        # yet) must never be committed past the first offset not delivered.
+        for d in dropped:
+            topic, partition, offset = _coordinates(d.id)
+            tp = (topic, partition)
+            if tp in assigned and assigned[tp] <= token.epoch:
+                floor = self._floor.get(tp)
+                if floor is None or offset < floor:
+                    self._floor[tp] = offset
+        if dropped:
+            logger.warning(
+                "kafka source: not delivering %d message(s) of partition(s) no longer owned "
+                "here (%s): the new owner delivers them",
+                len(dropped),
+                ", ".join(sorted({f"{t}[{p}]" for t, p in map(_partition_of, _ids(dropped))})),
+                extra=batch_fields(_ids(dropped)),
+            )
+        return [d for d in datums if _partition_of(d.id) in keep]
+
+    def _serve_events(self) -> None:
+        """Poll once without waiting, keeping what arrives for the next read."""
+        room = STASH_LIMIT - len(self._stash)
+        if room > 0:
+            self._stash += self._consume(room, 0)
+
     # --- acknowledging ---
 
-    async def ack(self, batch: SourceBatch) -> None:
-        """Commit `batch` (and any earlier acked batches) for the partitions still owned."""
+    async def ack(self, batch: SourceBatch) -> int:
+        """Commit `batch` (and earlier acked batches); the messages the broker accepted."""
         token = batch.token
         if token is None:
-            return  # an empty batch has nothing to commit
+            return 0  # an empty batch has nothing to commit
         if not isinstance(token, BatchToken):
             raise TypeError(f"kafka source: ack() got a batch it did not read ({token!r})")
-        if self._consumer is None:
+        if self._consumer is None or self._closed:
             logger.warning(
                 "kafka source: batch acked after close, not committed (it will be redelivered)",
-                extra=batch_fields([d.id for d in batch.datums]),
+                extra=batch_fields(_ids(batch.datums)),
             )
-            return
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._commit_thread, self._ack, token, batch)
+            return 0
+        try:
+            return await self._owner.submit(self._ack, token, batch)
+        except KafkaSourceError:
+            return 0
 
-    def _ack(self, token: BatchToken, batch: SourceBatch) -> None:
-        # Holding `_commit_lock` from choosing the offsets to the broker's answer keeps a
-        # revocation from slipping in between: no offset of a revoked partition is committed.
-        with self._commit_lock:
-            with self._lock:
-                offsets = self._release(token)
-                owned = {tp: o for tp, o in offsets.items() if tp in self._assigned}
-            if offsets:
-                self._commit(offsets, owned, batch)
-
-    def _release(self, token: BatchToken) -> dict[Partition, int]:
-        """Mark `token` acked; the offsets of the acked batches at the head of the queue.
-
-        Empty while an earlier batch is still in flight: it is committed together later.
-        """
-        token.acked = True
+    def _ack(self, token: BatchToken, batch: SourceBatch) -> int:
+        done = self._release(token)
+        if not done:
+            return 0
         offsets: dict[Partition, int] = {}
-        while self._pending and self._pending[0].acked:
-            done = self._pending.pop(0)
-            for tp, offset in done.next_offsets.items():
+        counts: dict[Partition, int] = {}
+        for t in done:
+            for tp, offset in t.next_offsets.items():
                 offsets[tp] = max(offset, offsets.get(tp, 0))
-        return offsets
-
-    def _commit(
-        self, offsets: dict[Partition, int], owned: dict[Partition, int], batch: SourceBatch
-    ) -> None:
+                counts[tp] = counts.get(tp, 0) + t.counts.get(tp, 0)
+        owned = {tp: o for tp, o in offsets.items() if tp in self._assigned}
+        for tp in owned.keys() & self._floor.keys():
+            owned[tp] = min(owned[tp], self._floor[tp])
+            if owned[tp] <= self._committed.get(tp, -1):
+                del owned[tp]
         if len(owned) < len(offsets):
             lost = sorted(set(offsets) - set(owned))
             logger.info(
@@ -392,55 +623,114 @@ class KafkaSource:
                 ", ".join(f"{t}[{p}]" for t, p in lost),
             )
         if not owned:
-            return
+            return 0
+        if not self._connected:
+            # A commit now would wait up to ~45 s for a coordinator that is gone, holding up
+            # reads and shutdown; the next commit after the brokers return covers this one.
+            self._commit_failed("brokers unreachable, commit not attempted", batch)
+            return 0
+        return self._commit(owned, counts, batch)
+
+    def _release(self, token: BatchToken) -> list[BatchToken]:
+        """Mark `token` acked; the acked batches at the head of the queue, now committable.
+
+        Empty while an earlier batch is still in flight: it is committed together later.
+        """
+        token.acked = True
+        done: list[BatchToken] = []
+        while self._pending and self._pending[0].acked:
+            done.append(self._pending.pop(0))
+        return done
+
+    def _commit(
+        self, owned: dict[Partition, int], counts: dict[Partition, int], batch: SourceBatch
+    ) -> int:
         request = [KafkaPartition(t, p, o) for (t, p), o in sorted(owned.items())]
+        self._commit_since = time.monotonic()
         try:
             result = self._consumer.commit(offsets=request, asynchronous=False)
         except KafkaException as exc:
             self._commit_failed(exc.args[0] if exc.args else exc, batch)
-            return
-        failed = [tp for tp in result or () if tp.error is not None]
-        if failed:
-            self._commit_failed(failed[0].error, batch)
+            return 0
+        finally:
+            self._commit_since = None
+            self._owner.beat()
+        accepted = 0
         for tp in result or ():
-            if tp.error is None:
-                self._update_lag(tp.topic, tp.partition, tp.offset)
+            if tp.error is not None:
+                self._commit_failed(tp.error, batch)
+                continue
+            key = (tp.topic, tp.partition)
+            self._committed[key] = tp.offset
+            accepted += counts.get(key, 0)
+        self._set_connected(True)
+        return accepted
 
     def _commit_failed(self, err: Any, batch: SourceBatch) -> None:
         self.metrics.commit_failures.inc()
+        code = err.code() if isinstance(err, KafkaError) else None
+        if code in _EVICTED:
+            # This member is out of the group: what it read so far belongs to the next owner.
+            self._stale_before = self._epoch + 1
         text = f"{err.name()}: {err.str()}" if isinstance(err, KafkaError) else str(err)
         logger.warning(
             "kafka source: commit failed (%s); the batch stays uncommitted and is "
             "redelivered unless a later commit covers it",
             text,
-            extra=batch_fields([d.id for d in batch.datums]),
+            extra=batch_fields(_ids(batch.datums)),
         )
 
     # --- lag ---
 
-    def _update_lag(self, topic: str, partition: int, committed: int) -> None:
-        try:
-            _, high = self._consumer.get_watermark_offsets(
-                KafkaPartition(topic, partition), cached=True
-            )
-        except KafkaException:
+    def _on_idle(self) -> None:
+        if self._consumer is not None:
+            self._refresh_lag_when_due()
+
+    def _refresh_lag_when_due(self) -> None:
+        now = time.monotonic()
+        if now < self._next_lag or not self._assigned:
             return
-        if high is None or high < _NO_OFFSET:
-            return  # not known yet (no fetch answer cached)
-        self.metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(
-            max(0, high - committed)
-        )
+        self._next_lag = now + LAG_REFRESH_S
+        assigned = sorted(self._assigned)
+        unknown = [KafkaPartition(t, p) for t, p in assigned if (t, p) not in self._committed]
+        if unknown:
+            try:
+                for tp in self._consumer.committed(unknown, timeout=PROBE_TIMEOUT_S):
+                    if tp.error is None and tp.offset >= 0:
+                        self._committed[(tp.topic, tp.partition)] = tp.offset
+            except KafkaException:
+                return
+        for topic, partition in assigned:
+            self._owner.beat()
+            try:
+                low, high = self._consumer.get_watermark_offsets(
+                    KafkaPartition(topic, partition), timeout=PROBE_TIMEOUT_S, cached=False
+                )
+            except KafkaException:
+                return
+            if high is None or high < _NO_OFFSET:
+                continue
+            committed = self._committed.get((topic, partition), low)
+            self.metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(
+                max(0, high - committed)
+            )
 
     def _drop_lag(self, topic: str, partition: int) -> None:
+        self._committed.pop((topic, partition), None)
         with contextlib.suppress(KeyError):  # never set for this partition
             self.metrics.consumer_lag.remove(topic, str(partition))
 
-    # --- rebalance and connectivity callbacks (all on the consumer thread) ---
+    # --- rebalance and connectivity callbacks (all on the owner thread) ---
 
     def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
         self._set_connected(True)
-        with self._lock:
-            self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
+        self._epoch += 1
+        for tp in partitions:  # their positions start again from the group's commit
+            self._floor.pop((tp.topic, tp.partition), None)
+        self._assigned = self._assigned | {
+            (tp.topic, tp.partition): self._epoch for tp in partitions
+        }
+        self._next_lag = 0.0  # report lag for the new partitions at the next chance
         logger.info(
             "kafka source: assigned %s; now own %d partition(s)",
             _names(partitions) or "nothing",
@@ -455,13 +745,16 @@ class KafkaSource:
 
     def _forget(self, partitions: list[Any], how: str) -> None:
         gone = {(tp.topic, tp.partition) for tp in partitions}
+        self._epoch += 1
+        self._assigned = {tp: e for tp, e in self._assigned.items() if tp not in gone}
+        for tp in gone:
+            self._floor.pop(tp, None)
         held = 0
-        with self._commit_lock, self._lock:
-            self._assigned -= gone
-            for token in self._pending:
-                for tp in gone & token.next_offsets.keys():
-                    del token.next_offsets[tp]
-                    held += 1
+        for token in self._pending:
+            for tp in gone & token.next_offsets.keys():
+                del token.next_offsets[tp]
+                held += 1
+        self._stash = [m for m in self._stash if (m.topic(), m.partition()) not in gone]
         for topic, partition in gone:
             self._drop_lag(topic, partition)
         logger.info(
@@ -503,7 +796,23 @@ class KafkaSource:
                 "not ready, retrying",
             )
             return
+        finally:
+            self._owner.beat()
         self._set_connected(bool(md.brokers))
+
+
+def _coordinates(datum_id: str) -> tuple[str, int, int]:
+    topic, partition, offset = datum_id.rsplit(":", 2)
+    return topic, int(partition), int(offset)
+
+
+def _partition_of(datum_id: str) -> Partition:
+    topic, partition, _ = _coordinates(datum_id)
+    return topic, partition
+
+
+def _ids(datums: Iterable[Datum]) -> list[str]:
+    return [d.id for d in datums]
 
 
 def _nothing() -> None:

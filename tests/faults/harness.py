@@ -1,0 +1,260 @@
+"""The fault-injection tier's harness: the real data plane as a process, sinks as processes.
+
+Everything is observed from outside, as an operator would: the data plane's own HTTP endpoints
+(/livez, /readyz, /metrics) over loopback, its log file, the sink's record of what it was
+given, and the broker's committed offsets. Nothing here reaches into a data plane object.
+Every process started here dies with the test process (parent-death signal) and is stopped
+by PID when its context ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from sink_runtime.config import KafkaSourceConfig, RuntimeConfig, UdSinkConfig, constants
+from tests.support.kafka_broker import KafkaBroker, free_port
+from tests.support.sink_process import ROOT, SinkProcess
+
+FAULT_SINK = Path(__file__).parent / "fault_sink.py"
+# Seeded so a failing run can be replayed: UDSINK_FAULT_SEED=<seed printed in the failure>.
+SEED = int(os.environ.get("UDSINK_FAULT_SEED", "20261125"))
+
+
+def rng(test_name: str) -> random.Random:
+    return random.Random(f"{SEED}:{test_name}")
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class DataPlaneProcess:
+    """`python -m sink_runtime.dataplane --config <file>`, as the runtime container runs it."""
+
+    workdir: Path
+    config: RuntimeConfig
+    name: str = "dp"
+    proc: subprocess.Popen[bytes] | None = None
+    port: int = field(default_factory=free_port)
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    def start(self) -> None:
+        obs = self.config.observability.model_copy(
+            update={"metrics_host": "127.0.0.1", "metrics_port": self.port, "log_format": "text"}
+        )
+        config = self.config.model_copy(update={"observability": obs})
+        path = self.workdir / f"{self.name}.json"
+        path.write_text(config.to_json())
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sink_runtime.dataplane", "--config", str(path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                preexec_fn=_die_with_parent,
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def get(self, path: str) -> tuple[int, str]:
+        """One GET on the data plane's HTTP port: (status, body); (0, error) when unanswered."""
+        url = f"http://127.0.0.1:{self.port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
+        except (urllib.error.URLError, OSError) as err:
+            return 0, str(err)
+
+    def metric(self, name: str, **labels: str) -> float:
+        status, body = self.get(constants.METRICS_PATH)
+        if status != 200:
+            return float("nan")
+        total = 0.0
+        for family in text_string_to_metric_families(body):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    total += sample.value
+        return total
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout_s: float) -> int | None:
+        """The exit code, or None when still running after `timeout_s`."""
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def describe(self) -> str:
+        tail = "\n".join(self.log().splitlines()[-60:])
+        return f"data plane {self.name} (seed {SEED}); last log lines:\n{tail}"
+
+
+@dataclass
+class FaultSinkProcess:
+    """tests/faults/fault_sink.py in its own socket directory."""
+
+    directory: Path
+    args: tuple[str, ...] = ()
+    process: SinkProcess | None = None
+
+    @property
+    def record_path(self) -> Path:
+        return self.directory / "delivered.txt"
+
+    def config(self, **overrides: Any) -> UdSinkConfig:
+        return UdSinkConfig.for_container("udsink", str(self.directory)).model_copy(
+            update={"startup_timeout_ms": 30_000, **overrides}
+        )
+
+    async def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        args = ("--dir", str(self.directory), "--record", str(self.record_path), *self.args)
+        self.process = SinkProcess(FAULT_SINK, str(self.directory), args=args)
+        await self.process.start()
+
+    async def stop(self) -> None:
+        if self.process is not None:
+            await self.process.stop()
+
+    def deliveries(self) -> list[tuple[float, str]]:
+        """(time, id) of every SUCCESS answered, in order (with redeliveries)."""
+        if not self.record_path.exists():
+            return []
+        out = []
+        for line in self.record_path.read_text().splitlines():
+            stamp, _, datum_id = line.partition(" ")
+            if datum_id:
+                out.append((float(stamp), datum_id))
+        return out
+
+    def ids(self) -> set[str]:
+        return {i for _, i in self.deliveries()}
+
+
+@asynccontextmanager
+async def fault_sink(directory: Path, *args: str) -> AsyncIterator[FaultSinkProcess]:
+    sink = FaultSinkProcess(directory, args)
+    try:
+        await sink.start()
+        yield sink
+    finally:
+        await sink.stop()
+
+
+@contextlib.contextmanager
+def data_plane(workdir: Path, config: RuntimeConfig, name: str = "dp") -> Any:
+    dp = DataPlaneProcess(workdir, config, name)
+    dp.start()
+    try:
+        yield dp
+    finally:
+        dp.stop()
+
+
+def kafka_config(
+    broker: KafkaBroker,
+    topic: str,
+    group: str,
+    sink: UdSinkConfig,
+    *,
+    batch: int = 100,
+    consumer: dict[str, str] | None = None,
+    **extra: Any,
+) -> RuntimeConfig:
+    source = KafkaSourceConfig(
+        brokers=[broker.bootstrap],
+        topics=[topic],
+        consumer_group=group,
+        config={"reconnect.backoff.max.ms": "1000", **(consumer or {})},
+    )
+    return RuntimeConfig.model_validate(
+        {
+            "name": "faults",
+            "source": source.model_dump(by_alias=True),
+            "sink": sink.model_dump(by_alias=True),
+            "batch": {"size": batch, "timeoutMs": 200},
+            "shutdownGraceMs": 10_000,
+            **extra,
+        }
+    )
+
+
+async def eventually(
+    check: Callable[[], bool], timeout_s: float, what: str, describe: Callable[[], str]
+) -> None:
+    """Wait until `check()` holds; fail naming `what` and the data plane's state otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s:.0f}s: {what}\n{describe()}")
+        await asyncio.sleep(0.25)
+
+
+def produce_numbered(broker: KafkaBroker, topic: str, count: int, partitions: int = 1) -> None:
+    broker.produce(
+        topic,
+        [
+            {"value": str(i).encode(), "key": f"k{i % 7}".encode(), "partition": i % partitions}
+            for i in range(count)
+        ],
+    )
+
+
+def all_ids(topic: str, count: int, partitions: int = 1) -> set[str]:
+    per: dict[int, int] = {}
+    out = set()
+    for i in range(count):
+        p = i % partitions
+        out.add(f"{topic}:{p}:{per.get(p, 0)}")
+        per[p] = per.get(p, 0) + 1
+    return out
+
+
+def committed_total(broker: KafkaBroker, group: str, topic: str) -> int:
+    with contextlib.suppress(Exception):
+        return sum(broker.committed(group, topic).values())
+    return -1

@@ -1,0 +1,385 @@
+"""Fault injection, outside in: the data plane stays safe and live under broker outages,
+misbehaving sinks, evictions and undeliverable records.
+
+Each test runs the real data plane as a process against the real broker and a sink process
+(tests/faults/fault_sink.py), and judges it only from outside: what the sink recorded, what the
+broker holds as committed offsets, and the data plane's /livez, /readyz and /metrics.
+Safety: nothing is lost and no commit covers a message the sink (or the dead-letter topic) did
+not take. Liveness: progress resumes within a bound, or the data plane says it is not live.
+Random choices are seeded (harness.SEED, printed in every failure) and bounded in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import NewTopic
+
+from sink_runtime.config import KafkaSinkConfig
+from tests.faults import harness
+from tests.faults.harness import (
+    DataPlaneProcess,
+    FaultSinkProcess,
+    all_ids,
+    committed_total,
+    data_plane,
+    eventually,
+    fault_sink,
+    kafka_config,
+    produce_numbered,
+)
+from tests.support.kafka_broker import KafkaBroker, cluster_id
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
+
+
+def group(name: str) -> str:
+    return f"faults-{name}-{os.getpid()}-{time.monotonic_ns()}"
+
+
+def assert_commits_covered(
+    broker: KafkaBroker, grp: str, topic: str, taken: set[str], dp: DataPlaneProcess
+) -> None:
+    """Safety: every offset below a committed one was taken by a sink."""
+    for partition, upto in broker.committed(grp, topic).items():
+        missing = [o for o in range(upto) if f"{topic}:{partition}:{o}" not in taken]
+        assert not missing, (
+            f"{topic}[{partition}] committed up to {upto} but offsets {missing[:10]} were "
+            f"never taken by a sink\n{dp.describe()}"
+        )
+
+
+async def run_to_completion(
+    broker: KafkaBroker,
+    grp: str,
+    topic: str,
+    count: int,
+    sink: FaultSinkProcess,
+    dp: DataPlaneProcess,
+    timeout_s: float = 120.0,
+) -> None:
+    """Liveness: everything is delivered and committed within the bound (one partition)."""
+    await eventually(
+        lambda: committed_total(broker, grp, topic) == count,
+        timeout_s,
+        f"all {count} offsets committed (sink took {len(sink.ids())})",
+        dp.describe,
+    )
+    assert all_ids(topic, count) <= sink.ids(), dp.describe()
+    assert_commits_covered(broker, grp, topic, sink.ids(), dp)
+
+
+# --- 1 and 6: broker outages ---
+
+
+async def test_broker_outages_never_deadlock_and_numbers_tell_the_truth(
+    broker_restored: KafkaBroker, tmp_path: Path
+) -> None:
+    broker = broker_restored
+    r = harness.rng("outages")
+    topic = broker.create_topic(broker.unique_topic("outage"), 4)
+    grp = group("outage")
+    per_round, rounds = 250, 8
+    async with fault_sink(tmp_path / "sink") as sink:
+        config = kafka_config(broker, topic, grp, sink.config(), batch=50)
+        with data_plane(tmp_path, config) as dp:
+            produced = 0
+            for n in range(rounds):
+                broker.produce(
+                    topic,
+                    [
+                        {"value": str(produced + i).encode(), "partition": (produced + i) % 4}
+                        for i in range(per_round)
+                    ],
+                )
+                produced += per_round
+                await asyncio.sleep(r.uniform(0.2, 1.5))  # mid-stream: commits in flight
+                if r.random() < 0.5:
+                    broker.kill()
+                else:
+                    broker.stop()
+                down_at = time.monotonic()
+                # 6: readiness follows the consumer's real state, not a blocked commit.
+                await eventually(
+                    lambda: dp.get("/readyz")[0] == 503,
+                    8,
+                    f"/readyz reports the outage (round {n})",
+                    dp.describe,
+                )
+                assert dp.get("/livez")[0] == 200, dp.describe()
+                await asyncio.sleep(max(0.0, r.uniform(3, 8) - (time.monotonic() - down_at)))
+                broker.start()
+            # 1: progress resumes after the last outage, and nothing was lost or skipped.
+            await eventually(
+                lambda: committed_total(broker, grp, topic) == produced,
+                180,
+                f"all {produced} offsets committed after {rounds} outages",
+                dp.describe,
+            )
+            assert all_ids(topic, produced, 4) <= sink.ids(), dp.describe()
+            assert_commits_covered(broker, grp, topic, sink.ids(), dp)
+            await eventually(lambda: dp.get("/readyz")[0] == 200, 30, "ready again", dp.describe)
+            # 6: only commits the broker accepted are counted as acknowledged.
+            acked = dp.metric("udsink_acked_total")
+            assert acked <= produced, f"acked {acked} > {produced} produced\n{dp.describe()}"
+            # SIGTERM after the storm: a clean, prompt exit.
+            dp.signal(signal.SIGTERM)
+            assert dp.wait(30) == 0, dp.describe()
+            assert "did not finish within" not in dp.log(), dp.describe()
+
+
+async def test_sigterm_during_a_broker_outage_exits(
+    broker_restored: KafkaBroker, tmp_path: Path
+) -> None:
+    broker = broker_restored
+    topic = broker.create_topic(broker.unique_topic("outage-term"), 2)
+    grp = group("outage-term")
+    produce_numbered(broker, topic, 400, 2)
+    async with fault_sink(tmp_path / "sink") as sink:
+        config = kafka_config(broker, topic, grp, sink.config(), batch=50)
+        with data_plane(tmp_path, config) as dp:
+            await eventually(lambda: len(sink.ids()) > 100, 60, "flowing", dp.describe)
+            broker.kill()
+            await asyncio.sleep(2)
+            dp.signal(signal.SIGTERM)
+            code = dp.wait(40)
+            broker.start()
+            assert code is not None, f"still running 40 s after SIGTERM\n{dp.describe()}"
+            assert_commits_covered(broker, grp, topic, sink.ids(), dp)
+
+
+# --- 2: a sink that stops answering ---
+
+
+@pytest.mark.parametrize("mode", ["hang", "no-eot"])
+async def test_a_sink_that_stops_answering_is_noticed_and_reset(
+    kafka_broker: KafkaBroker, tmp_path: Path, mode: str
+) -> None:
+    topic = kafka_broker.create_topic(kafka_broker.unique_topic(mode), 1)
+    grp = group(mode)
+    produce_numbered(kafka_broker, topic, 500)
+    async with fault_sink(tmp_path / "sink", "--mode", mode, "--after", "2", "--times", "1") as s:
+        config = kafka_config(kafka_broker, topic, grp, s.config(write_timeout_ms=3000))
+        with data_plane(tmp_path, config) as dp:
+            await run_to_completion(kafka_broker, grp, topic, 500, s, dp)
+            assert dp.metric("udsink_sink_write_timeouts_total", sink="primary") >= 1
+            assert dp.metric("udsink_sink_stalls_total", sink="primary") >= 1
+            assert "has not answered a batch of" in dp.log()
+            assert "within the write timeout" in dp.log()
+
+
+async def test_a_hung_sink_with_sigterm_exits_and_commits_nothing_unhandled(
+    kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    topic = kafka_broker.create_topic(kafka_broker.unique_topic("hang-term"), 1)
+    grp = group("hang-term")
+    produce_numbered(kafka_broker, topic, 300)
+    async with fault_sink(tmp_path / "sink", "--mode", "hang", "--after", "1") as s:
+        config = kafka_config(kafka_broker, topic, grp, s.config(write_timeout_ms=60_000))
+        with data_plane(tmp_path, config) as dp:
+            await eventually(lambda: len(s.ids()) == 100, 60, "first batch taken", dp.describe)
+            await asyncio.sleep(1)
+            dp.signal(signal.SIGTERM)
+            assert dp.wait(30) is not None, dp.describe()
+            assert_commits_covered(kafka_broker, grp, topic, s.ids(), dp)
+
+
+async def test_an_endless_stream_is_cut_and_buffers_nothing_more(
+    kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    topic = kafka_broker.create_topic(kafka_broker.unique_topic("endless"), 1)
+    grp = group("endless")
+    produce_numbered(kafka_broker, topic, 500)
+    async with fault_sink(
+        tmp_path / "sink", "--mode", "endless", "--after", "1", "--times", "1"
+    ) as s:
+        config = kafka_config(kafka_broker, topic, grp, s.config(write_timeout_ms=5000))
+        with data_plane(tmp_path, config) as dp:
+            await run_to_completion(kafka_broker, grp, topic, 500, s, dp)
+            assert dp.metric("udsink_contract_violations_total", sink="primary", kind="count") >= 1
+            assert dp.proc is not None
+            rss_kib = _rss_kib(dp.proc.pid)
+            assert rss_kib < 400 * 1024, f"RSS {rss_kib} KiB\n{dp.describe()}"
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+async def test_lag_is_reported_for_every_assigned_partition(
+    kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    topic = kafka_broker.create_topic(kafka_broker.unique_topic("lag"), 4)
+    grp = group("lag")
+    produce_numbered(kafka_broker, topic, 400, 4)
+    # The sink never answers: nothing is ever committed, lag must still be reported.
+    async with fault_sink(tmp_path / "sink", "--mode", "hang") as s:
+        config = kafka_config(kafka_broker, topic, grp, s.config(write_timeout_ms=60_000))
+        with data_plane(tmp_path, config) as dp:
+
+            def lag_everywhere() -> bool:
+                return all(
+                    dp.metric("udsink_consumer_lag", topic=topic, partition=str(p)) == 100
+                    for p in range(4)
+                )
+
+            await eventually(lag_everywhere, 30, "lag 100 on each of 4 partitions", dp.describe)
+
+
+# --- 3: a contract violation resets the stream ---
+
+
+async def test_a_double_answer_resets_the_stream(kafka_broker: KafkaBroker, tmp_path: Path) -> None:
+    topic = kafka_broker.create_topic(kafka_broker.unique_topic("double"), 1)
+    grp = group("double")
+    produce_numbered(kafka_broker, topic, 600)
+    async with fault_sink(
+        tmp_path / "sink", "--mode", "double", "--after", "1", "--times", "1"
+    ) as s:
+        config = kafka_config(kafka_broker, topic, grp, s.config())
+        with data_plane(tmp_path, config) as dp:
+            await run_to_completion(kafka_broker, grp, topic, 600, s, dp)
+            taken = [i for _, i in s.deliveries()]
+            twice = len(taken) - len(set(taken))
+            # The double answer costs at most the batch it confused, not every later one.
+            assert twice <= 200, f"{twice} deliveries repeated\n{dp.describe()}"
+            assert not re.search(r"(?<!\d)0 messages treated as FAILURE", dp.log())
+            assert "resetting the stream" in dp.log()
+
+
+# --- 4: no delivery for a partition this member no longer owns ---
+
+
+async def test_an_evicted_member_does_not_deliver_its_read_ahead_batch(
+    kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    topic = kafka_broker.create_topic(kafka_broker.unique_topic("evict"), 1)
+    grp = group("evict")
+    produce_numbered(kafka_broker, topic, 1000)
+    # The smallest poll interval the broker allows (its minimum session timeout is 6 s).
+    consumer = {"session.timeout.ms": "6000", "max.poll.interval.ms": "6000"}
+    slow = ("--mode", "slow", "--after", "0", "--times", "1", "--delay", "10")
+    async with fault_sink(tmp_path / "a", *slow) as a, fault_sink(tmp_path / "b") as b:
+        config_a = kafka_config(kafka_broker, topic, grp, a.config(), consumer=consumer)
+        config_b = kafka_config(kafka_broker, topic, grp, b.config(), consumer=consumer)
+        with data_plane(tmp_path, config_a, "a") as dp_a:
+            await eventually(
+                lambda: "assigned" in dp_a.log(), 60, "member a assigned", dp_a.describe
+            )
+            await asyncio.sleep(1)  # a is inside its slow first batch, one batch read ahead
+            with data_plane(tmp_path, config_b, "b") as dp_b:
+                await eventually(
+                    lambda: committed_total(kafka_broker, grp, topic) == 1000,
+                    120,
+                    "all 1000 offsets committed",
+                    lambda: dp_a.describe() + "\n" + dp_b.describe(),
+                )
+                first_by_b = {}
+                for stamp, i in b.deliveries():
+                    first_by_b.setdefault(i, stamp)
+                late = [
+                    i for stamp, i in a.deliveries() if i in first_by_b and stamp > first_by_b[i]
+                ]
+                assert not late, (
+                    f"member a delivered {len(late)} messages after their new owner did "
+                    f"(first {late[:5]})\n{dp_a.describe()}"
+                )
+                assert_commits_covered(kafka_broker, grp, topic, a.ids() | b.ids(), dp_a)
+
+
+# --- 5: one undeliverable record does not stop the pod silently ---
+
+
+def _big_record_topics(broker: KafkaBroker) -> tuple[str, str]:
+    """A source topic that takes a 1.5 MB record, and a dead-letter topic that refuses it."""
+    source = broker.unique_topic("big")
+    dlq = broker.unique_topic("dlq")
+    admin = broker.admin()
+    futures = admin.create_topics(
+        [
+            NewTopic(source, 1, 1, config={"max.message.bytes": str(8 * 1024 * 1024)}),
+            NewTopic(dlq, 1, 1),
+        ]
+    )
+    for f in futures.values():
+        f.result(30)
+    return source, dlq
+
+
+def _produce_with_one_big(broker: KafkaBroker, topic: str) -> str:
+    records = [{"value": str(i).encode()} for i in range(200)]
+    records.insert(50, {"value": b"x" * 1_500_000})
+    producer_limit = {"message.max.bytes": str(4 * 1024 * 1024)}
+    from confluent_kafka import Producer
+
+    producer = Producer(broker.client_config(**producer_limit))
+    for rec in records:
+        producer.produce(topic, value=rec["value"])
+    assert producer.flush(30) == 0
+    return f"{topic}:0:50"
+
+
+@pytest.mark.parametrize("on_exhausted", ["log", "stop"])
+async def test_an_undeliverable_dead_letter_has_a_last_resort(
+    kafka_broker: KafkaBroker, tmp_path: Path, on_exhausted: str
+) -> None:
+    topic, dlq = _big_record_topics(kafka_broker)
+    big_id = _produce_with_one_big(kafka_broker, topic)
+    grp = group(f"dlq-{on_exhausted}")
+    fallback = KafkaSinkConfig(brokers=[kafka_broker.bootstrap], topic=dlq)
+    async with fault_sink(tmp_path / "sink", "--fallback-over", "100000") as s:
+        config = kafka_config(
+            kafka_broker,
+            topic,
+            grp,
+            s.config(),
+            batch=20,
+            consumer={"fetch.max.bytes": str(16 * 1024 * 1024)},
+            fallback=fallback.model_dump(by_alias=True),
+            retryStrategy={
+                "backoff": {"intervalMs": 50, "capMs": 200},
+                "secondary": {"steps": 3, "onExhausted": on_exhausted},
+            },
+        )
+        with data_plane(tmp_path, config) as dp:
+            if on_exhausted == "log":
+                await eventually(
+                    lambda: committed_total(kafka_broker, grp, topic) == 201,
+                    90,
+                    "all 201 offsets committed past the undeliverable record",
+                    dp.describe,
+                )
+                assert f"message {big_id} dropped (onExhausted=log)" in dp.log()
+                assert dp.metric("udsink_dropped_total", reason="fallback-exhausted") == 1
+                taken = s.ids() | {big_id}
+                assert_commits_covered(kafka_broker, grp, topic, taken, dp)
+            else:
+                await eventually(
+                    lambda: "fallback sink" in dp.get("/readyz")[1] and dp.get("/readyz")[0] == 503,
+                    60,
+                    "/readyz names the stuck fallback sink",
+                    dp.describe,
+                )
+                assert dp.get("/livez")[0] == 200, dp.describe()
+                await asyncio.sleep(2)
+                # Nothing at or after the stuck record is committed.
+                assert kafka_broker.committed(grp, topic).get(0, 0) <= 50, dp.describe()
+                assert_commits_covered(kafka_broker, grp, topic, s.ids(), dp)
+
+
+# --- 7: the test broker itself ---
+
+
+def test_the_test_broker_cluster_id_never_looks_like_an_option() -> None:
+    ids = [cluster_id() for _ in range(5000)]
+    assert not [i for i in ids if i.startswith("-")]
+    assert len(set(ids)) == len(ids)
