@@ -6,14 +6,15 @@ subprocess on a socket in a private temp directory (the pod's shared emptyDir, i
 and runs the real data plane in-process. What differs from a pod is only where things come
 from: the sink's local command (or its image in the local container engine), and the source
 (the file's generator, a reachable Kafka, or `--input` JSON lines). Unmodified Numaflow SDK
-sinks see that directory at /var/run/numaflow (udsink_cli.isolation). The rules a user reads
-(where commands come from and run, the `--input` format, exit codes) are in `EPILOG` (`udsink
-run --help`); docs/sdk.md repeats them with examples.
+sinks see that directory at /var/run/numaflow (udsink_cli.isolation). A sink with no local
+command runs from its image (`--sink-image`, else the UDSink's container image) with docker or
+podman. The rules a user reads are in `EPILOG` (`udsink run --help`); docs/sdk.md repeats them
+with examples.
 
 A local run is a tool a person watches: every sink's output appears, prefixed by its role;
 the progress display shows a sink that stopped answering; a finite input always ends (a message
 that keeps failing past its retry budget ends the run, naming its id); a second Ctrl-C quits at
-once; and no sink process outlives the run. Counts use the metrics module's names (`Counts`).
+once; and no sink outlives the run. Counts use the metrics module's names (`Counts`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ from sink_runtime.config import (
     constants,
 )
 from sink_runtime.dataplane.app import DataPlane
-from sink_runtime.dataplane.forwarder import WriteInProgress
 from sink_runtime.dataplane.metrics import (
     ATTEMPT_COUNTS,
     COUNT_MEANINGS,
@@ -263,9 +263,9 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     # Sinks whose command came from a flag run where the flag was typed instead.
     cwds: dict[constants.ContainerType, Path] = field(default_factory=dict)
-    envs: dict[constants.ContainerType, dict[str, str]] = field(default_factory=dict)
     # Sinks with no local command, run from their image.
     images: dict[constants.ContainerType, ImageSink] = field(default_factory=dict)
+    envs: dict[constants.ContainerType, dict[str, str]] = field(default_factory=dict)
     # The source ends by itself (a file, a generator with a count): the run must end too.
     finite: bool = False
 
@@ -346,8 +346,7 @@ def plan_run(
             + ", ".join(
                 f"{ROLES[t]} sink (give {FLAGS[t]} or annotation {COMMAND_ANNOTATIONS[t]})"
                 for t in missing
-            )
-            + "; the UDSink names no image for it either",
+            ),
             EXIT_USAGE,
         )
     envs, env_notes = sink_envs(udsink, [t for t in used if t in commands])
@@ -357,8 +356,8 @@ def plan_run(
         cwd=file_dir,
         notes=notes + env_notes,
         cwds={t: invoked_from for t in used if overrides.get(t)},
-        envs=envs,
         images=images,
+        envs={t: e for t, e in envs.items() if t in used},
         finite=isinstance(source, FileSourceConfig)
         or (isinstance(source, GeneratorSourceConfig) and source.count > 0),
     )
@@ -396,14 +395,13 @@ def progress_line(c: Counts, elapsed_s: float) -> str:
     return "  ".join(parts)
 
 
-def stall_line(writing: WriteInProgress | None, now: float) -> str | None:
-    """The sink write the forwarder waits on, once it has waited STALL_SHOWN_AFTER_S."""
-    if writing is None or now - writing.started < STALL_SHOWN_AFTER_S:
-        return None
-    return (
-        f"{writing.role} sink: no answer for {now - writing.started:.0f}s to a write of "
-        f"{writing.messages:,} messages"
-    )
+def stall_lines(writing: Mapping[str, tuple[float, int]], now: float) -> list[str]:
+    """One line per sink role whose current write has waited STALL_SHOWN_AFTER_S or more."""
+    return [
+        f"{role} sink: no answer for {now - since:.0f}s to a write of {n:,} messages"
+        for role, (since, n) in sorted(writing.items())
+        if now - since >= STALL_SHOWN_AFTER_S
+    ]
 
 
 def _show_ids(ids: Sequence[str]) -> str:
@@ -657,9 +655,7 @@ class LocalRun:
         def display() -> Group:
             now = time.monotonic()
             lines = [progress_line(counts(self.metrics), now - self.started)]
-            stalled = stall_line(forwarder.writing, now)
-            if stalled:
-                lines.append(stalled)
+            lines += stall_lines(forwarder.writing, now)
             return Group(*(Text(line, style="bold" if i else "") for i, line in enumerate(lines)))
 
         with Live(display(), console=console, refresh_per_second=4, transient=True) as live:

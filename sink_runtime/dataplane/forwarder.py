@@ -122,16 +122,6 @@ class _Succeeded(dict[str, Response]):
         return result
 
 
-@dataclass(frozen=True, slots=True)
-class WriteInProgress:
-    """The sink write the forwarder is waiting on (for stall reports and progress displays)."""
-
-    role: str
-    sink: str
-    messages: int
-    started: float  # time.monotonic()
-
-
 @dataclass(slots=True)
 class _Pending:
     """One datum of the in-flight batch that has no terminal outcome yet."""
@@ -232,13 +222,14 @@ class Forwarder:
         self._written_primary = metrics.written.labels(sink=PRIMARY)
         self._stop = asyncio.Event()
         self.in_flight = 0  # datums of the batch being forwarded (0 between batches)
-        self.writing: WriteInProgress | None = None
+        # For observers (the local runner's progress line): the write each sink role is busy
+        # with (monotonic start, datums), and the in-flight batch's datums with no outcome yet.
+        self.writing: dict[str, tuple[float, int]] = {}
+        self._waiting: list[_Pending] = []
         # Why the forwarder cannot finish its batch (a secondary sink refusing past its
         # budget with onExhausted=stop); "" while it can.
         self.stuck = ""
         self._last_step = time.monotonic()
-        # The in-flight batch's datums with no outcome yet (for `exhausted_in_flight`).
-        self._waiting: list[_Pending] = []
 
     @classmethod
     def from_config(
@@ -500,7 +491,7 @@ class Forwarder:
         why_not_allowed: str,
     ) -> dict[str, Response]:
         ids = [d.id for d in datums]
-        self.writing = WriteInProgress(role, sink.name, len(ids), time.monotonic())
+        self.writing[role] = (time.monotonic(), len(ids))
         try:
             results = await sink.write(datums)
         except SinkError as err:
@@ -517,7 +508,7 @@ class Forwarder:
             logger.exception("%s failed unexpectedly on %d messages", _label(role, sink), len(ids))
             return {i: Response.failure(i, f"{type(err).__name__}: {err}") for i in ids}
         finally:
-            self.writing = None
+            self.writing.pop(role, None)
             self._stepped()
         if type(results) is AllSucceeded and results.ids == ids:
             return _Succeeded()  # one SUCCESS per datum, in order: the contract holds

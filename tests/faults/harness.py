@@ -258,3 +258,70 @@ def committed_total(broker: KafkaBroker, group: str, topic: str) -> int:
     with contextlib.suppress(Exception):
         return sum(broker.committed(group, topic).values())
     return -1
+
+
+def group_name(name: str) -> str:
+    return f"faults-{name}-{os.getpid()}-{time.monotonic_ns()}"
+
+
+def assert_commits_covered(
+    broker: KafkaBroker, grp: str, topic: str, taken: set[str], dp: DataPlaneProcess
+) -> None:
+    """Safety: every offset below a committed one was taken by a sink."""
+    for partition, upto in broker.committed(grp, topic).items():
+        missing = [o for o in range(upto) if f"{topic}:{partition}:{o}" not in taken]
+        assert not missing, (
+            f"{topic}[{partition}] committed up to {upto} but offsets {missing[:10]} were "
+            f"never taken by a sink\n{dp.describe()}"
+        )
+
+
+@dataclass
+class Scenario:
+    """One topic of numbered records, one fault sink, one data plane reading into it."""
+
+    broker: KafkaBroker
+    topic: str
+    group: str
+    sink: FaultSinkProcess
+    dp: DataPlaneProcess
+
+    def committed(self) -> int:
+        return committed_total(self.broker, self.group, self.topic)
+
+    def assert_commits_covered(self, taken: set[str] | None = None) -> None:
+        taken = self.sink.ids() if taken is None else taken
+        assert_commits_covered(self.broker, self.group, self.topic, taken, self.dp)
+
+    async def run_to_completion(self, count: int, timeout_s: float = 120.0) -> None:
+        """Liveness: everything is delivered and committed within the bound (one partition)."""
+        await eventually(
+            lambda: self.committed() == count,
+            timeout_s,
+            f"all {count} offsets committed (sink took {len(self.sink.ids())})",
+            self.dp.describe,
+        )
+        assert all_ids(self.topic, count) <= self.sink.ids(), self.dp.describe()
+        self.assert_commits_covered()
+
+
+@asynccontextmanager
+async def scenario(
+    broker: KafkaBroker,
+    workdir: Path,
+    name: str,
+    *,
+    records: int,
+    partitions: int = 1,
+    sink_args: tuple[str, ...] = (),
+    write_timeout_ms: int | None = None,
+    **config: Any,
+) -> AsyncIterator[Scenario]:
+    topic = broker.create_topic(broker.unique_topic(name), partitions)
+    grp = group_name(name)
+    produce_numbered(broker, topic, records, partitions)
+    async with fault_sink(workdir / "sink", *sink_args) as sink:
+        overrides = {} if write_timeout_ms is None else {"write_timeout_ms": write_timeout_ms}
+        runtime = kafka_config(broker, topic, grp, sink.config(**overrides), **config)
+        with data_plane(workdir, runtime) as dp:
+            yield Scenario(broker, topic, grp, sink, dp)

@@ -12,7 +12,6 @@ Random choices are seeded (harness.SEED, printed in every failure) and bounded i
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import time
@@ -24,55 +23,20 @@ from confluent_kafka.admin import NewTopic
 from sink_runtime.config import KafkaSinkConfig
 from tests.faults import harness
 from tests.faults.harness import (
-    DataPlaneProcess,
-    FaultSinkProcess,
     all_ids,
+    assert_commits_covered,
     committed_total,
     data_plane,
     eventually,
     fault_sink,
+    group_name,
     kafka_config,
     produce_numbered,
+    scenario,
 )
 from tests.support.kafka_broker import KafkaBroker, cluster_id
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
-
-
-def group(name: str) -> str:
-    return f"faults-{name}-{os.getpid()}-{time.monotonic_ns()}"
-
-
-def assert_commits_covered(
-    broker: KafkaBroker, grp: str, topic: str, taken: set[str], dp: DataPlaneProcess
-) -> None:
-    """Safety: every offset below a committed one was taken by a sink."""
-    for partition, upto in broker.committed(grp, topic).items():
-        missing = [o for o in range(upto) if f"{topic}:{partition}:{o}" not in taken]
-        assert not missing, (
-            f"{topic}[{partition}] committed up to {upto} but offsets {missing[:10]} were "
-            f"never taken by a sink\n{dp.describe()}"
-        )
-
-
-async def run_to_completion(
-    broker: KafkaBroker,
-    grp: str,
-    topic: str,
-    count: int,
-    sink: FaultSinkProcess,
-    dp: DataPlaneProcess,
-    timeout_s: float = 120.0,
-) -> None:
-    """Liveness: everything is delivered and committed within the bound (one partition)."""
-    await eventually(
-        lambda: committed_total(broker, grp, topic) == count,
-        timeout_s,
-        f"all {count} offsets committed (sink took {len(sink.ids())})",
-        dp.describe,
-    )
-    assert all_ids(topic, count) <= sink.ids(), dp.describe()
-    assert_commits_covered(broker, grp, topic, sink.ids(), dp)
 
 
 # --- 1 and 6: broker outages ---
@@ -84,7 +48,7 @@ async def test_broker_outages_never_deadlock_and_numbers_tell_the_truth(
     broker = broker_restored
     r = harness.rng("outages")
     topic = broker.create_topic(broker.unique_topic("outage"), 4)
-    grp = group("outage")
+    grp = group_name("outage")
     per_round, rounds = 250, 8
     async with fault_sink(tmp_path / "sink") as sink:
         config = kafka_config(broker, topic, grp, sink.config(), batch=50)
@@ -139,7 +103,7 @@ async def test_sigterm_during_a_broker_outage_exits(
 ) -> None:
     broker = broker_restored
     topic = broker.create_topic(broker.unique_topic("outage-term"), 2)
-    grp = group("outage-term")
+    grp = group_name("outage-term")
     produce_numbered(broker, topic, 400, 2)
     async with fault_sink(tmp_path / "sink") as sink:
         config = kafka_config(broker, topic, grp, sink.config(), batch=50)
@@ -161,51 +125,44 @@ async def test_sigterm_during_a_broker_outage_exits(
 async def test_a_sink_that_stops_answering_is_noticed_and_reset(
     kafka_broker: KafkaBroker, tmp_path: Path, mode: str
 ) -> None:
-    topic = kafka_broker.create_topic(kafka_broker.unique_topic(mode), 1)
-    grp = group(mode)
-    produce_numbered(kafka_broker, topic, 500)
-    async with fault_sink(tmp_path / "sink", "--mode", mode, "--after", "2", "--times", "1") as s:
-        config = kafka_config(kafka_broker, topic, grp, s.config(write_timeout_ms=3000))
-        with data_plane(tmp_path, config) as dp:
-            await run_to_completion(kafka_broker, grp, topic, 500, s, dp)
-            assert dp.metric("udsink_sink_write_timeouts_total", sink="primary") >= 1
-            assert dp.metric("udsink_sink_stalls_total", sink="primary") >= 1
-            assert "has not answered a batch of" in dp.log()
-            assert "within the write timeout" in dp.log()
+    faulty = ("--mode", mode, "--after", "2", "--times", "1")
+    async with scenario(
+        kafka_broker, tmp_path, mode, records=500, sink_args=faulty, write_timeout_ms=3000
+    ) as sc:
+        await sc.run_to_completion(500)
+        assert sc.dp.metric("udsink_sink_write_timeouts_total", sink="primary") >= 1
+        assert sc.dp.metric("udsink_sink_stalls_total", sink="primary") >= 1
+        assert "has not answered a batch of" in sc.dp.log()
+        assert "within the write timeout" in sc.dp.log()
 
 
 async def test_a_hung_sink_with_sigterm_exits_and_commits_nothing_unhandled(
     kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
-    topic = kafka_broker.create_topic(kafka_broker.unique_topic("hang-term"), 1)
-    grp = group("hang-term")
-    produce_numbered(kafka_broker, topic, 300)
-    async with fault_sink(tmp_path / "sink", "--mode", "hang", "--after", "1") as s:
-        config = kafka_config(kafka_broker, topic, grp, s.config(write_timeout_ms=60_000))
-        with data_plane(tmp_path, config) as dp:
-            await eventually(lambda: len(s.ids()) == 100, 60, "first batch taken", dp.describe)
-            await asyncio.sleep(1)
-            dp.signal(signal.SIGTERM)
-            assert dp.wait(30) is not None, dp.describe()
-            assert_commits_covered(kafka_broker, grp, topic, s.ids(), dp)
+    hang = ("--mode", "hang", "--after", "1")
+    async with scenario(
+        kafka_broker, tmp_path, "hang-term", records=300, sink_args=hang, write_timeout_ms=60_000
+    ) as sc:
+        await eventually(lambda: len(sc.sink.ids()) == 100, 60, "first batch", sc.dp.describe)
+        await asyncio.sleep(1)
+        sc.dp.signal(signal.SIGTERM)
+        assert sc.dp.wait(30) is not None, sc.dp.describe()
+        sc.assert_commits_covered()
 
 
 async def test_an_endless_stream_is_cut_and_buffers_nothing_more(
     kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
-    topic = kafka_broker.create_topic(kafka_broker.unique_topic("endless"), 1)
-    grp = group("endless")
-    produce_numbered(kafka_broker, topic, 500)
-    async with fault_sink(
-        tmp_path / "sink", "--mode", "endless", "--after", "1", "--times", "1"
-    ) as s:
-        config = kafka_config(kafka_broker, topic, grp, s.config(write_timeout_ms=5000))
-        with data_plane(tmp_path, config) as dp:
-            await run_to_completion(kafka_broker, grp, topic, 500, s, dp)
-            assert dp.metric("udsink_contract_violations_total", sink="primary", kind="count") >= 1
-            assert dp.proc is not None
-            rss_kib = _rss_kib(dp.proc.pid)
-            assert rss_kib < 400 * 1024, f"RSS {rss_kib} KiB\n{dp.describe()}"
+    endless = ("--mode", "endless", "--after", "1", "--times", "1")
+    async with scenario(
+        kafka_broker, tmp_path, "endless", records=500, sink_args=endless, write_timeout_ms=5000
+    ) as sc:
+        await sc.run_to_completion(500)
+        violations = sc.dp.metric("udsink_contract_violations_total", sink="primary", kind="count")
+        assert violations >= 1, sc.dp.describe()
+        assert sc.dp.proc is not None
+        rss_kib = _rss_kib(sc.dp.proc.pid)
+        assert rss_kib < 400 * 1024, f"RSS {rss_kib} KiB\n{sc.dp.describe()}"
 
 
 def _rss_kib(pid: int) -> int:
@@ -218,42 +175,39 @@ def _rss_kib(pid: int) -> int:
 async def test_lag_is_reported_for_every_assigned_partition(
     kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
-    topic = kafka_broker.create_topic(kafka_broker.unique_topic("lag"), 4)
-    grp = group("lag")
-    produce_numbered(kafka_broker, topic, 400, 4)
     # The sink never answers: nothing is ever committed, lag must still be reported.
-    async with fault_sink(tmp_path / "sink", "--mode", "hang") as s:
-        config = kafka_config(kafka_broker, topic, grp, s.config(write_timeout_ms=60_000))
-        with data_plane(tmp_path, config) as dp:
+    async with scenario(
+        kafka_broker,
+        tmp_path,
+        "lag",
+        records=400,
+        partitions=4,
+        sink_args=("--mode", "hang"),
+        write_timeout_ms=60_000,
+    ) as sc:
 
-            def lag_everywhere() -> bool:
-                return all(
-                    dp.metric("udsink_consumer_lag", topic=topic, partition=str(p)) == 100
-                    for p in range(4)
-                )
+        def lag_everywhere() -> bool:
+            return all(
+                sc.dp.metric("udsink_consumer_lag", topic=sc.topic, partition=str(p)) == 100
+                for p in range(4)
+            )
 
-            await eventually(lag_everywhere, 30, "lag 100 on each of 4 partitions", dp.describe)
+        await eventually(lag_everywhere, 30, "lag 100 on each of 4 partitions", sc.dp.describe)
 
 
 # --- 3: a contract violation resets the stream ---
 
 
 async def test_a_double_answer_resets_the_stream(kafka_broker: KafkaBroker, tmp_path: Path) -> None:
-    topic = kafka_broker.create_topic(kafka_broker.unique_topic("double"), 1)
-    grp = group("double")
-    produce_numbered(kafka_broker, topic, 600)
-    async with fault_sink(
-        tmp_path / "sink", "--mode", "double", "--after", "1", "--times", "1"
-    ) as s:
-        config = kafka_config(kafka_broker, topic, grp, s.config())
-        with data_plane(tmp_path, config) as dp:
-            await run_to_completion(kafka_broker, grp, topic, 600, s, dp)
-            taken = [i for _, i in s.deliveries()]
-            twice = len(taken) - len(set(taken))
-            # The double answer costs at most the batch it confused, not every later one.
-            assert twice <= 200, f"{twice} deliveries repeated\n{dp.describe()}"
-            assert not re.search(r"(?<!\d)0 messages treated as FAILURE", dp.log())
-            assert "resetting the stream" in dp.log()
+    double = ("--mode", "double", "--after", "1", "--times", "1")
+    async with scenario(kafka_broker, tmp_path, "double", records=600, sink_args=double) as sc:
+        await sc.run_to_completion(600)
+        taken = [i for _, i in sc.sink.deliveries()]
+        twice = len(taken) - len(set(taken))
+        # The double answer costs at most the batch it confused, not every later one.
+        assert twice <= 200, f"{twice} deliveries repeated\n{sc.dp.describe()}"
+        assert not re.search(r"(?<!\d)0 messages treated as FAILURE", sc.dp.log())
+        assert "resetting the stream" in sc.dp.log()
 
 
 # --- 4: no delivery for a partition this member no longer owns ---
@@ -263,7 +217,7 @@ async def test_an_evicted_member_does_not_deliver_its_read_ahead_batch(
     kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
     topic = kafka_broker.create_topic(kafka_broker.unique_topic("evict"), 1)
-    grp = group("evict")
+    grp = group_name("evict")
     produce_numbered(kafka_broker, topic, 1000)
     # The smallest poll interval the broker allows (its minimum session timeout is 6 s).
     consumer = {"session.timeout.ms": "6000", "max.poll.interval.ms": "6000"}
@@ -334,7 +288,7 @@ async def test_an_undeliverable_dead_letter_has_a_last_resort(
 ) -> None:
     topic, dlq = _big_record_topics(kafka_broker)
     big_id = _produce_with_one_big(kafka_broker, topic)
-    grp = group(f"dlq-{on_exhausted}")
+    grp = group_name(f"dlq-{on_exhausted}")
     fallback = KafkaSinkConfig(brokers=[kafka_broker.bootstrap], topic=dlq)
     async with fault_sink(tmp_path / "sink", "--fallback-over", "100000") as s:
         config = kafka_config(
