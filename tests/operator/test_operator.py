@@ -28,6 +28,16 @@ from tests.operator.emulated import (
     writes,
 )
 
+# A valid spec that waits for the Secret `kafka-ca` (key `ca.crt`) in the UDSink's namespace.
+NEEDS_KAFKA_CA = {
+    "source": {
+        "kafka": {
+            "brokers": ["kafka:9092"],
+            "topics": ["orders"],
+            "tls": {"caCertSecret": {"name": "kafka-ca", "key": "ca.crt"}},
+        }
+    }
+}
 DEPLOYMENTS = "apps/v1/deployments"
 CONFIGMAPS = "v1/configmaps"
 SERVICES = "v1/services"
@@ -223,15 +233,7 @@ async def test_invalid_spec_creates_nothing_and_reports_it(emulator: ApplyingEmu
 
 
 async def test_missing_secret_blocks_until_it_appears(emulator: ApplyingEmulator) -> None:
-    spec = {
-        "source": {
-            "kafka": {
-                "brokers": ["kafka:9092"],
-                "topics": ["orders"],
-                "tls": {"caCertSecret": {"name": "kafka-ca", "key": "ca.crt"}},
-            }
-        }
-    }
+    spec = NEEDS_KAFKA_CA
     secret = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -368,15 +370,7 @@ async def test_sidecar_mode_follows_the_server_version(emulator: ApplyingEmulato
 async def test_a_failed_udsink_never_gets_a_finalizer(emulator: ApplyingEmulator) -> None:
     # Waiting for a Secret is re-checked without a finalizer: a UDSink left with one by an
     # operator that is gone could not be deleted, nor could its namespace.
-    spec = {
-        "source": {
-            "kafka": {
-                "brokers": ["kafka:9092"],
-                "topics": ["orders"],
-                "tls": {"caCertSecret": {"name": "kafka-ca", "key": "ca.crt"}},
-            }
-        }
-    }
+    spec = NEEDS_KAFKA_CA
     options = handlers.OperatorOptions(sidecars="native", recheck_interval=0.2)
     async with running_operator(emulator, options):
         await create(emulator, UDSINK_PATH, udsink_object(**spec))
