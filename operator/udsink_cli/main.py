@@ -37,13 +37,13 @@ COMMANDS: dict[str, Command] = {
         "udsink_cli.replay",
         "main",
         "write a dead-letter topic's records back to a topic (dry run unless --execute)",
-        "kafka",
+        "kafka,cli",  # Kafka clients; YAML for -f
     ),
     "offsets": Command(
         "udsink_cli.offsets",
         "main",
         "show a UDSink's consumer group lag, or reset its offsets safely",
-        "kafka",
+        "kafka,cli",  # Kafka clients; YAML for -f
     ),
     "runtime": Command(
         "sink_runtime.dataplane.app",

@@ -266,7 +266,7 @@ def _show(v: int | None) -> str:
 def print_table(group: str, state: str, members: list[str], table: list[Row], out: TextIO) -> None:
     who = f", {len(members)} member(s): {', '.join(members)}" if members else ", no members"
     print(f"group {group}: {state}{who}", file=out)
-    width = max([len("topic"), *(len(r.topic) for r in table)])
+    width = max([len("total lag"), *(len(r.topic) for r in table)])
     print(
         f"{'topic':<{width}}  {'partition':>9}  {'committed':>10}  {'start':>10}  "
         f"{'end':>10}  {'lag':>8}",

@@ -303,8 +303,7 @@ class Progress:
         self.stream = stream
         self.total = total
         self.tty = stream.isatty()
-        self.started = time.monotonic()
-        self.shown = 0.0
+        self.started = self.shown = time.monotonic()
 
     def update(self, sent: int, confirmed: int, force: bool = False) -> None:
         now = time.monotonic()

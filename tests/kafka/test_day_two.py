@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer
+from udsink_cli.main import main as udsink
 
 from sink_runtime.config import constants
 from tests.support.kafka_broker import KafkaBroker
-from udsink_cli.main import main as udsink
 
 pytestmark = pytest.mark.kafka
 
@@ -233,6 +233,36 @@ def test_replay_same_topic_allowed_ends(
     assert code == 0, err
     assert summary["written_total"] == 6
     assert sum(kafka_broker.end_offsets(source).values()) == 12
+
+
+def test_replay_defaults_from_a_udsink_file(
+    kafka_broker: KafkaBroker,
+    dlq: tuple[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """-f: brokers and source topic from spec.source.kafka, dead-letter topic from the
+    fallback; the plan names them."""
+    source, target = dlq
+    path = tmp_path / "udsink.yaml"
+    path.write_text(
+        "apiVersion: udsink.dev/v1alpha1\n"
+        "kind: UDSink\n"
+        "metadata: {name: orders-to-pg, namespace: shop}\n"
+        "spec:\n"
+        "  source:\n"
+        f"    kafka: {{brokers: ['{kafka_broker.bootstrap}'], topics: ['{target}']}}\n"
+        "  sink:\n"
+        "    log: {}\n"
+        "    retryStrategy: {onFailure: fallback}\n"
+        f"    fallback: {{kafka: {{brokers: ['{kafka_broker.bootstrap}'], topic: '{source}'}}}}\n"
+    )
+    code, summary, err = run(capsys, "replay", "-f", str(path), "--execute", "--json")
+    assert code == 0, err
+    assert (summary["source"], summary["target"]) == (source, target)
+    assert summary["brokers"] == kafka_broker.bootstrap
+    assert summary["written_total"] == 6
+    assert sum(kafka_broker.end_offsets(target).values()) == 6
 
 
 # --- offsets ---
