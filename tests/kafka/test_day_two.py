@@ -8,6 +8,8 @@ session broker's own helpers, never from the command's word alone.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -419,3 +421,41 @@ def test_offsets_invalid_input_names_the_flag(
         udsink([*base, "--execute"])
     assert exit_info.value.code == 2
     assert "--execute needs one of --to-earliest" in capsys.readouterr().err
+
+
+# --- as the runtime image runs them: a real `udsink` process, without the cli extra ---
+
+WITHOUT_CLI_EXTRA = (
+    "import sys; sys.modules['yaml'] = None; sys.modules['rich'] = None; "
+    "from udsink_cli.main import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def test_commands_run_without_the_cli_extra(
+    kafka_broker: KafkaBroker, dlq: tuple[str, str], orders: str, tmp_path: Path
+) -> None:
+    """The runtime image has the kafka extra only: flags work; -f names the extras to add."""
+    source, target = dlq
+
+    def udsink_process(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", WITHOUT_CLI_EXTRA, *argv],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    done = udsink_process(*replay(kafka_broker, source, target, "--execute"))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["written_total"] == 6
+    group = f"img-{uuid.uuid4().hex[:8]}"
+    commit(kafka_broker, group, orders, {0: 1, 1: 1})
+    done = udsink_process(
+        "offsets", "--brokers", kafka_broker.bootstrap, "--group", group, "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    assert [p["lag"] for p in json.loads(done.stdout)["partitions"]] == [4, 2]
+    done = udsink_process("offsets", "-f", str(udsink_file(tmp_path, kafka_broker, orders)))
+    assert done.returncode == 2
+    assert "needs the 'kafka,cli' extra (module yaml is not installed)" in done.stderr
