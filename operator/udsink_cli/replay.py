@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -225,9 +227,13 @@ def plan_ranges(
 
 
 def read_ranges(
-    consumer: Any, topic: str, ranges: list[Range], limit: int | None = None
+    consumer: Any,
+    topic: str,
+    ranges: list[Range],
+    limit: int | None = None,
+    stop: threading.Event | None = None,
 ) -> Iterator[Any]:
-    """The records of `ranges` (per-partition order), at most `limit` of them."""
+    """The records of `ranges` (per-partition order), at most `limit` of them, until `stop`."""
     from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
     ends = {r.partition: r.end for r in ranges if r.count > 0}
@@ -237,7 +243,7 @@ def read_ranges(
     done: set[int] = set()
     given = 0
     last_read = time.monotonic()
-    while len(done) < len(ends):
+    while len(done) < len(ends) and not (stop is not None and stop.is_set()):
         msgs = consumer.consume(num_messages=500, timeout=0.2)
         for msg in msgs:
             err = msg.error()
@@ -384,13 +390,16 @@ def execute(
     tally = Tally(read=Counter(), written=Counter())
     total = sum(r.count for r in ranges)
     progress = Progress(err, total)
-    interrupted = False
+    # Ctrl-C sets a flag the loops check between records, so that no record is half counted:
+    # each one read is produced and counted, then reading stops and the producer is flushed.
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     started = time.monotonic()
     try:
-        for n, msg in enumerate(read_ranges(consumer, source, ranges)):
+        for n, msg in enumerate(read_ranges(consumer, source, ranges, stop=stop)):
             if args.rate > 0:  # record n goes out no earlier than n/rate seconds after the start
                 wait = started + n / args.rate - time.monotonic()
-                while wait > 0:
+                while wait > 0 and not stop.is_set():
                     producer.poll(min(wait, 0.1))
                     wait = started + n / args.rate - time.monotonic()
             headers = _headers(msg, args.keep_error_headers)
@@ -400,15 +409,16 @@ def execute(
             tally.read[msg.partition()] += 1
             producer.poll(0)
             progress.update(n + 1, sum(tally.written.values()))
-    except KeyboardInterrupt:
-        interrupted = True
+            if stop.is_set():
+                break
     finally:
+        signal.signal(signal.SIGINT, previous)
         consumer.close()
         # Whatever was sent is confirmed (or counted as failed) before the summary.
         remaining = producer.flush(FLUSH_TIMEOUT_S)
         tally.failed += remaining
         progress.update(sum(tally.read.values()), sum(tally.written.values()), force=True)
-    return tally, interrupted
+    return tally, stop.is_set()
 
 
 def _reader_settings(conn: Connection) -> dict[str, Any]:

@@ -8,6 +8,7 @@ session broker's own helpers, never from the command's word alone.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -459,3 +460,37 @@ def test_commands_run_without_the_cli_extra(
     done = udsink_process("offsets", "-f", str(udsink_file(tmp_path, kafka_broker, orders)))
     assert done.returncode == 2
     assert "needs the 'kafka,cli' extra (module yaml is not installed)" in done.stderr
+
+
+def test_replay_interrupted_flushes_and_counts_what_it_sent(
+    kafka_broker: KafkaBroker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C mid-replay: exit 130, and every record the summary counts as written is in the
+    target (none sent is left unconfirmed)."""
+    source = kafka_broker.create_topic(kafka_broker.unique_topic("dlq"), partitions=2)
+    target = kafka_broker.create_topic(kafka_broker.unique_topic("orders"), partitions=1)
+    dead_letters(kafka_broker, source, 200)
+    argv = replay(kafka_broker, source, target, "--execute", "--rate", "20")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "udsink_cli.main", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while kafka_broker.end_offsets(target)[0] < 5 and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    summary = json.loads(out)
+    assert summary["outcome"] == "interrupted"
+    assert 5 <= summary["written_total"] < 200
+    assert summary["written_total"] == summary["read_total"] and summary["failed"] == 0
+    assert kafka_broker.end_offsets(target) == {0: summary["written_total"]}
