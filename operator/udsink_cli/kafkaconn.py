@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,15 @@ def connect(args: argparse.Namespace) -> Connection:
     if not brokers or not brokers.strip():
         raise CliError("give --brokers host:port, or a UDSink file with -f", EXIT_USAGE)
     settings: dict[str, Any] = {"bootstrap.servers": brokers.strip(), **_settings(args)}
+    kafka = udsink.spec.source.kafka if udsink is not None else None
+    secured = kafka is not None and (kafka.tls is not None or kafka.sasl is not None)
+    if secured and "security.protocol" not in settings:
+        # A plaintext client against a TLS listener only times out: say why up front.
+        print(
+            f"note: {args.filename} connects with TLS/SASL from Secrets, which udsink does not "
+            "read here; give them with -X or --command-config (security.protocol=...)",
+            file=sys.stderr,
+        )
     settings["logger"] = _QUIET
     return Connection(settings=settings, udsink=udsink)
 

@@ -21,9 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from udsink_cli.kafkaconn import (
     EXIT_OK,
@@ -39,6 +40,21 @@ from udsink_cli.kafkaconn import (
 )
 
 RESETTABLE_STATES = ("EMPTY", "DEAD")
+RETRY_PAUSE_S = 0.2
+K = TypeVar("K")
+
+
+def _coordinator_moving() -> frozenset[int]:
+    from confluent_kafka import KafkaError
+
+    return frozenset(
+        {
+            KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+            KafkaError.COORDINATOR_NOT_AVAILABLE,
+            KafkaError.NOT_COORDINATOR,
+        }
+    )
+
 
 EPILOG = """\
 examples:
@@ -138,21 +154,34 @@ def group_of(args: argparse.Namespace, conn: Connection) -> str:
     return source.consumer_group
 
 
-def _result(future: Any, what: str, conn: Connection) -> Any:
-    from confluent_kafka import KafkaException
+def _results(request: Callable[[], Mapping[K, Any]], what: str, conn: Connection) -> dict[K, Any]:
+    """Each future's result of an admin request, asked again while the broker says to retry
+    (a group coordinator loading or moving, after a broker restart or failover)."""
+    from confluent_kafka import KafkaError, KafkaException
 
-    try:
-        return future.result(timeout=TIMEOUT_S)
-    except KafkaException as err:
-        raise CliError(f"{what} on {conn.brokers}: {err.args[0]}") from None
-    except TimeoutError:
-        raise CliError(f"{what} on {conn.brokers}: no answer in {TIMEOUT_S:g}s") from None
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        futures = request()
+        try:
+            return {k: f.result(timeout=TIMEOUT_S) for k, f in futures.items()}
+        except KafkaException as err:
+            kerr: KafkaError = err.args[0]
+            again = kerr.retriable() or kerr.code() in _coordinator_moving()
+            if not again or time.monotonic() > deadline:
+                raise CliError(f"{what} on {conn.brokers}: {kerr.name()}: {kerr.str()}") from None
+            time.sleep(RETRY_PAUSE_S)
+        except TimeoutError:
+            raise CliError(f"{what} on {conn.brokers}: no answer in {TIMEOUT_S:g}s") from None
+
+
+def _result(request: Callable[[], Any], what: str, conn: Connection) -> Any:
+    return _results(lambda: {0: request()}, what, conn)[0]
 
 
 def describe_group(admin: Any, group: str, conn: Connection) -> tuple[str, list[str]]:
     """The group's state name and its members (client id @ host)."""
     desc = _result(
-        admin.describe_consumer_groups([group], request_timeout=TIMEOUT_S)[group],
+        lambda: admin.describe_consumer_groups([group], request_timeout=TIMEOUT_S)[group],
         f"describing group {group}",
         conn,
     )
@@ -168,7 +197,7 @@ def _topics(args: argparse.Namespace, conn: Connection, admin: Any, group: str) 
     from confluent_kafka import ConsumerGroupTopicPartitions
 
     res = _result(
-        admin.list_consumer_group_offsets(
+        lambda: admin.list_consumer_group_offsets(
             [ConsumerGroupTopicPartitions(group)], request_timeout=TIMEOUT_S
         )[group],
         f"reading group {group}'s offsets",
@@ -183,11 +212,10 @@ def _topics(args: argparse.Namespace, conn: Connection, admin: Any, group: str) 
 def _list_offsets(
     admin: Any, specs: dict[Any, Any], conn: Connection
 ) -> dict[tuple[str, int], int]:
-    futures = admin.list_offsets(specs, request_timeout=TIMEOUT_S)
-    return {
-        (tp.topic, tp.partition): int(_result(f, f"reading {tp.topic}'s offsets", conn).offset)
-        for tp, f in futures.items()
-    }
+    found = _results(
+        lambda: admin.list_offsets(specs, request_timeout=TIMEOUT_S), "reading offsets", conn
+    )
+    return {(tp.topic, tp.partition): int(info.offset) for tp, info in found.items()}
 
 
 def rows(
@@ -196,7 +224,7 @@ def rows(
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
     res = _result(
-        admin.list_consumer_group_offsets(
+        lambda: admin.list_consumer_group_offsets(
             [ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in tps])],
             request_timeout=TIMEOUT_S,
         )[group],
@@ -387,8 +415,8 @@ def _main(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     request = ConsumerGroupTopicPartitions(
         group, [TopicPartition(r.topic, r.partition, to) for r, to in plan]
     )
-    result = _result(
-        admin.alter_consumer_group_offsets([request], request_timeout=TIMEOUT_S)[group],
+    result = _result(  # setting offsets is idempotent: asking again is safe
+        lambda: admin.alter_consumer_group_offsets([request], request_timeout=TIMEOUT_S)[group],
         f"resetting group {group}",
         conn,
     )

@@ -494,3 +494,20 @@ def test_replay_interrupted_flushes_and_counts_what_it_sent(
     assert 5 <= summary["written_total"] < 200
     assert summary["written_total"] == summary["read_total"] and summary["failed"] == 0
     assert kafka_broker.end_offsets(target) == {0: summary["written_total"]}
+
+
+def test_a_file_with_tls_says_where_its_secrets_must_come_from(
+    kafka_broker: KafkaBroker, orders: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = udsink_file(tmp_path, kafka_broker, orders)
+    text = path.read_text().replace(
+        "topics: [", "tls: {caCertSecret: {name: kafka-ca, key: ca.crt}}, topics: ["
+    )
+    path.write_text(text)
+    code, _, err = run(capsys, "offsets", "-f", str(path), "--json")
+    assert code == 0, err  # the test broker is plaintext
+    assert "connects with TLS/SASL from Secrets" in err and "-X or --command-config" in err
+    code, _, err = run(
+        capsys, "offsets", "-f", str(path), "--json", "-X", "security.protocol=PLAINTEXT"
+    )
+    assert code == 0 and "TLS/SASL" not in err
