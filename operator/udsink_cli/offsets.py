@@ -109,12 +109,20 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         metavar="TOPIC",
         help="only this topic (repeatable; default: the UDSink's topics, else the group's)",
     )
-    p.add_argument("--partition", type=int, action="append", metavar="N", help="only this one")
+    p.add_argument(
+        "--partition",
+        type=int,
+        action="append",
+        metavar="N",
+        help="only this partition (repeatable)",
+    )
     to = p.add_mutually_exclusive_group()
     to.add_argument("--to-earliest", action="store_true", help="reset to each partition's start")
     to.add_argument("--to-latest", action="store_true", help="reset to each partition's end")
     to.add_argument(
-        "--to-datetime", metavar="DATETIME", help="reset to the first record at/after this time"
+        "--to-datetime",
+        metavar="DATETIME",
+        help="reset to the first record at/after this time (ISO 8601 with a time zone)",
     )
     to.add_argument("--to-offset", type=int, metavar="N", help="reset one partition to offset N")
     p.add_argument("--execute", action="store_true", help="apply the reset (else: print the plan)")
