@@ -586,12 +586,9 @@ class KafkaSource:
     def _owned_now(self, datums: list[Datum], token: BatchToken) -> list[Datum]:
         assigned = self._assigned
         stale = token.epoch < self._stale_before
-        keep = {
-            tp
-            for tp in token.next_offsets
-            if not stale and tp in assigned and assigned[tp] <= token.epoch
-        }
-        if len(keep) == len(token.next_offsets):
+        read = token.counts.keys()  # every partition read (a revocation trims next_offsets)
+        keep = {tp for tp in read if not stale and tp in assigned and assigned[tp] <= token.epoch}
+        if len(keep) == len(read):
             return datums
         dropped = [d for d in datums if _partition_of(d.id) not in keep]
         # A partition revoked since the read restarts from its last commit wherever it goes
