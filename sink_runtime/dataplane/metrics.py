@@ -133,6 +133,8 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=r,
         )
+        # Read at scrape time from the same check /readyz answers (set by the DataPlane).
+        self.ready = Gauge(f"{_PREFIX}_ready", "1 when /readyz answers 200, else 0", registry=r)
         self.consumer_lag = Gauge(
             f"{_PREFIX}_consumer_lag_messages",
             "Messages between the committed position and the end of the partition",
