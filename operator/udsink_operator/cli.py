@@ -227,7 +227,15 @@ def operator_main(argv: Sequence[str]) -> int:
     )
     metrics = OperatorMetrics()
     if args.metrics_port:
-        metrics.serve(args.metrics_port)
+        try:
+            metrics.serve(args.metrics_port)
+        except OSError as error:
+            print(
+                f"udsink operator: --metrics-port {args.metrics_port}: cannot listen ({error}); "
+                "choose a free port, or 0 for no metrics endpoint",
+                file=sys.stderr,
+            )
+            return EXIT_INVALID
     settings = handlers.operator_settings()
     settings.scanning.disabled = args.no_scanning
     try:
