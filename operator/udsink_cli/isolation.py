@@ -266,6 +266,7 @@ def launch(
     command: Sequence[str],
     socket_dir: Path,
     image: ImageSink | None,
+    cwd: Path | None = None,
 ) -> Launch:
     """The launch of one sink: its image in a container, or its command with a private
     /var/run/numaflow; where that cannot be made the command runs as it is (a sink of ours
@@ -283,11 +284,21 @@ def launch(
             engine, image, name=name, socket_dir=socket_dir, container_type=container_type
         )
         return Launch(argv, notes, undo=lambda: remove_container(engine, name))
+    if command and not _runnable(command[0], cwd):
+        raise IsolationError(f"{command[0]}: no such file or command")
     try:
         wrapped = private_run_dir(command, socket_dir)
     except IsolationError as err:
         return Launch(list(command), [f"{container_type} sink: {err}"])
     return Launch(wrapped.argv, undo=wrapped.cleanup)
+
+
+def _runnable(program: str, cwd: Path | None) -> bool:
+    """`program` names a file (relative to `cwd`) or a command on PATH: checked here because
+    inside the namespace wrapper a missing program is only an exit code from the shell."""
+    if "/" in program:
+        return ((cwd or Path.cwd()) / program).exists()
+    return shutil.which(program) is not None
 
 
 def remove_container(engine: Sequence[str], name: str) -> None:

@@ -218,28 +218,20 @@ def sink_commands(
     return out
 
 
-def sink_envs(udsink: UDSink) -> tuple[dict[constants.ContainerType, dict[str, str]], list[str]]:
-    """Each user-defined sink container's literal env values, and notes on what is skipped."""
-    sink = udsink.spec.sink
-    containers: dict[constants.ContainerType, Any] = {
-        constants.CONTAINER_UDSINK: sink.udsink,
-        constants.CONTAINER_FALLBACK: sink.fallback.udsink if sink.fallback else None,
-        constants.CONTAINER_ON_SUCCESS: sink.on_success.udsink if sink.on_success else None,
-    }
+def sink_envs(
+    udsink: UDSink, container_types: Sequence[constants.ContainerType]
+) -> tuple[dict[constants.ContainerType, dict[str, str]], list[str]]:
+    """The literal env values of each sink's container, for its local command, and notes on
+    the references that only a cluster resolves (read as the image runner reads them)."""
     envs: dict[constants.ContainerType, dict[str, str]] = {}
     notes: list[str] = []
-    for ctype, ud in containers.items():
-        if ud is None:
-            continue
-        container = ud.container
-        envs[ctype] = {e.name: e.value for e in container.env or [] if e.value is not None}
-        refs = [e.name for e in container.env or [] if e.value is None]
-        if refs or container.env_from:
-            skipped = ", ".join(refs) or "envFrom"
+    for ctype, container in image_sinks(udsink, container_types, None).items():
+        envs[ctype] = container.env
+        if container.unresolved_env:
             notes.append(
-                f"the {ROLES[ctype]} sink's env {skipped} comes from references "
-                "(Secrets, ConfigMaps, fields) that exist only in a cluster; locally it is "
-                "taken from your environment if set there"
+                f"the {ROLES[ctype]} sink's env {', '.join(container.unresolved_env)} comes "
+                "from references (Secrets, ConfigMaps, fields) that exist only in a cluster; "
+                "locally it is taken from your environment if set there"
             )
     return envs, notes
 
@@ -357,7 +349,7 @@ def plan_run(
             ),
             EXIT_USAGE,
         )
-    envs, env_notes = sink_envs(udsink)
+    envs, env_notes = sink_envs(udsink, [t for t in used if t in commands])
     return Plan(
         config=config,
         commands={t: c for t, c in commands.items() if t in used},
@@ -433,7 +425,7 @@ def headline(summary: Mapping[str, Any]) -> str:
         reason = summary["reason"].splitlines()[0]
         line = f"{name}: {reason if reason.startswith(outcome) else f'{outcome}: {reason}'}"
     if m["dropped"]:
-        line += f"; {m['dropped']:,} messages DROPPED (onFailure drop)"
+        line += f"; {m['dropped']:,} messages DROPPED (the log names each)"
     if summary["abandoned"]:
         line += f"; {summary['abandoned']:,} in flight left uncommitted"
     return line

@@ -33,6 +33,18 @@ COMMANDS: dict[str, Command] = {
         "run a UDSink locally: data plane in-process, sinks as subprocesses",
         "cli",
     ),
+    "replay": Command(
+        "udsink_cli.replay",
+        "main",
+        "write a dead-letter topic's records back to a topic (dry run unless --execute)",
+        "kafka,cli",  # Kafka clients; YAML for -f
+    ),
+    "offsets": Command(
+        "udsink_cli.offsets",
+        "main",
+        "show a UDSink's consumer group lag, or reset its offsets safely",
+        "kafka,cli",  # Kafka clients; YAML for -f
+    ),
     "runtime": Command(
         "sink_runtime.dataplane.app",
         "main",

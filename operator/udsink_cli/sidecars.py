@@ -137,7 +137,7 @@ class SinkProcess:
         # command with a private /var/run/numaflow, so unmodified SDK sinks find their socket.
         try:
             self._launch = isolation.launch(
-                self.container_type, self.command, self.socket_dir, self.image
+                self.container_type, self.command, self.socket_dir, self.image, self.cwd
             )
         except isolation.IsolationError as err:
             raise SidecarError(f"cannot start {self.describe()}: {err}") from None

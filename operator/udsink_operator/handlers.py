@@ -1,19 +1,24 @@
 """kopf wiring: every trigger computes the full desired state and converges on it.
 
-Create, update, resume (operator start) and a periodic re-check of failed UDSinks all run the
-same `Reconciler.reconcile`: validate (pydantic, then the referenced Secret keys), build the
-children (pure, `build.py`), compare each with the live object and server-side apply only the
-ones that differ, then derive the status (pure, `status.py`) and write it only when it changed.
-A second pass over an unchanged world therefore issues no write at all. Deployment events of
-owned Deployments refresh the status. Children are owned through ownerReferences, so deletion
-is garbage collection: there is no delete handler and no finalizer. An invalid spec touches no
-child; it is reported in status (ConfigValid=False, phase Failed) and as a Kubernetes Event.
+Create, update and resume (operator start) all run the same `Reconciler.reconcile`: validate
+(pydantic, then the referenced Secret keys), build the children (pure, `build.py`), compare
+each with the live object and server-side apply only the ones that differ, then derive the
+status (pure, `status.py`) and write it only when it changed. A second pass over an unchanged
+world therefore issues no write at all. Deployment events of owned Deployments refresh the
+status. Children are owned through ownerReferences, so deletion is garbage collection: there
+is no delete handler and no finalizer (and no kopf timer or daemon, which would add one). An
+invalid spec touches no child; it is reported in status (ConfigValid=False, phase Failed) and
+as a Kubernetes Event. A valid spec waiting for a Secret or key is re-checked by kopf's own
+retry (a temporary error with the re-check delay).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -66,6 +71,10 @@ def controller_owner(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
             owner: Mapping[str, Any] = ref
             return owner
     return None
+
+
+class WaitingFor(Exception):
+    """A valid spec refers to something that does not exist yet (a Secret, a key in it)."""
 
 
 @dataclass
@@ -156,10 +165,16 @@ class Reconciler:
     # --- the reconcile ---
 
     def reconcile(self, body: Mapping[str, Any], post_event: EventPoster) -> list[str]:
-        """Converge on the spec; returns the children that were written ("Kind/name")."""
+        """Converge on the spec; returns the children that were written ("Kind/name").
+
+        Raises `WaitingFor` when the spec is valid but refers to what does not exist yet (a
+        Secret or one of its keys): the caller re-checks later.
+        """
         udsink, issues = self.validate(body)
         if udsink is None or issues:
             self.report_invalid(body, issues, post_event)
+            if udsink is not None:
+                raise WaitingFor("; ".join(issues))
             return []
         children = build.build(udsink, self.options)
         written: list[str] = []
@@ -217,7 +232,8 @@ class Reconciler:
                 if err.status != 409:  # someone else wrote it first: read again
                     raise
         if gone and validity.valid and body is not None:
-            self.reconcile(body, post_event)
+            with contextlib.suppress(WaitingFor):  # reported; the UDSink's handler re-checks
+                self.reconcile(body, post_event)
 
 
 # --- kopf registration ---
@@ -250,12 +266,46 @@ def connection_info(cluster: Cluster) -> kopf.ConnectionInfo:
     )
 
 
+class DigestDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's last-handled state as a digest, not a copy of the spec.
+
+    kopf keeps the last handled spec to tell an update from an echo; in an annotation, a
+    copy of a 150 KB spec fills the object's 256 KiB annotation budget and kopf then fails on
+    every event. Our handlers converge on the whole spec and never read kopf's diff, so a
+    digest of it is enough: an equal digest yields the current state (no change), another
+    one a state that differs from it (a change). An annotation written by an operator that
+    stored the full state differs too: one idempotent reconcile, then the digest.
+    """
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        digest = _digest(essence)
+        for full_key in self.make_keys(self.key, body=body):
+            patch.metadata.annotations[full_key] = digest
+        self._store_marker(prefix=self.prefix, patch=patch, body=body)
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        for full_key in self.make_keys(self.key, body=body):
+            stored = body.metadata.annotations.get(full_key)
+            if stored is None:
+                continue
+            current = self.build(body=body)
+            if stored == _digest(current):
+                return current
+            return cast(kopf.BodyEssence, {"spec": {"lastHandledDigest": stored.strip()}})
+        return None
+
+
+def _digest(essence: Mapping[str, Any]) -> str:
+    canonical = json.dumps(essence, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def configure_settings(settings: kopf.OperatorSettings) -> None:
     # Progress lives in annotations only: the status belongs to the UDSink's users.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=f"operator.{constants.GROUP}"
     )
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = DigestDiffBaseStorage(
         prefix=f"operator.{constants.GROUP}", key="last-handled-configuration"
     )
     # Only explicit kopf.event() calls become Kubernetes Events, not every log line.
@@ -292,10 +342,17 @@ def build_registry(
 
     def reconcile(*, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
         try:
-            with metrics.reconciling():
+            with metrics.reconciling(not_errors=(WaitingFor,)):
                 written = reconciler.reconcile(dict(body), post_kopf_event)
         except ApiError as err:
             raise _temporary(err) from err
+        except WaitingFor as waiting:
+            # Re-checked by kopf after the delay, with no finalizer (a kopf timer would add
+            # one, and a UDSink left with a finalizer outlives the operator).
+            raise kopf.TemporaryError(
+                f"waiting for {waiting}; re-checking in {options.recheck_interval:g}s",
+                delay=options.recheck_interval,
+            ) from None
         if written:
             logger.info("applied %s", ", ".join(written))
 
@@ -316,18 +373,6 @@ def build_registry(
         metrics.saw(
             meta["namespace"], meta["name"], None if gone else phase or constants.PHASE_PENDING
         )
-
-    def failed(*, status: kopf.Status, **_: Any) -> bool:
-        return bool(status.get("phase") == constants.PHASE_FAILED)
-
-    kopf.timer(
-        *resource,
-        id="recheck-failed",
-        interval=options.recheck_interval,
-        initial_delay=options.recheck_interval,
-        when=failed,
-        registry=registry,
-    )(reconcile)
 
     @kopf.on.event(
         "apps",

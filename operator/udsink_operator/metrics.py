@@ -75,12 +75,15 @@ class OperatorMetrics:
             self.udsinks.labels(phase=phase).set(0)
 
     @contextmanager
-    def reconciling(self) -> Iterator[None]:
-        """Count and time one reconcile; count it as an error if it raises."""
+    def reconciling(self, not_errors: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+        """Count and time one reconcile; count it as an error if it raises (except for the
+        `not_errors` kinds, such as waiting for a Secret to appear)."""
         started = time.monotonic()
         self.reconciles.inc()
         try:
             yield
+        except not_errors:
+            raise
         except BaseException:
             self.errors.inc()
             raise

@@ -174,19 +174,28 @@ class Metrics:
 # Names of `Counts` fields that count messages (each message at most once), in report order.
 MESSAGE_COUNTS = ("read", "written", "served", "on_success", "fallback", "dropped", "acked")
 # Names of `Counts` fields that count attempts (one per answer or per delivery sent again).
-ATTEMPT_COUNTS = ("failed", "nacked", "retried", "contract_violations")
+ATTEMPT_COUNTS = (
+    "failed",
+    "nacked",
+    "retried",
+    "contract_violations",
+    "sink_stalls",
+    "sink_write_timeouts",
+)
 COUNT_MEANINGS = {
     "read": "messages read from the source",
     "written": "messages the primary sink accepted (SUCCESS, SERVE, ON_SUCCESS)",
     "served": "SERVE payloads written to the serve sink",
     "on_success": "messages written to the on-success sink",
     "fallback": "messages written to the fallback sink",
-    "dropped": "messages dropped by onFailure: drop",
+    "dropped": "messages dropped by onFailure: drop (or onExhausted: log)",
     "acked": "messages whose offsets were committed",
     "failed": "FAILURE answers, every sink, every attempt",
     "nacked": "NACK answers, every attempt",
     "retried": "deliveries sent again after a FAILURE",
     "contract_violations": "sink answers that broke the contract",
+    "sink_stalls": "batch writes left unanswered past the stall warning",
+    "sink_write_timeouts": "batch writes abandoned at the write timeout",
 }
 
 
@@ -208,6 +217,8 @@ class Counts:
     nacked: int = 0
     retried: int = 0
     contract_violations: int = 0
+    sink_stalls: int = 0
+    sink_write_timeouts: int = 0
 
     def messages(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in MESSAGE_COUNTS}
@@ -243,4 +254,6 @@ def counts(metrics: Metrics) -> Counts:
         nacked=_total(m.nacked),
         retried=_total(m.retried),
         contract_violations=_total(m.contract_violations),
+        sink_stalls=_total(m.sink_stalls),
+        sink_write_timeouts=_total(m.write_timeouts),
     )

@@ -130,7 +130,7 @@ def test_on_failure_drop_completes_and_says_it_dropped(tmp_path: Path) -> None:
     assert done.code == 0, done.stderr
     first = done.stdout.splitlines()[0]
     assert first == (
-        "local-test: completed: 5 messages read, 5 acked; 2 messages DROPPED (onFailure drop)"
+        "local-test: completed: 5 messages read, 5 acked; 2 messages DROPPED (the log names each)"
     )
 
 
@@ -148,7 +148,7 @@ def test_json_speaks_the_metrics_vocabulary(tmp_path: Path) -> None:
     # Each dropped message: the first delivery and two retries, all FAILURE.
     assert (a["failed"], a["retried"], a["nacked"], a["contract_violations"]) == (6, 4, 0, 0), a
     # Scripts read the same first line a person reads.
-    assert summary["headline"].endswith("; 2 messages DROPPED (onFailure drop)")
+    assert summary["headline"].endswith("; 2 messages DROPPED (the log names each)")
 
 
 def test_on_failure_fallback_without_a_fallback_sink_is_invalid_input(tmp_path: Path) -> None:

@@ -46,7 +46,14 @@ async def test_counts_keep_messages_and_attempts_apart(
         "dropped": 0,
         "acked": 5,
     }
-    assert c.attempts() == {"failed": 2, "nacked": 0, "retried": 2, "contract_violations": 0}
+    assert c.attempts() == {
+        "failed": 2,
+        "nacked": 0,
+        "retried": 2,
+        "contract_violations": 0,
+        "sink_stalls": 0,
+        "sink_write_timeouts": 0,
+    }
 
 
 async def test_exhausted_in_flight_names_what_only_keeps_failing(

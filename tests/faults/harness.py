@@ -298,7 +298,7 @@ class Scenario:
         await eventually(
             lambda: self.committed() == count,
             timeout_s,
-            f"all {count} offsets committed (sink took {len(self.sink.ids())})",
+            f"all {count} offsets committed",
             self.dp.describe,
         )
         assert all_ids(self.topic, count) <= self.sink.ids(), self.dp.describe()

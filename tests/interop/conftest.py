@@ -61,6 +61,8 @@ class Podman:
             str(root / "storage"),
             "--runroot",
             str(root / "run"),
+            "--tmpdir",
+            str(root / "tmp"),
             "--storage-driver",
             "overlay",
         ]

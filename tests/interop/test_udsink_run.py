@@ -75,7 +75,7 @@ def test_sink_cmd_runs_an_unmodified_go_sdk_sink(tmp_path: Path) -> None:
         ["-f", str(udsink_file), "--sink-cmd", cmd], dict(os.environ), tmp_path
     )
     assert code == 0, stderr
-    assert summary["counts"]["acked"] == COUNT, summary
+    assert summary["messages"]["acked"] == COUNT, summary
     lines = [
         json.loads(line[len(LINE_PREFIX) :])
         for line in out.read_text().splitlines()
@@ -96,7 +96,7 @@ def test_image_sinks_run_with_podman_and_are_removed(
     args = ["-f", str(udsink_file), "--sink-image", go_sink_image]
     code, summary, stderr = _run(args, podman.environ(), tmp_path)
     assert code == 0, stderr
-    assert summary["counts"]["acked"] == COUNT, summary
+    assert summary["messages"]["acked"] == COUNT, summary
     assert f"udsink sink: image {go_sink_image} runs with" in stderr
     assert f"fb-udsink sink: image {go_sink_image} runs with" in stderr
     assert "podman" in stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from udsink_operator import constants, handlers
@@ -27,6 +28,16 @@ from tests.operator.emulated import (
     writes,
 )
 
+# A valid spec that waits for the Secret `kafka-ca` (key `ca.crt`) in the UDSink's namespace.
+NEEDS_KAFKA_CA = {
+    "source": {
+        "kafka": {
+            "brokers": ["kafka:9092"],
+            "topics": ["orders"],
+            "tls": {"caCertSecret": {"name": "kafka-ca", "key": "ca.crt"}},
+        }
+    }
+}
 DEPLOYMENTS = "apps/v1/deployments"
 CONFIGMAPS = "v1/configmaps"
 SERVICES = "v1/services"
@@ -222,15 +233,7 @@ async def test_invalid_spec_creates_nothing_and_reports_it(emulator: ApplyingEmu
 
 
 async def test_missing_secret_blocks_until_it_appears(emulator: ApplyingEmulator) -> None:
-    spec = {
-        "source": {
-            "kafka": {
-                "brokers": ["kafka:9092"],
-                "topics": ["orders"],
-                "tls": {"caCertSecret": {"name": "kafka-ca", "key": "ca.crt"}},
-            }
-        }
-    }
+    spec = NEEDS_KAFKA_CA
     secret = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -362,3 +365,55 @@ async def test_sidecar_mode_follows_the_server_version(emulator: ApplyingEmulato
     assert "initContainers" not in pod
     assert [c["name"] for c in pod["containers"]] == [rc.CONTAINER_RUNTIME, rc.CONTAINER_UDSINK]
     assert "restartPolicy" not in pod["containers"][1]
+
+
+async def test_a_failed_udsink_never_gets_a_finalizer(emulator: ApplyingEmulator) -> None:
+    # Waiting for a Secret is re-checked without a finalizer: a UDSink left with one by an
+    # operator that is gone could not be deleted, nor could its namespace.
+    spec = NEEDS_KAFKA_CA
+    options = handlers.OperatorOptions(sidecars="native", recheck_interval=0.2)
+    async with running_operator(emulator, options):
+        await create(emulator, UDSINK_PATH, udsink_object(**spec))
+        await eventually(lambda: _status(emulator).get("phase") == constants.PHASE_FAILED)
+        before = len(_udsink_writes(emulator))
+        await asyncio.sleep(2.0)  # about ten re-checks
+        assert len(_udsink_writes(emulator)) > before  # it was re-checked meanwhile
+        body = stored(emulator, UDSINKS, "orders")
+        assert body is not None
+        assert not body["metadata"].get("finalizers"), body["metadata"]
+    for request in _udsink_writes(emulator):
+        assert "finalizers" not in request.text, request.text
+
+
+def _udsink_writes(emu: ApplyingEmulator) -> list[Any]:
+    return [
+        r
+        for r in list(emu)
+        if r.method.value in ("POST", "PUT", "PATCH") and "/udsinks/" in r.url.path
+    ]
+
+
+async def test_a_large_udsink_keeps_kopf_bookkeeping_small(emulator: ApplyingEmulator) -> None:
+    # ~150 KB of spec: a copy of it in an annotation would not fit beside the spec in the
+    # object's 256 KiB annotation budget, so kopf keeps only a digest.
+    env = [{"name": f"BLOB_{i}", "value": "x" * 30_000} for i in range(5)]
+    sink = {"udsink": {"container": {"image": "ghcr.io/acme/sink:1", "env": env}}}
+    async with running_operator(emulator):
+        await create(emulator, UDSINK_PATH, udsink_object(sink=sink))
+        deployment = await eventually(lambda: stored(emulator, DEPLOYMENTS, "orders"))
+        assert deployment["spec"]["replicas"] == 2
+        await settle(emulator)
+        body = stored(emulator, UDSINKS, "orders")
+        assert body is not None
+        annotations = body["metadata"].get("annotations", {})
+        kopf_bytes = sum(len(k) + len(v) for k, v in annotations.items())
+        assert kopf_bytes < 2048, annotations.keys()
+        assert any(v.startswith("sha256:") for v in annotations.values()), annotations
+
+        # Changes are still told from echoes: an update reconciles once, then all is quiet.
+        await patch(emulator, f"{UDSINK_PATH}/orders", {"spec": {"replicas": 3}})
+        await eventually(lambda: stored(emulator, DEPLOYMENTS, "orders")["spec"]["replicas"] == 3)
+        await settle(emulator)
+        quiet = len(_udsink_writes(emulator))
+        await asyncio.sleep(1.0)
+        assert len(_udsink_writes(emulator)) == quiet

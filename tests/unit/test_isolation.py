@@ -1,11 +1,12 @@
-"""How `udsink run` turns a UDSink's sink containers into container-engine runs."""
+"""How `udsink run` launches sinks: images from a UDSink's containers, commands checked first."""
 
 from __future__ import annotations
 
 import itertools
 from pathlib import Path
 
-from udsink_cli.isolation import ImageSink, image_command, image_sinks
+import pytest
+from udsink_cli.isolation import ImageSink, IsolationError, image_command, image_sinks, launch
 from udsink_operator.api import UDSink, parse_udsink
 
 
@@ -65,3 +66,15 @@ def test_image_command_mounts_the_socket_dir_without_network() -> None:
     # Kubernetes' command replaces the entrypoint; its args follow the image.
     assert ("--entrypoint", "/bin/sink") in pairs
     assert argv[argv.index(sink.image) :] == [sink.image, "--serve", "--verbose"]
+
+
+def test_a_missing_sink_program_is_named_before_any_wrapping(tmp_path: Path) -> None:
+    for program in ("./not-built-yet", "no-such-sink-command"):
+        with pytest.raises(IsolationError, match=f"{program}: no such file or command"):
+            launch("udsink", [program, "--flag"], tmp_path, None, cwd=tmp_path)
+    (tmp_path / "sink").write_text("#!/bin/sh\n")
+    ready = launch("udsink", ["./sink"], tmp_path, None, cwd=tmp_path)
+    try:
+        assert ready.argv[-1] == "./sink"
+    finally:
+        ready.undo()

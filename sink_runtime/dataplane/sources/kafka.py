@@ -109,6 +109,14 @@ LAG_REFRESH_S = 5.0
 # How long close() waits for the consumer thread to finish what it is doing (a synchronous
 # commit can wait up to ~45 s on a coordinator that is gone) before leaving without it.
 CLOSE_WAIT_S = 5.0
+# A consumer that has reached no broker for this long is replaced by a new one (measured: after
+# a broker was killed and restarted during a lost-partitions event, the old librdkafka handle
+# kept failing every metadata request while a fresh client connected at once).
+RECREATE_AFTER_S = 45.0
+# Likewise a consumer that lost its partitions (its group session expired) and was given no
+# new assignment, not even an empty one, for this long (seen in the same fault runs: the
+# group coordinator query stayed "suppressed" for minutes after the broker was back).
+REJOIN_AFTER_S = 60.0
 # librdkafka signals "no such partition" with this offset value in watermark answers.
 _NO_OFFSET = 0
 _NO_RAW: RawHeaders = MappingProxyType({})
@@ -308,6 +316,9 @@ class KafkaSource:
         self._seq = 0
         self._connected = False
         self._commit_since: float | None = None
+        self._unreachable_since: float | None = None
+        self._lost_since: float | None = None
+        self._settings: dict[str, Any] = {}
         self._last_consume = 0.0
         self._next_lag = 0.0
         self._closed = False
@@ -326,8 +337,26 @@ class KafkaSource:
             ",".join(self.config.topics),
             extra={"settings": redacted(settings)},
         )
+        self._settings = settings
         self._owner.start(idle=self._on_idle)
         await self._owner.submit(self._create, settings)
+
+    def _recreate(self, why: str) -> None:
+        """Replace a consumer that is stuck (RECREATE_AFTER_S, REJOIN_AFTER_S), on the owner
+        thread: what it read and did not commit is redelivered through the new one."""
+        old, self._consumer = self._consumer, None
+        logger.warning(
+            "kafka source: %s; replacing the consumer (new connections and a new group membership)",
+            why,
+        )
+        gone = [KafkaPartition(t, p) for t, p in self._assigned]
+        self._forget(gone, "given up with the old consumer")
+        with contextlib.suppress(Exception):
+            old.close()
+        self._owner.beat()
+        self._unreachable_since = time.monotonic()
+        self._lost_since = None
+        self._create(self._settings)
 
     def _create(self, settings: dict[str, Any]) -> None:
         consumer = Consumer(settings)
@@ -417,6 +446,17 @@ class KafkaSource:
         deadline = time.monotonic() + timeout_s
         if not self._connected:
             self._probe(min(PROBE_TIMEOUT_S, timeout_s))
+            since = self._unreachable_since
+            if not self._connected and since and time.monotonic() - since > RECREATE_AFTER_S:
+                self._recreate(
+                    f"no broker of {','.join(self.config.brokers)} answered for "
+                    f"{time.monotonic() - since:.0f}s"
+                )
+        lost = self._lost_since
+        if lost is not None and time.monotonic() - lost > REJOIN_AFTER_S:
+            self._recreate(
+                f"no new assignment {time.monotonic() - lost:.0f}s after losing its partitions"
+            )
         self._refresh_lag_when_due()
         messages = self._stash[:max_messages]
         del self._stash[:max_messages]
@@ -724,6 +764,7 @@ class KafkaSource:
 
     def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
         self._set_connected(True)
+        self._lost_since = None
         self._epoch += 1
         for tp in partitions:  # their positions start again from the group's commit
             self._floor.pop((tp.topic, tp.partition), None)
@@ -741,6 +782,7 @@ class KafkaSource:
         self._forget(partitions, "revoked")
 
     def _on_lost(self, _consumer: Any, partitions: list[Any]) -> None:
+        self._lost_since = time.monotonic()
         self._forget(partitions, "lost")
 
     def _forget(self, partitions: list[Any], how: str) -> None:
@@ -780,6 +822,10 @@ class KafkaSource:
     def _set_connected(self, connected: bool) -> None:
         if connected and not self._connected:
             logger.info("kafka source: brokers %s reachable; ready", ",".join(self.config.brokers))
+        if connected:
+            self._unreachable_since = None
+        elif self._unreachable_since is None:
+            self._unreachable_since = time.monotonic()
         self._connected = connected
 
     def _probe(self, timeout_s: float) -> None:

@@ -1,14 +1,18 @@
 """A test sink that runs but never writes its server-info file: its setup() never returns.
 
-`<RECORD_DIR>/udsink.pid` gets this process's id, so a test can check it was stopped.
+`<RECORD_DIR>/udsink.pid` gets this process's id first thing, before the SDK's imports (which
+take seconds on a loaded machine, longer than the test's start-up timeout), so a test can
+always check it was stopped.
 """
 
-import asyncio
 import os
 from pathlib import Path
 
-from sink_runtime import DatumIterator, Response, Responses, Sinker, serve
-from sink_runtime.config import constants
+(Path(os.environ["RECORD_DIR"]) / "udsink.pid").write_text(str(os.getpid()), encoding="utf-8")
+
+import asyncio  # noqa: E402
+
+from sink_runtime import DatumIterator, Response, Responses, Sinker, serve  # noqa: E402
 
 
 class StuckSink(Sinker):
@@ -20,7 +24,4 @@ class StuckSink(Sinker):
 
 
 if __name__ == "__main__":
-    (Path(os.environ["RECORD_DIR"]) / f"{constants.CONTAINER_UDSINK}.pid").write_text(
-        str(os.getpid()), encoding="utf-8"
-    )
     serve(StuckSink())
