@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import urllib.request
 
+import pytest
 from udsink_operator import constants
+from udsink_operator.handlers import WaitingFor
 from udsink_operator.metrics import OperatorMetrics
 
 from tests.operator.emulated import (
@@ -82,3 +84,8 @@ def test_a_reconcile_that_raises_counts_as_an_error() -> None:
         pass
     assert metrics.registry.get_sample_value("udsink_operator_reconcile_errors_total") == 1
     assert metrics.registry.get_sample_value("udsink_operator_reconciles_total") == 1
+    # Waiting for a referenced Secret to appear is a state, not an error.
+    with pytest.raises(WaitingFor), metrics.reconciling(not_errors=(WaitingFor,)):
+        raise WaitingFor("Secret 'kafka-ca'")
+    assert metrics.registry.get_sample_value("udsink_operator_reconcile_errors_total") == 1
+    assert metrics.registry.get_sample_value("udsink_operator_reconciles_total") == 2
