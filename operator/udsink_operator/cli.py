@@ -163,6 +163,14 @@ def _operator_parser() -> argparse.ArgumentParser:
         help=f"liveness endpoint (default {constants.DEFAULT_LIVENESS_ENDPOINT}; '' = none)",
     )
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=constants.DEFAULT_OPERATOR_METRICS_PORT,
+        metavar="PORT",
+        help="serve the operator's Prometheus /metrics on this port "
+        f"(default {constants.DEFAULT_OPERATOR_METRICS_PORT}; 0 = none)",
+    )
+    parser.add_argument(
         "--no-scanning",
         action="store_true",
         help="do not watch Namespaces and CRDs (namespaced installs without cluster-wide RBAC; "
@@ -200,6 +208,7 @@ def operator_main(argv: Sequence[str]) -> int:
 
     from udsink_operator import handlers
     from udsink_operator.cluster import Cluster, KubeconfigError, load_configuration
+    from udsink_operator.metrics import OperatorMetrics
 
     kopf.configure(
         verbose=args.verbose,
@@ -216,11 +225,22 @@ def operator_main(argv: Sequence[str]) -> int:
         sidecars=args.sidecars,
         recheck_interval=args.recheck_interval,
     )
+    metrics = OperatorMetrics()
+    if args.metrics_port:
+        try:
+            metrics.serve(args.metrics_port)
+        except OSError as error:
+            print(
+                f"udsink operator: --metrics-port {args.metrics_port}: cannot listen ({error}); "
+                "choose a free port, or 0 for no metrics endpoint",
+                file=sys.stderr,
+            )
+            return EXIT_INVALID
     settings = handlers.operator_settings()
     settings.scanning.disabled = args.no_scanning
     try:
         kopf.run(
-            registry=handlers.build_registry(cluster, options),
+            registry=handlers.build_registry(cluster, options, metrics),
             settings=settings,
             clusterwide=args.all_namespaces,
             namespaces=args.namespaces or (),

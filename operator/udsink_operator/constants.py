@@ -46,6 +46,8 @@ NAME_PATTERN: Final = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 NAME_MAX_LENGTH: Final = 63 - len(METRICS_SERVICE_SUFFIX)
 
 # --- Runtime container defaults ---
+# The operator's own /metrics (reconciles, errors, UDSinks by phase); its health port is 8080.
+DEFAULT_OPERATOR_METRICS_PORT: Final = 8081
 DEFAULT_RUNTIME_IMAGE: Final = "ghcr.io/udsink/udsink:0.1.0"
 RUNTIME_COMMAND: Final = ("python", "-m", "sink_runtime.dataplane")
 RUNTIME_ARGS: Final = ("--config", runtime.CONFIG_PATH)

@@ -28,6 +28,7 @@ import kopf
 
 from udsink_operator import api, build, constants, status
 from udsink_operator.cluster import ApiError, Cluster, bearer_token, manifest_path
+from udsink_operator.metrics import OperatorMetrics
 
 # (involved object, event type, reason, message)
 EventPoster: TypeAlias = Callable[[Mapping[str, Any], str, str, str], None]
@@ -315,9 +316,12 @@ def _temporary(err: ApiError) -> kopf.TemporaryError:
     return kopf.TemporaryError(str(err), delay=5)
 
 
-def build_registry(cluster: Cluster, options: OperatorOptions) -> kopf.OperatorRegistry:
+def build_registry(
+    cluster: Cluster, options: OperatorOptions, metrics: OperatorMetrics | None = None
+) -> kopf.OperatorRegistry:
     """All handlers of the operator in a fresh registry (no module-level state)."""
     registry = kopf.OperatorRegistry()
+    metrics = metrics or OperatorMetrics()
     initial = "native" if options.sidecars == "auto" else options.sidecars
     reconciler = Reconciler(
         cluster, build.BuildOptions(runtime_image=options.runtime_image, sidecars=initial)
@@ -338,7 +342,8 @@ def build_registry(cluster: Cluster, options: OperatorOptions) -> kopf.OperatorR
 
     def reconcile(*, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
         try:
-            written = reconciler.reconcile(dict(body), post_kopf_event)
+            with metrics.reconciling(not_errors=(WaitingFor,)):
+                written = reconciler.reconcile(dict(body), post_kopf_event)
         except ApiError as err:
             raise _temporary(err) from err
         except WaitingFor as waiting:
@@ -357,6 +362,17 @@ def build_registry(cluster: Cluster, options: OperatorOptions) -> kopf.OperatorR
         (kopf.on.resume, "reconcile-resume"),
     ):
         register(*resource, id=handler_id, registry=registry)(reconcile)
+
+    @kopf.on.event(*resource, registry=registry)
+    def udsink_seen(*, event: kopf.RawEvent, **_: Any) -> None:
+        meta, phase = (
+            event["object"]["metadata"],
+            (event["object"].get("status") or {}).get("phase"),
+        )
+        gone = event.get("type") == "DELETED"
+        metrics.saw(
+            meta["namespace"], meta["name"], None if gone else phase or constants.PHASE_PENDING
+        )
 
     @kopf.on.event(
         "apps",

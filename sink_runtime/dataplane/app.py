@@ -149,6 +149,7 @@ class DataPlane:
         self.forwarder = Forwarder.from_config(
             config, self.source, self.sinks, metrics=self.metrics
         )
+        self.metrics.ready.set_function(lambda: float(self.readiness()[0]))
         obs = config.observability
         self.http: HealthServer | None = (
             HealthServer(

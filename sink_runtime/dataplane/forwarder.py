@@ -220,6 +220,7 @@ class Forwarder:
             raise ValueError("retry policy onFailure is 'fallback' but no fallback sink is set")
         self._allowed, self._why_not_allowed = sinks.primary_allowed()
         self._written_primary = metrics.written.labels(sink=PRIMARY)
+        metrics.known_labels(sinks.by_role())
         self._stop = asyncio.Event()
         self.in_flight = 0  # datums of the batch being forwarded (0 between batches)
         # For observers (the local runner's progress line): the write each sink role is busy
@@ -491,7 +492,7 @@ class Forwarder:
         why_not_allowed: str,
     ) -> dict[str, Response]:
         ids = [d.id for d in datums]
-        self.writing[role] = (time.monotonic(), len(ids))
+        self.writing[role] = (started := time.monotonic(), len(ids))
         try:
             results = await sink.write(datums)
         except SinkError as err:
@@ -510,6 +511,7 @@ class Forwarder:
         finally:
             self.writing.pop(role, None)
             self._stepped()
+            self.metrics.write_seconds.labels(sink=role).observe(time.monotonic() - started)
         if type(results) is AllSucceeded and results.ids == ids:
             return _Succeeded()  # one SUCCESS per datum, in order: the contract holds
         checked = check_results(ids, results, allowed, why_not_allowed=why_not_allowed)

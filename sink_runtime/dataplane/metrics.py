@@ -11,18 +11,50 @@ either of messages (each message once) or of attempts (each answer or delivery).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import metadata
+from typing import get_args
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+
+from sink_runtime.contract import ViolationKind
 
 _PREFIX = "udsink"
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# Why a message left the primary for the fallback sink or was dropped (label `reason`).
+FAILURE_REASONS = ("retries-exhausted", "max-deliveries")
+FALLBACK_STATUS = "fallback-status"
+
+
+def _version() -> str:
+    try:
+        return metadata.version("udsink")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # What every Prometheus user expects of a process: CPU, memory, fds, GC, versions.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        build = Gauge(
+            f"{_PREFIX}_build_info", "Always 1; the udsink version", ["version"], registry=r
+        )
+        build.labels(version=_version()).set(1)
         self.read = Counter(f"{_PREFIX}_read", "Messages read from the source", registry=r)
         self.written = Counter(
             f"{_PREFIX}_written", "Messages a sink accepted", ["sink"], registry=r
@@ -94,12 +126,40 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=r,
         )
+        self.write_seconds = Histogram(
+            f"{_PREFIX}_sink_write_seconds",
+            "Time a sink took to answer one batch write (or fail it)",
+            ["sink"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        # Read at scrape time from the same check /readyz answers (set by the DataPlane).
+        self.ready = Gauge(f"{_PREFIX}_ready", "1 when /readyz answers 200, else 0", registry=r)
         self.consumer_lag = Gauge(
-            f"{_PREFIX}_consumer_lag",
+            f"{_PREFIX}_consumer_lag_messages",
             "Messages between the committed position and the end of the partition",
             ["topic", "partition"],
             registry=r,
         )
+
+    def known_labels(self, roles: Iterable[str]) -> None:
+        """Create, at 0, every label set the forwarder may use with these sink roles, so the
+        first event is an increase from 0 (`increase()` cannot see a series' first sample)."""
+        roles = list(roles)
+        for role in roles:
+            counters = (self.written, self.retried, self.failed, self.sink_reconnects)
+            for counter in (*counters, self.sink_stalls, self.write_timeouts):
+                counter.labels(sink=role)
+            self.write_seconds.labels(sink=role)
+            for kind in get_args(ViolationKind):
+                self.contract_violations.labels(sink=role, kind=kind)
+            if role != "primary":
+                self.dropped.labels(reason=f"{role}-exhausted")
+        for reason in FAILURE_REASONS:
+            self.dropped.labels(reason=reason)
+        if "fallback" in roles:
+            for reason in (*FAILURE_REASONS, FALLBACK_STATUS):
+                self.fallback.labels(reason=reason)
 
     def exposition(self) -> bytes:
         """The text format served on /metrics."""

@@ -75,13 +75,16 @@ def check_custom(doc: Doc) -> None:
     elif doc["kind"] == "ServiceMonitor":
         assert doc["apiVersion"] == "monitoring.coreos.com/v1"
         assert set(doc["spec"]) == {"selector", "namespaceSelector", "endpoints"}
+    elif doc["kind"] == "PrometheusRule":  # its content: tests/chart/test_monitoring.py
+        assert doc["apiVersion"] == "monitoring.coreos.com/v1"
+        assert set(doc["spec"]) == {"groups"}
     else:
         raise AssertionError(f"no schema for {doc['apiVersion']} {doc['kind']}")
 
 
 def check_all(docs: Sequence[Doc]) -> None:
     for doc in docs:
-        if doc["kind"] in {*KOPF_CRDS, "ServiceMonitor"}:
+        if doc["kind"] in {*KOPF_CRDS, "ServiceMonitor", "PrometheusRule"}:
             check_custom(doc)
         else:
             check_manifest(doc)
@@ -92,6 +95,15 @@ def check_all(docs: Sequence[Doc]) -> None:
 MODES = {
     "cluster-wide": (),
     "cluster-wide-ha": ("--set", "replicaCount=3", "--set", "metrics.serviceMonitor.enabled=true"),
+    "monitoring": (
+        *(
+            "--set",
+            "metrics.serviceMonitor.enabled=true",
+            "--set",
+            "metrics.dashboards.enabled=true",
+        ),
+        *("--set", "metrics.prometheusRule.enabled=true"),
+    ),
     "namespaced": NAMESPACED,
     "namespaced-ha": (*NAMESPACED, "--set", "replicaCount=2"),
 }
@@ -252,7 +264,25 @@ def test_operator_pod_is_restricted(helm_bin: Path) -> None:
 def test_service_monitor_selects_the_udsink_metrics_services(helm_bin: Path) -> None:
     assert not kinds(render(helm_bin), "ServiceMonitor")
     on = ("--set", "metrics.serviceMonitor.enabled=true")
-    (monitor,) = kinds(render(helm_bin, *on), "ServiceMonitor")
+    monitors = {m["metadata"]["name"]: m for m in kinds(render(helm_bin, *on), "ServiceMonitor")}
+    assert set(monitors) == {
+        f"{RELEASE}-udsink-operator-udsinks",
+        f"{RELEASE}-udsink-operator-operator",
+    }
+    monitor = monitors[f"{RELEASE}-udsink-operator-udsinks"]
+    # The operator's own metrics Service, selected by the other monitor.
+    operator = monitors[f"{RELEASE}-udsink-operator-operator"]
+    (service,) = [
+        s for s in kinds(render(helm_bin), "Service") if s["metadata"]["name"].endswith("-metrics")
+    ]
+    assert (
+        operator["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert service["spec"]["ports"][0]["port"] == constants.DEFAULT_OPERATOR_METRICS_PORT
+    assert (
+        f"--metrics-port={constants.DEFAULT_OPERATOR_METRICS_PORT}"
+        in operator_container(render(helm_bin))["args"]
+    )
     assert monitor["spec"]["selector"]["matchLabels"] == {
         constants.LABEL_APP_NAME: constants.APP_NAME,
         constants.LABEL_MANAGED_BY: constants.FIELD_MANAGER,
@@ -262,7 +292,11 @@ def test_service_monitor_selects_the_udsink_metrics_services(helm_bin: Path) -> 
 
     assert monitor["spec"]["endpoints"][0]["port"] == rc.METRICS_PORT_NAME
     assert monitor["spec"]["endpoints"][0]["path"] == rc.METRICS_PATH
-    (scoped,) = kinds(render(helm_bin, *on, *NAMESPACED), "ServiceMonitor")
+    (scoped,) = [
+        m
+        for m in kinds(render(helm_bin, *on, *NAMESPACED), "ServiceMonitor")
+        if m["metadata"]["name"].endswith("-udsinks")
+    ]
     assert scoped["spec"]["namespaceSelector"] == {"matchNames": ["shop", "billing"]}
 
 

@@ -123,3 +123,22 @@ def test_images_are_multi_stage_and_copy_only_existing_sources() -> None:
         # No compiler or package manager install in the final stage.
         final = " ".join(final_stage(dockerfile).get("RUN", []))
         assert "apt-get" not in final and "gcc" not in final, dockerfile
+
+
+def test_sdk_image_is_the_base_of_a_three_line_sink_image() -> None:
+    stage = final_stage(IMAGES / "sdk" / "Dockerfile")
+    assert exec_form(stage, "ENTRYPOINT") == ["python"]
+    assert "CMD" not in stage  # the sink image names its file
+    assert installed_extras(stage) == set()  # the SDK only: no Kafka, no operator
+    assert user_id(stage) == constants.DEFAULT_UID
+    (workdir,) = stage["WORKDIR"]
+
+    example = ROOT / "examples" / "sdk-image" / "Dockerfile"
+    lines = [line for line in example.read_text().splitlines() if line.strip()]
+    assert len(lines) == 3
+    version = PYPROJECT["project"]["version"]
+    assert lines[0] == f"FROM ghcr.io/udsink/udsink-sdk:{version}"
+    source, target = lines[1].split()[1:]
+    assert (example.parent / source).is_file() and target == f"{workdir}/"
+    (script,) = json.loads(lines[2].removeprefix("CMD "))
+    assert script == f"{workdir}/{source}"

@@ -85,3 +85,12 @@ async def test_examples_readme_names_every_example() -> None:
     readme = (EXAMPLES / "README.md").read_text()
     for script in EXAMPLES.glob("*.py"):
         assert script.name in readme
+
+
+async def test_sdk_image_example_sink_prints_and_acknowledges(sock_dir: str) -> None:
+    sink_py = EXAMPLES.parent / "sdk-image" / "sink.py"
+    async with sink_process(sink_py, sock_dir) as sink, channel(sink.socket_path) as ch:
+        stream = BatchStream(ch)
+        results = await stream.batch([request("orders:1:4", b"12345", keys=["eu", "c1"])])
+        assert [(r.id, r.status) for r in results] == [("orders:1:4", sink_pb2.SUCCESS)]
+    assert "orders:1:4 key=eu/c1 bytes=5" in sink.output()

@@ -105,9 +105,11 @@ async def test_data_plane_from_config_forwards_everything_and_serves_http(
     await dp.http.start()
     port = dp.http.port
     assert await http_get(port, "/readyz") == (503, "not ready: starting\n")
+    assert "\nudsink_ready 0.0" in (await http_get(port, "/metrics"))[1]
     assert await http_get(port, "/livez") == (200, "ok\n")
     await dp.start()
     assert await http_get(port, "/readyz") == (200, "ready\n")
+    assert "\nudsink_ready 1.0" in (await http_get(port, "/metrics"))[1]
     await asyncio.wait_for(dp.run(), 30)
 
     assert primary.recorder.ids == [f"generator:0:{i}" for i in range(30)]

@@ -188,7 +188,8 @@ async def test_lag_is_reported_for_every_assigned_partition(
 
         def lag_everywhere() -> bool:
             return all(
-                sc.dp.metric("udsink_consumer_lag", topic=sc.topic, partition=str(p)) == 100
+                sc.dp.metric("udsink_consumer_lag_messages", topic=sc.topic, partition=str(p))
+                == 100
                 for p in range(4)
             )
 

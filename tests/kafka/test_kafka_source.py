@@ -155,7 +155,7 @@ async def test_ack_commits_highest_plus_one_per_partition_in_order(
         assert kafka_broker.committed(g, topic) == per_partition
         assert source.is_ready()
         for p in per_partition:
-            assert metrics.value("udsink_consumer_lag", topic=topic, partition=str(p)) == 0
+            assert metrics.value("udsink_consumer_lag_messages", topic=topic, partition=str(p)) == 0
 
     # Order per partition is the produced order, and ids name the record's position.
     for p, n in per_partition.items():

@@ -26,6 +26,7 @@ import kopf
 import kubernetes.client
 from udsink_operator import constants, handlers
 from udsink_operator.cluster import APPLY_CONTENT_TYPE, Cluster
+from udsink_operator.metrics import OperatorMetrics
 
 NAMESPACE = "shop"
 UDSINKS = f"{constants.GROUP}/{constants.VERSION}/{constants.PLURAL}"
@@ -276,7 +277,9 @@ async def serving_emulator(
 
 @contextlib.asynccontextmanager
 async def running_operator(
-    emu: ApplyingEmulator, options: handlers.OperatorOptions | None = None
+    emu: ApplyingEmulator,
+    options: handlers.OperatorOptions | None = None,
+    metrics: OperatorMetrics | None = None,
 ) -> AsyncIterator[None]:
     """The real operator (real registry, real kopf) watching NAMESPACE, standalone.
 
@@ -285,7 +288,7 @@ async def running_operator(
     config = kubernetes.client.Configuration(host=str(emu.url).rstrip("/"))
     cluster = Cluster(config)
     registry = handlers.build_registry(
-        cluster, options or handlers.OperatorOptions(sidecars="native")
+        cluster, options or handlers.OperatorOptions(sidecars="native"), metrics
     )
     settings = handlers.operator_settings()
     # kmock cannot serve the cluster-wide namespace list (it reads `/api/v1/namespaces` as a

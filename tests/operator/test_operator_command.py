@@ -67,6 +67,7 @@ async def test_operator_command_runs_against_a_cluster(
 ) -> None:
     config = kubeconfig(tmp_path / "kubeconfig", str(emulator.url).rstrip("/"), "s3cr3t-token")
     liveness = f"http://127.0.0.1:{free_port()}/healthz"
+    metrics_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -83,6 +84,8 @@ async def test_operator_command_runs_against_a_cluster(
         liveness,
         "--sidecars",
         "native",
+        "--metrics-port",
+        str(metrics_port),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env,
@@ -91,6 +94,16 @@ async def test_operator_command_runs_against_a_cluster(
         await create(emulator, UDSINK_PATH, udsink_object())
         await eventually(lambda: stored(emulator, "apps/v1/deployments", "orders"), within=30)
         assert await becomes_healthy(liveness)
+        pending = 'udsink_operator_udsinks{phase="Pending"} 1.0'
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):  # the status is written a moment after the Deployment
+                async with session.get(f"http://127.0.0.1:{metrics_port}/metrics") as response:
+                    scraped = await response.text()
+                if pending in scraped:
+                    break
+                await asyncio.sleep(0.1)
+        assert "\nudsink_operator_reconciles_total " in scraped
+        assert pending in scraped
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
