@@ -90,8 +90,7 @@ rdkafka_logger = LibrdkafkaLog(logging.getLogger(f"{__name__}.librdkafka"))
 Partition: TypeAlias = tuple[str, int]
 _T = TypeVar("_T")
 
-# How long a read may spend checking broker reachability while not connected (and the bound
-# of each lag look-up).
+# How long a read may spend checking broker reachability while not connected.
 PROBE_TIMEOUT_S = 1.0
 # A read consumes in slices this long, so a queued ack or close waits at most this.
 READ_SLICE_S = 0.1
@@ -104,8 +103,10 @@ FRESH_S = 1.0
 STASH_LIMIT = 10_000
 # A commit waiting on the broker longer than this makes the source not ready.
 SLOW_COMMIT_S = 2.0
-# How often consumer lag is refreshed from the broker's offsets.
+# How often consumer lag is refreshed from the broker's offsets (while the brokers are
+# reachable), and how long each look-up may take; the first one that fails ends the round.
 LAG_REFRESH_S = 5.0
+LAG_TIMEOUT_S = 5.0
 # How long close() waits for the consumer thread to finish what it is doing (a synchronous
 # commit can wait up to ~45 s on a coordinator that is gone) before leaving without it.
 CLOSE_WAIT_S = 5.0
@@ -725,14 +726,14 @@ class KafkaSource:
 
     def _refresh_lag_when_due(self) -> None:
         now = time.monotonic()
-        if now < self._next_lag or not self._assigned:
+        if now < self._next_lag or not self._assigned or not self._connected:
             return
         self._next_lag = now + LAG_REFRESH_S
         assigned = sorted(self._assigned)
         unknown = [KafkaPartition(t, p) for t, p in assigned if (t, p) not in self._committed]
         if unknown:
             try:
-                for tp in self._consumer.committed(unknown, timeout=PROBE_TIMEOUT_S):
+                for tp in self._consumer.committed(unknown, timeout=LAG_TIMEOUT_S):
                     if tp.error is None and tp.offset >= 0:
                         self._committed[(tp.topic, tp.partition)] = tp.offset
             except KafkaException:
@@ -741,7 +742,7 @@ class KafkaSource:
             self._owner.beat()
             try:
                 low, high = self._consumer.get_watermark_offsets(
-                    KafkaPartition(topic, partition), timeout=PROBE_TIMEOUT_S, cached=False
+                    KafkaPartition(topic, partition), timeout=LAG_TIMEOUT_S, cached=False
                 )
             except KafkaException:
                 return
