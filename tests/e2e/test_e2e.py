@@ -389,15 +389,17 @@ class TestClusterWide:
         again = plane.kubectl("apply", "-f", "-", stdin=manifest)
         assert "udsink.udsink.dev/rolling unchanged" in again.stdout
         # Make the operator reconcile without a spec change (a label it must not copy), and
-        # wait until kopf records that it handled it.
+        # wait until kopf records that it handled it (its digest of the handled state moves).
+        handled_key = f"operator.{constants.GROUP}/last-handled-configuration"
+
+        def handled() -> str:
+            body = plane.get_json("udsink", "rolling", "-n", shop)
+            return str(body["metadata"].get("annotations", {}).get(handled_key, ""))
+
+        handled_before = handled()
         plane.kubectl("label", "udsink", "rolling", "-n", shop, "team=payments")
         eventually(
-            lambda: (
-                "payments"
-                in plane.get_json("udsink", "rolling", "-n", shop)["metadata"]["annotations"].get(
-                    f"operator.{constants.GROUP}/last-handled-configuration", ""
-                )
-            ),
+            lambda: handled() not in ("", handled_before),
             "the operator handling the label change",
             clusterwide.logs,
         )
