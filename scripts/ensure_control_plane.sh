@@ -40,10 +40,12 @@ if [[ ! -f "${MARKER}" ]]; then
     ldflags+=" -X ${pkg}.gitMinor=$(echo "${staging}" | cut -d. -f2) -X ${pkg}.gitTreeState=clean"
   done
   start=$(date +%s)
-  # One `go build` for all four mains, so the packages they share compile once.
+  # One `go build` for the four mains, so the packages they share compile once (the node's
+  # kubelet and scheduler are built by scripts/e2e_node.sh, only when the node is needed).
   # -mod=readonly: go.mod and go.sum are committed; a build never rewrites them.
   (cd "${MODULE_DIR}" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" \
-    go build -trimpath -ldflags "${ldflags}" -o "${OUT_DIR}/" ./cmd/...) >&2
+    go build -trimpath -ldflags "${ldflags}" -o "${OUT_DIR}/" \
+    ./cmd/etcd ./cmd/kube-apiserver ./cmd/kube-controller-manager ./cmd/kubectl) >&2
   for bin in etcd kube-apiserver kube-controller-manager kubectl; do
     if [[ ! -x "${OUT_DIR}/${bin}" ]]; then
       echo "ensure_control_plane: the build did not produce ${OUT_DIR}/${bin}" >&2
