@@ -78,14 +78,12 @@ ensure_node_binaries() {
   flock 8
   if [[ ! -f "${BIN}/.complete" ]]; then
     log "building kubelet and kube-scheduler ${KUBE_VERSION} into ${BIN} (first run only)"
-    local staging="v0.${KUBE_VERSION#v1.}" ldflags="-s -w" start
-    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-      ldflags+=" -X ${pkg}.gitVersion=${KUBE_VERSION} -X ${pkg}.gitMajor=1"
-      ldflags+=" -X ${pkg}.gitMinor=$(echo "${staging}" | cut -d. -f2) -X ${pkg}.gitTreeState=clean"
-    done
+    local start
     start=$(date +%s)
+    # shellcheck source=scripts/kube_ldflags.sh
+    source "${ROOT}/scripts/kube_ldflags.sh"
     (cd "${MODULE_DIR}" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" \
-      heavy go build -trimpath -ldflags "${ldflags}" -o "${BIN}/" \
+      heavy go build -trimpath -ldflags "$(kube_ldflags "${KUBE_VERSION}")" -o "${BIN}/" \
       ./cmd/kubelet ./cmd/kube-scheduler ./cmd/cri-sweep) >&2
     for b in kubelet kube-scheduler cri-sweep; do
       [[ -x "${BIN}/${b}" ]] || die "the build did not produce ${BIN}/${b}"
@@ -94,6 +92,18 @@ ensure_node_binaries() {
     touch "${BIN}/.complete"
   fi
   exec 8>&-
+}
+
+# An image FROM scratch holding one static binary as its entrypoint, written as a docker archive.
+scratch_image() {
+  local binary="$1" ref="$2" user="$3" archive="$4" name ctr
+  name="$(basename "${binary}")"
+  ctr="$(buildah_ from scratch)"
+  buildah_ copy "${ctr}" "${binary}" "/${name}" >/dev/null
+  buildah_ config --entrypoint "[\"/${name}\"]" --user "${user}" "${ctr}"
+  buildah_ commit -q "${ctr}" "${ref}" >/dev/null
+  buildah_ rm "${ctr}" >/dev/null
+  buildah_ push -q "${ref}" "docker-archive:${archive}:${ref}" >&2
 }
 
 # The sandbox ("pause") image: Kubernetes' own pause.c from the module zip, static, FROM scratch.
@@ -106,16 +116,11 @@ ensure_pause_image() {
   PAUSE_TAR="${CACHE_DIR}/node-images/pause-${key}.tar"
   [[ -f "${PAUSE_TAR}" ]] && return
   mkdir -p "${CACHE_DIR}/node-images"
-  local tmp ctr
+  local tmp
   tmp="$(mktemp -d)"
   gcc -Os -static -o "${tmp}/pause" "${src}"
   strip "${tmp}/pause"
-  ctr="$(buildah_ from scratch)"
-  buildah_ copy "${ctr}" "${tmp}/pause" /pause >/dev/null
-  buildah_ config --entrypoint '["/pause"]' --user 65535:65535 "${ctr}"
-  buildah_ commit -q "${ctr}" "${PAUSE_IMAGE}" >/dev/null
-  buildah_ rm "${ctr}" >/dev/null
-  buildah_ push -q "${PAUSE_IMAGE}" "docker-archive:${PAUSE_TAR}.part:${PAUSE_IMAGE}" >&2
+  scratch_image "${tmp}/pause" "${PAUSE_IMAGE}" 65535:65535 "${PAUSE_TAR}.part"
   mv "${PAUSE_TAR}.part" "${PAUSE_TAR}"
   rm -rf "${tmp}"
 }
@@ -170,17 +175,12 @@ build_images() {
 # user would ship it; the tag is not `latest`, so the kubelet never tries to pull it.
 GO_SINK_IMAGE=localhost/udsink-e2e-go-sink:e2e
 build_go_sink() {
-  local tmp ctr
+  local tmp
   tmp="$(mktemp -d)"
   # A few seconds of compiling: not worth queueing behind other builds for the heavy lock.
   (cd "${ROOT}/tests/e2e/gosink" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" \
     go build -trimpath -ldflags "-s -w" -o "${tmp}/sink" .) >&2
-  ctr="$(buildah_ from scratch)"
-  buildah_ copy "${ctr}" "${tmp}/sink" /sink >/dev/null
-  buildah_ config --entrypoint '["/sink"]' --user 65532:65532 "${ctr}"
-  buildah_ commit -q "${ctr}" "${GO_SINK_IMAGE}" >/dev/null
-  buildah_ rm "${ctr}" >/dev/null
-  buildah_ push -q "${GO_SINK_IMAGE}" "docker-archive:${IMAGE_DIR}/go-sink.tar:${GO_SINK_IMAGE}" >&2
+  scratch_image "${tmp}/sink" "${GO_SINK_IMAGE}" 65532:65532 "${IMAGE_DIR}/go-sink.tar"
   rm -rf "${tmp}"
 }
 

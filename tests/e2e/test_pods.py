@@ -170,6 +170,17 @@ class Waiter:
     def until(self, check: Callable[[], Any], what: str, within: float = 180) -> Any:
         return eventually(check, what, self.report, within=within)
 
+    def all_stored(
+        self, broker: KafkaBroker, name: str, source: str, output: str, sent: int
+    ) -> None:
+        """Every one of `sent` inputs reached `output` intact, and the UDSink's group has
+        committed `source` to its end."""
+        out = self.until(lambda: delivered(broker, output, sent), f"{sent} records in {output}")
+        check_records(out, source, sent)
+        self.until(
+            lambda: committed_to_end(broker, f"{name}-group", source), f"{name}'s offsets committed"
+        )
+
 
 def test_records_flow_through_the_sink_sidecar_with_keys_and_headers(
     control_plane: ControlPlane, operator: OperatorRun, broker: KafkaBroker
@@ -181,9 +192,7 @@ def test_records_flow_through_the_sink_sidecar_with_keys_and_headers(
     wait_ready(plane, operator, NAMESPACE, "flow", pods=1)
     sent = 300
     broker.produce(source, keyed_records(0, sent))
-    out = wait.until(lambda: delivered(broker, output, sent), f"{sent} records in {output}")
-    check_records(out, source, sent)
-    wait.until(lambda: committed_to_end(broker, "flow-group", source), "offsets committed")
+    wait.all_stored(broker, "flow", source, output, sent)
     udsink = plane.get_json("udsink", "flow", "-n", NAMESPACE)
     assert condition(udsink, constants.CONDITION_READY)["status"] == "True"
     # Scenario 8: the runtime's structured logs through `kubectl logs`, its counters on /metrics.
@@ -223,9 +232,7 @@ def test_three_replicas_share_the_partitions(
     wait_ready(plane, operator, NAMESPACE, "shared", pods=3)
     sent = 600
     broker.produce(source, keyed_records(0, sent))
-    out = wait.until(lambda: delivered(broker, output, sent), f"{sent} records in {output}")
-    check_records(out, source, sent)
-    wait.until(lambda: committed_to_end(broker, "shared-group", source), "offsets committed")
+    wait.all_stored(broker, "shared", source, output, sent)
     reads = [metrics_of(p).get("udsink_read_total", 0) for p in pods_of(plane, NAMESPACE, "shared")]
     assert sum(reads) >= sent
     assert sum(1 for r in reads if r > 0) >= 2, f"one pod read everything: {reads}"
@@ -292,9 +299,7 @@ def test_rollout_and_pod_deletion_lose_nothing(
     plane.kubectl("delete", "pod", victim, "-n", NAMESPACE, "--timeout=60s")
     sent = producer.finish()
     wait_ready(plane, operator, NAMESPACE, "rolling", pods=2)
-    out = wait.until(lambda: delivered(broker, output, sent), f"{sent} records in {output}")
-    check_records(out, source, sent)
-    wait.until(lambda: committed_to_end(broker, "rolling-group", source), "offsets committed")
+    wait.all_stored(broker, "rolling", source, output, sent)
     plane.kubectl("delete", "udsink", "rolling", "-n", NAMESPACE, "--timeout=60s")
 
 
@@ -326,9 +331,7 @@ def test_killed_sink_sidecar_is_restarted_and_nothing_is_lost(
         ),
         "the kubelet restarting the sink sidecar",
     )
-    out = wait.until(lambda: delivered(broker, output, sent), f"{sent} records in {output}")
-    check_records(out, source, sent)
-    wait.until(lambda: committed_to_end(broker, "crashy-group", source), "offsets committed")
+    wait.all_stored(broker, "crashy", source, output, sent)
     (pod,) = pods_of(plane, NAMESPACE, "crashy")
     runtime = next(
         s
