@@ -31,19 +31,17 @@ flock 9
 if [[ ! -f "${MARKER}" ]]; then
   echo "ensure_control_plane: building Kubernetes ${KUBE_VERSION} control plane into ${OUT_DIR} (first run only)" >&2
   mkdir -p "${OUT_DIR}"
-  staging="v0.${KUBE_VERSION#v1.}"
-  # The version stamps `helm` and `kubectl version` read; left unset, the API server reports
-  # v0.0.0-master and fails the chart's kubeVersion constraint.
-  ldflags="-s -w"
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X ${pkg}.gitVersion=${KUBE_VERSION} -X ${pkg}.gitMajor=1"
-    ldflags+=" -X ${pkg}.gitMinor=$(echo "${staging}" | cut -d. -f2) -X ${pkg}.gitTreeState=clean"
-  done
+  # The version stamps `helm` and `kubectl version` read.
+  # shellcheck source=scripts/kube_ldflags.sh
+  source "$(dirname "$0")/kube_ldflags.sh"
+  ldflags="$(kube_ldflags "${KUBE_VERSION}")"
   start=$(date +%s)
-  # One `go build` for all four mains, so the packages they share compile once.
+  # One `go build` for the four mains, so the packages they share compile once (the node's
+  # kubelet and scheduler are built by scripts/e2e_node.sh, only when the node is needed).
   # -mod=readonly: go.mod and go.sum are committed; a build never rewrites them.
   (cd "${MODULE_DIR}" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" \
-    go build -trimpath -ldflags "${ldflags}" -o "${OUT_DIR}/" ./cmd/...) >&2
+    go build -trimpath -ldflags "${ldflags}" -o "${OUT_DIR}/" \
+    ./cmd/etcd ./cmd/kube-apiserver ./cmd/kube-controller-manager ./cmd/kubectl) >&2
   for bin in etcd kube-apiserver kube-controller-manager kubectl; do
     if [[ ! -x "${OUT_DIR}/${bin}" ]]; then
       echo "ensure_control_plane: the build did not produce ${OUT_DIR}/${bin}" >&2

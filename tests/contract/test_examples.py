@@ -73,12 +73,18 @@ async def test_on_success_sink_sends_a_message_with_headers(sock_dir: str) -> No
     ):
         stream = SinkFnStream(ch)
         await stream.handshake()
-        results = await stream.batch([request("orders:2:5", b"paid", keys=["cust-1", "eu"])])
+        results = await stream.batch(
+            [request("orders:2:5", b"paid", keys=["cust-1", "eu"], headers={"trace": "t-1"})]
+        )
     [r] = results
     assert r.status == sink_pb2.ON_SUCCESS
     msg = r.on_success_msg
     assert (msg.value, list(msg.keys)) == (b"paid", ["cust-1", "eu"])
-    assert dict(msg.headers) == {"x-stored-by": "on-success-example", "x-source-id": "orders:2:5"}
+    assert dict(msg.headers) == {
+        "trace": "t-1",
+        "x-stored-by": "on-success-example",
+        "x-source-id": "orders:2:5",
+    }
 
 
 async def test_examples_readme_names_every_example() -> None:

@@ -1,14 +1,16 @@
-"""The e2e tier's fixtures: a real Kubernetes control plane on loopback, plus kubectl and helm.
+"""The e2e tier's fixtures: a real Kubernetes cluster on this machine, plus kubectl and helm.
 
 `scripts/ensure_control_plane.sh` builds etcd, kube-apiserver, kube-controller-manager and kubectl
-from the pinned Go module in tests/e2e/cluster (cached per machine, keyed by version). The
-session fixture starts them on free 127.0.0.1 ports with their state in a tmp dir: an admin in
-`system:masters` (static token), RBAC authorization (so a missing rule in the chart fails a
-test), service-account token signing (so the operator can log in as the chart's
-ServiceAccount), and the controllers that make Deployments real: deployment, replicaset,
-garbage collector, namespace and service account. No scheduler and no kubelet run; tests play
-the kubelet by patching pod status. When a component does not come up, the session fails with
-the last lines of every component's log.
+from the pinned Go module in tests/e2e/cluster (cached per machine, keyed by version), and
+`scripts/e2e_node.sh` provides a real node: containerd, runc, the CNI bridge, a kubelet and a
+kube-scheduler from the same module, with the project's images built here and imported. The
+session fixture makes the node's bridge first, so the API server can listen on the bridge
+address (pods reach it there), then starts the control plane with its state in a tmp dir: an
+admin in `system:masters` (static token), RBAC authorization (so a missing rule in the chart
+fails a test), service-account token signing and the root CA publisher (so the operator's pod
+logs in as the chart's ServiceAccount), and the controllers that make Deployments real. Then
+the node joins. When a component does not come up, the session fails with the last lines of
+every component's log; after the session the node harness verifies it left nothing behind.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ import secrets
 import socket
 import ssl
 import subprocess
-import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -32,11 +34,16 @@ import pytest
 import yaml
 
 from tests.chart.conftest import helm_bin
+from tests.support.kafka_broker import KafkaBroker, running_broker
 
 __all__ = ["helm_bin"]  # the chart tier's fixture, shared here
 
 ROOT = Path(__file__).parents[2]
+# The project's one version: the tag scripts/build_images.sh gives the images.
+PROJECT_VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+EXAMPLE_SINKS_IMAGE = f"ghcr.io/udsink/example-sinks:{PROJECT_VERSION}"
 ENSURE_CONTROL_PLANE = ROOT / "scripts" / "ensure_control_plane.sh"
+NODE_HARNESS = ROOT / "scripts" / "e2e_node.sh"
 ADMIN_USER = "e2e-admin"
 SERVICE_CIDR = "10.96.0.0/16"
 # The controllers this tier relies on; each name is the kube-controller-manager's own.
@@ -47,6 +54,9 @@ CONTROLLERS = (
     "namespace-controller",
     # Creates each namespace's `default` ServiceAccount, which pods need to be admitted.
     "serviceaccount-controller",
+    # Publishes `kube-root-ca.crt` in every namespace: pods with a ServiceAccount token (the
+    # operator's) mount it, and do not start without it.
+    "root-ca-certificate-publisher-controller",
 )
 LOG_TAIL_LINES = 40
 
@@ -93,6 +103,14 @@ class ControlPlane:
     admin_token: str
     admin_kubeconfig: Path
     components: list[Component] = field(default_factory=list)
+
+    @property
+    def host(self) -> str:
+        return self.server.removeprefix("https://").rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.server.rsplit(":", 1)[1])
 
     @property
     def kubectl_bin(self) -> Path:
@@ -278,9 +296,10 @@ def unverified_tls() -> ssl.SSLContext:
     return context
 
 
-def new_control_plane(bin_dir: Path, workdir: Path) -> ControlPlane:
-    """Addresses and credentials of a control plane that is not started yet."""
-    server = f"https://127.0.0.1:{free_port()}"
+def new_control_plane(bin_dir: Path, workdir: Path, host: str) -> ControlPlane:
+    """Addresses and credentials of a control plane that is not started yet, served on `host`
+    (the node's bridge address, so pods reach it; it is a local address of this machine)."""
+    server = f"https://{host}:{free_port()}"
     return ControlPlane(
         bin_dir=bin_dir,
         workdir=workdir,
@@ -296,6 +315,7 @@ def new_control_plane(bin_dir: Path, workdir: Path) -> ControlPlane:
 def start_control_plane(plane: ControlPlane) -> None:
     """etcd, then the API server, then the controller manager; each waited for."""
     bin_dir, workdir, server = plane.bin_dir, plane.workdir, plane.server
+    host = plane.host
     admin_token = plane.admin_token
     etcd_port, peer_port = free_port(), free_port()
     etcd_url, peer_url = f"http://127.0.0.1:{etcd_port}", f"http://127.0.0.1:{peer_port}"
@@ -327,8 +347,11 @@ def start_control_plane(plane: ControlPlane) -> None:
         [
             str(bin_dir / "kube-apiserver"),
             f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            # The serving certificate it makes for itself names the advertised address.
+            f"--bind-address={host}",
+            f"--advertise-address={host}",
+            # `kubectl logs` reaches the kubelet at the node's address, not its name (no DNS).
+            "--kubelet-preferred-address-types=InternalIP",
             f"--secure-port={server.rsplit(':', 1)[1]}",
             f"--cert-dir={plane.ca_file.parent}",
             f"--token-auth-file={tokens}",
@@ -363,6 +386,8 @@ def start_control_plane(plane: ControlPlane) -> None:
             "--bind-address=127.0.0.1",
             f"--secure-port={controller_port}",
             f"--cert-dir={workdir / 'controller-manager-certs'}",
+            # What the root CA publisher puts into every namespace's kube-root-ca.crt.
+            f"--root-ca-file={plane.ca_file}",
             "--profiling=false",
         ],
     )
@@ -374,20 +399,106 @@ def start_control_plane(plane: ControlPlane) -> None:
     )
 
 
+@dataclass
+class Node:
+    """The node harness (scripts/e2e_node.sh) for one session: its state folder and address."""
+
+    state: Path
+    name: str = ""
+    ip: str = ""
+    containerd_socket: str = ""
+    # The numaflow-go sink image the harness builds (tests/e2e/gosink).
+    go_sink_image: str = ""
+
+    def run(self, *args: str, timeout: float = 3600) -> dict[str, str]:
+        """Run one harness command; fail the session with its output if it fails. Returns the
+        `KEY=value` lines it printed."""
+        env = {**os.environ, "UDSINK_NODE_STATE": str(self.state)}
+        result = subprocess.run(
+            ["bash", str(NODE_HARNESS), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            check=False,
+        )
+        if result.returncode != 0:
+            pytest.fail(
+                f"`scripts/e2e_node.sh {' '.join(args)}` exited {result.returncode}:\n"
+                f"{result.stderr[-6000:]}",
+                pytrace=False,
+            )
+        found = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+        self.name = found.get("NODE_NAME", self.name)
+        self.ip = found.get("NODE_IP", self.ip)
+        self.containerd_socket = found.get("CONTAINERD_SOCKET", self.containerd_socket)
+        self.go_sink_image = found.get("GO_SINK_IMAGE", self.go_sink_image)
+        return found
+
+    def kill_container(self, container_id: str) -> None:
+        """SIGKILL a container's process through containerd, as a crash would end it."""
+        runtime, _, cid = container_id.partition("://")
+        assert runtime == "containerd" and cid, f"not a containerd container id: {container_id}"
+        ctr = ["ctr", f"--address={self.containerd_socket}", "--namespace=k8s.io"]
+        run_tool([*ctr, "tasks", "kill", "--signal=SIGKILL", cid], env=dict(os.environ))
+
+
 @pytest.fixture(scope="session")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """One control plane for the whole session (torn down at its end)."""
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    """The node's packages, binaries and images (built now), and its bridge; `down` at the end
+    stops everything the harness started and fails the session if anything was left behind."""
+    harness = Node(state=tmp_path_factory.mktemp("node"))
+    try:
+        harness.run("prepare")
+        harness.run("bridge")
+        yield harness
+    finally:
+        harness.run("down", timeout=300)
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory, node: Node) -> Iterator[ControlPlane]:
+    """One control plane and its node for the whole session (torn down at its end)."""
     bin_dir = control_plane_binaries()
     workdir = tmp_path_factory.mktemp("kube")
-    plane = new_control_plane(bin_dir, workdir)
+    plane = new_control_plane(bin_dir, workdir, node.ip)
     try:
         start_control_plane(plane)
         # The serving certificate the API server made for itself must verify for kubectl.
         plane.kubectl("version", "--output=json")
+        node.run("up", str(plane.admin_kubeconfig))
         yield plane
     finally:
-        for component in reversed(plane.components):
-            component.stop()
+        # The node goes first, while the API server still answers its kubelet.
+        try:
+            node.run("down", timeout=300)
+        finally:
+            for component in reversed(plane.components):
+                component.stop()
+
+
+@pytest.fixture(scope="session")
+def broker(node: Node) -> Iterator[KafkaBroker]:
+    """A real Kafka broker listening on and advertising the node's bridge address: pods reach
+    it there, the tests reach it too (it is a local address)."""
+    with running_broker(host=node.ip) as started:
+        yield started
+
+
+def runnable(doc: Any, bootstrap: str) -> Any:
+    """A UDSink manifest made to run on this node: every Kafka connection points at the test
+    broker, every sink container runs the example-sinks image built here (never pulled)."""
+    match doc:
+        case dict():
+            found = {k: runnable(v, bootstrap) for k, v in doc.items()}
+            if isinstance(found.get("brokers"), list):
+                found["brokers"] = [bootstrap]
+            if isinstance(found.get("container"), dict) and "image" in found["container"]:
+                found["container"]["image"] = EXAMPLE_SINKS_IMAGE
+            return found
+        case list():
+            return [runnable(v, bootstrap) for v in doc]
+    return doc
 
 
 # --- The operator, installed by the chart and run as its ServiceAccount ---
@@ -398,68 +509,69 @@ CHART = ROOT / "charts" / "udsink-operator"
 RECHECK_SECONDS = 2
 
 
+# Pod Security Standard every namespace of this tier enforces: our pods must pass it.
+RESTRICTED = "pod-security.kubernetes.io/enforce=restricted"
+
+
 @dataclass
 class OperatorRun:
-    """A helm release of the chart and the operator process running as its ServiceAccount."""
+    """A helm release of the chart: the operator runs in its pod, as its ServiceAccount."""
 
     plane: ControlPlane
     helm: Path
     release: str
     namespace: str
     service_account: str
+    deployment: str
     args: list[str]
-    kubeconfig: Path
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
 
     @property
     def user(self) -> str:
         return f"system:serviceaccount:{self.namespace}:{self.service_account}"
 
     def helm_run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run_tool([str(self.helm), *args], env=self.plane.env(), check=check, timeout=120)
+        return run_tool([str(self.helm), *args], env=self.plane.env(), check=check, timeout=180)
+
+    def log_text(self) -> str:
+        """Everything the operator's container logged so far (read through the kubelet)."""
+        result = self.plane.kubectl(
+            "logs", f"deployment/{self.deployment}", f"--namespace={self.namespace}", check=False
+        )
+        return result.stdout if result.returncode == 0 else f"(no logs: {result.stderr.strip()})"
 
     def logs(self, lines: int = 60) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        code = None if self.process is None else self.process.poll()
-        tail = "\n".join(text.splitlines()[-lines:])
-        return f"--- operator {self.user} (exit code {code}), last lines:\n{tail}"
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        tail = "\n".join(self.log_text().splitlines()[-lines:])
+        return f"--- operator pod {self.namespace}/{self.deployment}, last lines:\n{tail}"
 
 
-def installed_operator_container(plane: ControlPlane, release: str, namespace: str) -> Any:
-    """The operator container and pod spec of the Deployment the chart installed."""
-    deployments = plane.get_json(
-        "deployments", "-n", namespace, "-l", f"app.kubernetes.io/instance={release}"
-    )["items"]
-    assert len(deployments) == 1, f"chart release {release} made {len(deployments)} Deployments"
-    return deployments[0]["spec"]["template"]["spec"]
+def ensure_namespace(plane: ControlPlane, namespace: str) -> None:
+    """A namespace enforcing the restricted Pod Security Standard (created if missing)."""
+    if plane.kubectl("get", "namespace", namespace, check=False).returncode != 0:
+        plane.kubectl("create", "namespace", namespace)
+    plane.kubectl("label", "--overwrite", "namespace", namespace, RESTRICTED)
 
 
-def operator_argv(chart_args: Sequence[str], liveness: str, kubeconfig: Path) -> list[str]:
-    """The chart's container args, with the liveness endpoint moved to a free loopback port and
-    the kubeconfig of the ServiceAccount instead of in-cluster credentials."""
-    argv = [a if not a.startswith("--liveness=") else f"--liveness={liveness}" for a in chart_args]
-    assert argv[0] == "operator", f"the chart's args do not start with `operator`: {chart_args}"
-    return [*argv, f"--kubeconfig={kubeconfig}"]
-
-
-def install_and_run_operator(
+def install_operator(
     plane: ControlPlane, helm: Path, release: str, namespace: str, values: Sequence[str]
 ) -> OperatorRun:
-    """`helm install` the chart, then run `udsink operator` with the args the chart's Deployment
-    carries, logged in with a token the TokenRequest API issued for the chart's ServiceAccount."""
+    """`helm install` the chart with the image built by the node harness, and wait until the
+    operator's pod is Ready through its real readiness probe."""
+    ensure_namespace(plane, namespace)
     workdir = plane.workdir / f"operator-{release}"
     workdir.mkdir()
-    set_values = [f"--set={v}" for v in values]
+    # No kube-proxy: the `kubernetes` Service routes nothing, so the pod is told where the API
+    # server listens (the node's bridge address; its certificate names that address).
+    values_file = workdir / "values.yaml"
+    values_file.write_text(
+        yaml.safe_dump(
+            {
+                "extraEnv": [
+                    {"name": "KUBERNETES_SERVICE_HOST", "value": plane.host},
+                    {"name": "KUBERNETES_SERVICE_PORT", "value": str(plane.port)},
+                ]
+            }
+        )
+    )
     run_tool(
         [
             str(helm),
@@ -467,50 +579,43 @@ def install_and_run_operator(
             release,
             str(CHART),
             f"--namespace={namespace}",
-            "--create-namespace",
+            f"--values={values_file}",
             f"--set=runtime.recheckIntervalSeconds={RECHECK_SECONDS}",
             "--set=logFormat=text",
-            *set_values,
+            *(f"--set={v}" for v in values),
+            "--wait",
+            "--timeout=180s",
         ],
         env=plane.env(),
-        timeout=180,
+        timeout=240,
     )
-    pod_spec = installed_operator_container(plane, release, namespace)
-    service_account = pod_spec["serviceAccountName"]
-    token = plane.kubectl(
-        "create", "token", service_account, f"--namespace={namespace}", "--duration=2h"
-    ).stdout.strip()
+    deployments = plane.get_json(
+        "deployments", "-n", namespace, "-l", f"app.kubernetes.io/instance={release}"
+    )["items"]
+    assert len(deployments) == 1, f"chart release {release} made {len(deployments)} Deployments"
+    pod_spec = deployments[0]["spec"]["template"]["spec"]
     run = OperatorRun(
         plane=plane,
         helm=helm,
         release=release,
         namespace=namespace,
-        service_account=service_account,
+        service_account=pod_spec["serviceAccountName"],
+        deployment=deployments[0]["metadata"]["name"],
         args=list(pod_spec["containers"][0]["args"]),
-        kubeconfig=workdir / "kubeconfig",
-        log_path=workdir / "operator.log",
     )
-    plane.write_kubeconfig(run.kubeconfig, run.user, token)
-    liveness = f"http://127.0.0.1:{free_port()}/healthz"
-    argv = [
-        sys.executable,
-        "-m",
-        "udsink_cli.main",
-        *operator_argv(run.args, liveness, run.kubeconfig),
-    ]
-    with run.log_path.open("wb") as log:
-        run.process = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir
-        )
-    deadline = time.monotonic() + 60
-    while not probe(liveness):
-        if run.process.poll() is not None or time.monotonic() > deadline:
-            run.stop()
-            pytest.fail(f"the operator did not become live at {liveness}\n{run.logs()}")
-        time.sleep(0.3)
+    plane.kubectl(
+        "rollout",
+        "status",
+        f"deployment/{run.deployment}",
+        f"--namespace={namespace}",
+        "--timeout=120s",
+        timeout=150,
+    )
     return run
 
 
 def uninstall(run: OperatorRun) -> None:
-    run.stop()
-    run.helm_run("uninstall", run.release, f"--namespace={run.namespace}", check=False)
+    """`helm uninstall` (if still installed), waiting until the operator's pod is gone."""
+    installed = run.helm_run("status", run.release, f"--namespace={run.namespace}", check=False)
+    if installed.returncode == 0:
+        run.helm_run("uninstall", run.release, f"--namespace={run.namespace}", "--wait")

@@ -5,10 +5,11 @@ The jars come from `tests/support/kafka/pom.xml` and are cached under
 `$UDSINK_CACHE/kafka-<version>/libs` (default `~/.cache/udsink`); they are downloaded with
 Maven only when missing, under a file lock, so concurrent sessions share one download.
 
-The broker listens on 127.0.0.1 with ports chosen at run time, keeps its data in a fresh
-temporary directory, and can be stopped and started again on the same ports with its data
-kept (for "broker down" scenarios). A start that does not become ready raises with the tail
-of the broker's log: a Kafka test never passes without a real broker.
+The broker listens on 127.0.0.1 (or another local address, such as the e2e node's bridge)
+with ports chosen at run time, keeps its data in a fresh temporary directory, and can be
+stopped and started again on the same ports with its data kept (for "broker down" scenarios).
+A start that does not become ready raises with the tail of the broker's log: a Kafka test
+never passes without a real broker.
 """
 
 from __future__ import annotations
@@ -163,13 +164,16 @@ class Record:
 
 @dataclass
 class KafkaBroker:
-    """One KRaft broker+controller process on 127.0.0.1.
+    """One KRaft broker+controller process on one local address.
 
     `bootstrap` stays the same across stop()/start(), and so does the data.
     """
 
     workdir: Path
     libs: Path
+    # The address it listens on and advertises: loopback, or the e2e node's bridge address so
+    # pods reach it too.
+    host: str = "127.0.0.1"
     port: int = field(default_factory=free_port)
     controller_port: int = field(default_factory=free_port)
     _proc: subprocess.Popen[bytes] | None = None
@@ -178,7 +182,7 @@ class KafkaBroker:
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def log_file(self) -> Path:
@@ -250,11 +254,11 @@ class KafkaBroker:
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
             "listeners": (
-                f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
+                f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}"
             ),
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
@@ -477,11 +481,11 @@ class KafkaBroker:
 
 
 @contextlib.contextmanager
-def running_broker() -> Iterator[KafkaBroker]:
-    """A started broker in a fresh temporary directory; killed and removed on exit."""
+def running_broker(host: str = "127.0.0.1") -> Iterator[KafkaBroker]:
+    """A started broker on `host` in a fresh temporary directory; killed and removed on exit."""
     libs = ensure_jars()
     workdir = Path(tempfile.mkdtemp(prefix="udsink-kafka-"))
-    broker = KafkaBroker(workdir=workdir, libs=libs)
+    broker = KafkaBroker(workdir=workdir, libs=libs, host=host)
     try:
         try:
             broker.start()

@@ -1,0 +1,375 @@
+"""Messages really flow through real pods: Kafka -> the runtime container -> the sink sidecar ->
+Kafka, on the session's node, with the images built here.
+
+Each scenario is asserted from outside the pods: what the broker holds (the output topic, the
+group's committed offsets), what kubectl reports, what the pods log and serve on /metrics.
+The sink is the example SDK sink `on_success_sink.py` from the example-sinks image: it answers
+ON_SUCCESS with a follow-up message carrying the datum's keys, value and headers, and the
+UDSink's on-success Kafka sink writes that to an output topic the test reads back.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from udsink_operator import constants
+
+from sink_runtime.config import constants as runtime_constants
+from tests.e2e.conftest import (
+    EXAMPLE_SINKS_IMAGE,
+    ControlPlane,
+    Node,
+    OperatorRun,
+    ensure_namespace,
+    install_operator,
+    uninstall,
+)
+from tests.e2e.test_e2e import condition, eventually, pod_report, pods_of, wait_ready
+from tests.support.kafka_broker import KafkaBroker, Record
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
+
+NAMESPACE = "flow"
+METRICS_PORT = 9090
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane: ControlPlane, helm_bin: Path) -> Iterator[OperatorRun]:
+    run = install_operator(
+        control_plane, helm_bin, "flow-operator", "udsink-flow", values=["watch.clusterWide=true"]
+    )
+    ensure_namespace(control_plane, NAMESPACE)
+    try:
+        yield run
+    finally:
+        uninstall(run)
+
+
+def udsink_manifest(
+    name: str, broker: KafkaBroker, source: str, output: str, *, replicas: int = 1, **spec: Any
+) -> str:
+    """A UDSink: `source` topic -> the example on-success sink -> `output` topic."""
+    sink = {
+        "udsink": {
+            "container": {"image": EXAMPLE_SINKS_IMAGE, "args": ["/app/on_success_sink.py"]}
+        },
+        "onSuccess": {"kafka": kafka_output(broker, output)},
+    }
+    return yaml.safe_dump(
+        manifest(name, broker, source, replicas=replicas, sink=sink, **spec), sort_keys=False
+    )
+
+
+def kafka_output(broker: KafkaBroker, topic: str) -> dict[str, Any]:
+    """A Kafka sink writing the record key from the keys and the message's own headers."""
+    return {
+        "brokers": [broker.bootstrap],
+        "topic": topic,
+        "setKey": True,
+        "headers": {"keys": "none", "propagate": True},
+    }
+
+
+def manifest(
+    name: str, broker: KafkaBroker, source: str, *, replicas: int, **spec: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": constants.API_VERSION,
+        "kind": constants.KIND,
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "replicas": replicas,
+            "source": {
+                "kafka": {
+                    "brokers": [broker.bootstrap],
+                    "topics": [source],
+                    "consumerGroup": f"{name}-group",
+                    "startOffset": "earliest",
+                }
+            },
+            "batch": {"size": 50, "timeout": "200ms"},
+            **spec,
+        },
+    }
+
+
+def keyed_records(start: int, count: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "key": f"customer-{i % 7}".encode(),
+            "value": f"order-{i}".encode(),
+            "headers": [("trace", f"trace-{i}".encode()), ("seq", str(i).encode())],
+        }
+        for i in range(start, start + count)
+    ]
+
+
+def read_output(broker: KafkaBroker, topic: str) -> list[Record]:
+    """Everything in the output topic so far."""
+    total = sum(broker.end_offsets(topic).values())
+    return broker.consume(topic, total, timeout_s=60) if total else []
+
+
+def delivered(broker: KafkaBroker, topic: str, sent: int) -> dict[str, Record] | None:
+    """The output records by value once every one of the `sent` inputs is there (at least
+    once: a redelivery may add duplicates, never lose one)."""
+    by_value = {r.value.decode(): r for r in read_output(broker, topic) if r.value is not None}
+    return by_value if all(f"order-{i}" in by_value for i in range(sent)) else None
+
+
+def committed_to_end(broker: KafkaBroker, group: str, topic: str) -> bool:
+    return broker.committed(group, topic) == broker.end_offsets(topic)
+
+
+def metrics_of(pod: dict[str, Any]) -> dict[str, float]:
+    """The pod's /metrics, read from its IP on the node's bridge: sample name+labels -> value."""
+    url = f"http://{pod['status']['podIP']}:{METRICS_PORT}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def check_records(out: dict[str, Record], source: str, sent: int) -> None:
+    """Keys and headers arrived intact: the record key and every header of the input, plus
+    the headers the example sink adds."""
+    for i in range(sent):
+        record = out[f"order-{i}"]
+        check_keys_and_headers(record, i)
+        assert record.header("x-stored-by") == b"on-success-example", record
+        assert record.header("x-source-id").decode().startswith(f"{source}:"), record
+
+
+def check_keys_and_headers(record: Record, i: int) -> None:
+    assert record.key == f"customer-{i % 7}".encode(), record
+    assert record.header("trace") == f"trace-{i}".encode(), record
+    assert record.header("seq") == str(i).encode(), record
+
+
+class Waiter:
+    """`eventually` with this module's failure report (operator log, pods, events)."""
+
+    def __init__(self, plane: ControlPlane, op: OperatorRun) -> None:
+        self.plane, self.op = plane, op
+
+    def report(self) -> str:
+        return self.op.logs() + "\n" + pod_report(self.plane, NAMESPACE)
+
+    def until(self, check: Callable[[], Any], what: str, within: float = 180) -> Any:
+        return eventually(check, what, self.report, within=within)
+
+    def all_stored(
+        self, broker: KafkaBroker, name: str, source: str, output: str, sent: int
+    ) -> None:
+        """Every one of `sent` inputs reached `output` intact, and the UDSink's group has
+        committed `source` to its end."""
+        out = self.until(lambda: delivered(broker, output, sent), f"{sent} records in {output}")
+        check_records(out, source, sent)
+        self.until(
+            lambda: committed_to_end(broker, f"{name}-group", source), f"{name}'s offsets committed"
+        )
+
+
+def test_records_flow_through_the_sink_sidecar_with_keys_and_headers(
+    control_plane: ControlPlane, operator: OperatorRun, broker: KafkaBroker
+) -> None:
+    plane, wait = control_plane, Waiter(control_plane, operator)
+    source = broker.create_topic(broker.unique_topic("orders"), partitions=2)
+    output = broker.create_topic(broker.unique_topic("stored"))
+    plane.kubectl("apply", "-f", "-", stdin=udsink_manifest("flow", broker, source, output))
+    wait_ready(plane, operator, NAMESPACE, "flow", pods=1)
+    sent = 300
+    broker.produce(source, keyed_records(0, sent))
+    wait.all_stored(broker, "flow", source, output, sent)
+    udsink = plane.get_json("udsink", "flow", "-n", NAMESPACE)
+    assert condition(udsink, constants.CONDITION_READY)["status"] == "True"
+    # Scenario 8: the runtime's structured logs through `kubectl logs`, its counters on /metrics.
+    logs = plane.kubectl(
+        "logs", "deploy/flow", "-c", runtime_constants.CONTAINER_RUNTIME, "-n", NAMESPACE
+    ).stdout
+    entries = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    assert entries, f"no JSON log lines from the runtime:\n{logs[-2000:]}"
+    assert all({"level", "message"} <= entry.keys() for entry in entries), entries[:3]
+    (pod,) = pods_of(plane, NAMESPACE, "flow")
+    samples = wait.until(
+        lambda: m if (m := metrics_of(pod)).get("udsink_acked_total") == sent else None,
+        f"udsink_acked_total == {sent} on the pod's /metrics",
+    )
+    assert samples["udsink_read_total"] == sent
+    assert samples["udsink_on_success_total"] == sent
+    # The sidecar started before the runtime and is still the one it started with.
+    sidecar = next(
+        s
+        for s in pod["status"]["initContainerStatuses"]
+        if s["name"] == runtime_constants.CONTAINER_UDSINK
+    )
+    assert sidecar["started"] and sidecar["restartCount"] == 0, sidecar
+    plane.kubectl("delete", "udsink", "flow", "-n", NAMESPACE, "--timeout=60s")
+    wait.until(lambda: not pods_of(plane, NAMESPACE, "flow"), "the pods of flow going away")
+
+
+def test_three_replicas_share_the_partitions(
+    control_plane: ControlPlane, operator: OperatorRun, broker: KafkaBroker
+) -> None:
+    plane, wait = control_plane, Waiter(control_plane, operator)
+    source = broker.create_topic(broker.unique_topic("orders"), partitions=3)
+    output = broker.create_topic(broker.unique_topic("stored"))
+    plane.kubectl("apply", "-f", "-", stdin=udsink_manifest("shared", broker, source, output))
+    wait_ready(plane, operator, NAMESPACE, "shared", pods=1)
+    plane.kubectl("scale", "udsink/shared", "--replicas=3", "-n", NAMESPACE)
+    wait_ready(plane, operator, NAMESPACE, "shared", pods=3)
+    sent = 600
+    broker.produce(source, keyed_records(0, sent))
+    wait.all_stored(broker, "shared", source, output, sent)
+    reads = [metrics_of(p).get("udsink_read_total", 0) for p in pods_of(plane, NAMESPACE, "shared")]
+    assert sum(reads) >= sent
+    assert sum(1 for r in reads if r > 0) >= 2, f"one pod read everything: {reads}"
+    plane.kubectl("delete", "udsink", "shared", "-n", NAMESPACE, "--timeout=60s")
+
+
+class Producer(threading.Thread):
+    """Writes records at a steady pace in the background while the test disturbs the pods."""
+
+    def __init__(self, broker: KafkaBroker, topic: str, total: int, per_batch: int = 20) -> None:
+        super().__init__(daemon=True)
+        self.broker, self.topic, self.total, self.per_batch = broker, topic, total, per_batch
+        self.sent = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while self.sent < self.total:
+                count = min(self.per_batch, self.total - self.sent)
+                self.broker.produce(self.topic, keyed_records(self.sent, count))
+                self.sent += count
+                time.sleep(0.2)
+        except BaseException as err:  # reported by finish()
+            self.error = err
+
+    def finish(self) -> int:
+        self.join(timeout=300)
+        assert self.error is None, f"producing failed: {self.error!r}"
+        assert self.sent == self.total
+        return self.sent
+
+
+def test_rollout_and_pod_deletion_lose_nothing(
+    control_plane: ControlPlane, operator: OperatorRun, broker: KafkaBroker
+) -> None:
+    plane, wait = control_plane, Waiter(control_plane, operator)
+    source = broker.create_topic(broker.unique_topic("orders"), partitions=2)
+    output = broker.create_topic(broker.unique_topic("stored"))
+    plane.kubectl(
+        "apply", "-f", "-", stdin=udsink_manifest("rolling", broker, source, output, replicas=2)
+    )
+    wait_ready(plane, operator, NAMESPACE, "rolling", pods=2)
+    producer = Producer(broker, source, total=1000)
+    producer.start()
+    wait.until(lambda: producer.sent >= 200, "the producer under way", within=60)
+    # A config change: the operator changes the pod template, the Deployment rolls; old pods
+    # get SIGTERM and drain.
+    old = {p["metadata"]["name"] for p in pods_of(plane, NAMESPACE, "rolling")}
+    plane.kubectl(
+        "apply",
+        "-f",
+        "-",
+        stdin=udsink_manifest(
+            "rolling", broker, source, output, replicas=2, batch={"size": 20, "timeout": "100ms"}
+        ),
+    )
+    wait.until(
+        lambda: not old & {p["metadata"]["name"] for p in pods_of(plane, NAMESPACE, "rolling")},
+        "the rollout replacing every old pod",
+    )
+    wait_ready(plane, operator, NAMESPACE, "rolling", pods=2)
+    # One replica deleted mid-stream: the ReplicaSet replaces it.
+    victim = pods_of(plane, NAMESPACE, "rolling")[0]["metadata"]["name"]
+    plane.kubectl("delete", "pod", victim, "-n", NAMESPACE, "--timeout=60s")
+    sent = producer.finish()
+    wait_ready(plane, operator, NAMESPACE, "rolling", pods=2)
+    wait.all_stored(broker, "rolling", source, output, sent)
+    plane.kubectl("delete", "udsink", "rolling", "-n", NAMESPACE, "--timeout=60s")
+
+
+def test_killed_sink_sidecar_is_restarted_and_nothing_is_lost(
+    control_plane: ControlPlane, operator: OperatorRun, broker: KafkaBroker, node: Node
+) -> None:
+    plane, wait = control_plane, Waiter(control_plane, operator)
+    source = broker.create_topic(broker.unique_topic("orders"))
+    output = broker.create_topic(broker.unique_topic("stored"))
+    plane.kubectl("apply", "-f", "-", stdin=udsink_manifest("crashy", broker, source, output))
+    wait_ready(plane, operator, NAMESPACE, "crashy", pods=1)
+    producer = Producer(broker, source, total=600)
+    producer.start()
+    wait.until(lambda: producer.sent >= 200, "the producer under way", within=60)
+    (pod,) = pods_of(plane, NAMESPACE, "crashy")
+    sidecar = next(
+        s
+        for s in pod["status"]["initContainerStatuses"]
+        if s["name"] == runtime_constants.CONTAINER_UDSINK
+    )
+    # SIGKILL the sink's process on the node, as a crash would.
+    node.kill_container(sidecar["containerID"])
+    sent = producer.finish()
+    wait.until(
+        lambda: any(
+            s["name"] == runtime_constants.CONTAINER_UDSINK and s["restartCount"] >= 1
+            for p in pods_of(plane, NAMESPACE, "crashy")
+            for s in p["status"].get("initContainerStatuses", [])
+        ),
+        "the kubelet restarting the sink sidecar",
+    )
+    wait.all_stored(broker, "crashy", source, output, sent)
+    (pod,) = pods_of(plane, NAMESPACE, "crashy")
+    runtime = next(
+        s
+        for s in pod["status"]["containerStatuses"]
+        if s["name"] == runtime_constants.CONTAINER_RUNTIME
+    )
+    assert runtime["restartCount"] == 0, "the runtime should reconnect, not restart"
+    samples = metrics_of(pod)
+    assert samples.get('udsink_sink_reconnects_total{sink="primary"}', 0) >= 1, samples
+    plane.kubectl("delete", "udsink", "crashy", "-n", NAMESPACE, "--timeout=60s")
+
+
+def test_numaflow_go_sdk_sink_runs_unmodified_as_the_sidecar(
+    control_plane: ControlPlane, operator: OperatorRun, broker: KafkaBroker, node: Node
+) -> None:
+    """A sink built with numaflow-go (FALLBACK for every datum) in its own FROM-scratch image:
+    every record reaches the fallback topic with its key and headers, and the error headers."""
+    plane, wait = control_plane, Waiter(control_plane, operator)
+    source = broker.create_topic(broker.unique_topic("orders"), partitions=2)
+    dead = broker.create_topic(broker.unique_topic("dlq"))
+    sink = {
+        "udsink": {"container": {"image": node.go_sink_image}},
+        "fallback": {"kafka": kafka_output(broker, dead)},
+    }
+    doc = manifest("gosink", broker, source, replicas=1, sink=sink)
+    plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(doc))
+    wait_ready(plane, operator, NAMESPACE, "gosink", pods=1)
+    sent = 200
+    broker.produce(source, keyed_records(0, sent))
+    out = wait.until(lambda: delivered(broker, dead, sent), f"{sent} records in {dead}")
+    for i in range(sent):
+        record = out[f"order-{i}"]
+        check_keys_and_headers(record, i)
+        assert record.header("x-udsink-status") == b"FALLBACK", record
+        assert record.header("x-udsink-source").decode().startswith(f"{source}:"), record
+    wait.until(lambda: committed_to_end(broker, "gosink-group", source), "offsets committed")
+    (pod,) = pods_of(plane, NAMESPACE, "gosink")
+    samples = metrics_of(pod)
+    routed = sum(v for k, v in samples.items() if k.startswith("udsink_fallback_total{"))
+    assert routed == sent, samples
+    plane.kubectl("delete", "udsink", "gosink", "-n", NAMESPACE, "--timeout=60s")
