@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.test_e2e import condition, eventually, pod_report, pods_of, wait_ready
 from tests.support.kafka_broker import KafkaBroker, Record
+from tests.support.prometheus import scrape
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 
@@ -131,15 +131,7 @@ def committed_to_end(broker: KafkaBroker, group: str, topic: str) -> bool:
 
 def metrics_of(pod: dict[str, Any]) -> dict[str, float]:
     """The pod's /metrics, read from its IP on the node's bridge: sample name+labels -> value."""
-    url = f"http://{pod['status']['podIP']}:{METRICS_PORT}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    samples: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
+    return scrape(f"http://{pod['status']['podIP']}:{METRICS_PORT}/metrics")
 
 
 def check_records(out: dict[str, Record], source: str, sent: int) -> None:

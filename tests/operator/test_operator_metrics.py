@@ -4,8 +4,6 @@ kmock's emulator: reconciles counted and timed, UDSinks counted by the phase in 
 
 from __future__ import annotations
 
-import urllib.request
-
 import pytest
 from udsink_operator import constants
 from udsink_operator.handlers import WaitingFor
@@ -22,27 +20,21 @@ from tests.operator.emulated import (
     udsink_object,
 )
 from tests.support.kafka_broker import free_port
+from tests.support.prometheus import scrape
 
 
-def scrape(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    samples: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
+def scrape_port(port: int) -> dict[str, float]:
+    return scrape(f"http://127.0.0.1:{port}/metrics")
 
 
 def phase(port: int, name: str) -> float:
-    return scrape(port)[f'udsink_operator_udsinks{{phase="{name}"}}']
+    return scrape_port(port)[f'udsink_operator_udsinks{{phase="{name}"}}']
 
 
 async def test_reconciles_and_udsinks_by_phase_are_served(emulator: ApplyingEmulator) -> None:
     metrics, port = OperatorMetrics(), free_port()
     metrics.serve(port, host="127.0.0.1")
-    at_start = scrape(port)
+    at_start = scrape_port(port)
     assert at_start["udsink_operator_reconciles_total"] == 0
     assert at_start["udsink_operator_reconcile_errors_total"] == 0  # present before any error
     assert {at_start[f'udsink_operator_udsinks{{phase="{p}"}}'] for p in ("Pending", "Failed")} == {
@@ -65,7 +57,7 @@ async def test_reconciles_and_udsinks_by_phase_are_served(emulator: ApplyingEmul
         await eventually(lambda: phase(port, constants.PHASE_PENDING) == 1 or None)
         await eventually(lambda: phase(port, constants.PHASE_FAILED) == 1 or None)
         await settle(emulator)
-        after = scrape(port)
+        after = scrape_port(port)
         assert after["udsink_operator_reconciles_total"] >= 2
         assert after["udsink_operator_reconcile_seconds_count"] >= 2
         assert after["udsink_operator_reconcile_errors_total"] == 0
