@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import random
 import signal
@@ -30,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sink_runtime.config import KafkaSourceConfig, RuntimeConfig, UdSinkConfig, constants
 from tests.support.kafka_broker import KafkaBroker, free_port
+from tests.support.processes import die_with_parent
 from tests.support.sink_process import ROOT, SinkProcess
 
 FAULT_SINK = Path(__file__).parent / "fault_sink.py"
@@ -39,11 +39,6 @@ SEED = int(os.environ.get("UDSINK_FAULT_SEED", "20261125"))
 
 def rng(test_name: str) -> random.Random:
     return random.Random(f"{SEED}:{test_name}")
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -75,7 +70,7 @@ class DataPlaneProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=env,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent(),
             )
 
     def log(self) -> str:

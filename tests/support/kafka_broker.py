@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import fcntl
 import logging
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -36,6 +33,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.support.processes import die_with_parent
 
 POM = Path(__file__).parent / "kafka" / "pom.xml"
 READY_TIMEOUT_S = 90.0
@@ -131,14 +130,6 @@ def cluster_id() -> str:
             return cluster_id
 
 
-def _die_with_parent() -> None:
-    # Runs in the child before exec: the JVM gets SIGKILL if the test process dies, so a
-    # crashed or killed pytest never leaves a broker behind.
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
 @dataclass(frozen=True, slots=True)
 class Record:
     """A record as read back from the broker by the test helpers."""
@@ -206,7 +197,6 @@ class KafkaBroker:
         if not self._formatted:
             self._format()
         env = {**os.environ, "LOG_DIR": str(self.workdir)}
-        pdeathsig = threading.current_thread() is threading.main_thread()
         with self.stdout_file.open("ab") as out:
             self._proc = subprocess.Popen(
                 [
@@ -221,8 +211,7 @@ class KafkaBroker:
                 stdin=subprocess.DEVNULL,
                 cwd=self.workdir,
                 env=env,
-                # Only from the main thread: the death signal follows the creating *thread*.
-                preexec_fn=_die_with_parent if pdeathsig else None,
+                preexec_fn=die_with_parent(),
             )
         self._wait_ready(timeout_s)
 

@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from sink_runtime.serverinfo import ServerInfo, read_server_info
+from tests.support.processes import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,7 +56,13 @@ class SinkProcess:
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         with open(self.log_path, "wb") as log:
-            return subprocess.Popen(self._cmd, env=self._env, stdout=log, stderr=subprocess.STDOUT)
+            return subprocess.Popen(
+                self._cmd,
+                env=self._env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent(),
+            )
 
     async def start(self, timeout_s: float = 30.0) -> ServerInfo:
         self.proc = self._spawn()
