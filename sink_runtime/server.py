@@ -20,7 +20,6 @@ import os
 import signal
 from collections import Counter
 from collections.abc import Sequence
-from importlib import metadata
 from types import TracebackType
 from typing import Any, NoReturn
 
@@ -28,7 +27,7 @@ import grpc
 from google.protobuf import empty_pb2
 
 from sink_runtime.codec import add_results, requests_to_datums
-from sink_runtime.config import constants
+from sink_runtime.config import constants, installed_version
 from sink_runtime.contract import check_results
 from sink_runtime.handler import HandlerResultError, HandlerRunner, SinkHandler
 from sink_runtime.logs import batch_fields, configure_logging
@@ -48,13 +47,6 @@ _EOT = sink_pb2.SinkResponse(status=sink_pb2.TransmissionStatus(eot=True))
 SinkResult = sink_pb2.SinkResponse.Result
 
 
-def _sdk_version() -> str:
-    try:
-        return metadata.version("udsink")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
-
-
 def server_info() -> ServerInfo:
     """What this SDK's server writes into its server-info file."""
     return ServerInfo(
@@ -64,7 +56,7 @@ def server_info() -> ServerInfo:
         version=constants.SDK_COMPAT_VERSION,
         metadata={
             constants.BATCH_EXTENSION_KEY: constants.BATCH_EXTENSION_VERSION,
-            constants.SDK_VERSION_KEY: _sdk_version(),
+            constants.SDK_VERSION_KEY: installed_version(),
         },
     )
 

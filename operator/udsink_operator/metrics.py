@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib import metadata
 
 from prometheus_client import (
     CollectorRegistry,
@@ -25,6 +24,7 @@ from prometheus_client import (
     start_http_server,
 )
 
+from sink_runtime.config import installed_version
 from udsink_operator import constants
 
 PHASES = (
@@ -36,13 +36,6 @@ PHASES = (
 RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
-def _version() -> str:
-    try:
-        return metadata.version("udsink")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
-
-
 class OperatorMetrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
@@ -52,7 +45,7 @@ class OperatorMetrics:
         info = Gauge(
             "udsink_operator_build_info", "Always 1; the udsink version", ["version"], registry=r
         )
-        info.labels(version=_version()).set(1)
+        info.labels(version=installed_version()).set(1)
         self.reconciles = Counter(
             "udsink_operator_reconciles", "Reconciles of a UDSink (any trigger)", registry=r
         )

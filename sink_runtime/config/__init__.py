@@ -13,6 +13,7 @@ Durations are integer milliseconds: the operator parses the Go-style strings of 
 from __future__ import annotations
 
 import json
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Literal, TypeAlias
 
@@ -273,6 +274,15 @@ def parse_config(text: str, origin: str = "<string>") -> RuntimeConfig:
         raise ConfigError(_format_errors(err, origin)) from None
 
 
+def installed_version() -> str:
+    """The installed `udsink` distribution's version (what server-info and build-info report),
+    or "0+unknown" when running from a tree that was never installed."""
+    try:
+        return metadata.version("udsink")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
 def load_config(path: str | Path = constants.CONFIG_PATH) -> RuntimeConfig:
     p = Path(path)
     try:
@@ -305,6 +315,7 @@ __all__ = [
     "TlsFiles",
     "UdSinkConfig",
     "constants",
+    "installed_version",
     "load_config",
     "parse_config",
 ]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from importlib import metadata
 from typing import get_args
 
 from prometheus_client import (
@@ -27,6 +26,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from sink_runtime.config import installed_version
 from sink_runtime.contract import ViolationKind
 
 _PREFIX = "udsink"
@@ -34,13 +34,6 @@ BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
 # Why a message left the primary for the fallback sink or was dropped (label `reason`).
 FAILURE_REASONS = ("retries-exhausted", "max-deliveries")
 FALLBACK_STATUS = "fallback-status"
-
-
-def _version() -> str:
-    try:
-        return metadata.version("udsink")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 class Metrics:
@@ -54,7 +47,7 @@ class Metrics:
         build = Gauge(
             f"{_PREFIX}_build_info", "Always 1; the udsink version", ["version"], registry=r
         )
-        build.labels(version=_version()).set(1)
+        build.labels(version=installed_version()).set(1)
         self.read = Counter(f"{_PREFIX}_read", "Messages read from the source", registry=r)
         self.written = Counter(
             f"{_PREFIX}_written", "Messages a sink accepted", ["sink"], registry=r
