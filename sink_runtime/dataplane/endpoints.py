@@ -8,7 +8,7 @@ retry and commit logic is written once and tested once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, overload
 
 from sink_runtime.types import Datum, Response
@@ -20,8 +20,6 @@ class SourceBatch:
 
     datums: list[Datum]
     token: object = None
-    # Partition (or shard) of each datum by id, for per-partition ordering and metrics.
-    partitions: dict[str, int] = field(default_factory=dict)
 
 
 class Source(Protocol):

@@ -137,7 +137,7 @@ class FileSource:
             return SourceBatch(datums=[])
         chunk = self._datums[self._next : self._next + max_messages]
         self._next += len(chunk)
-        return SourceBatch(datums=chunk, token=None, partitions={d.id: 0 for d in chunk})
+        return SourceBatch(datums=chunk, token=None)
 
     async def ack(self, batch: SourceBatch) -> int:
         self.acked_ids.extend(d.id for d in batch.datums)

@@ -89,7 +89,6 @@ class GeneratorSource:
         filler = self._filler
         size = len(filler)
         datums: list[Datum] = []
-        where: dict[str, int] = {}
         upto: dict[int, int] = {}
         offsets = self._next_offset
         make = trusted_datum
@@ -108,9 +107,8 @@ class GeneratorSource:
             stamp = str(seq).encode()
             value = (stamp + filler[len(stamp) :]) if size > len(stamp) else filler
             datums.append(make(did, value, keys, event_time, _EPOCH, _NO_HEADERS, None))
-            where[did] = partition
         self._produced += n
-        return SourceBatch(datums=datums, token=upto, partitions=where)
+        return SourceBatch(datums=datums, token=upto)
 
     async def ack(self, batch: SourceBatch) -> int:
         upto = batch.token
