@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import shlex
 import signal
@@ -29,6 +28,7 @@ from typing import IO
 from sink_runtime.config import UdSinkConfig, constants
 from sink_runtime.dataplane.forwarder import FALLBACK, ON_SUCCESS, PRIMARY
 from udsink_cli import isolation
+from udsink_cli.lifeline import tied_to_parent
 
 STDERR_TAIL_LINES = 20
 # The role a sink plays, named as the data plane's logs and metrics name it.
@@ -39,42 +39,6 @@ ROLES: dict[constants.ContainerType, str] = {
 }
 # A line the sink printed: (its role, the line without its newline).
 LineSink = Callable[[str, str], None]
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def _load_prctl() -> Callable[..., int] | None:
-    """libc's prctl, resolved once in the parent (the child only calls it)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
-        return prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_PRCTL = _load_prctl()
-
-
-def die_with_parent(parent_pid: int) -> Callable[[], None] | None:
-    """A preexec function: the kernel SIGKILLs the child when the thread that started it ends.
-
-    It runs in the child between fork and exec, so it only calls an already resolved C
-    function and reads its parent's pid (no imports, no locks). If the parent died before the
-    prctl, nobody would signal the child: it exits at once. The signal is tied to the
-    starting *thread*: the runner starts sinks from its main thread, which lives as long as
-    the run. None where prctl does not exist (the run still stops its sinks itself).
-    """
-    prctl = _PRCTL
-    if prctl is None:
-        return None
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent_pid:
-            os._exit(1)
-
-    return preexec
 
 
 class SidecarError(RuntimeError):
@@ -146,16 +110,15 @@ class SinkProcess:
         # --- end of the launch hook
         try:
             self._proc = subprocess.Popen(
-                self._launch.argv,
+                tied_to_parent(self._launch.argv, env=env, cwd=self.cwd),
                 cwd=self.cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 # Own session: Ctrl-C in the terminal reaches only us, and we stop the sink
-                # ourselves after the data plane has drained (setsid runs before preexec_fn).
+                # ourselves after the data plane has drained. The kernel kills it if we die.
                 start_new_session=True,
-                preexec_fn=die_with_parent(os.getpid()),
             )
         except OSError as err:
             what = err.filename or self.command[0]

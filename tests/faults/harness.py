@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
+from udsink_cli.lifeline import tied_to_parent
 
 from sink_runtime.config import KafkaSourceConfig, RuntimeConfig, UdSinkConfig, constants
 from tests.support.kafka_broker import KafkaBroker, free_port
-from tests.support.processes import die_with_parent
 from tests.support.sink_process import ROOT, SinkProcess
 
 FAULT_SINK = Path(__file__).parent / "fault_sink.py"
@@ -65,12 +65,14 @@ class DataPlaneProcess:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sink_runtime.dataplane", "--config", str(path)],
+                tied_to_parent(
+                    [sys.executable, "-m", "sink_runtime.dataplane", "--config", str(path)],
+                    env=env,
+                ),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=env,
-                preexec_fn=die_with_parent(),
             )
 
     def log(self) -> str:

@@ -33,8 +33,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-
-from tests.support.processes import die_with_parent
+from udsink_cli.lifeline import tied_to_parent
 
 POM = Path(__file__).parent / "kafka" / "pom.xml"
 READY_TIMEOUT_S = 90.0
@@ -199,19 +198,22 @@ class KafkaBroker:
         env = {**os.environ, "LOG_DIR": str(self.workdir)}
         with self.stdout_file.open("ab") as out:
             self._proc = subprocess.Popen(
-                [
-                    "java",
-                    *JVM_OPTS,
-                    *self._log_opts(),
-                    *("-cp", f"{self.libs}/*", "kafka.Kafka"),
-                    str(self.workdir / "server.properties"),
-                ],
+                tied_to_parent(
+                    [
+                        "java",
+                        *JVM_OPTS,
+                        *self._log_opts(),
+                        *("-cp", f"{self.libs}/*", "kafka.Kafka"),
+                        str(self.workdir / "server.properties"),
+                    ],
+                    env=env,
+                    cwd=self.workdir,
+                ),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=self.workdir,
                 env=env,
-                preexec_fn=die_with_parent(),
             )
         self._wait_ready(timeout_s)
 

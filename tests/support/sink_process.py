@@ -18,8 +18,9 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from udsink_cli.lifeline import tied_to_parent
+
 from sink_runtime.serverinfo import ServerInfo, read_server_info
-from tests.support.processes import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,11 +58,10 @@ class SinkProcess:
     def _spawn(self) -> subprocess.Popen[bytes]:
         with open(self.log_path, "wb") as log:
             return subprocess.Popen(
-                self._cmd,
+                tied_to_parent(self._cmd, env=self._env),
                 env=self._env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent(),
             )
 
     async def start(self, timeout_s: float = 30.0) -> ServerInfo:

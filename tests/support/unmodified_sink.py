@@ -12,7 +12,6 @@ tests/interop/README.md); `received()` parses them, so tests count from the sink
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import os
 import signal
@@ -23,17 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from udsink_cli.isolation import PrivateRunDir, private_run_dir
+from udsink_cli.lifeline import tied_to_parent
 
 from sink_runtime.config import UdSinkConfig, constants
 from sink_runtime.serverinfo import ServerInfo, ServerInfoError, read_server_info
 
 LINE_PREFIX = "INTEROP "
-
-
-def _die_with_parent() -> None:
-    # In the child before exec: the sink gets SIGKILL if the test process dies.
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 @dataclass(frozen=True)
@@ -84,12 +78,11 @@ class UnmodifiedSink:
         env = {**os.environ, constants.CONTAINER_TYPE_ENV: self.container_type}
         with self.log_path.open("wb") as log:
             return subprocess.Popen(
-                argv,
+                tied_to_parent(argv, env=env),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
             )
 
     async def start(self, timeout_s: float = 60.0) -> ServerInfo:
