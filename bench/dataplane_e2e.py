@@ -85,7 +85,7 @@ from sink_runtime.config import (  # noqa: E402
     UdSinkConfig,
     constants,
 )
-from sink_runtime.dataplane.kafka_client import CONSUMER_DEFAULTS  # noqa: E402
+from sink_runtime.dataplane.kafka_settings import CONSUMER_DEFAULTS  # noqa: E402
 from sink_runtime.proto import sink_pb2  # noqa: E402
 from tests.support.interop_sinks import sink_command  # noqa: E402
 from tests.support.kafka_broker import kafka_version, running_broker  # noqa: E402

@@ -563,15 +563,15 @@ class LocalRun:
             self.outcome = outcome
         self._stopping.set()
         if self.dataplane is not None:
-            self.dataplane.stop()
-        if abandon_in_flight:
-            # Nothing more can come of the in-flight batch (its sink is gone, or its messages
-            # only keep failing): it stays unacknowledged, so nothing unhandled is committed.
-            self._abandon()
+            # Abandon when nothing more can come of the in-flight batch (its sink is gone, or
+            # its messages only keep failing): it stays unacknowledged, nothing is committed.
+            self.dataplane.stop(abandon_in_flight=abandon_in_flight)
 
-    def _abandon(self) -> None:
+    def _quit_now(self) -> None:
+        """The second Ctrl-C: cancel the data plane where it stands (the sinks are killed next);
+        the in-flight batch stays unacknowledged."""
         if self.dataplane is not None and self._dp_task is not None and not self._dp_task.done():
-            self.abandoned = self.dataplane.forwarder.in_flight
+            self.abandoned = self.dataplane.in_flight
             self._dp_task.cancel()
 
     def _on_signal(self, sig: signal.Signals) -> None:
@@ -590,7 +590,7 @@ class LocalRun:
         self.output.line(
             "udsink run: quitting at once: the in-flight batch stays uncommitted; sinks are killed"
         )
-        self._abandon()
+        self._quit_now()
 
     async def _sinks_ready(self) -> bool:
         """Wait for every sink's server-info file; False when Ctrl-C/SIGTERM came first."""
@@ -688,7 +688,7 @@ class LocalRun:
             except asyncio.CancelledError:
                 this = asyncio.current_task()
                 if this is not None and this.cancelling():
-                    raise  # run() itself was cancelled, not just the data plane (_abandon)
+                    raise  # run() itself was cancelled, not just the data plane (_quit_now)
         finally:
             for task in background:
                 task.cancel()

@@ -26,13 +26,13 @@ from threading import Thread
 from typing import IO
 
 from sink_runtime.config import UdSinkConfig, constants
-from sink_runtime.dataplane.forwarder import FALLBACK, ON_SUCCESS, PRIMARY
+from sink_runtime.dataplane.protocols import FALLBACK, ON_SUCCESS, PRIMARY, SinkRole
 from udsink_cli import isolation
 from udsink_cli.lifeline import tied_to_parent
 
 STDERR_TAIL_LINES = 20
 # The role a sink plays, named as the data plane's logs and metrics name it.
-ROLES: dict[constants.ContainerType, str] = {
+ROLES: dict[constants.ContainerType, SinkRole] = {
     constants.CONTAINER_UDSINK: PRIMARY,
     constants.CONTAINER_FALLBACK: FALLBACK,
     constants.CONTAINER_ON_SUCCESS: ON_SUCCESS,

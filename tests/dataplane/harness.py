@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from sink_runtime.dataplane.endpoints import Sink
 from sink_runtime.dataplane.forwarder import Forwarder, Sinks
 from sink_runtime.dataplane.metrics import Metrics
+from sink_runtime.dataplane.protocols import Sink
 from sink_runtime.dataplane.retry import RetryPolicy
 from sink_runtime.dataplane.sinks.udsink import UdSink
 from sink_runtime.dataplane.sources.file import FileSource

@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 import pytest
 
-from sink_runtime.dataplane.endpoints import SinkError
 from sink_runtime.dataplane.forwarder import Forwarder, Sinks
 from sink_runtime.dataplane.metrics import Metrics
+from sink_runtime.dataplane.protocols import SinkError
 from sink_runtime.dataplane.sinks.udsink import UdSink
 from sink_runtime.proto import sink_pb2
 from sink_runtime.types import Datum, Response, Status

@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sink_runtime import Datum, Metadata
+from sink_runtime import Datum, Metadata, codec
 from sink_runtime.codec import datum_to_request, encode_request, request_to_datum
-from sink_runtime.proto import sink_pb2
+from sink_runtime.proto import batch_pb2, sink_pb2
 
 Request = sink_pb2.SinkRequest.Request
 T1 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -59,3 +59,10 @@ def test_a_decoded_datum_is_re_encoded_from_its_own_request() -> None:
     original.event_time.FromDatetime(T1)
     d = request_to_datum(Request.FromString(original.SerializeToString()))
     assert Request.FromString(encode_request(d)) == original
+
+
+def test_one_request_encoding_serves_both_enclosing_messages() -> None:
+    # The data plane encodes each request once, as field REQUEST_TAG: a sink.v1 SinkRequest
+    # and an entry of SinkBatch.requests must therefore start with the same tag.
+    assert codec.length_delimited_tag(batch_pb2.SinkBatch, "requests") == codec.REQUEST_TAG
+    assert bytes(((1 << 3) | 2,)) == codec.REQUEST_TAG

@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 from sink_runtime import Datum
 from sink_runtime.codec import datum_to_request, encode_request
 from sink_runtime.dataplane.sources import kafka_record
-from sink_runtime.dataplane.sources.kafka_record import EPOCH, record_datum
+from sink_runtime.dataplane.sources.kafka_record import record_datum
 from sink_runtime.proto import sink_pb2
+from sink_runtime.types import EPOCH
 
 Request = sink_pb2.SinkRequest.Request
 
