@@ -319,12 +319,6 @@ def response_to_result(r: Response) -> sink_pb2.SinkResponse.Result:
     return res
 
 
-def responses_to_results(responses: Iterable[Response]) -> list[sink_pb2.SinkResponse.Result]:
-    """response_to_result over a batch."""
-    convert = response_to_result
-    return [convert(r) for r in responses]
-
-
 def add_results(
     into: RepeatedCompositeFieldContainer[sink_pb2.SinkResponse.Result],
     responses: Iterable[Response],

@@ -38,6 +38,14 @@ def shown_ids(ids: Sequence[str], limit: int = SHOWN_IDS) -> list[str]:
     return [*ids[:limit], f"... {len(ids) - limit} more"]
 
 
+def ids_text(ids: Sequence[str], *, quoted: bool = False, limit: int = SHOWN_IDS) -> str:
+    """The first `limit` ids for a message: `a, b, c and 7 more`; `quoted` shows each as a
+    Python literal (for ids a sink made up, which may be empty or hold commas)."""
+    more = len(ids) - limit
+    shown = [repr(i) for i in ids[:limit]] if quoted else ids[:limit]
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
 def batch_fields(ids: Sequence[str], **more: object) -> dict[str, object]:
     """The `extra` of a log line about a batch: its size and (some of) its ids."""
     return {"batch_size": len(ids), "ids": shown_ids(ids), **more}

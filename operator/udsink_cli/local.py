@@ -62,7 +62,7 @@ from sink_runtime.dataplane.metrics import (
 )
 from sink_runtime.dataplane.sinks import log as log_sink
 from sink_runtime.dataplane.sources.file import FileSourceError, parse_file
-from sink_runtime.logs import configure_logging
+from sink_runtime.logs import SHOWN_IDS, configure_logging, ids_text
 from udsink_cli.isolation import ImageSink, image_sinks
 from udsink_cli.sidecars import ROLES, SidecarError, SinkProcess
 
@@ -103,7 +103,6 @@ KAFKA_PROBE_TIMEOUT_S = 5.0
 DEFAULT_STARTUP_TIMEOUT_S = 30.0
 SHUTDOWN_GRACE_S = 10.0
 STALL_SHOWN_AFTER_S = 2.0  # a write waiting this long is shown under the progress line
-SHOWN_IDS = 10
 STDIN = "-"
 
 EPILOG = f"""\
@@ -404,11 +403,6 @@ def stall_lines(writing: Mapping[str, tuple[float, int]], now: float) -> list[st
     ]
 
 
-def _show_ids(ids: Sequence[str]) -> str:
-    more = len(ids) - SHOWN_IDS
-    return ", ".join(ids[:SHOWN_IDS]) + (f" and {more} more" if more > 0 else "")
-
-
 def headline(summary: Mapping[str, Any]) -> str:
     """The summary's first line: how the run ended, and any message not delivered."""
     m = summary["messages"]
@@ -419,7 +413,7 @@ def headline(summary: Mapping[str, Any]) -> str:
         ids = [e["id"] for e in summary["never_succeeded"]]
         line = (
             f"{name}: gave up: {len(ids):,} messages never succeeded within the retry "
-            f"budget: {_show_ids(ids)}"
+            f"budget: {ids_text(ids)}"
         )
     else:
         reason = summary["reason"].splitlines()[0]

@@ -59,7 +59,7 @@ from sink_runtime.dataplane.protocols import (
     exhausted,
 )
 from sink_runtime.dataplane.retry import RetryPolicy
-from sink_runtime.logs import batch_fields
+from sink_runtime.logs import batch_fields, ids_text
 from sink_runtime.types import Datum, Response, Status
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,6 @@ logger = logging.getLogger(__name__)
 # A secondary sink stores what it is given; it may not re-route (CONTRACT.md: a fallback sink
 # answering FALLBACK/SERVE/ON_SUCCESS is a violation; the same rule holds for the others).
 SECONDARY_ALLOWED: frozenset[Status] = frozenset({Status.SUCCESS, Status.FAILURE, Status.NACK})
-_SHOWN_IDS = 10
 # Backoff and NACK waits are slept in steps this long at most, each one counted as progress.
 SLEEP_STEP_S = 5.0
 _ONLY_SUCCESS = {Status.SUCCESS}
@@ -78,11 +77,6 @@ _status_of = attrgetter("status")
 def _label(role: str, sink: Sink) -> str:
     """How log lines name a sink: its role, and its own name when that says more."""
     return f"{role} sink" if sink.name == role else f"{role} sink {sink.name}"
-
-
-def _show_ids(ids: Sequence[str]) -> str:
-    more = len(ids) - _SHOWN_IDS
-    return ", ".join(ids[:_SHOWN_IDS]) + (f" and {more} more" if more > 0 else "")
 
 
 @dataclass(slots=True)
@@ -473,7 +467,7 @@ class Forwarder:
             "primary sink: %d of %d messages FAILED (%s); first: %s after %d deliveries: %s",
             len(failed),
             len(sent),
-            _show_ids([p.datum.id for p in failed]),
+            ids_text([p.datum.id for p in failed]),
             first.datum.id,
             first.deliveries,
             first.last_error,
@@ -506,7 +500,7 @@ class Forwarder:
                 "%s could not take %d messages (%s): %s",
                 _label(role, sink),
                 len(ids),
-                _show_ids(ids),
+                ids_text(ids),
                 err,
             )
             return {i: Response.failure(i, str(err)) for i in ids}
@@ -547,7 +541,7 @@ class Forwarder:
             _label(role, sink),
             checked.describe(),
             len(checked.affected),
-            _show_ids(list(checked.affected)),
+            ids_text(list(checked.affected)),
             extra=batch_fields(list(checked.affected)),
         )
 
@@ -700,7 +694,7 @@ class Forwarder:
                     "%s did not accept %d messages (%s; first: %s %s); retry %d in %.3fs",
                     _label(role, sink),
                     len(still),
-                    _show_ids([d.id for d in still]),
+                    ids_text([d.id for d in still]),
                     first.status.name,
                     first.err or first.nack_reason or "",
                     retries,

@@ -18,7 +18,6 @@ from sink_runtime.codec import (
     request_to_datum,
     requests_to_datums,
     response_to_result,
-    responses_to_results,
     result_to_response,
 )
 from sink_runtime.proto import batch_pb2, sink_pb2
@@ -146,7 +145,7 @@ def test_result_fields_on_the_wire() -> None:
 def test_add_results_equals_one_by_one_encoding() -> None:
     out = sink_pb2.SinkResponse()
     add_results(out.results, ALL_RESPONSES)
-    assert list(out.results) == responses_to_results(ALL_RESPONSES)
+    assert list(out.results) == [response_to_result(r) for r in ALL_RESPONSES]
 
 
 def test_an_unknown_status_number_is_named() -> None:
