@@ -17,7 +17,6 @@ from sink_runtime.dataplane.protocols import Sink
 from sink_runtime.dataplane.retry import RetryPolicy
 from sink_runtime.dataplane.sinks.udsink import UdSink
 from sink_runtime.dataplane.sources.file import FileSource
-from tests.dataplane.recording_sink import SdkSink
 from tests.dataplane.scripted_sink import ScriptedSink
 
 RUN_TIMEOUT_S = 30.0
@@ -25,7 +24,6 @@ RUN_TIMEOUT_S = 30.0
 FAST_RETRY = RetryPolicy(interval_s=0.005, factor=2.0, cap_s=0.02, jitter=0.0, steps=3)
 
 ScriptedFactory = Callable[..., Awaitable[ScriptedSink]]
-SdkFactory = Callable[..., Awaitable[SdkSink]]
 SourceFactory = Callable[[int], FileSource]
 
 

@@ -17,7 +17,8 @@ from sink_runtime.config import UdSinkConfig, constants
 from sink_runtime.dataplane.forwarder import Sinks
 from sink_runtime.dataplane.metrics import Metrics
 from sink_runtime.dataplane.sinks.udsink import UdSink
-from tests.dataplane.harness import SdkFactory, SourceFactory, ids, run_forwarder, udsink
+from tests.dataplane.harness import SourceFactory, ids, run_forwarder, udsink
+from tests.support.recording_sink import SdkFactory
 from tests.support.sink_process import sink_process
 
 pytestmark = pytest.mark.pynumaflow

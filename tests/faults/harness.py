@@ -29,7 +29,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from udsink_cli.lifeline import tied_to_parent
 
 from sink_runtime.config import KafkaSourceConfig, RuntimeConfig, UdSinkConfig, constants
-from tests.support.kafka_broker import KafkaBroker, free_port
+from tests.support.kafka_broker import KafkaBroker
+from tests.support.ports import free_port
 from tests.support.sink_process import ROOT, SinkProcess
 
 FAULT_SINK = Path(__file__).parent / "fault_sink.py"

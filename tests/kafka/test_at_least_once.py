@@ -41,9 +41,9 @@ from sink_runtime.config import (
     constants,
 )
 from sink_runtime.types import Datum, Response, Status
-from tests.dataplane.recording_sink import RecordingSink
-from tests.kafka.test_dataplane_kafka import WAIT_S, DataPlaneProcess, wait_committed
+from tests.support.dataplane_process import WAIT_S, DataPlaneProcess, wait_committed
 from tests.support.kafka_broker import KafkaBroker, Record
+from tests.support.recording_sink import RecordingSink
 
 pytestmark = pytest.mark.kafka
 

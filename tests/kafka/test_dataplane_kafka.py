@@ -9,10 +9,7 @@ offsets as the broker reports them, and the records in the fallback topic.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -30,13 +27,11 @@ from sink_runtime.config import (
     RuntimeConfig,
 )
 from sink_runtime.types import Datum, Response
-from tests.dataplane.recording_sink import Answer, RecordingSink, SdkSink, ok
+from tests.support.dataplane_process import WAIT_S, DataPlaneProcess, wait_committed
 from tests.support.kafka_broker import KafkaBroker
+from tests.support.recording_sink import Answer, RecordingSink, SdkSink, ok
 
 pytestmark = pytest.mark.kafka
-
-REPO = Path(__file__).resolve().parents[2]
-WAIT_S = 90.0
 
 
 @pytest.fixture
@@ -66,54 +61,6 @@ def _config(
         "shutdown_grace_ms": 10_000,
     }
     return RuntimeConfig(**(options | overrides))
-
-
-class DataPlaneProcess:
-    """`python -m sink_runtime.dataplane --config FILE`, its log in a file."""
-
-    def __init__(self, config: RuntimeConfig, workdir: Path) -> None:
-        self.config_path = workdir / "config.json"
-        self.config_path.write_text(config.to_json())
-        self.log_path = workdir / f"dataplane-{uuid.uuid4().hex[:6]}.log"
-        self._log = self.log_path.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sink_runtime.dataplane", "--config", str(self.config_path)],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    async def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            code = await asyncio.to_thread(self.proc.wait, 30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        self._log.close()
-        return code
-
-
-async def wait_committed(
-    broker: KafkaBroker, group: str, topic: str, proc: DataPlaneProcess
-) -> None:
-    """Until the group's committed offsets reach the end of every partition."""
-    end = await asyncio.to_thread(broker.end_offsets, topic)
-    deadline = time.monotonic() + WAIT_S
-    committed: dict[int, int] = {}
-    while time.monotonic() < deadline:
-        committed = await asyncio.to_thread(broker.committed, group, topic)
-        if committed == end:
-            return
-        if proc.proc.poll() is not None:
-            raise AssertionError(f"data plane exited ({proc.proc.returncode}):\n{proc.log()}")
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"committed {committed}, end {end} after {WAIT_S}s:\n{proc.log()[-4000:]}")
 
 
 def produce(broker: KafkaBroker, topic: str, count: int) -> list[str]:

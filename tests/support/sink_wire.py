@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -128,7 +129,7 @@ class BatchStream:
 
 
 @asynccontextmanager
-async def serving(handler: Any, directory: str, **options: Any) -> AsyncIterator[Any]:
+async def serving(handler: Any, directory: str | Path, **options: Any) -> AsyncIterator[Any]:
     """Our SDK server for `handler`, in this process, with its socket in `directory`."""
     from sink_runtime.server import SinkServer
 

@@ -8,7 +8,7 @@ delivered, so "fail X twice" or "NACK Z once" is one small function.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from sink_runtime.config import UdSinkConfig
@@ -68,3 +68,7 @@ class SdkSink:
             "startup_timeout_ms": 10_000,
         }
         return UdSinkConfig(**(options | overrides))
+
+
+# What the `sdk_sink` fixture gives: `await sdk_sink(answer_or_recorder, name=...)`.
+SdkFactory = Callable[..., Awaitable[SdkSink]]
