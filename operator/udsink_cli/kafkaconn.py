@@ -116,7 +116,8 @@ def _settings(args: argparse.Namespace) -> dict[str, str]:
 
 def _load(filename: str) -> UDSink:
     # Imported here: the file loader lives with `udsink run` (one home for its rules).
-    from udsink_cli.local import RunError, load_udsink
+    from udsink_cli.manifests import load_udsink
+    from udsink_cli.run import RunError
 
     try:
         return load_udsink(filename)

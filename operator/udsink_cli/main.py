@@ -28,7 +28,7 @@ class Command(NamedTuple):
 
 COMMANDS: dict[str, Command] = {
     "run": Command(
-        "udsink_cli.local",
+        "udsink_cli.run.command",
         "main",
         "run a UDSink locally: data plane in-process, sinks as subprocesses",
         "cli",

@@ -27,7 +27,11 @@ from sink_runtime.config import (
     RuntimeConfig,
 )
 from sink_runtime.types import Datum, Response
-from tests.support.dataplane_process import WAIT_S, DataPlaneProcess, wait_committed
+from tests.support.dataplane_process import (
+    WAIT_S,
+    start_data_plane,
+    wait_committed,
+)
 from tests.support.kafka_broker import KafkaBroker
 from tests.support.recording_sink import Answer, RecordingSink, SdkSink, ok
 
@@ -106,11 +110,11 @@ async def test_kafka_to_user_sink_routes_and_commits(
         sink,
         fallback=KafkaSinkConfig(brokers=[kafka_broker.bootstrap], topic=dlq),
     )
-    dp = DataPlaneProcess(config, tmp_path)
+    dp = start_data_plane(tmp_path, config)
     try:
         await wait_committed(kafka_broker, group, topic, dp)
     finally:
-        code = await dp.stop()
+        code = await dp.stopped()
     assert code == 0, dp.log()
 
     rec = sink.recorder
@@ -156,20 +160,20 @@ async def test_killed_and_restarted_data_plane_loses_nothing(
         config={"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"},
     )
     config = _config(kafka_broker, topic, group, sink, source=source)
-    first = DataPlaneProcess(config, tmp_path)
+    first = start_data_plane(tmp_path, config)
     deadline = time.monotonic() + WAIT_S
     while len(sink.recorder.ids) < 300 and time.monotonic() < deadline:
         assert first.proc.poll() is None, first.log()
         await asyncio.sleep(0.02)
-    await first.stop(signal.SIGKILL)
+    await first.stopped(signal.SIGKILL)
     before = await asyncio.to_thread(kafka_broker.committed, group, topic)
     assert sum(before.values()) < len(ids)
 
-    second = DataPlaneProcess(config, tmp_path)
+    second = start_data_plane(tmp_path, config)
     try:
         await wait_committed(kafka_broker, group, topic, second)
     finally:
-        assert await second.stop() == 0, second.log()
+        assert await second.stopped() == 0, second.log()
     received = sink.recorder.ids
     assert set(received) == set(ids)  # nothing lost
     duplicates = len(received) - len(set(received))
