@@ -25,7 +25,7 @@ from pathlib import Path
 from threading import Thread
 from typing import IO
 
-from sink_runtime.config import UdSinkConfig, constants
+from sink_runtime.config import UserSinkConfig, constants
 from sink_runtime.dataplane.protocols import FALLBACK, ON_SUCCESS, PRIMARY, SinkRole
 from sink_runtime.serverinfo import ServerInfoError, read_server_info
 from udsink_cli import isolation
@@ -70,8 +70,8 @@ class SinkProcess:
         return ROLES[self.container_type]
 
     @property
-    def config(self) -> UdSinkConfig:
-        return UdSinkConfig.for_container(self.container_type, socket_dir=str(self.socket_dir))
+    def config(self) -> UserSinkConfig:
+        return UserSinkConfig.for_container(self.container_type, socket_dir=str(self.socket_dir))
 
     @property
     def pid(self) -> int | None:

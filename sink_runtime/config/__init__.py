@@ -138,7 +138,7 @@ class KafkaSinkConfig(KafkaConnection):
     headers: KeyHeadersConfig = Field(default_factory=KeyHeadersConfig)
 
 
-class UdSinkConfig(_Model):
+class UserSinkConfig(_Model):
     """A user-defined sink reached over gRPC on a Unix socket."""
 
     type: Literal["udsink"] = "udsink"
@@ -159,7 +159,7 @@ class UdSinkConfig(_Model):
     @classmethod
     def for_container(
         cls, container_type: constants.ContainerType, socket_dir: str = constants.SOCKET_DIR
-    ) -> UdSinkConfig:
+    ) -> UserSinkConfig:
         return cls(
             container_type=container_type,
             socket_path=f"{socket_dir}/{constants.SOCKET_FILES[container_type]}",
@@ -177,7 +177,7 @@ class BlackholeSinkConfig(_Model):
 
 
 SinkConfig: TypeAlias = Annotated[
-    UdSinkConfig | KafkaSinkConfig | LogSinkConfig | BlackholeSinkConfig,
+    UserSinkConfig | KafkaSinkConfig | LogSinkConfig | BlackholeSinkConfig,
     Field(discriminator="type"),
 ]
 
@@ -313,7 +313,7 @@ __all__ = [
     "SinkConfig",
     "SourceConfig",
     "TlsFiles",
-    "UdSinkConfig",
+    "UserSinkConfig",
     "constants",
     "installed_version",
     "load_config",

@@ -42,7 +42,7 @@ from sink_runtime.config import (
     RuntimeConfig,
     SinkConfig,
     SourceConfig,
-    UdSinkConfig,
+    UserSinkConfig,
     constants,
     load_config,
 )
@@ -62,7 +62,7 @@ from sink_runtime.dataplane.protocols import (
 )
 from sink_runtime.dataplane.sinks.blackhole import BlackholeSink
 from sink_runtime.dataplane.sinks.log import LogSink
-from sink_runtime.dataplane.sinks.udsink import UdSink
+from sink_runtime.dataplane.sinks.udsink import UserSinkClient
 from sink_runtime.dataplane.sources.file import FileSource, FileSourceError
 from sink_runtime.dataplane.sources.generator import GeneratorSource
 from sink_runtime.logs import configure_logging
@@ -100,8 +100,8 @@ def build_source(config: SourceConfig, *, metrics: Metrics) -> Source:
 def build_sink(config: SinkConfig, *, role: SinkRole, metrics: Metrics) -> Sink:
     """The sink for one role (primary, fallback, on_success, serve); `role` becomes its name."""
     match config:
-        case UdSinkConfig():
-            return UdSink(config, metrics=metrics, name=role)
+        case UserSinkConfig():
+            return UserSinkClient(config, metrics=metrics, name=role)
         case LogSinkConfig():
             return LogSink(config, name=role)
         case BlackholeSinkConfig():
@@ -307,7 +307,7 @@ def liveness_limit_s(config: RuntimeConfig) -> float:
     steps = [config.batch.timeout_ms / 1000.0, SLEEP_STEP_S]
     for sink in (config.sink, config.fallback, config.on_success, config.serve):
         match sink:
-            case UdSinkConfig():
+            case UserSinkConfig():
                 steps.append(sink.write_timeout_ms / 1000.0)
             case KafkaSinkConfig():
                 timeout_ms = sink.config.get("message.timeout.ms", DEFAULT_DELIVERY_TIMEOUT_MS)

@@ -1,4 +1,4 @@
-"""KeyHeaders: how a message's key list travels in Kafka headers, and back (API.md).
+"""KeyHeaderCodec: how a message's key list travels in Kafka headers, and back (API.md).
 
 Kafka has one record key; our messages have a list of keys. Joining them into the record key
 loses the boundaries as soon as a key contains the separator, so the list also travels in
@@ -85,7 +85,7 @@ def _owned(mode: KeyHeaderMode, keys_header: str, name: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class KeyHeaders:
+class KeyHeaderCodec:
     mode: KeyHeaderMode = "split"
     keys_header: str = DEFAULT_KEYS_HEADER
 
@@ -181,8 +181,8 @@ def _decode_single(name: str, raw: str) -> DecodedKeys:
 
 __all__ = [
     "DecodedKeys",
+    "KeyHeaderCodec",
     "KeyHeaderMode",
-    "KeyHeaders",
     "KeysFound",
     "MalformedKeyHeaders",
     "NoKeyHeaders",

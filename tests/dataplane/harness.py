@@ -15,7 +15,7 @@ from sink_runtime.dataplane.forwarder import Forwarder, Sinks
 from sink_runtime.dataplane.metrics import Metrics
 from sink_runtime.dataplane.protocols import Sink
 from sink_runtime.dataplane.retry import RetryPolicy
-from sink_runtime.dataplane.sinks.udsink import UdSink
+from sink_runtime.dataplane.sinks.udsink import UserSinkClient
 from sink_runtime.dataplane.sources.file import FileSource
 from tests.dataplane.scripted_sink import ScriptedSink
 
@@ -81,4 +81,4 @@ async def run_forwarder(
 
 def udsink(server: ScriptedSink | Any, metrics: Metrics, name: str = "primary", **cfg: Any) -> Sink:
     """Our gRPC client for a sink server that has `.config()` (scripted or SDK)."""
-    return UdSink(server.config(**cfg), metrics=metrics, name=name)
+    return UserSinkClient(server.config(**cfg), metrics=metrics, name=name)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sink_runtime.config import KafkaSourceConfig, RuntimeConfig, UdSinkConfig
+from sink_runtime.config import KafkaSourceConfig, RuntimeConfig, UserSinkConfig
 from tests.support.dataplane_process import DataPlaneProcess
 from tests.support.kafka_broker import KafkaBroker
 from tests.support.sink_process import SinkProcess
@@ -46,8 +46,8 @@ class FaultSinkProcess:
     def record_path(self) -> Path:
         return self.directory / "delivered.txt"
 
-    def config(self, **overrides: Any) -> UdSinkConfig:
-        return UdSinkConfig.for_container("udsink", str(self.directory)).model_copy(
+    def config(self, **overrides: Any) -> UserSinkConfig:
+        return UserSinkConfig.for_container("udsink", str(self.directory)).model_copy(
             update={"startup_timeout_ms": 30_000, **overrides}
         )
 
@@ -100,7 +100,7 @@ def kafka_config(
     broker: KafkaBroker,
     topic: str,
     group: str,
-    sink: UdSinkConfig,
+    sink: UserSinkConfig,
     *,
     batch: int = 100,
     consumer: dict[str, str] | None = None,

@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 from sink_runtime import Datum, Message, Metadata, Response, Status
 from sink_runtime.codec import (
     add_results,
-    datum_to_request,
     request_to_datum,
     requests_to_datums,
     response_to_result,
     result_to_response,
 )
 from sink_runtime.proto import batch_pb2, sink_pb2
+from tests.support.sink_wire import datum_to_request
 from tests.support.strategies import datums, wire_text
 
 T1 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)

@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 from hypothesis import given
 
 from sink_runtime import Datum, Metadata, codec
-from sink_runtime.codec import datum_to_request, encode_request, request_to_datum
+from sink_runtime.codec import encode_request, request_to_datum
 from sink_runtime.proto import batch_pb2, sink_pb2
+from tests.support.sink_wire import datum_to_request
 from tests.support.strategies import datums
 
 Request = sink_pb2.SinkRequest.Request

@@ -15,11 +15,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sink_runtime import Datum
-from sink_runtime.codec import datum_to_request, encode_request
+from sink_runtime.codec import encode_request
 from sink_runtime.dataplane.sources import kafka_record
 from sink_runtime.dataplane.sources.kafka_record import record_datum
 from sink_runtime.proto import sink_pb2
 from sink_runtime.types import EPOCH
+from tests.support.sink_wire import datum_to_request
 from tests.support.strategies import wire_text
 
 Request = sink_pb2.SinkRequest.Request

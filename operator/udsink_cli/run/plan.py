@@ -23,7 +23,7 @@ from sink_runtime.config import (
     ObservabilityConfig,
     RuntimeConfig,
     SinkConfig,
-    UdSinkConfig,
+    UserSinkConfig,
     constants,
 )
 from udsink_cli.isolation import ImageSink, image_sinks
@@ -85,13 +85,13 @@ def sink_envs(
 
 def _ud_types(config: RuntimeConfig) -> Iterator[constants.ContainerType]:
     for sink in (config.sink, config.fallback, config.on_success):
-        if isinstance(sink, UdSinkConfig):
+        if isinstance(sink, UserSinkConfig):
             yield sink.container_type
 
 
 def _relocate(sink: SinkConfig | None, socket_dir: Path) -> SinkConfig | None:
-    if isinstance(sink, UdSinkConfig):
-        local = UdSinkConfig.for_container(sink.container_type, socket_dir=str(socket_dir))
+    if isinstance(sink, UserSinkConfig):
+        local = UserSinkConfig.for_container(sink.container_type, socket_dir=str(socket_dir))
         return sink.model_copy(
             update={
                 "socket_path": local.socket_path,

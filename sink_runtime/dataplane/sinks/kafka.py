@@ -38,7 +38,7 @@ from sink_runtime.dataplane.kafka_settings import (
     producer_settings,
     redacted,
 )
-from sink_runtime.dataplane.keyheaders import KeyHeaders, record_key
+from sink_runtime.dataplane.keyheaders import KeyHeaderCodec, record_key
 from sink_runtime.dataplane.metrics import Metrics
 from sink_runtime.dataplane.protocols import ON_SUCCESS, PRIMARY, AllSucceeded, SinkError
 from sink_runtime.types import Datum, Response
@@ -78,7 +78,7 @@ class KafkaSink:
         self.config = config
         self.metrics = metrics
         self._delivery_timeout_ms = int(delivery_timeout_s * 1000)
-        self._codec = KeyHeaders(config.headers.keys, config.headers.keys_header)
+        self._codec = KeyHeaderCodec(config.headers.keys, config.headers.keys_header)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"kafka-sink-{name}")
         self._settings: dict[str, Any] = {}
         self._producer: Any = None

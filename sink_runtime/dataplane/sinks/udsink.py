@@ -37,7 +37,7 @@ import grpc
 from google.protobuf import empty_pb2
 
 from sink_runtime import codec, serverinfo
-from sink_runtime.config import UdSinkConfig
+from sink_runtime.config import UserSinkConfig
 from sink_runtime.dataplane.metrics import Metrics
 from sink_runtime.dataplane.protocols import PRIMARY, AllSucceeded, SinkError
 from sink_runtime.proto import batch_pb2, sink_pb2
@@ -108,12 +108,12 @@ async def _round_trip(call: Any, message: bytes, what: str, closed: str) -> Any:
     return reply
 
 
-class UdSink:
+class UserSinkClient:
     """A user-defined sink reached over gRPC on a Unix socket."""
 
     def __init__(
         self,
-        config: UdSinkConfig,
+        config: UserSinkConfig,
         *,
         metrics: Metrics,
         name: str = PRIMARY,

@@ -66,7 +66,7 @@ from sink_runtime.dataplane.kafka_settings import (
     redacted,
 )
 from sink_runtime.dataplane.keyheaders import (
-    KeyHeaders,
+    KeyHeaderCodec,
     KeysFound,
     MalformedKeyHeaders,
     NoKeyHeaders,
@@ -301,7 +301,7 @@ class KafkaSource:
         self.config = config
         self.metrics = metrics
         self._where = where
-        self._codec = KeyHeaders(keys_header=config.keys_header)
+        self._codec = KeyHeaderCodec(keys_header=config.keys_header)
         self._owner = ConsumerThread("kafka-source")
         self._consumer: Any = None
         # Written only on the owner thread; read from the loop as whole-object snapshots.

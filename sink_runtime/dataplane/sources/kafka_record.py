@@ -11,8 +11,8 @@ rest stays as the record had it:
 - `encoded_request()` writes the `sink.v1` request from the record's own header bytes instead
   of building a protobuf message from decoded text: a header's wire entry (and a key's wire
   field) is the same for every record that carries the same name and value, so small ones
-  come from a cache. The result parses to exactly `codec.datum_to_request(datum)` (a property
-  test holds it to that).
+  come from a cache. The result parses to exactly the request protobuf's own API builds for
+  the datum (a property test holds it to that).
 """
 
 from __future__ import annotations
