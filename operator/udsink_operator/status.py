@@ -10,7 +10,7 @@ identical status and the operator writes nothing.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -254,8 +254,3 @@ def status_changed(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -
     """Whether writing `new` would change anything (keys of others, e.g. kopf's, are ignored)."""
     old = previous or {}
     return any(old.get(key) != value for key, value in new.items())
-
-
-def condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
-    conditions: Sequence[Mapping[str, Any]] = status.get("conditions") or []
-    return next((c for c in conditions if c.get("type") == kind), None)
