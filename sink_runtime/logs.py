@@ -18,12 +18,12 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import IO, Any, Literal, TypeAlias
+from typing import IO, Any, get_args
 
 from sink_runtime.config import constants
 
-LogFormat: TypeAlias = Literal["json", "text"]
-LOG_FORMATS: tuple[LogFormat, ...] = ("json", "text")
+LogFormat = constants.LogFormat
+LOG_FORMATS: tuple[LogFormat, ...] = get_args(constants.LogFormat)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SHOWN_IDS = 10
 

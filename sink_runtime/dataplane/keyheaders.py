@@ -25,16 +25,15 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal, TypeAlias
+from typing import TypeAlias
 
 from sink_runtime.config.constants import (
     DEFAULT_KEY_SEPARATOR,
     DEFAULT_KEYS_HEADER,
     KEY_HEADER_PREFIX,
     KEY_LEN_HEADER,
+    KeyHeaderMode,
 )
-
-KeyHeaderMode: TypeAlias = Literal["split", "single", "none"]
 
 
 @dataclass(frozen=True, slots=True)

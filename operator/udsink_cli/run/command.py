@@ -11,7 +11,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, get_args
 
 from sink_runtime.config import KafkaSourceConfig, constants
 from sink_runtime.dataplane.metrics import ATTEMPT_COUNTS, MESSAGE_COUNTS
@@ -103,7 +103,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--rate", type=int, help="generator: messages per second (0 = unlimited)")
     p.add_argument(
         "--on-failure",
-        choices=["retry", "fallback", "drop"],
+        choices=get_args(constants.OnFailure),
         help="what happens to a message after its retries, for this run "
         "(overrides spec.sink.retryStrategy.onFailure)",
     )
@@ -113,7 +113,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="do not show the sinks' stdout/stderr nor a built-in log sink's lines",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON, no progress")
-    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", default="warning", choices=get_args(constants.LogLevel))
     p.add_argument("--metrics-port", type=int, help="serve /metrics, /livez, /readyz here")
     p.add_argument(
         "--socket-dir", type=Path, help="parent of the private socket directory (default: TMPDIR)"
