@@ -196,6 +196,13 @@ def _operator_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how often failed UDSinks are reconciled again",
     )
+    parser.add_argument(
+        "--no-secret-check",
+        dest="secret_check",
+        action="store_false",
+        help="do not read referenced Secrets to check that they and their keys exist (no RBAC "
+        "on Secrets needed; the kubelet then reports a missing Secret on the UDSink's pods)",
+    )
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube)")
     parser.add_argument("--context", help="kubeconfig context")
     return parser
@@ -224,6 +231,7 @@ def operator_main(argv: Sequence[str]) -> int:
         runtime_image=args.runtime_image,
         sidecars=args.sidecars,
         recheck_interval=args.recheck_interval,
+        check_secrets=args.secret_check,
     )
     metrics = OperatorMetrics()
     if args.metrics_port:

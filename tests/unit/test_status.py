@@ -243,6 +243,12 @@ def test_validity_recorded_in_status() -> None:
     )
     assert status.validity_from_status(derive(dep=deployment())) == status.Validity.ok()
     assert status.validity_from_status(None) == status.Validity.ok()
+    # What a valid spec's check covered survives a status refresh from a Deployment event.
+    unchecked = status.Validity.ok(status.SPEC_VALID_SECRETS_UNCHECKED)
+    recorded = derive(unchecked, dep=deployment())
+    message = status.condition(recorded, constants.CONDITION_CONFIG_VALID)
+    assert message is not None and message["message"] == status.SPEC_VALID_SECRETS_UNCHECKED
+    assert status.validity_from_status(recorded) == unchecked
 
 
 @pytest.mark.parametrize("kwargs", [c[1] for c in CASES], ids=[c[0] for c in CASES])
