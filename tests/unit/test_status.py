@@ -246,8 +246,8 @@ def test_validity_recorded_in_status() -> None:
     # What a valid spec's check covered survives a status refresh from a Deployment event.
     unchecked = status.Validity.ok(status.SPEC_VALID_SECRETS_UNCHECKED)
     recorded = derive(unchecked, dep=deployment())
-    message = status.condition(recorded, constants.CONDITION_CONFIG_VALID)
-    assert message is not None and message["message"] == status.SPEC_VALID_SECRETS_UNCHECKED
+    config_valid = [c for c in recorded["conditions"] if c["type"] == "ConfigValid"]
+    assert [c["message"] for c in config_valid] == [status.SPEC_VALID_SECRETS_UNCHECKED]
     assert status.validity_from_status(recorded) == unchecked
 
 
