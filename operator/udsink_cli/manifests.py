@@ -1,19 +1,28 @@
 """Reading a UDSink file: one home for the rules every command that takes `-f` follows.
 
-A file (or standard input for `-`) of YAML documents; errors name the file and say what was
-found instead. `udsink run`, `udsink replay` and `udsink offsets` take exactly one UDSink.
+A file (or standard input for `-`) of YAML documents. Every error names the file and says what
+was found instead: a missing or unreadable file, YAML that does not parse (the error points
+into the file by name), no UDSink in it. `udsink render` takes every UDSink of a file; `udsink
+run`, `udsink replay` and `udsink offsets` take exactly one.
 """
 
 from __future__ import annotations
 
 import io
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
+from udsink_operator import constants
 from udsink_operator.api import SpecError, UDSink, parse_udsink
 
-from udsink_cli.run import EXIT_USAGE, STDIN, RunError
+STDIN = "-"  # the file name that means standard input
+
+
+class InputError(Exception):
+    """The file cannot be used; the message names it and says why."""
 
 
 def _read_text(source: str) -> io.StringIO:
@@ -25,34 +34,52 @@ def _read_text(source: str) -> io.StringIO:
     try:
         stream = io.StringIO(Path(source).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise RunError(f"{source}: no such file", EXIT_USAGE) from None
+        raise InputError(f"{source}: no such file") from None
     except UnicodeDecodeError as err:
-        raise RunError(f"{source} is not UTF-8 text: {err.reason}", EXIT_USAGE) from None
+        raise InputError(f"{source} is not UTF-8 text: {err.reason}") from None
     except OSError as err:
-        raise RunError(f"cannot read {source}: {err.strerror}", EXIT_USAGE) from None
+        raise InputError(f"cannot read {source}: {err.strerror}") from None
     stream.name = source
     return stream
 
 
-def load_udsink(source: str) -> UDSink:
-    """The one UDSink of a file (or of standard input for `-`); RunError(exit 2) otherwise."""
+def display_name(source: str) -> str:
+    """How messages name the file (`<stdin>` for `-`)."""
+    return "<stdin>" if source == STDIN else source
+
+
+def read_documents(source: str) -> list[Any]:
+    """Every non-empty YAML document of the file."""
     stream = _read_text(source)
-    name = stream.name
     try:
-        docs = [d for d in yaml.safe_load_all(stream) if d is not None]
+        return [d for d in yaml.safe_load_all(stream) if d is not None]
     except yaml.YAMLError as err:
-        raise RunError(f"{name} is not valid YAML: {err}", EXIT_USAGE) from None
-    found = [d for d in docs if isinstance(d, dict) and d.get("kind") == "UDSink"]
+        raise InputError(f"{stream.name} is not valid YAML: {err}") from None
+
+
+def is_udsink(doc: Any) -> bool:
+    return isinstance(doc, dict) and doc.get("kind") == constants.KIND
+
+
+def kinds_found(docs: Sequence[Any]) -> str:
+    """What a file holds instead of the expected UDSink, for an error message."""
+    kinds = [str(d.get("kind", "no kind")) if isinstance(d, dict) else "not a map" for d in docs]
+    return f"found {', '.join(kinds)}" if kinds else "it is empty"
+
+
+def load_udsink(source: str) -> UDSink:
+    """The one UDSink of the file, parsed; InputError otherwise (an invalid UDSink's message
+    lists every issue, one per line)."""
+    name = display_name(source)
+    docs = read_documents(source)
+    found = [d for d in docs if is_udsink(d)]
     if len(found) != 1:
-        kinds = [
-            str(d.get("kind", "no kind")) if isinstance(d, dict) else type(d).__name__ for d in docs
-        ]
-        what = f"found {', '.join(kinds)}" if kinds else "it is empty"
+        what = kinds_found(docs)
         if len(found) > 1:
             what = f"found {len(found)} UDSinks; give one file per run"
-        raise RunError(f"{name} must hold exactly one document of kind UDSink ({what})", EXIT_USAGE)
+        raise InputError(f"{name} must hold exactly one document of kind UDSink ({what})")
     try:
         return parse_udsink(found[0])
     except SpecError as err:
         issues = "\n".join(f"  {issue}" for issue in err.issues)
-        raise RunError(f"{name} is not a valid UDSink:\n{issues}", EXIT_USAGE) from None
+        raise InputError(f"{name} is not a valid UDSink:\n{issues}") from None

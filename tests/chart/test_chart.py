@@ -15,7 +15,8 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from udsink_operator import cli, constants
+from udsink_cli import operator_cmd
+from udsink_operator import constants
 from udsink_operator.api import parse_udsink
 
 from tests.support.kube_schemas import LATEST, check_manifest
@@ -211,7 +212,7 @@ def test_secret_check_off_grants_no_secret_access(helm_bin: Path, values: tuple[
         assert not {k for k in table if k[1].startswith("secrets")}, role["rules"]
         namespaced = {k: v for k, v in table.items() if k in NAMESPACED_RULES}
         assert namespaced == without_secrets
-    args = cli._operator_parser().parse_args(operator_container(docs)["args"][1:])
+    args = operator_cmd.operator_parser().parse_args(operator_container(docs)["args"][1:])
     assert args.secret_check is False
     check_all(docs)
 
@@ -219,7 +220,7 @@ def test_secret_check_off_grants_no_secret_access(helm_bin: Path, values: tuple[
 def test_namespaced_defaults_to_the_release_namespace(helm_bin: Path) -> None:
     docs = render(helm_bin, "--set", "watch.clusterWide=false")
     assert [r["metadata"]["namespace"] for r in kinds(docs, "Role")] == [NAMESPACE]
-    args = cli._operator_parser().parse_args(operator_container(docs)["args"][1:])
+    args = operator_cmd.operator_parser().parse_args(operator_container(docs)["args"][1:])
     assert args.namespaces == [NAMESPACE]
 
 
@@ -230,7 +231,7 @@ def test_operator_args_are_udsink_operator_flags(helm_bin: Path) -> None:
     container = operator_container(render(helm_bin))
     assert "command" not in container  # the image's entrypoint (`udsink`) runs
     assert container["args"][0] == "operator"
-    args = cli._operator_parser().parse_args(container["args"][1:])
+    args = operator_cmd.operator_parser().parse_args(container["args"][1:])
     assert args.all_namespaces and not args.namespaces
     assert not args.no_scanning
     assert args.standalone  # one replica: no leader election
@@ -254,7 +255,7 @@ def test_operator_args_for_namespaces_and_leader_election(helm_bin: Path) -> Non
         *("--set", "runtime.image=registry.local/udsink:dev", "--set", "runtime.sidecars=plain"),
         *("--set", "leaderElection.peeringName=team-ops"),
     )
-    args = cli._operator_parser().parse_args(operator_container(docs)["args"][1:])
+    args = operator_cmd.operator_parser().parse_args(operator_container(docs)["args"][1:])
     assert args.namespaces == ["shop", "billing"] and not args.all_namespaces
     assert args.no_scanning  # the Roles grant no Namespace or CRD watch
     assert not args.standalone and args.peering == "team-ops"

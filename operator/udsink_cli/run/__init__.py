@@ -41,7 +41,6 @@ OUTCOMES: Mapping[str, int] = {
     "interrupted": 130,  # SIGINT (Ctrl-C)
     "terminated": 143,  # SIGTERM
 }
-STDIN = "-"  # the file name that means standard input
 
 
 class RunError(Exception):

@@ -18,8 +18,8 @@ from sink_runtime.dataplane.metrics import ATTEMPT_COUNTS, MESSAGE_COUNTS
 from sink_runtime.dataplane.sinks import log as log_sink
 from sink_runtime.dataplane.sources.file import FileSourceError, parse_file
 from sink_runtime.logs import configure_logging
-from udsink_cli.manifests import load_udsink
-from udsink_cli.run import EXIT_FAILED, EXIT_OK, EXIT_USAGE, STDIN, RunError
+from udsink_cli.manifests import STDIN, InputError, load_udsink
+from udsink_cli.run import EXIT_FAILED, EXIT_OK, EXIT_USAGE, RunError
 from udsink_cli.run.console import STALL_SHOWN_AFTER_S, LogSinkLines, Output, render_summary
 from udsink_cli.run.plan import (
     COMMAND_ANNOTATIONS,
@@ -179,7 +179,10 @@ def main(argv: Sequence[str]) -> int:
     err = sys.stderr
     output = _output(args, err)
     try:
-        udsink = load_udsink(args.filename)
+        try:
+            udsink = load_udsink(args.filename)
+        except InputError as e:
+            raise RunError(str(e), EXIT_USAGE) from None
         input_file = args.input.resolve() if args.input else None
         if input_file is not None:
             try:  # every line checked before any sink starts
