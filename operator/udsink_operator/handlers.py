@@ -20,7 +20,7 @@ import datetime
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, cast
 
@@ -164,6 +164,23 @@ class Reconciler:
 
     # --- the reconcile ---
 
+    def refusals(self, manifests: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Why the API server would refuse any of `manifests`, from a server-side dry run of
+        each (schema, defaulting, admission; nothing is persisted). Empty: apply them all."""
+        found: list[str] = []
+        for manifest in manifests:
+            try:
+                self.cluster.apply(manifest, dry_run=True)
+            except ApiError as err:
+                if err.status not in (400, 422):
+                    raise
+                # The child's own field path is in the message; name the child first.
+                found.append(
+                    f"the API server refuses {manifest['kind']} "
+                    f"{manifest['metadata']['name']}: {err.message}"
+                )
+        return found
+
     def reconcile(self, body: Mapping[str, Any], post_event: EventPoster) -> list[str]:
         """Converge on the spec; returns the children that were written ("Kind/name").
 
@@ -177,25 +194,19 @@ class Reconciler:
                 raise WaitingFor("; ".join(issues))
             return []
         children = build.build(udsink, self.options)
+        live = {manifest_path(m): self.cluster.get(manifest_path(m)) for m in children.manifests()}
+        stale = [m for m in children.manifests() if not build.up_to_date(m, live[manifest_path(m)])]
+        refusals = self.refusals(stale)
+        if refusals:
+            # Nothing was written: the children stay consistent with each other (a runtime
+            # never reads a ConfigMap its pod template was not rolled for).
+            self.report_invalid(body, refusals, post_event)
+            return []
         written: list[str] = []
-        deployment: Mapping[str, Any] | None = None
-        for manifest in children.manifests():
-            live = self.cluster.get(manifest_path(manifest))
-            current = live
-            if not build.up_to_date(manifest, live):
-                try:
-                    current = self.cluster.apply(manifest)
-                except ApiError as err:
-                    if err.status != 422:
-                        raise
-                    # The API server refused a child the validation let through: report it
-                    # like an invalid spec rather than retrying forever.
-                    refused = f"the API server refused {manifest['kind']}: {err.message}"
-                    self.report_invalid(body, [refused], post_event)
-                    return written
-                written.append(f"{manifest['kind']}/{manifest['metadata']['name']}")
-            if manifest["kind"] == "Deployment":
-                deployment = current
+        for manifest in stale:
+            live[manifest_path(manifest)] = self.cluster.apply(manifest)
+            written.append(f"{manifest['kind']}/{manifest['metadata']['name']}")
+        deployment = live[manifest_path(children.deployment)]
         if written:
             post_event(body, "Normal", "Applied", f"applied {', '.join(written)}")
         new = self._status(body, status.Validity.ok(), deployment, udsink.metadata.generation)
