@@ -66,7 +66,8 @@ class ApplyingEmulator(kmock.KubernetesEmulator):
             # As the API server: the object that would result, persisted nowhere.
             key = (request.resource, request.namespace, request.name)
             async with self._lock:
-                found = self.objects.get(key)
+                # kmock's object store has no .get()
+                found = self.objects[key] if key in self.objects else None  # noqa: SIM401
                 live = {} if found is None or found.deleted else found.raw
             return aiohttp.web.json_response(merged(live, request.data))
         if request.resource is not None and isinstance(request.data, dict):
