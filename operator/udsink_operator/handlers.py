@@ -2,13 +2,15 @@
 
 Create, update and resume (operator start) all run the same `Reconciler.reconcile`: validate
 (pydantic, then the referenced Secret keys), build the children (pure, `build.py`), compare
-each with the live object and server-side apply only the ones that differ, then derive the
-status (pure, `status.py`) and write it only when it changed. A second pass over an unchanged
+each with the live object, server-side dry-run every one that differs and, when the API server
+refuses none, apply them; then derive the status (pure, `status.py`) and write it only when it
+changed. A second pass over an unchanged
 world therefore issues no write at all. Deployment events of owned Deployments refresh the
 status. Children are owned through ownerReferences, so deletion is garbage collection: there
 is no delete handler and no finalizer (and no kopf timer or daemon, which would add one). An
-invalid spec touches no child; it is reported in status (ConfigValid=False, phase Failed) and
-as a Kubernetes Event. A valid spec waiting for a Secret or key is re-checked by kopf's own
+invalid spec touches no child, nor does one the API server would refuse in any child (the dry
+run comes first); it is reported in status (ConfigValid=False, phase Failed) and as a
+Kubernetes Event. A valid spec waiting for a Secret or key is re-checked by kopf's own
 retry (a temporary error with the re-check delay).
 """
 
