@@ -16,8 +16,9 @@ import difflib
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal, TypeAlias, get_args
 
 from pydantic import (
@@ -34,11 +35,12 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import core_schema
+from pydantic_core import PydanticCustomError, core_schema
 
 from sink_runtime.config import BROKER_PATTERN, TOPIC_PATTERN
 from sink_runtime.config import constants as runtime_constants
-from udsink_operator import constants
+from udsink_operator import constants, messages
+from udsink_operator.messages import Message, cel_quoted, cel_string
 
 CEL = "x-kubernetes-validations"
 # Marks the few fields whose default is also written into the CRD (see crd.py).
@@ -52,9 +54,21 @@ LIST_MAP_BY_NAME: dict[str, Any] = {
 }
 
 
-def cel(rule: str, message: str) -> Rule:
-    """One CEL rule as it appears in the CRD."""
-    return {"rule": rule, "message": message}
+def cel(rule: str, message: str, expression: str | None = None) -> Rule:
+    """One CEL rule as it appears in the CRD; `expression` is its messageExpression (the
+    message with the offending value in it; `message` stays the fallback)."""
+    found = {"rule": rule, "message": message}
+    if expression is not None:
+        found["messageExpression"] = expression
+    return found
+
+
+def refused(text: str) -> PydanticCustomError:
+    """A validation error whose text already names the value (no "(got ...)" is added)."""
+    return PydanticCustomError(REFUSED, "{text}", {"text": text})
+
+
+REFUSED = "udsink"
 
 
 def _quoted(values: Sequence[str]) -> str:
@@ -64,23 +78,41 @@ def _quoted(values: Sequence[str]) -> str:
 # --- Annotations that carry both a check and its CRD twin ---
 
 
+def shown(value: Any) -> str:
+    """A value as messages show it (JSON; long ones cut)."""
+    if isinstance(value, Mapping):
+        return "an object with " + (", ".join(sorted(map(str, value))) or "no fields")[:100]
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def matches_rule(pattern: str, message: Message, value: str = "self") -> Rule:
+    """The CEL twin of a pattern check, its message naming the value (a regex in an error
+    message helps nobody)."""
+    return cel(
+        f"{value}.matches({cel_string(pattern)})",
+        message.text(got="the value"),
+        message.cel(got=cel_quoted(value)),
+    )
+
+
 @dataclass(frozen=True)
 class Matches:
-    """The string must match `pattern`; the error says in words what is accepted (a regex in
-    an error message helps nobody). The pattern also goes into the CRD schema."""
+    """The string must match `pattern`; the error says in words what is accepted. The CRD
+    gets the same check as a CEL rule with the same words (not a bare `pattern`)."""
 
     pattern: str
-    accepted: str
+    message: Message
 
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
         compiled = re.compile(self.pattern)
-        accepted = self.accepted
+        message = self.message
 
         def check(value: str) -> str:
             if not compiled.fullmatch(value):
-                raise ValueError(f"must be {accepted}")
+                raise refused(message.text(got=shown(value)))
             return value
 
         return core_schema.no_info_after_validator_function(check, handler(source))
@@ -89,21 +121,34 @@ class Matches:
         self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         json_schema = handler(schema)
-        json_schema["pattern"] = self.pattern
+        json_schema.setdefault(CEL, []).append(matches_rule(self.pattern, self.message))
         return json_schema
 
 
-# Go's time.ParseDuration syntax, always with a unit ("0s", not "0": CEL engines differ there).
-DURATION_PATTERN = r"^((([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(ns|us|ms|s|m|h))+$"
+# Go's time.ParseDuration syntax, always with a unit ("0s", not "0": CEL engines differ there),
+# at most 6 digits before a decimal point and 20 characters: then no duration overflows Go's
+# int64 nanoseconds, and the CRD's CEL `duration()` never fails on a value that passed this.
+DURATION_PATTERN = r"^((([0-9]{1,6}(\.[0-9]*)?)|(\.[0-9]+))(ns|us|ms|s|m|h))+$"
+DURATION_MAX_LENGTH = 20
 _DURATION_PART = re.compile(r"((?:[0-9]+(?:\.[0-9]*)?)|(?:\.[0-9]+))(ns|us|ms|s|m|h)")
 _UNIT_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 
 
+def is_duration(text: str) -> bool:
+    return len(text) <= DURATION_MAX_LENGTH and re.fullmatch(DURATION_PATTERN, text) is not None
+
+
 def exact_ms(text: str) -> float:
     """Milliseconds of a Go-style duration (`100ms`, `1s`, `2m30s`), unrounded."""
-    if not re.fullmatch(DURATION_PATTERN, text):
-        raise ValueError(f"{text!r} is not a Go-style duration such as 100ms, 1s, 2m30s, 1h")
+    if not is_duration(text):
+        raise ValueError(messages.DURATION.text(got=shown(text)))
     return round(sum(float(n) * _UNIT_MS[u] for n, u in _DURATION_PART.findall(text)), 6)
+
+
+def duration_cel(value: str) -> str:
+    """CEL: `value` (a string expression) is a duration as `is_duration` accepts it."""
+    pattern = cel_string(DURATION_PATTERN)
+    return f"({value}.size() <= {DURATION_MAX_LENGTH} && {value}.matches({pattern}))"
 
 
 def duration_ms(text: str) -> int:
@@ -134,17 +179,16 @@ class GoDuration:
         self, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
         low, high = exact_ms(self.minimum), exact_ms(self.maximum)
-        bounds = f"must be between {self.minimum} and {self.maximum}"
+        minimum, maximum = self.minimum, self.maximum
 
         def check(value: str) -> str:
-            if not re.fullmatch(DURATION_PATTERN, value):
-                raise ValueError(
-                    "must be a Go-style duration such as 100ms, 1s, 2m30s, 1h "
-                    "(units ns, us, ms, s, m, h)"
-                )
+            if not is_duration(value):
+                raise refused(messages.DURATION.text(got=shown(value)))
             # Compared unrounded, like the CRD's CEL rule: 500us is below 1ms.
             if not low <= exact_ms(value) <= high:
-                raise ValueError(bounds)
+                raise refused(
+                    messages.DURATION_BETWEEN.text(low=minimum, high=maximum, got=shown(value))
+                )
             return value
 
         return core_schema.no_info_before_validator_function(
@@ -156,13 +200,29 @@ class GoDuration:
         self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         json_schema = handler(schema)
-        json_schema["pattern"] = DURATION_PATTERN
+        # A bound on the length keeps the CEL rules' estimated cost low; the rules' own
+        # limit (DURATION_MAX_LENGTH) is what is documented.
+        json_schema["maxLength"] = 64
+        between = messages.DURATION_BETWEEN
         json_schema[CEL] = [
             cel(
-                f"duration(self) >= duration('{self.minimum}') && "
-                f"duration(self) <= duration('{self.maximum}')",
-                f"must be between {self.minimum} and {self.maximum}",
-            )
+                duration_cel("self"),
+                messages.DURATION.text(got="the value"),
+                messages.DURATION.cel(got=cel_quoted("self")),
+            ),
+            # Only a well-formed duration is converted: no CEL conversion error is reported
+            # next to the message above.
+            cel(
+                f"!{duration_cel('self')} || "
+                f"(duration(self) >= duration('{self.minimum}') && "
+                f"duration(self) <= duration('{self.maximum}'))",
+                between.text(low=self.minimum, high=self.maximum, got="the value"),
+                between.cel(
+                    low=cel_string(self.minimum),
+                    high=cel_string(self.maximum),
+                    got=cel_quoted("self"),
+                ),
+            ),
         ]
         return json_schema
 
@@ -185,28 +245,28 @@ LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
 
 DnsSubdomain = Annotated[
     str,
-    Matches(DNS_SUBDOMAIN_PATTERN, "a DNS subdomain: lower-case a-z, 0-9, '-' and '.'"),
+    Matches(DNS_SUBDOMAIN_PATTERN, messages.DNS_SUBDOMAIN),
     Field(min_length=1, max_length=253),
 ]
 DnsLabel = Annotated[
     str,
-    Matches(DNS_LABEL_PATTERN, "a DNS label: lower-case a-z, 0-9 and '-'"),
+    Matches(DNS_LABEL_PATTERN, messages.DNS_LABEL),
     Field(min_length=1, max_length=63),
 ]
-Topic = Annotated[str, Matches(TOPIC_PATTERN, "1-249 characters of A-Z a-z 0-9 . _ -")]
-Broker = Annotated[str, Matches(BROKER_PATTERN, "host:port, for example kafka:9092")]
+Topic = Annotated[str, Matches(TOPIC_PATTERN, messages.TOPIC), Field(max_length=249)]
+Broker = Annotated[str, Matches(BROKER_PATTERN, messages.BROKER), Field(max_length=261)]
 EnvName = Annotated[
     str,
-    Matches(ENV_NAME_PATTERN, "a variable name: letters, digits, '_', '-', '.'"),
+    Matches(ENV_NAME_PATTERN, messages.ENV_NAME),
     Field(min_length=1, max_length=256),
 ]
 LabelKey = Annotated[
     str,
-    Matches(LABEL_KEY_PATTERN, "a label key: [prefix/]name, the name up to 63 characters"),
+    Matches(LABEL_KEY_PATTERN, messages.LABEL_KEY),
     Field(max_length=317),
 ]
 LabelValue = Annotated[
-    str, Matches(LABEL_VALUE_PATTERN, "a label value: up to 63 characters of A-Z a-z 0-9 - _ .")
+    str, Matches(LABEL_VALUE_PATTERN, messages.LABEL_VALUE), Field(max_length=63)
 ]
 Name253 = Annotated[str, Field(min_length=1, max_length=253)]
 
@@ -215,12 +275,18 @@ def _quantity(value: Any) -> str:
     # Quantities are kept as strings: the API server stores integers as strings too, so the
     # operator's desired state compares equal to what it reads back.
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError("must be a Kubernetes quantity such as 500m, 1, 256Mi")
+        raise refused(messages.QUANTITY.text(got=shown(value)))
     text = str(value)
-    if not re.fullmatch(QUANTITY_PATTERN, text):
-        raise ValueError("must be a Kubernetes quantity such as 500m, 1, 256Mi")
+    if len(text) > QUANTITY_MAX_LENGTH or not re.fullmatch(QUANTITY_PATTERN, text):
+        raise refused(messages.QUANTITY.text(got=shown(value)))
     return text
 
+
+QUANTITY_MAX_LENGTH = 64
+_QUANTITY_TEXT = (
+    f"string(self).size() <= {QUANTITY_MAX_LENGTH} && "
+    f"string(self).matches({cel_string(QUANTITY_PATTERN)})"
+)
 
 Quantity = Annotated[
     str,
@@ -229,7 +295,16 @@ Quantity = Annotated[
         {
             "anyOf": [{"type": "integer"}, {"type": "string"}],
             "x-kubernetes-int-or-string": True,
-            "pattern": QUANTITY_PATTERN,
+            "maxLength": QUANTITY_MAX_LENGTH,
+            CEL: [
+                cel(
+                    _QUANTITY_TEXT,
+                    messages.QUANTITY.text(got="the value"),
+                    messages.QUANTITY.cel(
+                        got=f"type(self) == string ? {cel_quoted('self')} : string(self)"
+                    ),
+                )
+            ],
         }
     ),
 ]
@@ -246,6 +321,7 @@ class _Model(BaseModel):
         populate_by_name=True,
         extra="forbid",
         frozen=True,
+        strict=True,
     )
 
     cel_rules: ClassVar[tuple[Rule, ...]] = ()
@@ -282,9 +358,16 @@ class _ExactlyOne(_Model):
     def crd_rules(cls) -> list[Rule]:
         aliases = [cls.alias_of(m) for m in cls.one_of]
         present = ", ".join(f"has(self.{a})" for a in aliases)
+        # ", a, b" for the members set, without the first ", " (no list: cheap to estimate)
+        chosen = "(" + " + ".join(f"(has(self.{a}) ? ', {a}' : '')" for a in aliases) + ")"
+        names = ", ".join(aliases)
         rule = cel(
             f"[{present}].filter(x, x).size() == 1",
-            f"exactly one of {', '.join(aliases)} must be set",
+            messages.EXACTLY_ONE.text(names=names, got="another number"),
+            messages.EXACTLY_ONE.cel(
+                names=cel_string(names),
+                got=f"{chosen} == '' ? 'none' : {chosen}.substring(2)",
+            ),
         )
         return [rule, *cls.cel_rules]
 
@@ -294,7 +377,7 @@ class _ExactlyOne(_Model):
         if len(chosen) != 1:
             names = ", ".join(self.alias_of(m) for m in self.one_of)
             got = ", ".join(chosen) if chosen else "none"
-            raise ValueError(f"exactly one of {names} must be set (got {got})")
+            raise refused(messages.EXACTLY_ONE.text(names=names, got=got))
         return self
 
 
@@ -306,9 +389,9 @@ class SecretKeyRef(_Model):
     runtime container only; it never appears in the UDSink, the ConfigMap or a log."""
 
     name: DnsSubdomain = Field(description="Name of the Secret, in the UDSink's namespace.")
-    key: Annotated[
-        str, Matches(SECRET_KEY_PATTERN, "a Secret key: A-Z a-z 0-9 - _ ."), Field(max_length=253)
-    ] = Field(description="Key inside the Secret whose value is used.")
+    key: Annotated[str, Matches(SECRET_KEY_PATTERN, messages.SECRET_KEY), Field(max_length=253)] = (
+        Field(description="Key inside the Secret whose value is used.")
+    )
 
 
 # --- Kafka connection ---
@@ -361,9 +444,9 @@ class SaslOAuth(_Model):
         alias="clientID", description="Secret key holding the OIDC client id."
     )
     client_secret: SecretKeyRef = Field(description="Secret key holding the OIDC client secret.")
-    token_endpoint: Annotated[
-        str, Matches(URL_PATTERN, "an http(s) URL"), Field(max_length=2048)
-    ] = Field(description="URL of the OIDC token endpoint.")
+    token_endpoint: Annotated[str, Matches(URL_PATTERN, messages.URL), Field(max_length=2048)] = (
+        Field(description="URL of the OIDC token endpoint.")
+    )
     scope: Annotated[str, Field(max_length=1024)] | None = Field(
         default=None, description="Scope requested with the token (optional)."
     )
@@ -437,28 +520,43 @@ def owned_kafka_key_hint(key: str) -> str | None:
     return None
 
 
+def _owned_key_message(key: str) -> str:
+    """The words of both homes for an owned key: exact keys by name, the rest by prefix."""
+    owned = ", ".join(reserved_kafka_keys())
+    if key in runtime_constants.KAFKA_OWNED_CONFIG_KEYS:
+        hint = constants.KAFKA_KEY_HINTS.get(key, "udsink sets it")
+        return messages.KAFKA_OWNED_KEY.text(key=repr(key), hint=hint, owned=owned)
+    prefix = next(p for p in runtime_constants.KAFKA_OWNED_CONFIG_PREFIXES if key.startswith(p))
+    hint = constants.KAFKA_KEY_HINTS.get(prefix, "udsink sets it")
+    return messages.KAFKA_OWNED_PREFIX.text(prefix=repr(prefix), hint=hint, owned=owned)
+
+
 def _check_kafka_config(config: dict[str, str]) -> dict[str, str]:
     for key in sorted(config):
-        hint = owned_kafka_key_hint(key)
-        if hint is not None:
-            raise ValueError(
-                f"key {key!r} is owned by udsink ({hint}); "
-                f"keys udsink owns: {', '.join(reserved_kafka_keys())}"
-            )
+        if key in runtime_constants.KAFKA_OWNED_CONFIG_KEYS:
+            raise refused(_owned_key_message(key))
+        if owned_kafka_key_hint(key) is not None:
+            raise refused(f"{_owned_key_message(key)} (got {key!r})")
     return config
 
 
-KAFKA_CONFIG_RULE = cel(
-    f"self.all(k, !(k in [{_quoted(sorted(runtime_constants.KAFKA_OWNED_CONFIG_KEYS))}]) && "
-    + " && ".join(f"!k.startsWith('{p}')" for p in runtime_constants.KAFKA_OWNED_CONFIG_PREFIXES)
-    + ")",
-    f"config may not set keys udsink owns: {', '.join(reserved_kafka_keys())}",
-)
+# One rule per owned key and per owned prefix, so the API server's message names it (a key
+# picked out of the map by CEL would be too costly for the CRD's budget).
+KAFKA_CONFIG_RULES = [
+    *(
+        cel(f"!({cel_string(key)} in self)", _owned_key_message(key))
+        for key in sorted(runtime_constants.KAFKA_OWNED_CONFIG_KEYS)
+    ),
+    *(
+        cel(f"!self.exists(k, k.startsWith({cel_string(p)}))", _owned_key_message(p))
+        for p in runtime_constants.KAFKA_OWNED_CONFIG_PREFIXES
+    ),
+]
 
 KafkaConfig = Annotated[
     dict[str, str],
     AfterValidator(_check_kafka_config),
-    Field(json_schema_extra={"maxProperties": 200, CEL: [KAFKA_CONFIG_RULE]}),
+    Field(json_schema_extra={"maxProperties": 200, CEL: KAFKA_CONFIG_RULES}),
 ]
 
 
@@ -569,12 +667,22 @@ class KeyRef(_Model):
     optional: bool | None = Field(default=None, description="Whether it may be missing.")
 
 
+# The pod fields the API server lets an environment variable read (the downward API).
+FIELD_PATH_PATTERN = (
+    r"^(metadata\.(name|namespace|uid)|spec\.(nodeName|serviceAccountName)"
+    r"|status\.(hostIP|hostIPs|podIP|podIPs)"
+    r"|metadata\.(labels|annotations)\['[^']{1,317}'\])$"
+)
+
+
 class FieldRef(_Model):
     """A field of the pod, e.g. metadata.name."""
 
-    field_path: Name253 = Field(description="Pod field, e.g. metadata.name or status.podIP.")
-    api_version: Annotated[str, Field(max_length=64)] | None = Field(
-        default=None, description="Schema version of fieldPath. Default v1."
+    field_path: Annotated[
+        str, Matches(FIELD_PATH_PATTERN, messages.FIELD_PATH), Field(max_length=256)
+    ] = Field(description="Pod field, e.g. metadata.name or status.podIP.")
+    api_version: Literal["v1"] | None = Field(
+        default=None, description="Schema version of fieldPath: v1 (the default)."
     )
 
 
@@ -605,7 +713,7 @@ class EnvVarSource(_ExactlyOne):
 
 def _not_reserved_env(name: str) -> str:
     if name in constants.RESERVED_ENV_NAMES:
-        raise ValueError(f"{name} is set by udsink and may not be set here")
+        raise refused(messages.RESERVED_ENV.text(name=name))
     return name
 
 
@@ -616,7 +724,8 @@ class EnvVar(_Model):
         cel("!(has(self.value) && has(self.valueFrom))", "set value or valueFrom, not both"),
         cel(
             f"!(self.name in [{_quoted(sorted(constants.RESERVED_ENV_NAMES))}])",
-            f"{', '.join(sorted(constants.RESERVED_ENV_NAMES))} is set by udsink",
+            messages.RESERVED_ENV.text(name=", ".join(sorted(constants.RESERVED_ENV_NAMES))),
+            messages.RESERVED_ENV.cel(name="self.name"),
         ),
     )
 
@@ -656,15 +765,45 @@ class EnvFromSource(_ExactlyOne):
     )
 
 
+_QUANTITY_SUFFIXES = {
+    **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+    **{s: Decimal(10) ** e for s, e in (("n", -9), ("u", -6), ("m", -3), ("", 0), ("k", 3))},
+    **{s: Decimal(10) ** (3 * (i + 2)) for i, s in enumerate("MGTPE")},
+}
+
+
+def quantity_value(text: str) -> Decimal:
+    """The number a Kubernetes quantity stands for (`500m` -> 0.5, `1Ki` -> 1024)."""
+    number = re.match(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)", text)
+    if number is None:
+        raise ValueError(messages.QUANTITY.text(got=shown(text)))
+    suffix = text[number.end() :]
+    if suffix[:1] in ("e", "E"):
+        return Decimal(number.group(0)) * Decimal(10) ** int(suffix[1:])
+    return Decimal(number.group(0)) * _QUANTITY_SUFFIXES[suffix]
+
+
 class Resources(_Model):
     """Compute resources, as in a Kubernetes container."""
 
-    requests: dict[Name253, Quantity] | None = Field(
+    requests: Annotated[dict[Name253, Quantity], Field(max_length=32)] | None = Field(
         default=None, description="Minimum resources, e.g. {cpu: 100m, memory: 128Mi}."
     )
-    limits: dict[Name253, Quantity] | None = Field(
+    limits: Annotated[dict[Name253, Quantity], Field(max_length=32)] | None = Field(
         default=None, description="Maximum resources, e.g. {memory: 256Mi}."
     )
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> Resources:
+        limits = self.limits or {}
+        for name, request in sorted((self.requests or {}).items()):
+            if name in limits and quantity_value(request) > quantity_value(limits[name]):
+                raise refused(
+                    messages.REQUESTS_ABOVE_LIMITS.text(
+                        resource=name, request=request, limit=limits[name]
+                    )
+                )
+        return self
 
 
 def _unique(names: Sequence[str], what: str) -> None:
@@ -706,10 +845,14 @@ class Container(_Model):
         return self
 
 
+_RESERVED_CONTAINERS = ", ".join(sorted(runtime_constants.RESERVED_CONTAINER_NAMES))
+
+
 def _not_reserved_container(name: str) -> str:
     if name in runtime_constants.RESERVED_CONTAINER_NAMES:
-        reserved = ", ".join(sorted(runtime_constants.RESERVED_CONTAINER_NAMES))
-        raise ValueError(f"container name {name!r} is reserved (reserved: {reserved})")
+        raise refused(
+            messages.RESERVED_CONTAINER.text(name=repr(name), reserved=_RESERVED_CONTAINERS)
+        )
     return name
 
 
@@ -719,8 +862,10 @@ class NamedContainer(Container):
     cel_rules = (
         cel(
             f"!(self.name in [{_quoted(sorted(runtime_constants.RESERVED_CONTAINER_NAMES))}])",
-            f"container names {', '.join(sorted(runtime_constants.RESERVED_CONTAINER_NAMES))} "
-            "are reserved",
+            messages.RESERVED_CONTAINER.text(name="this", reserved=_RESERVED_CONTAINERS),
+            messages.RESERVED_CONTAINER.cel(
+                name='"\'" + self.name + "\'"', reserved=cel_string(_RESERVED_CONTAINERS)
+            ),
         ),
     )
 
@@ -757,13 +902,13 @@ class UdSink(_Model):
 KEY_HEADER_RESERVED_PREFIX = "__key"
 
 
+_RESERVED_HEADER = messages.RESERVED_HEADER.text(prefix=repr(KEY_HEADER_RESERVED_PREFIX))
+
+
 def _check_static_headers(headers: dict[str, str]) -> dict[str, str]:
     for key in sorted(headers):
         if key.startswith(KEY_HEADER_RESERVED_PREFIX):
-            raise ValueError(
-                f"header {key!r} is reserved: names starting with "
-                f"{KEY_HEADER_RESERVED_PREFIX!r} carry keys"
-            )
+            raise refused(f"{_RESERVED_HEADER} (got {key!r})")
     return headers
 
 
@@ -776,8 +921,7 @@ StaticHeaders = Annotated[
             CEL: [
                 cel(
                     f"self.all(k, !k.startsWith('{KEY_HEADER_RESERVED_PREFIX}'))",
-                    f"header names starting with {KEY_HEADER_RESERVED_PREFIX} carry keys and "
-                    "are reserved",
+                    _RESERVED_HEADER,
                 )
             ],
         }
@@ -879,14 +1023,21 @@ class ServeSink(_ExactlyOne):
     log: LogSink | None = Field(default=None, description="Log served payloads.")
 
 
+# A field's value or its default, in CEL (the CRD writes no defaults but spec.replicas).
+_CAP = "(has(self.cap) ? self.cap : '30s')"
+_INTERVAL = "(has(self.interval) ? self.interval : '100ms')"
+
+
 class Backoff(_Model):
     """Exponential backoff between retries of the primary sink."""
 
     cel_rules = (
         cel(
-            "duration(has(self.cap) ? self.cap : '30s') >= "
-            "duration(has(self.interval) ? self.interval : '100ms')",
-            "cap must be at least interval",
+            # Malformed durations are reported by their own fields' rules, not converted here.
+            f"!{duration_cel(_CAP)} || !{duration_cel(_INTERVAL)} || "
+            f"duration({_CAP}) >= duration({_INTERVAL})",
+            messages.CAP_BELOW_INTERVAL.text(cap="cap", interval="interval"),
+            messages.CAP_BELOW_INTERVAL.cel(cap=_CAP, interval=_INTERVAL),
         ),
     )
 
@@ -911,7 +1062,7 @@ class Backoff(_Model):
     @model_validator(mode="after")
     def _cap_covers_interval(self) -> Backoff:
         if exact_ms(self.cap) < exact_ms(self.interval):
-            raise ValueError(f"cap ({self.cap}) must be at least interval ({self.interval})")
+            raise refused(messages.CAP_BELOW_INTERVAL.text(cap=self.cap, interval=self.interval))
         return self
 
 
@@ -1055,44 +1206,94 @@ class Runtime(_Model):
 # --- Pod knobs (a typed subset of the Kubernetes PodSpec) ---
 
 
+def _keys_rule(pattern: str, message: Message) -> Rule:
+    """CEL: every key of the map `self` matches `pattern` (the API server checks no map key
+    against a pattern by itself)."""
+    return cel(f"self.all(k, k.matches({cel_string(pattern)}))", message.text())
+
+
+_LABEL_KEY_MAX = 317
+_RESERVED_LABEL_PREFIX = messages.RESERVED_LABEL_PREFIX.text(prefix=constants.RESERVED_LABEL_PREFIX)
+_ARGOCD_LABEL = messages.ARGOCD_LABEL.text(key=repr(constants.LABEL_ARGOCD_INSTANCE))
+MapKey = Annotated[str, Field(min_length=1, max_length=_LABEL_KEY_MAX)]
+
+
 class PodMetadata(_Model):
     """Labels and annotations added to the pods (not to the other children)."""
 
-    cel_rules = (
-        cel(
-            f"!has(self.labels) || self.labels.all(k, "
-            f"!k.startsWith('{constants.RESERVED_LABEL_PREFIX}') && "
-            f"k != '{constants.LABEL_ARGOCD_INSTANCE}')",
-            f"labels under {constants.RESERVED_LABEL_PREFIX} and "
-            f"{constants.LABEL_ARGOCD_INSTANCE} are reserved",
-        ),
-    )
-
-    labels: Annotated[dict[LabelKey, LabelValue], Field(max_length=64)] | None = Field(
-        default=None, description="Pod labels (at most 64)."
-    )
+    labels: (
+        Annotated[
+            dict[MapKey, LabelValue],
+            Field(
+                max_length=64,
+                json_schema_extra={
+                    CEL: [
+                        _keys_rule(LABEL_KEY_PATTERN, messages.LABEL_KEY_IN_MAP),
+                        cel(
+                            f"!self.exists(k, k.startsWith("
+                            f"{cel_string(constants.RESERVED_LABEL_PREFIX)}))",
+                            _RESERVED_LABEL_PREFIX,
+                        ),
+                        cel(
+                            f"!({cel_string(constants.LABEL_ARGOCD_INSTANCE)} in self)",
+                            _ARGOCD_LABEL,
+                        ),
+                    ]
+                },
+            ),
+        ]
+        | None
+    ) = Field(default=None, description="Pod labels (at most 64).")
     annotations: (
         Annotated[
-            dict[Annotated[str, Field(min_length=1, max_length=317)], str], Field(max_length=64)
+            dict[MapKey, str],
+            Field(
+                max_length=64,
+                json_schema_extra={CEL: [_keys_rule(LABEL_KEY_PATTERN, messages.ANNOTATION_KEY)]},
+            ),
         ]
         | None
     ) = Field(default=None, description="Pod annotations (at most 64).")
 
     @model_validator(mode="after")
-    def _reserved_labels(self) -> PodMetadata:
+    def _keys(self) -> PodMetadata:
+        for key in sorted(self.annotations or {}):
+            if not re.fullmatch(LABEL_KEY_PATTERN, key):
+                raise refused(f"{messages.ANNOTATION_KEY.text()} (got {key!r})")
         for key in sorted(self.labels or {}):
+            if not re.fullmatch(LABEL_KEY_PATTERN, key):
+                raise refused(f"{messages.LABEL_KEY_IN_MAP.text()} (got {key!r})")
             if key.startswith(constants.RESERVED_LABEL_PREFIX):
-                raise ValueError(
-                    f"label {key!r} is reserved: udsink sets the labels under "
-                    f"{constants.RESERVED_LABEL_PREFIX}"
-                )
+                raise refused(f"{_RESERVED_LABEL_PREFIX} (got {key!r})")
             if key == constants.LABEL_ARGOCD_INSTANCE:
-                raise ValueError(f"label {key!r} is Argo CD's tracking label; it stays off pods")
+                raise refused(_ARGOCD_LABEL)
         return self
 
 
 class Toleration(_Model):
     """A taint the pods tolerate."""
+
+    cel_rules = (
+        cel(
+            "!has(self.operator) || self.operator != 'Exists' || !has(self.value) "
+            "|| self.value == ''",
+            messages.TOLERATION_EXISTS_VALUE.text(value="(set)"),
+            messages.TOLERATION_EXISTS_VALUE.cel(value=cel_quoted("self.value")),
+        ),
+        cel(
+            "(has(self.key) && self.key != '') || "
+            "(has(self.operator) && self.operator == 'Exists')",
+            messages.TOLERATION_EMPTY_KEY.text(operator="Equal"),
+            messages.TOLERATION_EMPTY_KEY.cel(
+                operator="has(self.operator) ? self.operator : 'Equal (the default)'"
+            ),
+        ),
+        cel(
+            "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+            messages.TOLERATION_SECONDS.text(effect="other"),
+            messages.TOLERATION_SECONDS.cel(effect="has(self.effect) ? self.effect : 'none'"),
+        ),
+    )
 
     key: Annotated[str, Field(max_length=317)] | None = Field(
         default=None, description="Taint key; empty with operator Exists matches every taint."
@@ -1110,33 +1311,134 @@ class Toleration(_Model):
         default=None, description="How long a NoExecute taint is tolerated."
     )
 
+    @model_validator(mode="after")
+    def _as_kubernetes_accepts(self) -> Toleration:
+        if self.operator == "Exists" and self.value:
+            raise refused(messages.TOLERATION_EXISTS_VALUE.text(value=shown(self.value)))
+        if not self.key and self.operator != "Exists":
+            raise refused(
+                messages.TOLERATION_EMPTY_KEY.text(operator=self.operator or "Equal (the default)")
+            )
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise refused(messages.TOLERATION_SECONDS.text(effect=self.effect or "none"))
+        return self
 
-class NodeSelectorRequirement(_Model):
-    """A requirement on a node label or field."""
+
+# What each selector operator needs, as Kubernetes has it.
+_NEEDS = {
+    "In": "one or more values",
+    "NotIn": "one or more values",
+    "Exists": "no values",
+    "DoesNotExist": "no values",
+    "Gt": "exactly one value",
+    "Lt": "exactly one value",
+}
+# Each need: its test of the count in CEL and in Python.
+_COUNT_FITS: dict[str, tuple[str, Callable[[int], bool]]] = {
+    "one or more values": ("> 0", lambda n: n > 0),
+    "no values": ("== 0", lambda n: n == 0),
+    "exactly one value": ("== 1", lambda n: n == 1),
+}
+_INTEGER = r"^-?[0-9]{1,18}$"
+
+
+def _values_rules(operators: tuple[str, ...]) -> tuple[Rule, ...]:
+    """CEL twins of `_values_problem`: how many values each operator takes."""
+    count = "(has(self.values) ? self.values.size() : 0)"
+    rules = []
+    for needs, (fits, _) in _COUNT_FITS.items():
+        group = [op for op in operators if _NEEDS[op] == needs]
+        if group:
+            rules.append(
+                cel(
+                    f"!(self.operator in [{_quoted(group)}]) || {count} {fits}",
+                    messages.SELECTOR_VALUES.text(operator=" or ".join(group), needs=needs),
+                    messages.SELECTOR_VALUES.cel(operator="self.operator", needs=cel_string(needs)),
+                )
+            )
+    if "Gt" in operators:
+        rules.append(
+            cel(
+                f"!(self.operator in ['Gt', 'Lt']) || {count} != 1 || "
+                f"self.values[0].matches({cel_string(_INTEGER)})",
+                messages.SELECTOR_NUMBER.text(operator="Gt or Lt", value="another value"),
+                messages.SELECTOR_NUMBER.cel(
+                    operator="self.operator", value=cel_quoted("self.values[0]")
+                ),
+            )
+        )
+    return tuple(rules)
+
+
+def _values_problem(operator: str, values: Sequence[str] | None) -> str | None:
+    count = len(values or [])
+    needs = _NEEDS[operator]
+    if not _COUNT_FITS[needs][1](count):
+        return messages.SELECTOR_VALUES.text(operator=operator, needs=needs) + f" (got {count})"
+    if operator in ("Gt", "Lt") and not re.fullmatch(_INTEGER, (values or [""])[0]):
+        return messages.SELECTOR_NUMBER.text(operator=operator, value=shown((values or [""])[0]))
+    return None
+
+
+class _Requirement(_Model):
+    """A selector requirement: its values must fit its operator."""
 
     key: Annotated[str, Field(min_length=1, max_length=317)] = Field(description="Label key.")
+    operator: str
+    values: list[str] | None
+
+    @model_validator(mode="after")
+    def _values_fit_operator(self) -> _Requirement:
+        problem = _values_problem(self.operator, self.values)
+        if problem:
+            raise refused(problem)
+        return self
+
+
+class NodeSelectorRequirement(_Requirement):
+    """A requirement on a node label or field."""
+
+    cel_rules = _values_rules(("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"))
+
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"] = Field(
         description="In, NotIn, Exists, DoesNotExist, Gt or Lt."
     )
-    values: list[str] | None = Field(default=None, description="Values compared with the label.")
+    values: Annotated[list[Annotated[str, Field(max_length=63)]], Field(max_length=64)] | None = (
+        Field(default=None, description="Values compared with the label.")
+    )
 
 
 class NodeSelectorTerm(_Model):
     """Requirements on a node, ANDed."""
 
-    match_expressions: list[NodeSelectorRequirement] | None = Field(
-        default=None, description="Requirements on node labels."
+    cel_rules = (
+        cel(
+            "!has(self.matchFields) || self.matchFields.all(r, r.key == 'metadata.name' "
+            "&& r.operator in ['In', 'NotIn'])",
+            messages.MATCH_FIELDS_KEY.text(),
+        ),
     )
-    match_fields: list[NodeSelectorRequirement] | None = Field(
-        default=None, description="Requirements on node fields."
+
+    match_expressions: Annotated[list[NodeSelectorRequirement], Field(max_length=16)] | None = (
+        Field(default=None, description="Requirements on node labels.")
     )
+    match_fields: Annotated[list[NodeSelectorRequirement], Field(max_length=16)] | None = Field(
+        default=None, description="Requirements on node fields (metadata.name, In or NotIn)."
+    )
+
+    @model_validator(mode="after")
+    def _fields_kubernetes_supports(self) -> NodeSelectorTerm:
+        for req in self.match_fields or []:
+            if req.key != "metadata.name" or req.operator not in ("In", "NotIn"):
+                raise refused(f"{messages.MATCH_FIELDS_KEY.text()} (got {req.key} {req.operator})")
+        return self
 
 
 class NodeSelector(_Model):
     """Node selector terms, ORed."""
 
-    node_selector_terms: Annotated[list[NodeSelectorTerm], Field(min_length=1)] = Field(
-        description="Terms, ORed."
+    node_selector_terms: Annotated[list[NodeSelectorTerm], Field(min_length=1, max_length=16)] = (
+        Field(description="Terms, ORed.")
     )
 
 
@@ -1153,27 +1455,36 @@ class NodeAffinity(_Model):
     required_during_scheduling_ignored_during_execution: NodeSelector | None = Field(
         default=None, description="Nodes the pods must run on."
     )
-    preferred_during_scheduling_ignored_during_execution: list[PreferredSchedulingTerm] | None = (
-        Field(default=None, description="Nodes the pods prefer.")
-    )
+    preferred_during_scheduling_ignored_during_execution: (
+        Annotated[list[PreferredSchedulingTerm], Field(max_length=16)] | None
+    ) = Field(default=None, description="Nodes the pods prefer.")
 
 
-class LabelSelectorRequirement(_Model):
+class LabelSelectorRequirement(_Requirement):
     """A requirement on a label."""
 
-    key: Annotated[str, Field(min_length=1, max_length=317)] = Field(description="Label key.")
+    cel_rules = _values_rules(("In", "NotIn", "Exists", "DoesNotExist"))
+
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
         description="In, NotIn, Exists or DoesNotExist."
     )
-    values: list[str] | None = Field(default=None, description="Values for In and NotIn.")
+    values: Annotated[list[Annotated[str, Field(max_length=63)]], Field(max_length=64)] | None = (
+        Field(default=None, description="Values for In and NotIn.")
+    )
 
 
 class LabelSelector(_Model):
     """A label selector."""
 
-    match_labels: dict[str, str] | None = Field(default=None, description="Labels that must match.")
-    match_expressions: list[LabelSelectorRequirement] | None = Field(
-        default=None, description="Label requirements, ANDed."
+    match_labels: (
+        Annotated[
+            dict[Annotated[str, Field(max_length=317)], Annotated[str, Field(max_length=63)]],
+            Field(max_length=64),
+        ]
+        | None
+    ) = Field(default=None, description="Labels that must match.")
+    match_expressions: Annotated[list[LabelSelectorRequirement], Field(max_length=16)] | None = (
+        Field(default=None, description="Label requirements, ANDed.")
     )
 
 
@@ -1182,7 +1493,9 @@ class PodAffinityTerm(_Model):
 
     label_selector: LabelSelector | None = Field(default=None, description="The other pods.")
     namespace_selector: LabelSelector | None = Field(default=None, description="Their namespaces.")
-    namespaces: list[str] | None = Field(default=None, description="Their namespaces, by name.")
+    namespaces: Annotated[list[DnsLabel], Field(max_length=64)] | None = Field(
+        default=None, description="Their namespaces, by name."
+    )
     topology_key: Annotated[str, Field(min_length=1, max_length=317)] = Field(
         description="Node label that defines the domain, e.g. kubernetes.io/hostname."
     )
@@ -1198,12 +1511,12 @@ class WeightedPodAffinityTerm(_Model):
 class PodAffinity(_Model):
     """Pod affinity or anti-affinity."""
 
-    required_during_scheduling_ignored_during_execution: list[PodAffinityTerm] | None = Field(
-        default=None, description="Terms that must hold."
-    )
-    preferred_during_scheduling_ignored_during_execution: list[WeightedPodAffinityTerm] | None = (
-        Field(default=None, description="Terms preferred.")
-    )
+    required_during_scheduling_ignored_during_execution: (
+        Annotated[list[PodAffinityTerm], Field(max_length=16)] | None
+    ) = Field(default=None, description="Terms that must hold.")
+    preferred_during_scheduling_ignored_during_execution: (
+        Annotated[list[WeightedPodAffinityTerm], Field(max_length=16)] | None
+    ) = Field(default=None, description="Terms preferred.")
 
 
 class Affinity(_Model):
@@ -1214,6 +1527,11 @@ class Affinity(_Model):
     pod_anti_affinity: PodAffinity | None = Field(default=None, description="Pod anti-affinity.")
 
 
+# Relative, and no `..` segment (Kubernetes' own rule for a local profile path).
+_PATH_SEGMENT = r"([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+|\.)"  # anything but ".." (or empty)
+LOCALHOST_PROFILE_PATTERN = rf"^{_PATH_SEGMENT}(/{_PATH_SEGMENT}?)*$"
+
+
 class SeccompProfile(_Model):
     """A seccomp profile allowed by the restricted Pod Security Standard."""
 
@@ -1222,19 +1540,34 @@ class SeccompProfile(_Model):
             "self.type != 'Localhost' || has(self.localhostProfile)",
             "type Localhost needs localhostProfile",
         ),
+        cel(
+            "self.type == 'Localhost' || !has(self.localhostProfile)",
+            messages.LOCALHOST_PROFILE_TYPE.text(type="other"),
+            messages.LOCALHOST_PROFILE_TYPE.cel(type="self.type"),
+        ),
     )
 
     type: Literal["RuntimeDefault", "Localhost"] = Field(
         description="RuntimeDefault or Localhost (Unconfined is not allowed)."
     )
-    localhost_profile: Annotated[str, Field(min_length=1, max_length=4096)] | None = Field(
-        default=None, description="Profile path on the node (with Localhost)."
+    localhost_profile: (
+        Annotated[
+            str,
+            Matches(LOCALHOST_PROFILE_PATTERN, messages.LOCALHOST_PROFILE),
+            Field(min_length=1, max_length=4096),
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="Profile path relative to the kubelet's seccomp root (with Localhost).",
     )
 
     @model_validator(mode="after")
     def _localhost_profile(self) -> SeccompProfile:
         if self.type == "Localhost" and self.localhost_profile is None:
             raise ValueError("type Localhost needs localhostProfile")
+        if self.type != "Localhost" and self.localhost_profile is not None:
+            raise refused(messages.LOCALHOST_PROFILE_TYPE.text(type=self.type))
         return self
 
 
@@ -1254,9 +1587,9 @@ class PodSecurityContext(_Model):
     fs_group_change_policy: Literal["OnRootMismatch", "Always"] | None = Field(
         default=None, description="When volume ownership is changed: OnRootMismatch or Always."
     )
-    supplemental_groups: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] | None = Field(
-        default=None, description="Extra groups."
-    )
+    supplemental_groups: (
+        Annotated[list[Annotated[int, Field(ge=0, le=2**31 - 1)]], Field(max_length=32)] | None
+    ) = Field(default=None, description="Extra groups.")
     seccomp_profile: SeccompProfile | None = Field(
         default=None, description="Seccomp profile. Default RuntimeDefault."
     )
@@ -1284,10 +1617,12 @@ class Pod(_Model):
     node_selector: Annotated[dict[str, str], Field(max_length=64)] | None = Field(
         default=None, description="Node labels to run on."
     )
-    tolerations: list[Toleration] | None = Field(default=None, description="Tolerated taints.")
+    tolerations: Annotated[list[Toleration], Field(max_length=64)] | None = Field(
+        default=None, description="Tolerated taints."
+    )
     affinity: Affinity | None = Field(default=None, description="Scheduling constraints.")
     priority_class_name: DnsSubdomain | None = Field(default=None, description="Priority class.")
-    image_pull_secrets: list[LocalObjectReference] | None = Field(
+    image_pull_secrets: Annotated[list[LocalObjectReference], Field(max_length=16)] | None = Field(
         default=None, description="Secrets used to pull the images."
     )
     security_context: PodSecurityContext | None = Field(
@@ -1415,10 +1750,7 @@ class ObjectMeta(BaseModel):
 
     name: Annotated[
         str,
-        Matches(
-            constants.NAME_PATTERN,
-            "a DNS-1035 label: lower-case a-z, 0-9 and '-', starting with a letter",
-        ),
+        Matches(constants.NAME_PATTERN, messages.RESOURCE_NAME),
         Field(min_length=1, max_length=constants.NAME_MAX_LENGTH),
     ]
     namespace: str = "default"
@@ -1463,13 +1795,6 @@ def field_path(loc: Sequence[int | str], root: str = "") -> str:
     return out or "(root)"
 
 
-def _shown(value: Any) -> str:
-    if isinstance(value, Mapping):
-        return "an object with " + (", ".join(sorted(map(str, value))) or "no fields")[:100]
-    text = json.dumps(value, default=str)
-    return text if len(text) <= 120 else text[:117] + "..."
-
-
 def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         yield annotation
@@ -1505,8 +1830,40 @@ def _issue(error: Any, model: type[BaseModel], root: str) -> str:
         did_you_mean = f"; did you mean {close[0]!r}?" if close else ""
         accepted = f" (accepted: {', '.join(known)})" if known else ""
         return f"{path}: unknown field{did_you_mean}{accepted}"
+    if kind == REFUSED:
+        return f"{path}: {error['msg']}"
+    if kind in _TYPE_WORDS:
+        # Strict, as the CRD: "10" is not an integer, 1 is not a string.
+        return f"{path}: must be {_TYPE_WORDS[kind]} (got {_json_type(error.get('input'))})"
     message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{path}: {message} (got {_shown(error.get('input'))})"
+    return f"{path}: {message} (got {shown(error.get('input'))})"
+
+
+_TYPE_WORDS = {
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "list_type": "a list",
+}
+
+
+def _json_type(value: Any) -> str:
+    """What a value is, in the words of JSON/YAML ("10" is the string "10")."""
+    kinds = (
+        (bool, "the boolean"),
+        (int | float, "the number"),
+        (str, "the string"),
+        (Mapping, "an object"),
+        (list, "a list"),
+    )
+    for kind, words in kinds:
+        if isinstance(value, kind):
+            return words if words in ("an object", "a list") else f"{words} {shown(value)}"
+    return "null" if value is None else shown(value)
 
 
 def format_errors(err: ValidationError, model: type[BaseModel], root: str = "") -> SpecError:

@@ -153,13 +153,18 @@ class Cluster:
             raise
         return found
 
-    def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
-        """Server-side apply with the operator's field manager (creates when absent)."""
+    def apply(self, manifest: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        """Server-side apply with the operator's field manager (creates when absent). With
+        `dry_run`, the API server runs every check (schema, defaulting, admission) and
+        persists nothing: a refusal then costs no write."""
+        query = [("fieldManager", constants.FIELD_MANAGER), ("force", "true")]
+        if dry_run:
+            query.append(("dryRun", "All"))
         applied: dict[str, Any] = self.request(
             "PATCH",
             manifest_path(manifest),
             body=dict(manifest),
-            query=[("fieldManager", constants.FIELD_MANAGER), ("force", "true")],
+            query=query,
             content_type=APPLY_CONTENT_TYPE,
         )
         return applied

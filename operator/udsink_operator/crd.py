@@ -14,7 +14,7 @@ from typing import Any, TypeAlias
 
 from pydantic import BaseModel
 
-from udsink_operator import api, constants, yamlout
+from udsink_operator import api, constants, messages, yamlout
 
 Schema: TypeAlias = dict[str, Any]
 Rule: TypeAlias = dict[str, str]
@@ -73,10 +73,16 @@ def structural(node: Mapping[str, Any], defs: Mapping[str, Any]) -> Schema:
     """Convert one pydantic JSON Schema node into a structural OpenAPI v3 schema node."""
     current = _without_null(_resolve(node, defs), defs)
     out: Schema = {k: v for k, v in current.items() if k in _KEPT}
-    if api.CEL in out:  # pydantic sorts keys: put each rule before its message again
-        out[api.CEL] = [{"rule": r["rule"], "message": r["message"]} for r in out[api.CEL]]
+    if api.CEL in out:  # pydantic sorts keys: put each rule before its messages again
+        out[api.CEL] = [
+            {k: r[k] for k in ("rule", "messageExpression", "message") if k in r}
+            for r in out[api.CEL]
+        ]
     if "const" in current:
         out["enum"] = [current["const"]]
+    if "enum" in out and out.get("type") == "string":
+        # The API server estimates a CEL rule's cost from string bounds, not from an enum.
+        out.setdefault("maxLength", max(len(v) for v in out["enum"]))
     if current.get(api.CRD_DEFAULT) and "default" in current:
         out["default"] = current["default"]
     if current.get("x-kubernetes-int-or-string"):
@@ -126,11 +132,18 @@ def _root_schema(model: type[BaseModel]) -> Schema:
 
 def openapi_schema() -> Schema:
     """The whole openAPIV3Schema of the UDSink kind."""
+    slots = {
+        "max": str(constants.NAME_MAX_LENGTH),
+        "suffix": constants.METRICS_SERVICE_SUFFIX,
+    }
     name_rule = api.cel(
         f"self.metadata.name.size() <= {constants.NAME_MAX_LENGTH} && "
         f"self.metadata.name.matches('{constants.NAME_PATTERN}')",
-        f"metadata.name must be a DNS-1035 label of at most {constants.NAME_MAX_LENGTH} "
-        f"characters (it names a Service `<name>{constants.METRICS_SERVICE_SUFFIX}`)",
+        messages.RESOURCE_NAME_FOR_CHILDREN.text(got="the name", **slots),
+        messages.RESOURCE_NAME_FOR_CHILDREN.cel(
+            got=messages.cel_quoted("self.metadata.name"),
+            **{k: messages.cel_string(v) for k, v in slots.items()},
+        ),
     )
     return {
         "type": "object",

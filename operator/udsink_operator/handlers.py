@@ -2,14 +2,16 @@
 
 Create, update and resume (operator start) all run the same `Reconciler.reconcile`: validate
 (pydantic, then the referenced Secret keys unless the secret check is off), build the
-children (pure, `build.py`), compare each with the live object and server-side apply only the
-ones that differ, then derive the status (pure, `status.py`) and write it only when it
-changed. A second pass over an unchanged world therefore issues no write at all. Deployment
-events of owned Deployments refresh the status. Children are owned through ownerReferences,
-so deletion is garbage collection: there is no delete handler and no finalizer (and no kopf
-timer or daemon, which would add one). An invalid spec touches no child; it is reported in
-status (ConfigValid=False, phase Failed) and as a Kubernetes Event. A valid spec waiting for
-a Secret or key is re-checked by kopf's own retry (a temporary error with the re-check delay).
+children (pure, `build.py`), compare each with the live object, server-side dry-run every one
+that differs and, when the API server refuses none, apply them; then derive the status (pure,
+`status.py`) and write it only when it changed. A second pass over an unchanged world
+therefore issues no write at all. Deployment events of owned Deployments refresh the status.
+Children are owned through ownerReferences, so deletion is garbage collection: there is no
+delete handler and no finalizer (and no kopf timer or daemon, which would add one). An invalid
+spec touches no child, nor does one the API server would refuse in any child (the dry run comes
+first); it is reported in status (ConfigValid=False, phase Failed) and as a Kubernetes Event.
+A valid spec waiting for a Secret or key is re-checked by kopf's own retry (a temporary error
+with the re-check delay).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import datetime
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, cast
 
@@ -173,6 +175,23 @@ class Reconciler:
 
     # --- the reconcile ---
 
+    def refusals(self, manifests: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Why the API server would refuse any of `manifests`, from a server-side dry run of
+        each (schema, defaulting, admission; nothing is persisted). Empty: apply them all."""
+        found: list[str] = []
+        for manifest in manifests:
+            try:
+                self.cluster.apply(manifest, dry_run=True)
+            except ApiError as err:
+                if err.status not in (400, 422):
+                    raise
+                # The child's own field path is in the message; name the child first.
+                found.append(
+                    f"the API server refuses {manifest['kind']} "
+                    f"{manifest['metadata']['name']}: {err.message}"
+                )
+        return found
+
     def reconcile(self, body: Mapping[str, Any], post_event: EventPoster) -> list[str]:
         """Converge on the spec; returns the children that were written ("Kind/name").
 
@@ -186,25 +205,19 @@ class Reconciler:
                 raise WaitingFor("; ".join(issues))
             return []
         children = build.build(udsink, self.options)
+        live = {manifest_path(m): self.cluster.get(manifest_path(m)) for m in children.manifests()}
+        stale = [m for m in children.manifests() if not build.up_to_date(m, live[manifest_path(m)])]
+        refusals = self.refusals(stale)
+        if refusals:
+            # Nothing was written: the children stay consistent with each other (a runtime
+            # never reads a ConfigMap its pod template was not rolled for).
+            self.report_invalid(body, refusals, post_event)
+            return []
         written: list[str] = []
-        deployment: Mapping[str, Any] | None = None
-        for manifest in children.manifests():
-            live = self.cluster.get(manifest_path(manifest))
-            current = live
-            if not build.up_to_date(manifest, live):
-                try:
-                    current = self.cluster.apply(manifest)
-                except ApiError as err:
-                    if err.status != 422:
-                        raise
-                    # The API server refused a child the validation let through: report it
-                    # like an invalid spec rather than retrying forever.
-                    refused = f"the API server refused {manifest['kind']}: {err.message}"
-                    self.report_invalid(body, [refused], post_event)
-                    return written
-                written.append(f"{manifest['kind']}/{manifest['metadata']['name']}")
-            if manifest["kind"] == "Deployment":
-                deployment = current
+        for manifest in stale:
+            live[manifest_path(manifest)] = self.cluster.apply(manifest)
+            written.append(f"{manifest['kind']}/{manifest['metadata']['name']}")
+        deployment = live[manifest_path(children.deployment)]
         if written:
             post_event(body, "Normal", "Applied", f"applied {', '.join(written)}")
         new = self._status(body, self.valid(), deployment, udsink.metadata.generation)

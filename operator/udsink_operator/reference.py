@@ -136,8 +136,10 @@ def render() -> str:
         "unset by default (objects: each of their own fields has its default). Where a "
         "description says *exactly one of*, set exactly one member of that object.",
         "",
-        "Durations are Go-style strings (`100ms`, `1s`, `2m30s`); Secrets are only referenced "
-        "(`{name, key}`), never inlined.",
+        "Durations are Go-style strings (`100ms`, `1s`, `2m30s`; at most 6 digits before a "
+        f"decimal point, at most {api.DURATION_MAX_LENGTH} characters); numbers, booleans and "
+        'strings are taken only as written (`size: "10"` is a string, refused where an '
+        "integer is expected); Secrets are only referenced (`{name, key}`), never inlined.",
         "",
         "## spec",
         "",

@@ -46,16 +46,30 @@ def merged(base: Any, patch: Any) -> Any:
     return result
 
 
+def dry_run(request: kmock.Request) -> bool:
+    """A `dryRun=All` request: checked, answered, never stored."""
+    return request.params.get("dryRun") == "All"
+
+
 class ApplyingEmulator(kmock.KubernetesEmulator):
     """kmock's emulator with the API-server behaviours the operator relies on: server-side
     apply creates a missing object; every write gets a new resourceVersion, and a write that
     names an older one is refused with 409 (optimistic concurrency); a change of `spec`
-    increments `metadata.generation`; `generateName` yields a name. kopf uses the
-    resourceVersions to skip the echoes of its own patches, as against a real server."""
+    increments `metadata.generation`; `generateName` yields a name; a dry run stores nothing.
+    kopf uses the resourceVersions to skip the echoes of its own patches, as against a real
+    server."""
 
     _versions = itertools.count(100)
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        if dry_run(request) and isinstance(request.data, dict):
+            # As the API server: the object that would result, persisted nowhere.
+            key = (request.resource, request.namespace, request.name)
+            async with self._lock:
+                # kmock's object store has no .get()
+                found = self.objects[key] if key in self.objects else None  # noqa: SIM401
+                live = {} if found is None or found.deleted else found.raw
+            return aiohttp.web.json_response(merged(live, request.data))
         if request.resource is not None and isinstance(request.data, dict):
             if request.action == kmock.action.UPDATE:
                 request = await self._before_update(request)
@@ -156,11 +170,11 @@ class UnrecordedEmulator(ApplyingEmulator, RoutesOneRequest):
     def __init__(self) -> None:
         super().__init__()
         self.requests_seen = 0
-        self.writes_seen = 0  # POST/PUT/PATCH/DELETE, whatever their outcome
+        self.writes_seen = 0  # POST/PUT/PATCH/DELETE but dry runs, whatever their outcome
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         self.requests_seen += 1
-        if request.method.value in WRITE_METHODS:
+        if request.method.value in WRITE_METHODS and not dry_run(request):
             self.writes_seen += 1
         try:
             return await super()._handle(request)
@@ -391,11 +405,12 @@ def stored(emu: ApplyingEmulator, resource: str, name: str) -> dict[str, Any] | 
 
 
 def writes(emu: ApplyingEmulator, since: int = 0) -> list[str]:
-    """Every write request the emulator received after the first `since` requests."""
+    """Every write request the emulator received after the first `since` requests (dry runs
+    write nothing)."""
     return [
         f"{r.method.value} {r.url.path}"
         for r in list(emu)[since:]
-        if r.method.value in WRITE_METHODS
+        if r.method.value in WRITE_METHODS and not dry_run(r)
     ]
 
 

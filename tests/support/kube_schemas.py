@@ -4,7 +4,9 @@
   the maintained `kubernetes-validate` package (strict: unknown fields are errors).
 - `crd_violations`: a UDSink against our generated CRD as the API server would judge it: the
   structural OpenAPI schema (with strict field validation, kubectl's default) and every CEL
-  rule, evaluated by `cel-python`.
+  rule and its messageExpression, evaluated by `cel-python` with the few Kubernetes CEL library
+  functions the rules use (`substring`). The real API server's verdicts and
+  words are tested in the e2e tier (tests/e2e/test_validation.py).
 """
 
 from __future__ import annotations
@@ -40,10 +42,16 @@ def _schema() -> dict[str, Any]:
     return crd.openapi_schema()
 
 
+# Kubernetes' CEL libraries, as far as the CRD's rules use them.
+_KUBERNETES_FUNCTIONS = {
+    "substring": lambda text, start: celpy.celtypes.StringType(str(text)[int(start) :]),
+}
+
+
 @functools.cache
 def _program(rule: str) -> Any:
     env = celpy.Environment()
-    return env.program(env.compile(rule))
+    return env.program(env.compile(rule), functions=_KUBERNETES_FUNCTIONS)
 
 
 # cel-python raises the recursion limit on its first compile; do it at import, not inside a
@@ -60,7 +68,7 @@ def _cel(schema: Mapping[str, Any], value: Any, path: str, out: list[str]) -> No
         except celpy.CELEvalError:  # the API server refuses a value a rule cannot evaluate
             result = False
         if not (isinstance(result, celpy.celtypes.BoolType) and bool(result)):
-            out.append(f"{path or '.'}: {rule['message']}")
+            out.append(f"{path or '.'}: {_message(rule, value)}")
     properties = schema.get("properties", {})
     values = schema.get("additionalProperties")
     if isinstance(value, Mapping):
@@ -74,6 +82,18 @@ def _cel(schema: Mapping[str, Any], value: Any, path: str, out: list[str]) -> No
     if isinstance(value, list) and "items" in schema:
         for index, item in enumerate(value):
             _cel(schema["items"], item, f"{path}[{index}]", out)
+
+
+def _message(rule: Mapping[str, str], value: Any) -> str:
+    """The messageExpression's text, or the static message when it has none or it fails (as
+    the API server falls back)."""
+    if "messageExpression" not in rule:
+        return rule["message"]
+    try:
+        text = _program(rule["messageExpression"]).evaluate({"self": celpy.json_to_cel(value)})
+    except celpy.CELEvalError:
+        return rule["message"]
+    return str(text)
 
 
 def crd_violations(udsink: Mapping[str, Any]) -> list[str]:

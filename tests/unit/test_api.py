@@ -89,6 +89,14 @@ def test_camel_case_aliases_round_trip() -> None:
     assert api.parse_spec(dumped) == parsed
 
 
+def required_node_term(term: dict[str, Any]) -> dict[str, Any]:
+    """spec.pod with one required node-affinity term."""
+    required = {"nodeSelectorTerms": [term]}
+    return {
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": required}}
+    }
+
+
 # (spec, the exact issue). Each row is one rule of API.md or a bound of a field.
 INVALID: list[tuple[str, dict[str, Any], str]] = [
     (
@@ -143,13 +151,14 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     (
         "topic-pattern",
         spec(source={"kafka": {"brokers": ["kafka:9092"], "topics": ["bad topic!"]}}),
-        "spec.source.kafka.topics[0]: must be 1-249 characters of A-Z a-z 0-9 . _ - "
+        "spec.source.kafka.topics[0]: must be a Kafka topic: 1-249 characters of A-Z a-z 0-9 . _ - "
         '(got "bad topic!")',
     ),
     (
         "topic-length",
         spec(sink=kafka_sink(topic="t" * 250)),
-        'spec.sink.kafka.topic: must be 1-249 characters of A-Z a-z 0-9 . _ - (got "ttt',
+        "spec.sink.kafka.topic: must be a Kafka topic: 1-249 characters of A-Z a-z 0-9 . _ - "
+        '(got "ttt',
     ),
     (
         "broker-pattern",
@@ -176,7 +185,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "duration-syntax",
         spec(batch={"timeout": "1 second"}),
         "spec.batch.timeout: must be a Go-style duration such as 100ms, 1s, 2m30s, 1h "
-        '(units ns, us, ms, s, m, h) (got "1 second")',
+        '(units ns, us, ms, s, m, h; at most 6 digits before a decimal point) (got "1 second")',
     ),
     (
         "duration-bounds",
@@ -218,7 +227,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     (
         "config-sasl-prefix",
         spec(sink=kafka_sink(config={"linger.ms": "5", "sasl.password": "hunter2"})),
-        "spec.sink.kafka.config: key 'sasl.password' is owned by udsink "
+        "spec.sink.kafka.config: keys starting with 'sasl.' are owned by udsink "
         "(set sasl (credentials come from Secrets)); keys udsink owns: ",
     ),
     (
@@ -229,7 +238,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     (
         "config-value-type",
         spec(sink=kafka_sink(config={"linger.ms": 5})),
-        "spec.sink.kafka.config.linger.ms: Input should be a valid string (got 5)",
+        "spec.sink.kafka.config.linger.ms: must be a string (got the number 5)",
     ),
     (
         "reserved-sidecar-name",
@@ -260,7 +269,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
             }
         ),
         "spec.sink.udsink.container.env[0].name: NUMAFLOW_UD_CONTAINER_TYPE is set by udsink "
-        'and may not be set here (got "NUMAFLOW_UD_CONTAINER_TYPE")',
+        "and may not be set here",
     ),
     (
         "duplicate-env",
@@ -315,8 +324,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         spec(
             source={"kafka": {"brokers": ["k:1"], "topics": ["t"], "tls": {"caCertSecret": "pem"}}}
         ),
-        "spec.source.kafka.tls.caCertSecret: Input should be a valid dictionary or instance of "
-        'SecretKeyRef (got "pem")',
+        'spec.source.kafka.tls.caCertSecret: must be an object (got the string "pem")',
     ),
     (
         "secret-ref-name",
@@ -357,19 +365,100 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     (
         "reserved-pod-label",
         spec(pod={"metadata": {"labels": {"udsink.dev/name": "other"}}}),
-        "spec.pod.metadata: label 'udsink.dev/name' is reserved: udsink sets the labels under "
-        "udsink.dev/",
+        "spec.pod.metadata: labels under udsink.dev/ are reserved: udsink sets them "
+        "(got 'udsink.dev/name')",
     ),
     (
         "argocd-pod-label",
         spec(pod={"metadata": {"labels": {"app.kubernetes.io/instance": "shop"}}}),
-        "spec.pod.metadata: label 'app.kubernetes.io/instance' is Argo CD's tracking label",
+        "spec.pod.metadata: label 'app.kubernetes.io/instance' is Argo CD's tracking label and "
+        "stays off pods",
+    ),
+    (
+        "string-for-integer",
+        spec(batch={"size": "10"}),
+        'spec.batch.size: must be an integer (got the string "10")',
+    ),
+    (
+        "string-for-boolean",
+        spec(sink=kafka_sink(setKey="true")),
+        'spec.sink.kafka.setKey: must be true or false (got the string "true")',
+    ),
+    (
+        "number-for-string",
+        spec(pod={"metadata": {"annotations": {"example.com/n": 5}}}),
+        "spec.pod.metadata.annotations.example.com/n: must be a string (got the number 5)",
+    ),
+    (
+        "requests-above-limits",
+        spec(runtime={"resources": {"requests": {"cpu": "1500m"}, "limits": {"cpu": 1}}}),
+        "spec.runtime.resources: requests.cpu (1500m) must not exceed limits (1)",
+    ),
+    (
+        "toleration-seconds",
+        spec(pod={"tolerations": [{"key": "k", "effect": "NoSchedule", "tolerationSeconds": 5}]}),
+        "spec.pod.tolerations[0]: tolerationSeconds applies to effect NoExecute only "
+        "(got effect NoSchedule)",
+    ),
+    (
+        "selector-gt-not-a-number",
+        spec(
+            pod=required_node_term(
+                {"matchExpressions": [{"key": "n", "operator": "Gt", "values": ["x"]}]}
+            )
+        ),
+        "spec.pod.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution."
+        'nodeSelectorTerms[0].matchExpressions[0]: operator Gt compares with an integer (got "x")',
+    ),
+    (
+        "match-fields-key",
+        spec(
+            pod=required_node_term(
+                {"matchFields": [{"key": "zone", "operator": "In", "values": ["a"]}]}
+            )
+        ),
+        "spec.pod.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution."
+        "nodeSelectorTerms[0]: matchFields supports only key metadata.name with operator In or "
+        "NotIn (got zone In)",
+    ),
+    (
+        "localhost-profile-dotdot",
+        spec(
+            pod={
+                "securityContext": {
+                    "seccompProfile": {"type": "Localhost", "localhostProfile": "a/../../etc"}
+                }
+            }
+        ),
+        "spec.pod.securityContext.seccompProfile.localhostProfile: must be a path relative to "
+        "the kubelet's seccomp profile root (not absolute, no '..') (got \"a/../../etc\")",
+    ),
+    (
+        "field-ref-api-version",
+        spec(
+            sink={
+                "udsink": {
+                    "container": {
+                        "image": "x",
+                        "env": [
+                            {
+                                "name": "N",
+                                "valueFrom": {
+                                    "fieldRef": {"fieldPath": "metadata.name", "apiVersion": "v2"}
+                                },
+                            }
+                        ],
+                    }
+                }
+            }
+        ),
+        "spec.sink.udsink.container.env[0].valueFrom.fieldRef.apiVersion: Input should be 'v1'",
     ),
     (
         "static-key-header",
         spec(sink=kafka_sink(headers={"static": {"__key_len": "2"}})),
-        "spec.sink.kafka.headers.static: header '__key_len' is reserved: names starting with "
-        "'__key' carry keys",
+        "spec.sink.kafka.headers.static: header names starting with '__key' carry keys and are "
+        "reserved (got '__key_len')",
     ),
     (
         "quantity",

@@ -112,12 +112,24 @@ env_var = st.one_of(
     st.fixed_dictionaries({"name": env_name, "value": text}),
     st.fixed_dictionaries({"name": env_name, "valueFrom": env_source}),
 )
-resources = optional(
-    {
-        "requests": st.dictionaries(st.sampled_from(["cpu", "memory"]), quantity, max_size=2),
-        "limits": st.dictionaries(st.sampled_from(["cpu", "memory"]), quantity, max_size=2),
-    }
-)
+
+
+@st.composite
+def resources(draw: st.DrawFn) -> Doc:
+    """Requests and limits, each request at most its limit (Kubernetes refuses more)."""
+    requests = draw(st.dictionaries(st.sampled_from(["cpu", "memory"]), quantity, max_size=2))
+    limits = draw(st.dictionaries(st.sampled_from(["cpu", "memory"]), quantity, max_size=2))
+    for name in set(requests) & set(limits):
+        if api.quantity_value(str(requests[name])) > api.quantity_value(str(limits[name])):
+            requests[name], limits[name] = limits[name], requests[name]
+    found: Doc = {}
+    if requests and draw(st.booleans()):
+        found["requests"] = requests
+    if limits and draw(st.booleans()):
+        found["limits"] = limits
+    return found
+
+
 container_fields = {
     "imagePullPolicy": st.sampled_from(["Always", "IfNotPresent", "Never"]),
     "command": st.lists(text, max_size=3),
@@ -133,7 +145,7 @@ container_fields = {
         ),
         max_size=2,
     ),
-    "resources": resources,
+    "resources": resources(),
 }
 image = st.from_regex(r"[a-z0-9./-]{1,30}:[a-z0-9.]{1,8}", fullmatch=True)
 container = st.fixed_dictionaries({"image": image}, optional=container_fields)
@@ -206,6 +218,32 @@ def sinks(draw: st.DrawFn) -> Doc:
 
 label_key = st.from_regex(r"([a-z]{1,8}\.[a-z]{2,4}/)?[a-z][a-z0-9-]{0,10}[a-z0-9]", fullmatch=True)
 label_value = st.from_regex(r"([A-Za-z0-9][-A-Za-z0-9_.]{0,10})?[A-Za-z0-9]", fullmatch=True)
+# Tolerations Kubernetes accepts: Exists takes no value (and may omit the key), Equal needs a
+# key, tolerationSeconds only with NoExecute.
+toleration = st.one_of(
+    st.fixed_dictionaries(
+        {"operator": st.just("Exists")},
+        optional={
+            "key": label_key,
+            "effect": st.sampled_from(["NoSchedule", "PreferNoSchedule", "NoExecute"]),
+        },
+    ),
+    st.fixed_dictionaries(
+        {"key": label_key},
+        optional={
+            "operator": st.just("Equal"),
+            "value": label_value,
+            "effect": st.sampled_from(["NoSchedule", "PreferNoSchedule"]),
+        },
+    ),
+    st.fixed_dictionaries(
+        {
+            "key": label_key,
+            "effect": st.just("NoExecute"),
+            "tolerationSeconds": st.integers(0, 3600),
+        }
+    ),
+)
 pod = optional(
     {
         "metadata": optional(
@@ -225,17 +263,7 @@ pod = optional(
         "serviceAccountName": dns_name,
         "automountServiceAccountToken": st.booleans(),
         "nodeSelector": st.dictionaries(label_key, label_value, max_size=2),
-        "tolerations": st.lists(
-            optional(
-                {
-                    "key": label_key,
-                    "operator": st.sampled_from(["Exists", "Equal"]),
-                    "effect": st.sampled_from(["NoSchedule", "PreferNoSchedule", "NoExecute"]),
-                    "tolerationSeconds": st.integers(0, 3600),
-                }
-            ),
-            max_size=2,
-        ),
+        "tolerations": st.lists(toleration, max_size=2),
         "affinity": st.fixed_dictionaries(
             {
                 "podAntiAffinity": st.fixed_dictionaries(
@@ -293,7 +321,7 @@ spec = st.fixed_dictionaries(
             {
                 "image": image,
                 "imagePullPolicy": st.sampled_from(["Always", "IfNotPresent"]),
-                "resources": resources,
+                "resources": resources(),
                 "logLevel": st.sampled_from(["debug", "info", "warning", "error"]),
                 "logFormat": st.sampled_from(["json", "text"]),
                 "shutdownGracePeriod": seconds,

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from udsink_cli import operator_cmd
+from udsink_cli.manifests import InputError, load_udsink
 from udsink_cli.render import render_main
 
 from tests.support.kube_schemas import check_manifest
@@ -123,3 +124,38 @@ def test_operator_defaults() -> None:
     assert args.liveness == "http://0.0.0.0:8080/healthz"
     with pytest.raises(SystemExit):
         operator_cmd.operator_parser().parse_args(["-A", "--standalone", "--peering", "x"])
+
+
+# What the API server refuses, render and run refuse too: no string becomes a number, and the
+# Deployment refusals knowable without a cluster.
+AS_STRICT_AS_THE_CRD = [
+    ({"batch": {"size": "10"}}, 'spec.batch.size: must be an integer (got the string "10")'),
+    (
+        {"source": {"generator": {"count": "5"}}},
+        'spec.source.generator.count: must be an integer (got the string "5")',
+    ),
+    (
+        {"pod": {"tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]}},
+        'spec.pod.tolerations[0]: operator Exists matches any value: remove value "v"',
+    ),
+    (
+        {"runtime": {"resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "512Mi"}}}},
+        "spec.runtime.resources: requests.memory (1Gi) must not exceed limits (512Mi)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("spec", "issue"), AS_STRICT_AS_THE_CRD)
+def test_render_and_run_refuse_what_the_api_server_refuses(
+    tmp_path: Path, spec: dict[str, object], issue: str
+) -> None:
+    doc = yaml.safe_load(EXAMPLES[0].read_text())
+    doc["spec"].update(spec)
+    file = tmp_path / "bad.yaml"
+    file.write_text(yaml.safe_dump(doc))
+    code, out, err = render(["-f", str(file)])
+    assert (code, out) == (2, "")
+    assert f"  - {issue}" in err, err
+    with pytest.raises(InputError) as refused:  # what `udsink run -f` loads
+        load_udsink(str(file))
+    assert f"  {issue}" in str(refused.value)
