@@ -1,10 +1,10 @@
 """The words of the UDSink's validation rules, in one table for both of their homes.
 
-Every rule is enforced twice: by the models in `api.py` (for `udsink render`, `udsink run` and
+Every rule is enforced twice: by the models in `api/` (for `udsink render`, `udsink run` and
 the operator) and by the CRD's OpenAPI/CEL (for `kubectl apply`). A `Message` is written once
 here as a template with named slots; the models fill the slots with Python values (`text`),
 and the CRD gets a CEL `messageExpression` that fills the same slots with CEL expressions
-(`cel`), so both say the same words about the same value. Kept apart from `api.py` because it
+(`cel`), so both say the same words about the same value. Kept apart from `api/` because it
 is pure text and CEL quoting, shared by the models and the CRD generator alike.
 """
 

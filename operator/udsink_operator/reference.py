@@ -2,7 +2,7 @@
 
 Separate from `crd.py` because its reader differs: the CRD is for the API server and
 `kubectl explain`, this page is for a person scanning every field at once. Both come from the
-same pydantic models in `api.py`, so a field, its type, default and description are written
+same pydantic models in `api/`, so a field, its type, default and description are written
 once; `tests/unit/test_reference.py` fails when the committed page is stale. Pure: walks
 the models and returns text. `udsink docs-reference` (udsink_cli.generate) prints it.
 """
@@ -128,7 +128,7 @@ def render() -> str:
     lines = [
         "# UDSink field reference",
         "",
-        f"<!-- Generated from operator/udsink_operator/api.py: do not edit. `{REGENERATE}` -->",
+        f"<!-- Generated from operator/udsink_operator/api/: do not edit. `{REGENERATE}` -->",
         "",
         f"`apiVersion: {constants.API_VERSION}`, `kind: {constants.KIND}`, namespaced, short "
         f"name `{constants.SHORT_NAMES[0]}`. The same descriptions are served by "

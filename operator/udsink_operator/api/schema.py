@@ -1,0 +1,373 @@
+"""The small framework under the UDSink models: pydantic models that emit a structural schema
+with a CEL twin for each rule.
+
+Annotations here (`Matches`, `GoDuration`, quantities, DNS names) carry both a Python check, with
+a message naming the value, and the OpenAPI/CEL rule the CRD gets for it; `_Model` is the base
+of every spec model (camelCase, unknown fields refused, strict, immutable). Nothing here knows
+what a UDSink is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, TypeAlias
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
+
+from sink_runtime.config import BROKER_PATTERN, TOPIC_PATTERN
+from udsink_operator import messages
+from udsink_operator.messages import Message, cel_quoted, cel_string
+
+CEL = "x-kubernetes-validations"
+# Marks the few fields whose default is also written into the CRD (see crd.py).
+CRD_DEFAULT = "x-udsink-crd-default"
+
+Rule: TypeAlias = dict[str, str]
+# Lists whose items are unique by name: the API server enforces it (`listType: map`).
+LIST_MAP_BY_NAME: dict[str, Any] = {
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["name"],
+}
+
+
+def cel(rule: str, message: str, expression: str | None = None) -> Rule:
+    """One CEL rule as it appears in the CRD; `expression` is its messageExpression (the
+    message with the offending value in it; `message` stays the fallback)."""
+    found = {"rule": rule, "message": message}
+    if expression is not None:
+        found["messageExpression"] = expression
+    return found
+
+
+def refused(text: str) -> PydanticCustomError:
+    """A validation error whose text already names the value (no "(got ...)" is added)."""
+    return PydanticCustomError(REFUSED, "{text}", {"text": text})
+
+
+REFUSED = "udsink"
+
+
+def _quoted(values: Sequence[str]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+# --- Annotations that carry both a check and its CRD twin ---
+
+
+def shown(value: Any) -> str:
+    """A value as messages show it (JSON; long ones cut)."""
+    if isinstance(value, Mapping):
+        return "an object with " + (", ".join(sorted(map(str, value))) or "no fields")[:100]
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def matches_rule(pattern: str, message: Message, value: str = "self") -> Rule:
+    """The CEL twin of a pattern check, its message naming the value (a regex in an error
+    message helps nobody)."""
+    return cel(
+        f"{value}.matches({cel_string(pattern)})",
+        message.text(got="the value"),
+        message.cel(got=cel_quoted(value)),
+    )
+
+
+@dataclass(frozen=True)
+class Matches:
+    """The string must match `pattern`; the error says in words what is accepted. The CRD
+    gets the same check as a CEL rule with the same words (not a bare `pattern`)."""
+
+    pattern: str
+    message: Message
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        compiled = re.compile(self.pattern)
+        message = self.message
+
+        def check(value: str) -> str:
+            if not compiled.fullmatch(value):
+                raise refused(message.text(got=shown(value)))
+            return value
+
+        return core_schema.no_info_after_validator_function(check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema.setdefault(CEL, []).append(matches_rule(self.pattern, self.message))
+        return json_schema
+
+
+# Go's time.ParseDuration syntax, always with a unit ("0s", not "0": CEL engines differ there),
+# at most 6 digits before a decimal point and 20 characters: then no duration overflows Go's
+# int64 nanoseconds, and the CRD's CEL `duration()` never fails on a value that passed this.
+DURATION_PATTERN = r"^((([0-9]{1,6}(\.[0-9]*)?)|(\.[0-9]+))(ns|us|ms|s|m|h))+$"
+DURATION_MAX_LENGTH = 20
+_DURATION_PART = re.compile(r"((?:[0-9]+(?:\.[0-9]*)?)|(?:\.[0-9]+))(ns|us|ms|s|m|h)")
+_UNIT_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def is_duration(text: str) -> bool:
+    return len(text) <= DURATION_MAX_LENGTH and re.fullmatch(DURATION_PATTERN, text) is not None
+
+
+def exact_ms(text: str) -> float:
+    """Milliseconds of a Go-style duration (`100ms`, `1s`, `2m30s`), unrounded."""
+    if not is_duration(text):
+        raise ValueError(messages.DURATION.text(got=shown(text)))
+    return round(sum(float(n) * _UNIT_MS[u] for n, u in _DURATION_PART.findall(text)), 6)
+
+
+def duration_cel(value: str) -> str:
+    """CEL: `value` (a string expression) is a duration as `is_duration` accepts it."""
+    pattern = cel_string(DURATION_PATTERN)
+    return f"({value}.size() <= {DURATION_MAX_LENGTH} && {value}.matches({pattern}))"
+
+
+def duration_ms(text: str) -> int:
+    """Whole milliseconds of a Go-style duration, rounded up (the runtime counts in ms)."""
+    return math.ceil(exact_ms(text))
+
+
+def _duration_not_a_number(value: Any) -> Any:
+    """YAML reads `timeout: 10` as a number: say what a duration looks like instead."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(
+            "must be a duration with a unit such as 10s, 100ms or 2m (a bare number has "
+            f"none: write {value:g}s for {value:g} seconds)"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class GoDuration:
+    """A Go-style duration string between `minimum` and `maximum`. Kept as the user wrote it
+    (GitOps diffs stay quiet); `duration_ms` converts it for the runtime. The CRD gets the
+    pattern and a CEL rule with the same bounds."""
+
+    minimum: str
+    maximum: str
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        low, high = exact_ms(self.minimum), exact_ms(self.maximum)
+        minimum, maximum = self.minimum, self.maximum
+
+        def check(value: str) -> str:
+            if not is_duration(value):
+                raise refused(messages.DURATION.text(got=shown(value)))
+            # Compared unrounded, like the CRD's CEL rule: 500us is below 1ms.
+            if not low <= exact_ms(value) <= high:
+                raise refused(
+                    messages.DURATION_BETWEEN.text(low=minimum, high=maximum, got=shown(value))
+                )
+            return value
+
+        return core_schema.no_info_before_validator_function(
+            _duration_not_a_number,
+            core_schema.no_info_after_validator_function(check, handler(source)),
+        )
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        # A bound on the length keeps the CEL rules' estimated cost low; the rules' own
+        # limit (DURATION_MAX_LENGTH) is what is documented.
+        json_schema["maxLength"] = 64
+        between = messages.DURATION_BETWEEN
+        json_schema[CEL] = [
+            cel(
+                duration_cel("self"),
+                messages.DURATION.text(got="the value"),
+                messages.DURATION.cel(got=cel_quoted("self")),
+            ),
+            # Only a well-formed duration is converted: no CEL conversion error is reported
+            # next to the message above.
+            cel(
+                f"!{duration_cel('self')} || "
+                f"(duration(self) >= duration('{self.minimum}') && "
+                f"duration(self) <= duration('{self.maximum}'))",
+                between.text(low=self.minimum, high=self.maximum, got="the value"),
+                between.cel(
+                    low=cel_string(self.minimum),
+                    high=cel_string(self.maximum),
+                    got=cel_quoted("self"),
+                ),
+            ),
+        ]
+        return json_schema
+
+
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+URL_PATTERN = r"^https?://[^\s]+$"
+# Kubernetes' resource.Quantity, as its own OpenAPI publishes it.
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
+    r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
+
+DnsSubdomain = Annotated[
+    str,
+    Matches(DNS_SUBDOMAIN_PATTERN, messages.DNS_SUBDOMAIN),
+    Field(min_length=1, max_length=253),
+]
+DnsLabel = Annotated[
+    str,
+    Matches(DNS_LABEL_PATTERN, messages.DNS_LABEL),
+    Field(min_length=1, max_length=63),
+]
+Topic = Annotated[str, Matches(TOPIC_PATTERN, messages.TOPIC), Field(max_length=249)]
+Broker = Annotated[str, Matches(BROKER_PATTERN, messages.BROKER), Field(max_length=261)]
+EnvName = Annotated[
+    str,
+    Matches(ENV_NAME_PATTERN, messages.ENV_NAME),
+    Field(min_length=1, max_length=256),
+]
+LabelKey = Annotated[
+    str,
+    Matches(LABEL_KEY_PATTERN, messages.LABEL_KEY),
+    Field(max_length=317),
+]
+LabelValue = Annotated[
+    str, Matches(LABEL_VALUE_PATTERN, messages.LABEL_VALUE), Field(max_length=63)
+]
+Name253 = Annotated[str, Field(min_length=1, max_length=253)]
+
+
+def _quantity(value: Any) -> str:
+    # Quantities are kept as strings: the API server stores integers as strings too, so the
+    # operator's desired state compares equal to what it reads back.
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise refused(messages.QUANTITY.text(got=shown(value)))
+    text = str(value)
+    if len(text) > QUANTITY_MAX_LENGTH or not re.fullmatch(QUANTITY_PATTERN, text):
+        raise refused(messages.QUANTITY.text(got=shown(value)))
+    return text
+
+
+QUANTITY_MAX_LENGTH = 64
+_QUANTITY_TEXT = (
+    f"string(self).size() <= {QUANTITY_MAX_LENGTH} && "
+    f"string(self).matches({cel_string(QUANTITY_PATTERN)})"
+)
+
+Quantity = Annotated[
+    str,
+    BeforeValidator(_quantity),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-int-or-string": True,
+            "maxLength": QUANTITY_MAX_LENGTH,
+            CEL: [
+                cel(
+                    _QUANTITY_TEXT,
+                    messages.QUANTITY.text(got="the value"),
+                    messages.QUANTITY.cel(
+                        got=f"type(self) == string ? {cel_quoted('self')} : string(self)"
+                    ),
+                )
+            ],
+        }
+    ),
+]
+
+# --- Base models ---
+
+
+class _Model(BaseModel):
+    """Base of every spec model: camelCase aliases, unknown fields refused, immutable.
+    `cel_rules` are the CEL twins of the model's cross-field validators."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        strict=True,
+    )
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = ()
+
+    @classmethod
+    def crd_rules(cls) -> list[Rule]:
+        return list(cls.cel_rules)
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler.resolve_ref_schema(handler(schema))
+        rules = cls.crd_rules()
+        if rules:
+            json_schema[CEL] = rules
+        return json_schema
+
+    @classmethod
+    def alias_of(cls, field: str) -> str:
+        return cls.model_fields[field].alias or field
+
+    def set_members(self, members: Sequence[str]) -> list[str]:
+        """The aliases of `members` (field names) that are set."""
+        return [self.alias_of(m) for m in members if getattr(self, m) is not None]
+
+
+class _ExactlyOne(_Model):
+    """A union in Numaflow's shape: exactly one of the `one_of` fields is set."""
+
+    one_of: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def crd_rules(cls) -> list[Rule]:
+        aliases = [cls.alias_of(m) for m in cls.one_of]
+        present = ", ".join(f"has(self.{a})" for a in aliases)
+        # ", a, b" for the members set, without the first ", " (no list: cheap to estimate)
+        chosen = "(" + " + ".join(f"(has(self.{a}) ? ', {a}' : '')" for a in aliases) + ")"
+        names = ", ".join(aliases)
+        rule = cel(
+            f"[{present}].filter(x, x).size() == 1",
+            messages.EXACTLY_ONE.text(names=names, got="another number"),
+            messages.EXACTLY_ONE.cel(
+                names=cel_string(names),
+                got=f"{chosen} == '' ? 'none' : {chosen}.substring(2)",
+            ),
+        )
+        return [rule, *cls.cel_rules]
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> _ExactlyOne:
+        chosen = self.set_members(self.one_of)
+        if len(chosen) != 1:
+            names = ", ".join(self.alias_of(m) for m in self.one_of)
+            got = ", ".join(chosen) if chosen else "none"
+            raise refused(messages.EXACTLY_ONE.text(names=names, got=got))
+        return self
