@@ -70,25 +70,6 @@ RESERVED_ENV_NAMES: Final = frozenset({runtime.CONTAINER_TYPE_ENV})
 # Kubernetes minor version; older clusters get plain containers.
 NATIVE_SIDECARS_MIN_MINOR: Final = 29
 
-# --- librdkafka keys that udsink owns ---
-# Which keys: `sink_runtime.config.constants.KAFKA_OWNED_CONFIG_KEYS` / `_PREFIXES` (the data
-# plane refuses them too). Here only what to do instead, for the error message.
-KAFKA_KEY_HINTS: Final[dict[str, str]] = {
-    "bootstrap.servers": "set brokers",
-    "metadata.broker.list": "set brokers",
-    "group.id": "set consumerGroup",
-    "enable.auto.commit": "udsink commits offsets itself, after each batch",
-    "enable.auto.offset.store": "udsink commits offsets itself, after each batch",
-    "auto.offset.reset": "set startOffset",
-    "security.protocol": "set tls and sasl",
-    "enable.ssl.certificate.verification": "set tls.insecureSkipVerify",
-    "transactional.id": "udsink does not use Kafka transactions",
-    "enable.idempotence": "udsink's producer is always idempotent with acks=all",
-    "acks": "udsink's producer is always idempotent with acks=all",
-    "request.required.acks": "udsink's producer is always idempotent with acks=all",
-    "sasl.": "set sasl (credentials come from Secrets)",
-    "ssl.": "set tls (certificates come from Secrets)",
-}
 
 # --- Status ---
 PHASE_PENDING: Final = "Pending"

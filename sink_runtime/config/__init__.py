@@ -253,6 +253,18 @@ class RuntimeConfig(_Model):
         return self.model_dump_json(by_alias=True, exclude_none=True, indent=2)
 
 
+def owned_kafka_key(key: str) -> tuple[str, str] | None:
+    """For a librdkafka key udsink sets itself: the owned key or prefix it falls under, and
+    what to do instead; None when the key is the user's to set. The one check the operator's
+    validation and the data plane's settings share."""
+    if key in constants.KAFKA_OWNED_CONFIG_KEYS:
+        return key, constants.KAFKA_OWNED_KEY_HINTS.get(key, "udsink sets it")
+    for prefix in constants.KAFKA_OWNED_CONFIG_PREFIXES:
+        if key.startswith(prefix):
+            return prefix, constants.KAFKA_OWNED_KEY_HINTS.get(prefix, "udsink sets it")
+    return None
+
+
 class ConfigError(ValueError):
     """The runtime configuration could not be read; the message names the file and field."""
 

@@ -100,6 +100,23 @@ KAFKA_OWNED_CONFIG_KEYS: Final = frozenset(
     }
 )
 KAFKA_OWNED_CONFIG_PREFIXES: Final = ("sasl.", "ssl.")
+# What to do instead of setting an owned key (or a key under an owned prefix).
+KAFKA_OWNED_KEY_HINTS: Final[dict[str, str]] = {
+    "bootstrap.servers": "set brokers",
+    "metadata.broker.list": "set brokers",
+    "group.id": "set consumerGroup",
+    "enable.auto.commit": "udsink commits offsets itself, after each batch",
+    "enable.auto.offset.store": "udsink commits offsets itself, after each batch",
+    "auto.offset.reset": "set startOffset",
+    "security.protocol": "set tls and sasl",
+    "enable.ssl.certificate.verification": "set tls.insecureSkipVerify",
+    "transactional.id": "udsink does not use Kafka transactions",
+    "enable.idempotence": "udsink's producer is always idempotent with acks=all",
+    "acks": "udsink's producer is always idempotent with acks=all",
+    "request.required.acks": "udsink's producer is always idempotent with acks=all",
+    "sasl.": "set sasl (credentials come from Secrets)",
+    "ssl.": "set tls (certificates come from Secrets)",
+}
 
 # --- Logging of the SDK server and the data plane (sink_runtime/logs.py) ---
 LOG_LEVEL_ENV: Final = "UDSINK_LOG_LEVEL"

@@ -25,24 +25,11 @@ from sink_runtime.config import (
     KafkaSourceConfig,
     SaslFiles,
     TlsFiles,
-)
-from sink_runtime.config.constants import (
-    KAFKA_OWNED_CONFIG_KEYS,
-    KAFKA_OWNED_CONFIG_PREFIXES,
+    owned_kafka_key,
 )
 
 Settings: TypeAlias = dict[str, str]
 
-# The field to use instead of an owned key, for the error message.
-_FIELD_FOR_KEY = {
-    "bootstrap.servers": "brokers",
-    "metadata.broker.list": "brokers",
-    "group.id": "consumerGroup",
-    "auto.offset.reset": "startOffset",
-    "security.protocol": "tls / sasl",
-    "enable.ssl.certificate.verification": "tls.insecureSkipVerify",
-}
-_FIELD_FOR_PREFIX = {"ssl.": "tls", "sasl.": "sasl"}
 _SECRET_KEY = re.compile(r"password|secret|\.pem$|jaas|oauthbearer\.config", re.IGNORECASE)
 _REDACTED = "<redacted>"
 
@@ -73,12 +60,11 @@ class KafkaSettingsError(ValueError):
 def refuse_owned_keys(overrides: Mapping[str, str], where: str) -> None:
     """Raise for the first key of `overrides` that udsink sets itself."""
     for key in sorted(overrides):
-        owned_prefix = next((p for p in KAFKA_OWNED_CONFIG_PREFIXES if key.startswith(p)), None)
-        if key in KAFKA_OWNED_CONFIG_KEYS or owned_prefix is not None:
-            field = _FIELD_FOR_KEY.get(key) or _FIELD_FOR_PREFIX.get(owned_prefix or "")
-            hint = f"; use {field} instead" if field else ""
+        owned = owned_kafka_key(key)
+        if owned is not None:
             raise KafkaSettingsError(
-                f"{where}: librdkafka key {key!r} is set by udsink and may not be overridden{hint}"
+                f"{where}: librdkafka key {key!r} is set by udsink and may not be overridden; "
+                f"{owned[1]}"
             )
 
 

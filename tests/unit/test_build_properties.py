@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from udsink_operator import api, build
 
 from sink_runtime.config import constants as rc
-from sink_runtime.config import parse_config
+from sink_runtime.config import owned_kafka_key, parse_config
 from tests.support.kube_schemas import LATEST, check_manifest, crd_violations
 
 Doc = dict[str, Any]
@@ -34,7 +34,7 @@ def optional(entries: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[Do
     return st.fixed_dictionaries({}, optional=entries)
 
 
-owned = api.owned_kafka_key_hint
+owned = owned_kafka_key
 kafka_config = st.dictionaries(
     st.from_regex(r"[a-z]{1,8}(\.[a-z]{1,8}){0,2}", fullmatch=True).filter(
         lambda k: owned(k) is None

@@ -164,7 +164,6 @@ from udsink_operator.api.udsink import (
     _check_kafka_config,
     _check_static_headers,
     _owned_key_message,
-    owned_kafka_key_hint,
     reserved_kafka_keys,
 )
 
@@ -309,7 +308,6 @@ __all__ = [
     "format_errors",
     "is_duration",
     "matches_rule",
-    "owned_kafka_key_hint",
     "parse_spec",
     "parse_udsink",
     "quantity_value",

@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from sink_runtime.config import constants as runtime_constants
+from sink_runtime.config import owned_kafka_key
 from udsink_operator import constants, messages
 from udsink_operator.api.kube import (
     Container,
@@ -174,33 +175,24 @@ def reserved_kafka_keys() -> list[str]:
     return [*exact, *(f"{p}*" for p in runtime_constants.KAFKA_OWNED_CONFIG_PREFIXES)]
 
 
-def owned_kafka_key_hint(key: str) -> str | None:
-    """What to set instead of `key`, or None when `key` is the user's to set."""
-    if key in runtime_constants.KAFKA_OWNED_CONFIG_KEYS:
-        return constants.KAFKA_KEY_HINTS.get(key, "udsink sets it")
-    for prefix in runtime_constants.KAFKA_OWNED_CONFIG_PREFIXES:
-        if key.startswith(prefix):
-            return constants.KAFKA_KEY_HINTS.get(prefix, "udsink sets it")
-    return None
-
-
 def _owned_key_message(key: str) -> str:
     """The words of both homes for an owned key: exact keys by name, the rest by prefix."""
     owned = ", ".join(reserved_kafka_keys())
-    if key in runtime_constants.KAFKA_OWNED_CONFIG_KEYS:
-        hint = constants.KAFKA_KEY_HINTS.get(key, "udsink sets it")
+    found = owned_kafka_key(key)
+    assert found is not None, key
+    name, hint = found
+    if name in runtime_constants.KAFKA_OWNED_CONFIG_KEYS:
         return messages.KAFKA_OWNED_KEY.text(key=repr(key), hint=hint, owned=owned)
-    prefix = next(p for p in runtime_constants.KAFKA_OWNED_CONFIG_PREFIXES if key.startswith(p))
-    hint = constants.KAFKA_KEY_HINTS.get(prefix, "udsink sets it")
-    return messages.KAFKA_OWNED_PREFIX.text(prefix=repr(prefix), hint=hint, owned=owned)
+    return messages.KAFKA_OWNED_PREFIX.text(prefix=repr(name), hint=hint, owned=owned)
 
 
 def _check_kafka_config(config: dict[str, str]) -> dict[str, str]:
     for key in sorted(config):
-        if key in runtime_constants.KAFKA_OWNED_CONFIG_KEYS:
-            raise refused(_owned_key_message(key))
-        if owned_kafka_key_hint(key) is not None:
-            raise refused(f"{_owned_key_message(key)} (got {key!r})")
+        found = owned_kafka_key(key)
+        if found is not None:
+            message = _owned_key_message(key)
+            exact = found[0] in runtime_constants.KAFKA_OWNED_CONFIG_KEYS
+            raise refused(message if exact else f"{message} (got {key!r})")
     return config
 
 
