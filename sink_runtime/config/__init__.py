@@ -12,7 +12,6 @@ Durations are integer milliseconds: the operator parses the Go-style strings of 
 
 from __future__ import annotations
 
-import json
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Literal, TypeAlias
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel
 
 from sink_runtime.config import constants
+from sink_runtime.config.errors import validation_issues
 
 TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
 BROKER_PATTERN = r"^[^\s:/]+:[0-9]{1,5}$"
@@ -270,13 +270,8 @@ class ConfigError(ValueError):
 
 
 def _format_errors(err: ValidationError, origin: str) -> str:
-    lines = [f"invalid runtime config {origin}:"]
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
-        value = e.get("input")
-        shown = json.dumps(value, default=str)[:120] if not isinstance(value, dict) else "{...}"
-        lines.append(f"  {loc}: {e['msg']} (got {shown})")
-    return "\n".join(lines)
+    issues = validation_issues(err, RuntimeConfig)
+    return "\n".join([f"invalid runtime config {origin}:", *(f"  {i}" for i in issues)])
 
 
 def parse_config(text: str, origin: str = "<string>") -> RuntimeConfig:

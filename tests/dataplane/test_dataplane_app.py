@@ -90,7 +90,7 @@ def test_udsink_runtime_dispatches_to_the_data_plane(
     cfg = tmp_path / "config.json"
     cfg.write_text('{"source": {"type": "generator"}}')
     assert udsink_main(["runtime", "--config", str(cfg)]) == 2
-    assert "sink: Field required" in capsys.readouterr().err
+    assert "sink: required field is missing" in capsys.readouterr().err
 
 
 # --- in-process data plane ---

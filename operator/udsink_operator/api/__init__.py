@@ -12,14 +12,9 @@ The package's rooms: `schema` (the framework: checks with CEL twins, the base mo
 
 from __future__ import annotations
 
+from sink_runtime.config.errors import REFUSED, field_path, refused, shown
 from udsink_operator.api.errors import (
-    _TYPE_WORDS,
     SpecError,
-    _issue,
-    _json_type,
-    _model_at,
-    _models_in,
-    field_path,
     format_errors,
     parse_spec,
     parse_udsink,
@@ -90,7 +85,6 @@ from udsink_operator.api.schema import (
     LIST_MAP_BY_NAME,
     QUANTITY_MAX_LENGTH,
     QUANTITY_PATTERN,
-    REFUSED,
     SECRET_KEY_PATTERN,
     URL_PATTERN,
     Broker,
@@ -116,8 +110,6 @@ from udsink_operator.api.schema import (
     exact_ms,
     is_duration,
     matches_rule,
-    refused,
-    shown,
 )
 from udsink_operator.api.udsink import (
     _CAP,
@@ -204,7 +196,6 @@ __all__ = [
     "_RESERVED_CONTAINERS",
     "_RESERVED_HEADER",
     "_RESERVED_LABEL_PREFIX",
-    "_TYPE_WORDS",
     "_UNIT_MS",
     "AbstractSink",
     "Affinity",
@@ -287,11 +278,7 @@ __all__ = [
     "_check_kafka_config",
     "_check_static_headers",
     "_duration_not_a_number",
-    "_issue",
-    "_json_type",
     "_keys_rule",
-    "_model_at",
-    "_models_in",
     "_not_reserved_container",
     "_not_reserved_env",
     "_owned_key_message",

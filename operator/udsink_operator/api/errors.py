@@ -5,19 +5,15 @@ unknown field; and the two entry points that parse a UDSink or its spec.
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, get_args
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pydantic import (
     BaseModel,
     ValidationError,
 )
 
-from udsink_operator.api.schema import (
-    REFUSED,
-    shown,
-)
+from sink_runtime.config.errors import validation_issues
 from udsink_operator.api.udsink import (
     UDSink,
     UDSinkSpec,
@@ -35,91 +31,9 @@ class SpecError(ValueError):
         super().__init__("; ".join(self.issues))
 
 
-def field_path(loc: Sequence[int | str], root: str = "") -> str:
-    """`('spec', 'source', 'kafka', 'topics', 0)` -> `spec.source.kafka.topics[0]`."""
-    out = root
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else part
-    return out or "(root)"
-
-
-def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        yield annotation
-    for arg in get_args(annotation):
-        yield from _models_in(arg)
-
-
-def _model_at(model: type[BaseModel], loc: Sequence[int | str]) -> type[BaseModel] | None:
-    """The model class that holds the field at `loc` (to list the fields it accepts)."""
-    current: type[BaseModel] | None = model
-    for part in loc:
-        if current is None:
-            return None
-        if isinstance(part, int):
-            continue
-        field = next((f for n, f in current.model_fields.items() if part in (n, f.alias)), None)
-        if field is None:
-            return None
-        current = next(_models_in(field.annotation), None)
-    return current
-
-
-def _issue(error: Any, model: type[BaseModel], root: str) -> str:
-    loc: tuple[int | str, ...] = tuple(error["loc"])
-    path = field_path(loc, root)
-    kind = error["type"]
-    if kind == "missing":
-        return f"{path}: required field is missing"
-    if kind == "extra_forbidden":
-        parent = _model_at(model, loc[:-1])
-        known = [f.alias or n for n, f in parent.model_fields.items()] if parent else []
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        did_you_mean = f"; did you mean {close[0]!r}?" if close else ""
-        accepted = f" (accepted: {', '.join(known)})" if known else ""
-        return f"{path}: unknown field{did_you_mean}{accepted}"
-    if kind == REFUSED:
-        return f"{path}: {error['msg']}"
-    if kind in _TYPE_WORDS:
-        # Strict, as the CRD: "10" is not an integer, 1 is not a string.
-        return f"{path}: must be {_TYPE_WORDS[kind]} (got {_json_type(error.get('input'))})"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{path}: {message} (got {shown(error.get('input'))})"
-
-
-_TYPE_WORDS = {
-    "int_type": "an integer",
-    "int_from_float": "an integer",
-    "float_type": "a number",
-    "bool_type": "true or false",
-    "string_type": "a string",
-    "dict_type": "an object",
-    "model_type": "an object",
-    "list_type": "a list",
-}
-
-
-def _json_type(value: Any) -> str:
-    """What a value is, in the words of JSON/YAML ("10" is the string "10")."""
-    kinds = (
-        (bool, "the boolean"),
-        (int | float, "the number"),
-        (str, "the string"),
-        (Mapping, "an object"),
-        (list, "a list"),
-    )
-    for kind, words in kinds:
-        if isinstance(value, kind):
-            return words if words in ("an object", "a list") else f"{words} {shown(value)}"
-    return "null" if value is None else shown(value)
-
-
 def format_errors(err: ValidationError, model: type[BaseModel], root: str = "") -> SpecError:
     """Turn pydantic's errors into one SpecError with one issue per problem."""
-    return SpecError([_issue(e, model, root) for e in err.errors()])
+    return SpecError(validation_issues(err, model, root))
 
 
 def parse_udsink(obj: Mapping[str, Any]) -> UDSink:

@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from sink_runtime.config import constants as runtime_constants
+from sink_runtime.config.errors import refused, shown
 from udsink_operator import constants, messages
 from udsink_operator.api.schema import (
     CEL,
@@ -36,8 +37,6 @@ from udsink_operator.api.schema import (
     _Model,
     _quoted,
     cel,
-    refused,
-    shown,
 )
 from udsink_operator.messages import Message, cel_quoted, cel_string
 

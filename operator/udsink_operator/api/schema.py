@@ -9,10 +9,9 @@ what a UDSink is.
 
 from __future__ import annotations
 
-import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, TypeAlias
 
@@ -28,9 +27,10 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import PydanticCustomError, core_schema
+from pydantic_core import core_schema
 
 from sink_runtime.config import BROKER_PATTERN, TOPIC_PATTERN
+from sink_runtime.config.errors import refused, shown
 from udsink_operator import messages
 from udsink_operator.messages import Message, cel_quoted, cel_string
 
@@ -55,27 +55,11 @@ def cel(rule: str, message: str, expression: str | None = None) -> Rule:
     return found
 
 
-def refused(text: str) -> PydanticCustomError:
-    """A validation error whose text already names the value (no "(got ...)" is added)."""
-    return PydanticCustomError(REFUSED, "{text}", {"text": text})
-
-
-REFUSED = "udsink"
-
-
 def _quoted(values: Sequence[str]) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
 
 # --- Annotations that carry both a check and its CRD twin ---
-
-
-def shown(value: Any) -> str:
-    """A value as messages show it (JSON; long ones cut)."""
-    if isinstance(value, Mapping):
-        return "an object with " + (", ".join(sorted(map(str, value))) or "no fields")[:100]
-    text = json.dumps(value, default=str)
-    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def matches_rule(pattern: str, message: Message, value: str = "self") -> Rule:

@@ -20,6 +20,7 @@ from pydantic import (
 
 from sink_runtime.config import constants as runtime_constants
 from sink_runtime.config import owned_kafka_key
+from sink_runtime.config.errors import refused
 from udsink_operator import constants, messages
 from udsink_operator.api.kube import (
     Container,
@@ -42,7 +43,6 @@ from udsink_operator.api.schema import (
     cel,
     duration_cel,
     exact_ms,
-    refused,
 )
 from udsink_operator.messages import cel_string
 
