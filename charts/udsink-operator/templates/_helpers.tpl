@@ -62,9 +62,27 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- $own := dict "matchLabels" (include "udsink-operator.selectorLabels" . | fromYaml) -}}
 {{- $constraints := list -}}
 {{- range .Values.topologySpreadConstraints -}}
-{{- $constraints = append $constraints (merge (deepCopy .) (dict "labelSelector" $own)) -}}
+{{- $constraint := deepCopy . -}}
+{{- if not (hasKey $constraint "labelSelector") -}}
+{{- $_ := set $constraint "labelSelector" $own -}}
+{{- end -}}
+{{- $constraints = append $constraints $constraint -}}
 {{- end -}}
 {{- toYaml $constraints -}}
+{{- end -}}
+
+{{/* A map without its null entries: a key set to null in a later values file (to unset a
+     default, e.g. podSecurityContext.fsGroup) is left out rather than rendered as null. */}}
+{{- define "udsink-operator.withoutNulls" -}}
+{{- $out := dict -}}
+{{- range $key, $value := . -}}
+{{- if not (kindIs "invalid" $value) -}}
+{{- $_ := set $out $key $value -}}
+{{- end -}}
+{{- end -}}
+{{- if $out -}}
+{{- toYaml $out -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The namespaces watched in single-namespace mode, as a JSON list (default: the release's). */}}
@@ -83,6 +101,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 
 {{/* Combinations the schema cannot express, refused with the keys named. */}}
 {{- define "udsink-operator.checks" -}}
+{{- range $key := list "app.kubernetes.io/name" "app.kubernetes.io/instance" "app.kubernetes.io/version" "app.kubernetes.io/managed-by" "helm.sh/chart" -}}
+{{- if hasKey $.Values.commonLabels $key -}}
+{{- fail (printf "commonLabels sets %s, a label the chart sets itself: remove it (nameOverride changes app.kubernetes.io/name)" $key) -}}
+{{- end -}}
+{{- end -}}
 {{- if and .Values.watch.clusterWide .Values.watch.namespaces -}}
 {{- fail (printf "watch.namespaces is %v but watch.clusterWide is true: set watch.clusterWide=false to watch only those namespaces, or leave watch.namespaces empty to watch all" .Values.watch.namespaces) -}}
 {{- end -}}
