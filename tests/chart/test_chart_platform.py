@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -428,3 +429,19 @@ def test_priority_class_name_is_a_dns_subdomain(helm_bin: Path) -> None:
     assert pod["priorityClassName"] == "platform.critical"
     stderr = refused(helm_bin, "--set", "priorityClassName=Critical_Ops")
     assert "/priorityClassName" in stderr and "Critical_Ops" in stderr
+
+
+# --- docs/install.md gives the upgrade the e2e tier runs ---
+
+
+def test_install_doc_gives_the_tested_upgrade() -> None:
+    root = CHART.parents[1]
+    doc = " ".join((root / "docs" / "install.md").read_text().split())
+    lifecycle = (root / "tests" / "e2e" / "test_lifecycle.py").read_text()
+    assert "kubectl apply --server-side --force-conflicts -f charts/udsink-operator/crds/" in doc
+    assert "helm upgrade udsink-operator ./charts/udsink-operator" in doc
+    for flag in ("--server-side", "--force-conflicts", "--reset-then-reuse-values"):
+        assert flag in doc and f'"{flag}"' in lifecycle, flag
+    commit = re.search(r'PREVIOUS_CHART_COMMIT = "([0-9a-f]{40})"', lifecycle)
+    assert commit is not None
+    assert f"commit {commit[1][:7]}" in doc
