@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from udsink_operator import constants
 
 from tests.e2e.conftest import (
@@ -158,6 +159,20 @@ class TestUpgradeFromThePreviousChart:
         before = pod_states(plane)
         deployment = plane.get_json("deployment", NAME, f"--namespace={NAMESPACE}")
 
+        # Why the documented CRD step forces: Helm created the CRDs and owns their fields, so
+        # a server-side apply that changes one (as a new chart's schema does) conflicts.
+        changed = yaml.safe_load((CHART / "crds" / "udsink.yaml").read_text())
+        changed["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["description"] = "changed"
+        plain = plane.kubectl(
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "-f",
+            "-",
+            stdin=yaml.safe_dump(changed),
+            check=False,
+        )
+        assert plain.returncode != 0 and 'conflict with "helm"' in plain.stderr, plain.stderr
         apply_crds(plane, CHART)
         upgraded = run_tool(
             [
