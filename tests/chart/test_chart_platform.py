@@ -409,6 +409,8 @@ def test_every_object_and_pod_carries_version_chart_and_common_labels(helm_bin: 
     assert pod_labels["team"] == "ops"
     stderr = refused(helm_bin, "--set", "commonLabels.app\\.kubernetes\\.io/name=other")
     assert "commonLabels sets app.kubernetes.io/name, a label the chart sets itself" in stderr
+    stderr = refused(helm_bin, "--set", "podLabels.helm\\.sh/chart=mine")
+    assert "podLabels sets helm.sh/chart, a label the chart sets itself" in stderr
 
 
 # --- revisionHistoryLimit, priorityClassName ---

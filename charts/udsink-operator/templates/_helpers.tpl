@@ -101,9 +101,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 
 {{/* Combinations the schema cannot express, refused with the keys named. */}}
 {{- define "udsink-operator.checks" -}}
+{{- range $value := list "commonLabels" "podLabels" -}}
 {{- range $key := list "app.kubernetes.io/name" "app.kubernetes.io/instance" "app.kubernetes.io/version" "app.kubernetes.io/managed-by" "helm.sh/chart" -}}
-{{- if hasKey $.Values.commonLabels $key -}}
-{{- fail (printf "commonLabels sets %s, a label the chart sets itself: remove it (nameOverride changes app.kubernetes.io/name)" $key) -}}
+{{- if hasKey (index $.Values $value) $key -}}
+{{- fail (printf "%s sets %s, a label the chart sets itself: remove it (nameOverride changes app.kubernetes.io/name)" $value $key) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- if and .Values.watch.clusterWide .Values.watch.namespaces -}}
