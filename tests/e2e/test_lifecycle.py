@@ -159,20 +159,19 @@ class TestUpgradeFromThePreviousChart:
         before = pod_states(plane)
         deployment = plane.get_json("deployment", NAME, f"--namespace={NAMESPACE}")
 
-        # Why the documented CRD step forces: Helm created the CRDs and owns their fields, so
-        # a server-side apply that changes one (as a new chart's schema does) conflicts.
+        # Why the documented CRD step forces: the CRDs' fields belong to the field manager
+        # that wrote them (`helm` after a Helm install, `kubectl-replace` when this module
+        # follows others), so a server-side apply that changes one, as a new chart's schema
+        # does, stops at a conflict.
         changed = yaml.safe_load((CHART / "crds" / "udsink.yaml").read_text())
         changed["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["description"] = "changed"
         plain = plane.kubectl(
-            "apply",
-            "--server-side",
-            "--dry-run=server",
-            "-f",
-            "-",
+            *("apply", "--server-side", "--dry-run=server", "-f", "-"),
             stdin=yaml.safe_dump(changed),
             check=False,
         )
-        assert plain.returncode != 0 and 'conflict with "helm"' in plain.stderr, plain.stderr
+        assert plain.returncode != 0, plain.stdout
+        assert "Apply failed with 1 conflict: conflict with" in plain.stderr, plain.stderr
         apply_crds(plane, CHART)
         upgraded = run_tool(
             [
