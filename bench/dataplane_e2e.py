@@ -82,10 +82,10 @@ from sink_runtime.config import (  # noqa: E402
     ObservabilityConfig,
     RuntimeConfig,
     SinkConfig,
-    UdSinkConfig,
+    UserSinkConfig,
     constants,
 )
-from sink_runtime.dataplane.kafka_client import CONSUMER_DEFAULTS  # noqa: E402
+from sink_runtime.dataplane.kafka_settings import CONSUMER_DEFAULTS  # noqa: E402
 from sink_runtime.proto import sink_pb2  # noqa: E402
 from tests.support.interop_sinks import sink_command  # noqa: E402
 from tests.support.kafka_broker import kafka_version, running_broker  # noqa: E402
@@ -311,7 +311,7 @@ def measure(
 @contextmanager
 def noop_sink(
     workdir: Path, server: str = "udsink", pynumaflow_python: str | None = None
-) -> Iterator[tuple[subprocess.Popen[bytes], UdSinkConfig]]:
+) -> Iterator[tuple[subprocess.Popen[bytes], UserSinkConfig]]:
     """A no-op sink server in its own process, on a socket in a short temporary directory.
 
     `server`: `udsink` (bench/sdk_noop_sink.py, sync handler), `pynumaflow` (its sync server,
@@ -349,7 +349,7 @@ def noop_sink(
             env=env,
         )
     try:
-        yield proc, UdSinkConfig(socket_path=str(socket_path), server_info_path=str(info_path))
+        yield proc, UserSinkConfig(socket_path=str(socket_path), server_info_path=str(info_path))
     finally:
         stop_process(proc)
         if undo is not None:
@@ -551,7 +551,7 @@ def prebuilt_requests(args: argparse.Namespace, count: int) -> list[bytes]:
 
 
 def run_grpc_ceiling(
-    args: argparse.Namespace, sink: UdSinkConfig, sink_proc: subprocess.Popen[bytes], total: int
+    args: argparse.Namespace, sink: UserSinkConfig, sink_proc: subprocess.Popen[bytes], total: int
 ) -> Result:
     """The sink.v1 ceiling: pre-built requests, one batch at a time, through one stream."""
     info = Path(sink.server_info_path)

@@ -57,7 +57,8 @@ from tests.operator.emulated import (  # noqa: E402
     serving_emulator,
     udsink_object,
 )
-from tests.operator.test_operator_command import free_port, kubeconfig  # noqa: E402
+from tests.support.kubeconfig import write_kubeconfig  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 
 CHILDREN = ("apps/v1/deployments", "v1/configmaps", "v1/services")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -135,7 +136,9 @@ def proc_status(pid: int) -> tuple[float, float]:
 
 
 async def start_operator(emu: ApplyingEmulator, workdir: Path) -> asyncio.subprocess.Process:
-    config = kubeconfig(workdir / "kubeconfig", str(emu.url).rstrip("/"), "bench-token")
+    config = write_kubeconfig(
+        workdir / "kubeconfig", str(emu.url).rstrip("/"), "bench", "bench-token"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     log = (workdir / "operator.log").open("ab")

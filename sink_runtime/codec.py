@@ -15,7 +15,7 @@ datetimes, truncated to microseconds (datetime's resolution).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
@@ -24,14 +24,21 @@ from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from sink_runtime.proto import sink_pb2
-from sink_runtime.types import Datum, Message, Metadata, Response, Status
+from sink_runtime.types import (
+    EPOCH,
+    NO_HEADERS,
+    Datum,
+    Message,
+    Metadata,
+    Response,
+    Status,
+    slot_setters,
+)
 
 Request = sink_pb2.SinkRequest.Request
 Result = sink_pb2.SinkResponse.Result
 ResultMessage = sink_pb2.SinkResponse.Result.Message
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 _SUCCESS = Status.SUCCESS
 _FAILURE = Status.FAILURE
 _STATUS_BY_NUMBER: dict[int, Status] = {int(s): s for s in Status}
@@ -40,7 +47,7 @@ _STATUS_BY_NUMBER: dict[int, Status] = {int(s): s for s in Status}
 @lru_cache(maxsize=8192)
 def _utc(seconds: int, nanos: int) -> datetime:
     # timedelta arithmetic instead of fromtimestamp(): valid for the whole datetime range.
-    return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
+    return EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
 
 
 def _metadata_from_wire(m: sink_pb2.Metadata) -> Metadata | None:
@@ -137,7 +144,7 @@ class _WireDatum(LazyDatum):
             return self._headers
         except AttributeError:
             wire = self._request.headers
-            headers = MappingProxyType(dict(wire)) if wire else _NO_HEADERS
+            headers = MappingProxyType(dict(wire)) if wire else NO_HEADERS
             _set_wire_headers(self, headers)
             return headers
 
@@ -156,12 +163,10 @@ class _WireDatum(LazyDatum):
 
 
 _new_object = object.__new__
-_wire_slot = {n: _WireDatum.__dict__[n].__set__ for n in ("_request", "_headers", "_metadata")}
-_set_wire_request = _wire_slot["_request"]
-_set_wire_headers = _wire_slot["_headers"]
-_set_wire_metadata = _wire_slot["_metadata"]
-_datum_slot = {n: Datum.__dict__[n].__set__ for n in ("id", "value", "keys")}
-_set_id, _set_value, _set_keys = _datum_slot["id"], _datum_slot["value"], _datum_slot["keys"]
+_set_wire_request, _set_wire_headers, _set_wire_metadata = slot_setters(
+    _WireDatum, "_request", "_headers", "_metadata"
+)
+_set_id, _set_value, _set_keys = slot_setters(Datum, "id", "value", "keys")
 
 
 def request_to_datum(r: sink_pb2.SinkRequest.Request) -> Datum:
@@ -191,30 +196,27 @@ def _timestamp(dt: datetime) -> Timestamp:
     return ts
 
 
-def datum_to_request(d: Datum) -> sink_pb2.SinkRequest.Request:
-    """The wire request that carries `d` to a sink."""
-    if type(d) is _WireDatum:
-        # Decoded from the wire and never mutated: a copy of its request is the answer.
-        copy = Request()
-        copy.CopyFrom(d._request)
-        return copy
-    r = Request(id=d.id, value=d.value, keys=d.keys)
-    if d.headers:
-        # Item by item: the map's update() is the generic Python MutableMapping one (an ABC
-        # check, then the same loop), and the constructor's headers= is slower still.
-        wire_headers = r.headers
-        for name, text in d.headers.items():
-            wire_headers[name] = text
-    r.event_time.CopyFrom(_timestamp(d.event_time))
-    r.watermark.CopyFrom(_timestamp(d.watermark))
-    if d.metadata is not None:
-        r.metadata.CopyFrom(_metadata_to_wire(d.metadata))
-    return r
+def length_delimited_tag(message: Any, field: str) -> bytes:
+    """The one-byte tag (field number << 3 | wire type 2) that starts `field` of a protobuf
+    message class, read from its descriptor: the .proto is the only home of field numbers."""
+    number: int = message.DESCRIPTOR.fields_by_name[field].number
+    if number >= 16:
+        raise ValueError(f"{field} is field {number}: its tag does not fit one byte")
+    return bytes(((number << 3) | 2,))
 
 
-# Tags (field number << 3 | wire type 2) of SinkRequest.Request's two timestamps.
-EVENT_TIME_TAG = b"\x1a"
-WATERMARK_TAG = b"\x22"
+# The tags of SinkRequest.Request's fields, for encoders that write the bytes themselves (the
+# Kafka source's records), and of the field that holds a request in both enclosing messages.
+KEYS_TAG = length_delimited_tag(Request, "keys")
+VALUE_TAG = length_delimited_tag(Request, "value")
+EVENT_TIME_TAG = length_delimited_tag(Request, "event_time")
+WATERMARK_TAG = length_delimited_tag(Request, "watermark")
+ID_TAG = length_delimited_tag(Request, "id")
+HEADERS_TAG = length_delimited_tag(Request, "headers")
+# A map entry is a message with key = 1 and value = 2.
+ENTRY_KEY_TAG = length_delimited_tag(Request.HeadersEntry, "key")
+ENTRY_VALUE_TAG = length_delimited_tag(Request.HeadersEntry, "value")
+REQUEST_TAG = length_delimited_tag(sink_pb2.SinkRequest, "request")
 
 
 @lru_cache(maxsize=8192)
@@ -237,7 +239,8 @@ def field_prefix(tag: bytes, length: int) -> bytes:
 
 
 def encode_request(d: Datum) -> bytes:
-    """The serialized wire request for `d`: parses to exactly `datum_to_request(d)`.
+    """The serialized wire request for `d`: parses to the request protobuf's own API builds
+    for `d` (the tests' reference encoder).
 
     The data plane's hot path. The timestamps are appended as ready-made wire fields instead
     of being copied into the message (protobuf fields may come in any order, and a batch
@@ -294,12 +297,6 @@ def response_to_result(r: Response) -> sink_pb2.SinkResponse.Result:
         case Status.NACK:
             res.nack_options.CopyFrom(_nack_options(r))
     return res
-
-
-def responses_to_results(responses: Iterable[Response]) -> list[sink_pb2.SinkResponse.Result]:
-    """response_to_result over a batch."""
-    convert = response_to_result
-    return [convert(r) for r in responses]
 
 
 def add_results(

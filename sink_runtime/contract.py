@@ -12,17 +12,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from sink_runtime.logs import ids_text
 from sink_runtime.types import Response, Status
 
 ViolationKind = Literal["count", "unknown-id", "duplicate-id", "missing-id", "status-not-allowed"]
 ALL_STATUSES: frozenset[Status] = frozenset(Status)
-_SHOWN_IDS = 10
-
-
-def _show(ids: Sequence[str]) -> str:
-    shown = ", ".join(repr(i) for i in ids[:_SHOWN_IDS])
-    more = len(ids) - _SHOWN_IDS
-    return shown + (f" and {more} more" if more > 0 else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +84,11 @@ def check_results(
     unknown = [i for i in counts if i not in wanted]
     if unknown:
         violations.append(
-            Violation("unknown-id", tuple(unknown), f"results for unknown ids {_show(unknown)}")
+            Violation(
+                "unknown-id",
+                tuple(unknown),
+                f"results for unknown ids {ids_text(unknown, quoted=True)}",
+            )
         )
     duplicated = [i for i, n in counts.items() if n > 1 and i in wanted]
     if duplicated:
@@ -98,13 +96,15 @@ def check_results(
             Violation(
                 "duplicate-id",
                 tuple(duplicated),
-                f"more than one result for ids {_show(duplicated)}",
+                f"more than one result for ids {ids_text(duplicated, quoted=True)}",
             )
         )
     missing = [i for i in request_ids if i not in counts]
     if missing:
         violations.append(
-            Violation("missing-id", tuple(missing), f"no result for ids {_show(missing)}")
+            Violation(
+                "missing-id", tuple(missing), f"no result for ids {ids_text(missing, quoted=True)}"
+            )
         )
     bad_status = [
         r for r in results if r.id in wanted and counts[r.id] == 1 and r.status not in allowed
@@ -117,7 +117,7 @@ def check_results(
                 "status-not-allowed",
                 tuple(r.id for r in bad_status),
                 f"status {by_status} not allowed here{reason} for ids "
-                f"{_show([r.id for r in bad_status])}",
+                f"{ids_text([r.id for r in bad_status], quoted=True)}",
             )
         )
 

@@ -18,12 +18,12 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import IO, Any, Literal, TypeAlias
+from typing import IO, Any, get_args
 
 from sink_runtime.config import constants
 
-LogFormat: TypeAlias = Literal["json", "text"]
-LOG_FORMATS: tuple[LogFormat, ...] = ("json", "text")
+LogFormat = constants.LogFormat
+LOG_FORMATS: tuple[LogFormat, ...] = get_args(constants.LogFormat)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SHOWN_IDS = 10
 
@@ -36,6 +36,14 @@ def shown_ids(ids: Sequence[str], limit: int = SHOWN_IDS) -> list[str]:
     if len(ids) <= limit:
         return list(ids)
     return [*ids[:limit], f"... {len(ids) - limit} more"]
+
+
+def ids_text(ids: Sequence[str], *, quoted: bool = False, limit: int = SHOWN_IDS) -> str:
+    """The first `limit` ids for a message: `a, b, c and 7 more`; `quoted` shows each as a
+    Python literal (for ids a sink made up, which may be empty or hold commas)."""
+    more = len(ids) - limit
+    shown = [repr(i) for i in ids[:limit]] if quoted else ids[:limit]
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
 def batch_fields(ids: Sequence[str], **more: object) -> dict[str, object]:

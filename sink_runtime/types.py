@@ -8,14 +8,16 @@ built-in sink and a user-defined one are driven the same way.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeAlias
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_EMPTY: Mapping[str, str] = MappingProxyType({})
+# The zero time (a Datum's default event time and watermark) and the shared empty headers map:
+# one instance each, so hot-path decoders can pass them without building new ones.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 class Status(enum.IntEnum):
@@ -54,9 +56,9 @@ class Datum:
     id: str
     value: bytes
     keys: tuple[str, ...] = ()
-    event_time: datetime = _EPOCH
-    watermark: datetime = _EPOCH
-    headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    event_time: datetime = EPOCH
+    watermark: datetime = EPOCH
+    headers: Mapping[str, str] = field(default_factory=lambda: NO_HEADERS)
     metadata: Metadata | None = None
 
     def __post_init__(self) -> None:
@@ -90,11 +92,29 @@ class Datum:
         )
 
 
+SlotSetter: TypeAlias = Callable[[Any, Any], None]
+
+
+def slot_setters(cls: type, *names: str) -> tuple[SlotSetter, ...]:
+    """The raw setters of slots of a frozen dataclass (or of a class it inherits them from).
+
+    For hot-path constructors that build a frozen instance without running `__init__` and
+    `__post_init__`: `object.__new__(cls)`, then one setter call per field. The caller owns the
+    invariants `__post_init__` would have enforced.
+    """
+    return tuple(getattr(cls, name).__set__ for name in names)
+
+
 _new_object = object.__new__
-_datum_slot = {name: Datum.__dict__[name].__set__ for name in Datum.__dataclass_fields__}
-_set_id, _set_value, _set_keys = _datum_slot["id"], _datum_slot["value"], _datum_slot["keys"]
-_set_event_time, _set_watermark = _datum_slot["event_time"], _datum_slot["watermark"]
-_set_headers, _set_metadata = _datum_slot["headers"], _datum_slot["metadata"]
+(
+    _set_id,
+    _set_value,
+    _set_keys,
+    _set_event_time,
+    _set_watermark,
+    _set_headers,
+    _set_metadata,
+) = slot_setters(Datum, *Datum.__dataclass_fields__)
 
 
 def trusted_datum(
@@ -132,7 +152,7 @@ class Message:
 
     value: bytes
     keys: tuple[str, ...] = ()
-    headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    headers: Mapping[str, str] = field(default_factory=lambda: NO_HEADERS)
 
     def __post_init__(self) -> None:
         if not isinstance(self.keys, tuple):

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from sink_runtime.server import SinkServer
 from tests.support.kafka_broker import KafkaBroker, running_broker
 from tests.support.pynumaflow_env import ensure_pynumaflow_python
+from tests.support.recording_sink import Answer, RecordingSink, SdkFactory, SdkSink, ok
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +47,27 @@ def sock_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="udsk-", dir="/tmp"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def sdk_sink(sock_dir: Path) -> AsyncIterator[SdkFactory]:
+    """`await sdk_sink(answer_or_recorder, name="fb")`: our SDK server, in the test process, on
+    a real socket in `sock_dir`, around a RecordingSink (given, or made from an answer)."""
+    started: list[SinkServer] = []
+
+    async def make(sink: Answer | RecordingSink = ok, *, name: str | None = None) -> SdkSink:
+        name = name or f"sdk{len(started)}"
+        recorder = sink if isinstance(sink, RecordingSink) else RecordingSink(sink)
+        server = SinkServer(
+            recorder,
+            socket_path=str(sock_dir / f"{name}.sock"),
+            server_info_path=str(sock_dir / f"{name}-server-info"),
+            grace_s=1.0,
+        )
+        await server.start()
+        started.append(server)
+        return SdkSink(server, recorder)
+
+    yield make
+    for s in started:
+        await s.stop(0)

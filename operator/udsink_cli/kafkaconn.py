@@ -116,12 +116,12 @@ def _settings(args: argparse.Namespace) -> dict[str, str]:
 
 def _load(filename: str) -> UDSink:
     # Imported here: the file loader lives with `udsink run` (one home for its rules).
-    from udsink_cli.local import RunError, load_udsink
+    from udsink_cli.manifests import InputError, load_udsink
 
     try:
         return load_udsink(filename)
-    except RunError as err:
-        raise CliError(str(err), err.code) from None
+    except InputError as err:
+        raise CliError(str(err), EXIT_USAGE) from None
 
 
 def connect(args: argparse.Namespace) -> Connection:

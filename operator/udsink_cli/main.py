@@ -13,61 +13,91 @@ import importlib.metadata
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NamedTuple, cast
+from typing import NamedTuple, TypeAlias
 
 EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool the pipe ended
 
 
+Entry: TypeAlias = Callable[[list[str]], int]
+
+
+# Each command's module is imported inside its loader, where mypy and import-linter see it, and
+# only when that command runs.
+def _run() -> Entry:
+    from udsink_cli.run import command
+
+    return command.main
+
+
+def _replay() -> Entry:
+    from udsink_cli import replay
+
+    return replay.main
+
+
+def _offsets() -> Entry:
+    from udsink_cli import offsets
+
+    return offsets.main
+
+
+def _runtime() -> Entry:
+    from sink_runtime.dataplane import app
+
+    return app.main
+
+
+def _operator() -> Entry:
+    from udsink_cli import operator_cmd
+
+    return operator_cmd.operator_main
+
+
+def _crd() -> Entry:
+    from udsink_cli import generate
+
+    return generate.crd_main
+
+
+def _render() -> Entry:
+    from udsink_cli import render
+
+    return render.render_main
+
+
+def _docs_reference() -> Entry:
+    from udsink_cli import generate
+
+    return generate.docs_reference_main
+
+
 class Command(NamedTuple):
-    module: str
-    function: str
+    load: Callable[[], Entry]
     summary: str
     extra: str  # the optional dependency set (pip extra) the command needs
 
 
 COMMANDS: dict[str, Command] = {
     "run": Command(
-        "udsink_cli.local",
-        "main",
-        "run a UDSink locally: data plane in-process, sinks as subprocesses",
-        "cli",
+        _run, "run a UDSink locally: data plane in-process, sinks as subprocesses", "cli"
     ),
     "replay": Command(
-        "udsink_cli.replay",
-        "main",
+        _replay,
         "write a dead-letter topic's records back to a topic (dry run unless --execute)",
         "kafka,cli",  # Kafka clients; YAML for -f
     ),
     "offsets": Command(
-        "udsink_cli.offsets",
-        "main",
+        _offsets,
         "show a UDSink's consumer group lag, or reset its offsets safely",
         "kafka,cli",  # Kafka clients; YAML for -f
     ),
-    "runtime": Command(
-        "sink_runtime.dataplane.app",
-        "main",
-        "run the data plane from a RuntimeConfig JSON file",
-        "kafka",
-    ),
-    "operator": Command(
-        "udsink_operator.cli", "operator_main", "run the Kubernetes operator", "operator"
-    ),
-    "crd": Command(
-        "udsink_operator.cli", "crd_main", "print the UDSink CustomResourceDefinition", "operator"
-    ),
-    "render": Command(
-        "udsink_operator.cli",
-        "render_main",
-        "print the children a UDSink produces, as YAML",
-        "operator",
-    ),
+    "runtime": Command(_runtime, "run the data plane from a RuntimeConfig JSON file", "kafka"),
+    "operator": Command(_operator, "run the Kubernetes operator", "operator"),
+    "crd": Command(_crd, "print the UDSink CustomResourceDefinition", "operator"),
+    "render": Command(_render, "print the children a UDSink produces, as YAML", "operator"),
     "docs-reference": Command(
-        "udsink_operator.reference",
-        "main",
-        "print the UDSink field reference (markdown)",
-        "operator",
+        _docs_reference, "print the UDSink field reference (markdown)", "operator"
     ),
 }
 
@@ -111,9 +141,7 @@ def _dispatch(args: list[str]) -> int:
     # A module of ours that is missing means a broken install: let that traceback through.
     ours = ("udsink_cli", "udsink_operator", "sink_runtime")
     try:
-        module = importlib.import_module(cmd.module)
-        func = cast(Callable[[list[str]], int], getattr(module, cmd.function))
-        return func(rest)
+        return cmd.load()(rest)  # a command may import its extra's modules as it starts
     except ModuleNotFoundError as err:
         if err.name is None or err.name.startswith(ours):
             raise

@@ -374,7 +374,7 @@ def execute(
     """Read the ranges and write them to `target`; (tally, interrupted)."""
     from confluent_kafka import Consumer, Producer
 
-    from sink_runtime.dataplane.kafka_client import PRODUCER_DEFAULTS
+    from sink_runtime.dataplane.kafka_settings import PRODUCER_DEFAULTS
 
     producer = Producer(
         {

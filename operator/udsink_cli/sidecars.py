@@ -25,14 +25,15 @@ from pathlib import Path
 from threading import Thread
 from typing import IO
 
-from sink_runtime.config import UdSinkConfig, constants
-from sink_runtime.dataplane.forwarder import FALLBACK, ON_SUCCESS, PRIMARY
+from sink_runtime.config import UserSinkConfig, constants
+from sink_runtime.dataplane.protocols import FALLBACK, ON_SUCCESS, PRIMARY, SinkRole
+from sink_runtime.serverinfo import ServerInfoError, read_server_info
 from udsink_cli import isolation
 from udsink_cli.lifeline import tied_to_parent
 
 STDERR_TAIL_LINES = 20
 # The role a sink plays, named as the data plane's logs and metrics name it.
-ROLES: dict[constants.ContainerType, str] = {
+ROLES: dict[constants.ContainerType, SinkRole] = {
     constants.CONTAINER_UDSINK: PRIMARY,
     constants.CONTAINER_FALLBACK: FALLBACK,
     constants.CONTAINER_ON_SUCCESS: ON_SUCCESS,
@@ -69,8 +70,8 @@ class SinkProcess:
         return ROLES[self.container_type]
 
     @property
-    def config(self) -> UdSinkConfig:
-        return UdSinkConfig.for_container(self.container_type, socket_dir=str(self.socket_dir))
+    def config(self) -> UserSinkConfig:
+        return UserSinkConfig.for_container(self.container_type, socket_dir=str(self.socket_dir))
 
     @property
     def pid(self) -> int | None:
@@ -148,8 +149,13 @@ class SinkProcess:
             code = self.exit_code()
             if code is not None:
                 raise SidecarError(self._explain(f"exited with code {code} before it was ready"))
-            if _server_info_complete(info):
-                return
+            try:
+                if read_server_info(info) is not None:
+                    return
+            except ServerInfoError as err:
+                raise SidecarError(
+                    self._explain(f"wrote a server-info file we cannot use: {err}")
+                ) from None
             await asyncio.sleep(0.05)
         raise SidecarError(
             self._explain(f"did not write its server-info file {info} within {timeout_s:g}s")
@@ -184,11 +190,3 @@ class SinkProcess:
         cfg = self.config
         for path in (cfg.socket_path, cfg.server_info_path):
             Path(path).unlink(missing_ok=True)
-
-
-def _server_info_complete(path: Path) -> bool:
-    """The sink finished writing its server-info file (a few hundred bytes, read in place)."""
-    try:
-        return path.read_text(encoding="utf-8").endswith(constants.SERVER_INFO_END_MARKER)
-    except FileNotFoundError:
-        return False

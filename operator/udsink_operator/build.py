@@ -36,7 +36,7 @@ from sink_runtime.config import (
     SecondaryRetry,
     SinkConfig,
     TlsFiles,
-    UdSinkConfig,
+    UserSinkConfig,
 )
 from sink_runtime.config import constants as rc
 from udsink_operator import api, constants
@@ -213,7 +213,7 @@ def _log_sink(sink: api.LogSink) -> LogSinkConfig:
 
 def _sink(sink: api.AbstractSink, container_type: rc.ContainerType) -> SinkConfig:
     if sink.udsink is not None:
-        base = UdSinkConfig.for_container(container_type)
+        base = UserSinkConfig.for_container(container_type)
         return base.model_copy(
             update={
                 "max_message_bytes": sink.udsink.max_message_bytes,

@@ -1,15 +1,15 @@
 """kopf wiring: every trigger computes the full desired state and converges on it.
 
 Create, update and resume (operator start) all run the same `Reconciler.reconcile`: validate
-(pydantic, then the referenced Secret keys), build the children (pure, `build.py`), compare
-each with the live object and server-side apply only the ones that differ, then derive the
-status (pure, `status.py`) and write it only when it changed. A second pass over an unchanged
-world therefore issues no write at all. Deployment events of owned Deployments refresh the
-status. Children are owned through ownerReferences, so deletion is garbage collection: there
-is no delete handler and no finalizer (and no kopf timer or daemon, which would add one). An
-invalid spec touches no child; it is reported in status (ConfigValid=False, phase Failed) and
-as a Kubernetes Event. A valid spec waiting for a Secret or key is re-checked by kopf's own
-retry (a temporary error with the re-check delay).
+(pydantic, then the referenced Secret keys unless the secret check is off), build the
+children (pure, `build.py`), compare each with the live object and server-side apply only the
+ones that differ, then derive the status (pure, `status.py`) and write it only when it
+changed. A second pass over an unchanged world therefore issues no write at all. Deployment
+events of owned Deployments refresh the status. Children are owned through ownerReferences,
+so deletion is garbage collection: there is no delete handler and no finalizer (and no kopf
+timer or daemon, which would add one). An invalid spec touches no child; it is reported in
+status (ConfigValid=False, phase Failed) and as a Kubernetes Event. A valid spec waiting for
+a Secret or key is re-checked by kopf's own retry (a temporary error with the re-check delay).
 """
 
 from __future__ import annotations
@@ -84,6 +84,9 @@ class Reconciler:
     cluster: Cluster
     options: build.BuildOptions = field(default_factory=build.BuildOptions)
     clock: Callable[[], datetime.datetime] = utc_now
+    # Read the referenced Secrets to check their keys. Off, the operator never reads a Secret
+    # (the chart then grants none) and the kubelet reports a missing one on the pods.
+    check_secrets: bool = True
 
     # --- validation ---
 
@@ -112,7 +115,13 @@ class Reconciler:
             udsink = api.parse_udsink(body)
         except api.SpecError as err:
             return None, err.issues
-        return udsink, self.secret_issues(udsink)
+        return udsink, self.secret_issues(udsink) if self.check_secrets else []
+
+    def valid(self) -> status.Validity:
+        """ConfigValid for a spec that passed `validate`, saying whether Secrets were read."""
+        if self.check_secrets:
+            return status.Validity.ok()
+        return status.Validity.ok(status.SPEC_VALID_SECRETS_UNCHECKED)
 
     # --- status ---
 
@@ -198,7 +207,7 @@ class Reconciler:
                 deployment = current
         if written:
             post_event(body, "Normal", "Applied", f"applied {', '.join(written)}")
-        new = self._status(body, status.Validity.ok(), deployment, udsink.metadata.generation)
+        new = self._status(body, self.valid(), deployment, udsink.metadata.generation)
         self.write_status(body, new)
         return written
 
@@ -247,6 +256,8 @@ class OperatorOptions:
     sidecars: SidecarChoice = "auto"
     # How often UDSinks in phase Failed are reconciled again (a missing Secret may appear).
     recheck_interval: float = 60.0
+    # Check that referenced Secrets and keys exist (needs `get` on Secrets; see Reconciler).
+    check_secrets: bool = True
 
 
 def connection_info(cluster: Cluster) -> kopf.ConnectionInfo:
@@ -324,7 +335,9 @@ def build_registry(
     metrics = metrics or OperatorMetrics()
     initial = "native" if options.sidecars == "auto" else options.sidecars
     reconciler = Reconciler(
-        cluster, build.BuildOptions(runtime_image=options.runtime_image, sidecars=initial)
+        cluster,
+        build.BuildOptions(runtime_image=options.runtime_image, sidecars=initial),
+        check_secrets=options.check_secrets,
     )
     resource = (constants.GROUP, constants.VERSION, constants.PLURAL)
 

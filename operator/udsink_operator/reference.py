@@ -4,14 +4,12 @@ Separate from `crd.py` because its reader differs: the CRD is for the API server
 `kubectl explain`, this page is for a person scanning every field at once. Both come from the
 same pydantic models in `api.py`, so a field, its type, default and description are written
 once; `tests/unit/test_reference.py` fails when the committed page is stale. Pure: walks
-the models and returns text. `udsink docs-reference` prints it.
+the models and returns text. `udsink docs-reference` (udsink_cli.generate) prints it.
 """
 
 from __future__ import annotations
 
-import argparse
 import enum
-import sys
 import types
 from collections.abc import Iterator, Sequence
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -154,13 +152,3 @@ def render() -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="udsink docs-reference",
-        description=f"Print the UDSink field reference (markdown). Regenerate: {REGENERATE}",
-    )
-    parser.parse_args(list(argv))
-    sys.stdout.write(render())
-    return 0

@@ -10,7 +10,7 @@ identical status and the operator writes nothing.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -18,6 +18,14 @@ from udsink_operator import constants
 
 Status: TypeAlias = dict[str, Any]
 ConditionDict: TypeAlias = dict[str, Any]
+
+SPEC_VALID = "spec is valid"
+# ConfigValid's message when the operator does not read Secrets (--no-secret-check): the
+# user learns that a missing Secret or key is reported by the kubelet on the pods instead.
+SPEC_VALID_SECRETS_UNCHECKED = (
+    "spec is valid; referenced Secrets were not checked (the operator runs with "
+    "--no-secret-check): a missing Secret or key shows in the events of the UDSink's pods"
+)
 
 CONDITION_ORDER = (
     constants.CONDITION_CONFIG_VALID,
@@ -35,8 +43,9 @@ class Validity:
     message: str = ""
 
     @classmethod
-    def ok(cls) -> Validity:
-        return cls(valid=True)
+    def ok(cls, message: str = SPEC_VALID) -> Validity:
+        """A valid spec; `message` says what was checked (ConfigValid's message)."""
+        return cls(valid=True, message=message)
 
     @classmethod
     def invalid(cls, message: str) -> Validity:
@@ -213,7 +222,7 @@ def derive_status(
     }
     stamp = rfc3339(now)
     config_valid = (
-        (True, "Valid", "spec is valid")
+        (True, "Valid", validity.message or SPEC_VALID)
         if validity.valid
         else (False, "InvalidSpec", validity.message)
     )
@@ -245,8 +254,11 @@ def validity_from_status(status: Mapping[str, Any] | None) -> Validity:
     """The last validation result recorded in a status (for updates driven by Deployment
     events, which do not re-validate the spec)."""
     for cond in (status or {}).get("conditions") or []:
-        if cond.get("type") == constants.CONDITION_CONFIG_VALID and cond.get("status") == "False":
+        if cond.get("type") != constants.CONDITION_CONFIG_VALID:
+            continue
+        if cond.get("status") == "False":
             return Validity.invalid(str(cond.get("message") or ""))
+        return Validity.ok(str(cond.get("message") or SPEC_VALID))
     return Validity.ok()
 
 
@@ -254,8 +266,3 @@ def status_changed(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -
     """Whether writing `new` would change anything (keys of others, e.g. kopf's, are ignored)."""
     old = previous or {}
     return any(old.get(key) != value for key, value in new.items())
-
-
-def condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
-    conditions: Sequence[Mapping[str, Any]] = status.get("conditions") or []
-    return next((c for c in conditions if c.get("type") == kind), None)

@@ -50,7 +50,7 @@ class TlsFiles(_Model):
 
 
 class SaslFiles(_Model):
-    mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+    mechanism: constants.SaslMechanism
     username_file: str | None = None
     password_file: str | None = None
     # OAUTHBEARER (OIDC client credentials): the token endpoint and client credentials files.
@@ -91,7 +91,7 @@ class KafkaSourceConfig(KafkaConnection):
     type: Literal["kafka"] = "kafka"
     topics: Annotated[list[Topic], Field(min_length=1)]
     consumer_group: Annotated[str, Field(min_length=1, max_length=255)]
-    start_offset: Literal["earliest", "latest"] = "earliest"
+    start_offset: constants.StartOffset = "earliest"
     keys_from_headers: bool = True
     keys_header: str = constants.DEFAULT_KEYS_HEADER
 
@@ -124,7 +124,7 @@ SourceConfig: TypeAlias = Annotated[
 
 class KeyHeadersConfig(_Model):
     # split: __key_len + __key_0..N-1; single: one header holding a JSON array; none.
-    keys: Literal["split", "single", "none"] = "split"
+    keys: constants.KeyHeaderMode = "split"
     keys_header: str = constants.DEFAULT_KEYS_HEADER
     propagate: bool = True
     static: dict[str, str] = Field(default_factory=dict)
@@ -138,7 +138,7 @@ class KafkaSinkConfig(KafkaConnection):
     headers: KeyHeadersConfig = Field(default_factory=KeyHeadersConfig)
 
 
-class UdSinkConfig(_Model):
+class UserSinkConfig(_Model):
     """A user-defined sink reached over gRPC on a Unix socket."""
 
     type: Literal["udsink"] = "udsink"
@@ -159,7 +159,7 @@ class UdSinkConfig(_Model):
     @classmethod
     def for_container(
         cls, container_type: constants.ContainerType, socket_dir: str = constants.SOCKET_DIR
-    ) -> UdSinkConfig:
+    ) -> UserSinkConfig:
         return cls(
             container_type=container_type,
             socket_path=f"{socket_dir}/{constants.SOCKET_FILES[container_type]}",
@@ -177,7 +177,7 @@ class BlackholeSinkConfig(_Model):
 
 
 SinkConfig: TypeAlias = Annotated[
-    UdSinkConfig | KafkaSinkConfig | LogSinkConfig | BlackholeSinkConfig,
+    UserSinkConfig | KafkaSinkConfig | LogSinkConfig | BlackholeSinkConfig,
     Field(discriminator="type"),
 ]
 
@@ -199,12 +199,12 @@ class SecondaryRetry(_Model):
     # before on_exhausted applies: stop (hold the batch, not ready, keep trying at the capped
     # delay) or log (log the record's coordinates, count it as dropped, go on).
     steps: Annotated[int, Field(ge=0, le=1_000_000)] = 20
-    on_exhausted: Literal["stop", "log"] = "stop"
+    on_exhausted: constants.OnExhausted = "stop"
 
 
 class RetryStrategy(_Model):
     backoff: Backoff = Field(default_factory=Backoff)
-    on_failure: Literal["retry", "fallback", "drop"] = "retry"
+    on_failure: constants.OnFailure = "retry"
     secondary: SecondaryRetry = Field(default_factory=SecondaryRetry)
 
 
@@ -223,8 +223,8 @@ class ObservabilityConfig(_Model):
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = constants.METRICS_PORT
     # Bind address of the HTTP server; "" = all interfaces (in-cluster), 127.0.0.1 locally.
     metrics_host: str = ""
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["json", "text"] = "json"
+    log_level: constants.LogLevel = "info"
+    log_format: constants.LogFormat = "json"
 
 
 class RuntimeConfig(_Model):
@@ -313,7 +313,7 @@ __all__ = [
     "SinkConfig",
     "SourceConfig",
     "TlsFiles",
-    "UdSinkConfig",
+    "UserSinkConfig",
     "constants",
     "installed_version",
     "load_config",

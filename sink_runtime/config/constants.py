@@ -9,6 +9,16 @@ from __future__ import annotations
 
 from typing import Final, Literal, TypeAlias
 
+# --- The words the UDSink spec, the RuntimeConfig and the CLI flags share (one list each) ---
+OnFailure: TypeAlias = Literal["retry", "fallback", "drop"]
+OnExhausted: TypeAlias = Literal["stop", "log"]
+KeyHeaderMode: TypeAlias = Literal["split", "single", "none"]
+StartOffset: TypeAlias = Literal["earliest", "latest"]
+SaslMechanism: TypeAlias = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+LogLevel: TypeAlias = Literal["debug", "info", "warning", "error"]
+LogFormat: TypeAlias = Literal["json", "text"]
+SidecarMode: TypeAlias = Literal["native", "plain"]
+
 # --- Sidecar kinds and their sockets (the paths every Numaflow SDK uses by default) ---
 ContainerType: TypeAlias = Literal["udsink", "fb-udsink", "ons-udsink"]
 

@@ -42,26 +42,27 @@ from sink_runtime.config import (
     RuntimeConfig,
     SinkConfig,
     SourceConfig,
-    UdSinkConfig,
+    UserSinkConfig,
     constants,
     load_config,
 )
-from sink_runtime.dataplane.endpoints import Sink, SinkError, Source
-from sink_runtime.dataplane.forwarder import (
+from sink_runtime.dataplane.forwarder import SLEEP_STEP_S, Forwarder, Sinks
+from sink_runtime.dataplane.http import HealthServer
+from sink_runtime.dataplane.kafka_settings import DEFAULT_DELIVERY_TIMEOUT_MS
+from sink_runtime.dataplane.metrics import Metrics
+from sink_runtime.dataplane.protocols import (
     FALLBACK,
     ON_SUCCESS,
     PRIMARY,
     SERVE,
-    SLEEP_STEP_S,
-    Forwarder,
-    Sinks,
+    Sink,
+    SinkError,
+    SinkRole,
+    Source,
 )
-from sink_runtime.dataplane.http import HealthServer
-from sink_runtime.dataplane.kafka_client import DEFAULT_DELIVERY_TIMEOUT_MS
-from sink_runtime.dataplane.metrics import Metrics
 from sink_runtime.dataplane.sinks.blackhole import BlackholeSink
 from sink_runtime.dataplane.sinks.log import LogSink
-from sink_runtime.dataplane.sinks.udsink import UdSink
+from sink_runtime.dataplane.sinks.udsink import UserSinkClient
 from sink_runtime.dataplane.sources.file import FileSource, FileSourceError
 from sink_runtime.dataplane.sources.generator import GeneratorSource
 from sink_runtime.logs import configure_logging
@@ -96,11 +97,11 @@ def build_source(config: SourceConfig, *, metrics: Metrics) -> Source:
     raise AssertionError(f"unknown source config {config!r}")  # pragma: no cover
 
 
-def build_sink(config: SinkConfig, *, role: str, metrics: Metrics) -> Sink:
+def build_sink(config: SinkConfig, *, role: SinkRole, metrics: Metrics) -> Sink:
     """The sink for one role (primary, fallback, on_success, serve); `role` becomes its name."""
     match config:
-        case UdSinkConfig():
-            return UdSink(config, metrics=metrics, name=role)
+        case UserSinkConfig():
+            return UserSinkClient(config, metrics=metrics, name=role)
         case LogSinkConfig():
             return LogSink(config, name=role)
         case BlackholeSinkConfig():
@@ -113,7 +114,7 @@ def build_sink(config: SinkConfig, *, role: str, metrics: Metrics) -> Sink:
 
 
 def build_sinks(config: RuntimeConfig, *, metrics: Metrics) -> Sinks:
-    def optional(c: SinkConfig | None, role: str) -> Sink | None:
+    def optional(c: SinkConfig | None, role: SinkRole) -> Sink | None:
         return None if c is None else build_sink(c, role=role, metrics=metrics)
 
     return Sinks(
@@ -165,6 +166,7 @@ class DataPlane:
         self.grace_s = config.shutdown_grace_ms / 1000.0
         self.liveness_limit_s = liveness_limit_s(config)
         self._stop = asyncio.Event()
+        self._abandon = asyncio.Event()
         self._started = False
         self._forwarding = False
         self.abandoned = 0  # datums of a batch given up at the hard deadline (unacknowledged)
@@ -198,12 +200,25 @@ class DataPlane:
                 )
         return True, ""
 
-    def stop(self) -> None:
-        """Begin a graceful stop (safe to call from a signal handler, more than once)."""
-        if not self._stop.is_set():
+    def stop(self, *, abandon_in_flight: bool = False) -> None:
+        """Stop: no new batches (safe to call from a signal handler, more than once).
+
+        The in-flight batch gets the grace period to finish; with `abandon_in_flight` it is
+        given up at once instead (left unacknowledged, so it is redelivered: nothing unhandled
+        is committed), for callers that know nothing more can come of it. `abandoned` then says
+        how many messages it held.
+        """
+        if not self._stop.is_set() and not abandon_in_flight:
             logger.info("stopping: no new batches; finishing the in-flight one")
         self._stop.set()
+        if abandon_in_flight:
+            self._abandon.set()
         self.forwarder.stop()
+
+    @property
+    def in_flight(self) -> int:
+        """Messages read and not yet acknowledged."""
+        return self.forwarder.in_flight
 
     async def start(self) -> None:
         """Start the HTTP server, then the sinks (waiting for them), then the source."""
@@ -237,15 +252,23 @@ class DataPlane:
         try:
             await asyncio.wait({forwarding, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if not forwarding.done():
-                done, _ = await asyncio.wait({forwarding}, timeout=self.grace_s)
-                if not done:
+                abandoning = asyncio.ensure_future(self._abandon.wait())
+                await asyncio.wait(
+                    {forwarding, abandoning},
+                    timeout=self.grace_s,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                abandoning.cancel()
+                if not forwarding.done():
                     self.abandoned = self.forwarder.in_flight
-                    logger.error(
-                        "the in-flight batch (%d messages) did not finish within the %.1fs "
-                        "grace period; abandoning it unacknowledged (it will be redelivered)",
-                        self.abandoned,
-                        self.grace_s,
-                    )
+                    if not self._abandon.is_set():
+                        logger.error(
+                            "the in-flight batch (%d messages) did not finish within the %.1fs "
+                            "grace period; abandoning it unacknowledged (it will be "
+                            "redelivered)",
+                            self.abandoned,
+                            self.grace_s,
+                        )
                     forwarding.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await forwarding
@@ -284,7 +307,7 @@ def liveness_limit_s(config: RuntimeConfig) -> float:
     steps = [config.batch.timeout_ms / 1000.0, SLEEP_STEP_S]
     for sink in (config.sink, config.fallback, config.on_success, config.serve):
         match sink:
-            case UdSinkConfig():
+            case UserSinkConfig():
                 steps.append(sink.write_timeout_ms / 1000.0)
             case KafkaSinkConfig():
                 timeout_ms = sink.config.get("message.timeout.ms", DEFAULT_DELIVERY_TIMEOUT_MS)

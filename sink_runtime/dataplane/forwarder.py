@@ -40,29 +40,34 @@ from typing import Any
 
 from sink_runtime.config import RuntimeConfig, SecondaryRetry, constants
 from sink_runtime.contract import CheckedResults, check_results
-from sink_runtime.dataplane.endpoints import (
+from sink_runtime.dataplane.metrics import Metrics
+from sink_runtime.dataplane.protocols import (
+    FALLBACK,
+    FALLBACK_STATUS,
+    MAX_DELIVERIES,
+    ON_SUCCESS,
+    PRIMARY,
+    RETRIES_EXHAUSTED,
+    SERVE,
     AllSucceeded,
+    RouteReason,
     Sink,
     SinkError,
+    SinkRole,
     Source,
     SourceBatch,
+    exhausted,
 )
-from sink_runtime.dataplane.metrics import Metrics
 from sink_runtime.dataplane.retry import RetryPolicy
-from sink_runtime.logs import batch_fields
+from sink_runtime.logs import batch_fields, ids_text
 from sink_runtime.types import Datum, Response, Status
 
 logger = logging.getLogger(__name__)
 
-PRIMARY = "primary"
-FALLBACK = "fallback"
-ON_SUCCESS = "on_success"
-SERVE = "serve"
 
 # A secondary sink stores what it is given; it may not re-route (CONTRACT.md: a fallback sink
 # answering FALLBACK/SERVE/ON_SUCCESS is a violation; the same rule holds for the others).
 SECONDARY_ALLOWED: frozenset[Status] = frozenset({Status.SUCCESS, Status.FAILURE, Status.NACK})
-_SHOWN_IDS = 10
 # Backoff and NACK waits are slept in steps this long at most, each one counted as progress.
 SLEEP_STEP_S = 5.0
 _ONLY_SUCCESS = {Status.SUCCESS}
@@ -74,11 +79,6 @@ def _label(role: str, sink: Sink) -> str:
     return f"{role} sink" if sink.name == role else f"{role} sink {sink.name}"
 
 
-def _show_ids(ids: Sequence[str]) -> str:
-    more = len(ids) - _SHOWN_IDS
-    return ", ".join(ids[:_SHOWN_IDS]) + (f" and {more} more" if more > 0 else "")
-
-
 @dataclass(slots=True)
 class Sinks:
     """The sinks of one data plane, by role. Only `primary` is required."""
@@ -88,8 +88,8 @@ class Sinks:
     on_success: Sink | None = None
     serve: Sink | None = None
 
-    def by_role(self) -> dict[str, Sink]:
-        roles = {PRIMARY: self.primary, FALLBACK: self.fallback}
+    def by_role(self) -> dict[SinkRole, Sink]:
+        roles: dict[SinkRole, Sink | None] = {PRIMARY: self.primary, FALLBACK: self.fallback}
         roles |= {ON_SUCCESS: self.on_success, SERVE: self.serve}
         return {role: sink for role, sink in roles.items() if sink is not None}
 
@@ -140,7 +140,7 @@ class _Pending:
 class _Routes:
     """What one round of primary results sends to the secondary sinks."""
 
-    fallback: list[tuple[Datum, str]] = field(default_factory=list)  # (datum, reason)
+    fallback: list[tuple[Datum, RouteReason]] = field(default_factory=list)
     on_success: list[Datum] = field(default_factory=list)
     serve: list[Datum] = field(default_factory=list)
 
@@ -467,7 +467,7 @@ class Forwarder:
             "primary sink: %d of %d messages FAILED (%s); first: %s after %d deliveries: %s",
             len(failed),
             len(sent),
-            _show_ids([p.datum.id for p in failed]),
+            ids_text([p.datum.id for p in failed]),
             first.datum.id,
             first.deliveries,
             first.last_error,
@@ -500,7 +500,7 @@ class Forwarder:
                 "%s could not take %d messages (%s): %s",
                 _label(role, sink),
                 len(ids),
-                _show_ids(ids),
+                ids_text(ids),
                 err,
             )
             return {i: Response.failure(i, str(err)) for i in ids}
@@ -541,7 +541,7 @@ class Forwarder:
             _label(role, sink),
             checked.describe(),
             len(checked.affected),
-            _show_ids(list(checked.affected)),
+            ids_text(list(checked.affected)),
             extra=batch_fields(list(checked.affected)),
         )
 
@@ -562,7 +562,7 @@ class Forwarder:
                 return False
             case Status.FALLBACK:
                 p.last_status, p.last_error = Status.FALLBACK, result.err
-                routes.fallback.append((fallback_datum(p), "fallback-status"))
+                routes.fallback.append((fallback_datum(p), FALLBACK_STATUS))
                 return False
             case Status.FAILURE:
                 m.failed.labels(sink=PRIMARY).inc()
@@ -571,7 +571,7 @@ class Forwarder:
                 if not self.retry.exhausted(p.retries):
                     self._schedule_retry(p, now)
                     return True
-                return self._on_failure(p, "retries-exhausted", routes, now)
+                return self._on_failure(p, RETRIES_EXHAUSTED, routes, now)
             case Status.NACK:
                 m.nacked.inc()
                 p.last_status = Status.NACK
@@ -579,7 +579,7 @@ class Forwarder:
                 limit = result.nack_max_deliveries
                 limit = self.nack_max_deliveries if limit is None else limit
                 if limit and p.deliveries >= limit:
-                    return self._on_failure(p, "max-deliveries", routes, now)
+                    return self._on_failure(p, MAX_DELIVERIES, routes, now)
                 delay_ms = result.nack_delay_ms
                 p.due = now + (self.nack_delay_s if delay_ms is None else delay_ms / 1000.0)
                 return True
@@ -590,7 +590,7 @@ class Forwarder:
         p.due = now + self.retry.delay_s(p.retries, self._rng)
         self.metrics.retried.labels(sink=PRIMARY).inc()
 
-    def _on_failure(self, p: _Pending, reason: str, routes: _Routes, now: float) -> bool:
+    def _on_failure(self, p: _Pending, reason: RouteReason, routes: _Routes, now: float) -> bool:
         """The retry budget (or the NACK delivery bound) ran out: apply onFailure."""
         policy = self.retry.on_failure
         if policy == "retry":
@@ -639,13 +639,15 @@ class Forwarder:
         if jobs:
             await asyncio.gather(*jobs)
 
-    async def _write_fallback(self, sink: Sink, items: list[tuple[Datum, str]]) -> None:
+    async def _write_fallback(self, sink: Sink, items: list[tuple[Datum, RouteReason]]) -> None:
         reasons = {d.id: reason for d, reason in items}
         accepted = await self._write_until_accepted(FALLBACK, sink, [d for d, _ in items])
         for i in accepted:
             self.metrics.fallback.labels(reason=reasons[i]).inc()
 
-    async def _write_until_accepted(self, role: str, sink: Sink, datums: list[Datum]) -> list[str]:
+    async def _write_until_accepted(
+        self, role: SinkRole, sink: Sink, datums: list[Datum]
+    ) -> list[str]:
         """Write to a secondary sink, retrying what it does not accept.
 
         These datums have left the primary, so the secondary write is their only way to a
@@ -692,7 +694,7 @@ class Forwarder:
                     "%s did not accept %d messages (%s; first: %s %s); retry %d in %.3fs",
                     _label(role, sink),
                     len(still),
-                    _show_ids([d.id for d in still]),
+                    ids_text([d.id for d in still]),
                     first.status.name,
                     first.err or first.nack_reason or "",
                     retries,
@@ -706,7 +708,7 @@ class Forwarder:
         return accepted
 
     def _stuck(
-        self, role: str, sink: Sink, still: list[Datum], results: dict[str, Response]
+        self, role: SinkRole, sink: Sink, still: list[Datum], results: dict[str, Response]
     ) -> None:
         """onExhausted=stop: hold the batch and say why, once; retries go on at the cap."""
         if self.stuck:
@@ -726,10 +728,10 @@ class Forwarder:
         )
 
     def _give_up(
-        self, role: str, sink: Sink, still: list[Datum], results: dict[str, Response]
+        self, role: SinkRole, sink: Sink, still: list[Datum], results: dict[str, Response]
     ) -> None:
         """onExhausted=log: each record's coordinates go to the log, counted as dropped."""
-        self.metrics.dropped.labels(reason=f"{role}-exhausted").inc(len(still))
+        self.metrics.dropped.labels(reason=exhausted(role)).inc(len(still))
         for d in still:
             r = results[d.id]
             logger.error(

@@ -1,4 +1,4 @@
-"""KeyHeaders: how a message's key list travels in Kafka headers, and back (API.md).
+"""KeyHeaderCodec: how a message's key list travels in Kafka headers, and back (API.md).
 
 Kafka has one record key; our messages have a list of keys. Joining them into the record key
 loses the boundaries as soon as a key contains the separator, so the list also travels in
@@ -25,16 +25,15 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal, TypeAlias
+from typing import TypeAlias
 
 from sink_runtime.config.constants import (
     DEFAULT_KEY_SEPARATOR,
     DEFAULT_KEYS_HEADER,
     KEY_HEADER_PREFIX,
     KEY_LEN_HEADER,
+    KeyHeaderMode,
 )
-
-KeyHeaderMode: TypeAlias = Literal["split", "single", "none"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +84,7 @@ def _owned(mode: KeyHeaderMode, keys_header: str, name: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class KeyHeaders:
+class KeyHeaderCodec:
     mode: KeyHeaderMode = "split"
     keys_header: str = DEFAULT_KEYS_HEADER
 
@@ -181,8 +180,8 @@ def _decode_single(name: str, raw: str) -> DecodedKeys:
 
 __all__ = [
     "DecodedKeys",
+    "KeyHeaderCodec",
     "KeyHeaderMode",
-    "KeyHeaders",
     "KeysFound",
     "MalformedKeyHeaders",
     "NoKeyHeaders",

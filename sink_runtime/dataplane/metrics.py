@@ -28,12 +28,18 @@ from prometheus_client import (
 
 from sink_runtime.config import installed_version
 from sink_runtime.contract import ViolationKind
+from sink_runtime.dataplane.protocols import (
+    FAILURE_REASONS,
+    FALLBACK,
+    FALLBACK_STATUS,
+    PRIMARY,
+    SinkRole,
+    exhausted,
+)
 
 _PREFIX = "udsink"
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 # Why a message left the primary for the fallback sink or was dropped (label `reason`).
-FAILURE_REASONS = ("retries-exhausted", "max-deliveries")
-FALLBACK_STATUS = "fallback-status"
 
 
 class Metrics:
@@ -135,7 +141,7 @@ class Metrics:
             registry=r,
         )
 
-    def known_labels(self, roles: Iterable[str]) -> None:
+    def known_labels(self, roles: Iterable[SinkRole]) -> None:
         """Create, at 0, every label set the forwarder may use with these sink roles, so the
         first event is an increase from 0 (`increase()` cannot see a series' first sample)."""
         roles = list(roles)
@@ -146,11 +152,11 @@ class Metrics:
             self.write_seconds.labels(sink=role)
             for kind in get_args(ViolationKind):
                 self.contract_violations.labels(sink=role, kind=kind)
-            if role != "primary":
-                self.dropped.labels(reason=f"{role}-exhausted")
+            if role != PRIMARY:
+                self.dropped.labels(reason=exhausted(role))
         for reason in FAILURE_REASONS:
             self.dropped.labels(reason=reason)
-        if "fallback" in roles:
+        if FALLBACK in roles:
             for reason in (*FAILURE_REASONS, FALLBACK_STATUS):
                 self.fallback.labels(reason=reason)
 
@@ -237,7 +243,7 @@ def counts(metrics: Metrics) -> Counts:
     m = metrics
     return Counts(
         read=_total(m.read),
-        written=_total(m.written, sink="primary"),
+        written=_total(m.written, sink=PRIMARY),
         served=_total(m.served),
         on_success=_total(m.on_success),
         fallback=_total(m.fallback),

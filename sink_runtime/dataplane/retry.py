@@ -15,11 +15,9 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
 
 from sink_runtime.config import RetryStrategy
-
-OnFailure: TypeAlias = Literal["retry", "fallback", "drop"]
+from sink_runtime.config.constants import OnFailure
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,8 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from udsink_operator import cli, constants
+from udsink_cli import operator_cmd
+from udsink_operator import constants
 from udsink_operator.api import parse_udsink
 
 from tests.support.kube_schemas import LATEST, check_manifest
@@ -139,10 +140,11 @@ def test_chart_crds_are_the_top_level_crds() -> None:
 
 # --- RBAC: least privilege, both modes ---
 
-# Exactly what handlers.py/cluster.py call and kopf needs, per (apiGroup, resource).
+# Exactly what handlers.py/cluster.py call and kopf needs, per (apiGroup, resource); the
+# e2e tier checks it against the API server's audit log (tests/e2e/test_privilege.py).
 NAMESPACED_RULES = {
     ("udsink.dev", "udsinks"): {"get", "list", "watch", "patch"},
-    ("udsink.dev", "udsinks/status"): {"get", "patch"},
+    ("udsink.dev", "udsinks/status"): {"patch"},
     # blockOwnerDeletion on children (OwnerReferencesPermissionEnforcement).
     ("udsink.dev", "udsinks/finalizers"): {"update"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
@@ -201,10 +203,26 @@ def test_namespaced_rbac_grants_nothing_cluster_wide(helm_bin: Path) -> None:
     assert sorted(p["metadata"]["namespace"] for p in peerings) == ["billing", "shop"]
 
 
+@pytest.mark.parametrize("values", [(), NAMESPACED], ids=["cluster-wide", "namespaced"])
+def test_secret_check_off_grants_no_secret_access(helm_bin: Path, values: tuple[str, ...]) -> None:
+    docs = render(helm_bin, *values, "--set", "secretCheck=false")
+    roles = kinds(docs, "ClusterRole") + kinds(docs, "Role")
+    assert roles
+    without_secrets = {k: v for k, v in NAMESPACED_RULES.items() if k != ("", "secrets")}
+    for role in roles:
+        table = rule_table(role)
+        assert not {k for k in table if k[1].startswith("secrets")}, role["rules"]
+        namespaced = {k: v for k, v in table.items() if k in NAMESPACED_RULES}
+        assert namespaced == without_secrets
+    args = operator_cmd.operator_parser().parse_args(operator_container(docs)["args"][1:])
+    assert args.secret_check is False
+    check_all(docs)
+
+
 def test_namespaced_defaults_to_the_release_namespace(helm_bin: Path) -> None:
     docs = render(helm_bin, "--set", "watch.clusterWide=false")
     assert [r["metadata"]["namespace"] for r in kinds(docs, "Role")] == [NAMESPACE]
-    args = cli._operator_parser().parse_args(operator_container(docs)["args"][1:])
+    args = operator_cmd.operator_parser().parse_args(operator_container(docs)["args"][1:])
     assert args.namespaces == [NAMESPACE]
 
 
@@ -215,12 +233,13 @@ def test_operator_args_are_udsink_operator_flags(helm_bin: Path) -> None:
     container = operator_container(render(helm_bin))
     assert "command" not in container  # the image's entrypoint (`udsink`) runs
     assert container["args"][0] == "operator"
-    args = cli._operator_parser().parse_args(container["args"][1:])
+    args = operator_cmd.operator_parser().parse_args(container["args"][1:])
     assert args.all_namespaces and not args.namespaces
     assert not args.no_scanning
     assert args.standalone  # one replica: no leader election
     assert args.runtime_image == constants.DEFAULT_RUNTIME_IMAGE
     assert args.sidecars == "auto"
+    assert args.secret_check  # referenced Secrets are checked unless secretCheck=false
     assert not args.verbose and args.log_format == "json"
     # The liveness endpoint the operator serves is the one the kubelet probes.
     port = container["ports"][0]
@@ -238,7 +257,7 @@ def test_operator_args_for_namespaces_and_leader_election(helm_bin: Path) -> Non
         *("--set", "runtime.image=registry.local/udsink:dev", "--set", "runtime.sidecars=plain"),
         *("--set", "leaderElection.peeringName=team-ops"),
     )
-    args = cli._operator_parser().parse_args(operator_container(docs)["args"][1:])
+    args = operator_cmd.operator_parser().parse_args(operator_container(docs)["args"][1:])
     assert args.namespaces == ["shop", "billing"] and not args.all_namespaces
     assert args.no_scanning  # the Roles grant no Namespace or CRD watch
     assert not args.standalone and args.peering == "team-ops"
@@ -348,6 +367,7 @@ BAD_VALUES = [
     (("--set", "watch.namespaces={Team_A}"), ["/watch/namespaces/0", "Team_A"]),
     (("--set", "imagee.tag=1.0"), ["additional properties 'imagee' not allowed"]),
     (("--set", "healthPort=80"), ["/healthPort", "minimum"]),
+    (("--set", "secretCheck=off"), ["/secretCheck", "boolean"]),
     (
         ("--set", "watch.namespaces={shop}"),
         ["watch.namespaces is [shop]", "watch.clusterWide is true", "watch.clusterWide=false"],

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from udsink_cli import operator_cmd
 from udsink_cli.main import COMMANDS
 from udsink_operator import constants
 
@@ -87,7 +88,7 @@ def test_operator_image_runs_what_the_chart_passes(helm_bin: Path) -> None:
     (container,) = pod["containers"]
     assert "command" not in container  # so the image's ENTRYPOINT runs the chart's args
     subcommand = container["args"][0]
-    assert COMMANDS[subcommand].function == "operator_main"
+    assert COMMANDS[subcommand].load() is operator_cmd.operator_main
     assert exec_form(stage, "CMD")[0] == subcommand
     assert stage["EXPOSE"] == [str(container["ports"][0]["containerPort"])]
     assert pod["securityContext"]["runAsUser"] == user_id(stage)

@@ -22,7 +22,7 @@ from fcntl import ioctl
 from pathlib import Path
 from typing import Any
 
-from udsink_cli.local import OUTCOMES
+from udsink_cli.run import OUTCOMES
 
 from sink_runtime.config import constants
 from sink_runtime.dataplane.metrics import ATTEMPT_COUNTS, MESSAGE_COUNTS

@@ -13,7 +13,7 @@ from tests.support.sink_wire import BatchStream, SinkFnStream, channel, request
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "sinks"
 
 
-async def test_log_sink_logs_and_acknowledges(sock_dir: str) -> None:
+async def test_log_sink_logs_and_acknowledges(sock_dir: Path) -> None:
     async with (
         sink_process(EXAMPLES / "log_sink.py", sock_dir) as sink,
         channel(sink.socket_path) as ch,
@@ -30,7 +30,7 @@ def rows(db: Path) -> dict[str, tuple[str, bytes]]:
         return {i: (k, v) for i, k, v in conn.execute("SELECT id, keys, value FROM messages")}
 
 
-async def test_sqlite_sink_upserts_by_id_and_fails_on_a_locked_database(sock_dir: str) -> None:
+async def test_sqlite_sink_upserts_by_id_and_fails_on_a_locked_database(sock_dir: Path) -> None:
     db = Path(sock_dir) / "sink.db"
     env = {"SQLITE_SINK_PATH": str(db), "SQLITE_SINK_LOCK_TIMEOUT_S": "0.2"}
     async with (
@@ -66,7 +66,7 @@ async def test_sqlite_sink_upserts_by_id_and_fails_on_a_locked_database(sock_dir
         assert rows(db)["orders:0:9"][1] == b"v9"
 
 
-async def test_on_success_sink_sends_a_message_with_headers(sock_dir: str) -> None:
+async def test_on_success_sink_sends_a_message_with_headers(sock_dir: Path) -> None:
     async with (
         sink_process(EXAMPLES / "on_success_sink.py", sock_dir) as sink,
         channel(sink.socket_path) as ch,
@@ -93,7 +93,7 @@ async def test_examples_readme_names_every_example() -> None:
         assert script.name in readme
 
 
-async def test_sdk_image_example_sink_prints_and_acknowledges(sock_dir: str) -> None:
+async def test_sdk_image_example_sink_prints_and_acknowledges(sock_dir: Path) -> None:
     sink_py = EXAMPLES.parent / "sdk-image" / "sink.py"
     async with sink_process(sink_py, sock_dir) as sink, channel(sink.socket_path) as ch:
         stream = BatchStream(ch)

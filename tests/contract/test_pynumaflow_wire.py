@@ -46,7 +46,7 @@ EXPECTED = {
 
 
 @pytest.mark.pynumaflow
-async def test_pynumaflow_stubs_drive_our_server(sock_dir: str, pynumaflow_python: Path) -> None:
+async def test_pynumaflow_stubs_drive_our_server(sock_dir: Path, pynumaflow_python: Path) -> None:
     assert (pynumaflow_sink_stubs(pynumaflow_python) / "sink_pb2.py").exists()
     seen: list[Datum] = []
 

@@ -7,6 +7,7 @@ per stream. The batch extension (WriteBatch): one SinkBatch answered by one Sink
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -46,7 +47,7 @@ def echo_sizes(datums: Iterator[Datum]) -> Responses:
 
 
 @pytest.mark.parametrize("path", ["sink.v1", "batch"])
-async def test_every_status_round_trips(sock_dir: str, path: str) -> None:
+async def test_every_status_round_trips(sock_dir: Path, path: str) -> None:
     async with serving(scripted, sock_dir) as server, channel(server.socket_path) as ch:
         if path == "batch":
             results = await BatchStream(ch).batch(requests(len(EVERY_STATUS)))
@@ -63,7 +64,7 @@ async def test_every_status_round_trips(sock_dir: str, path: str) -> None:
     assert by_id["t:0:3"].serve_response == b"reply"
 
 
-async def test_the_handler_sees_every_field_of_the_datum(sock_dir: str) -> None:
+async def test_the_handler_sees_every_field_of_the_datum(sock_dir: Path) -> None:
     seen: list[Datum] = []
 
     def record(datums: Iterator[Datum]) -> Responses:
@@ -89,7 +90,7 @@ async def test_the_handler_sees_every_field_of_the_datum(sock_dir: str) -> None:
     assert d.event_time.tzinfo is not None and d.watermark.tzinfo is not None
 
 
-async def test_results_never_ride_in_the_eot_message(sock_dir: str) -> None:
+async def test_results_never_ride_in_the_eot_message(sock_dir: Path) -> None:
     async with serving(scripted, sock_dir) as server, channel(server.socket_path) as ch:
         stream = SinkFnStream(ch)
         handshake = await stream.handshake()
@@ -101,7 +102,7 @@ async def test_results_never_ride_in_the_eot_message(sock_dir: str) -> None:
     assert sum(len(m.results) for m in result_messages) == 20
 
 
-async def test_many_batches_follow_one_another_on_one_stream(sock_dir: str) -> None:
+async def test_many_batches_follow_one_another_on_one_stream(sock_dir: Path) -> None:
     async with serving(echo_sizes, sock_dir) as server, channel(server.socket_path) as ch:
         stream = SinkFnStream(ch)
         await stream.handshake()
@@ -114,7 +115,7 @@ async def test_many_batches_follow_one_another_on_one_stream(sock_dir: str) -> N
             assert len(await batch.batch(requests(n, prefix=f"w{n}:"))) == n
 
 
-async def test_an_empty_batch_is_answered_by_eot_alone(sock_dir: str) -> None:
+async def test_an_empty_batch_is_answered_by_eot_alone(sock_dir: Path) -> None:
     calls: list[int] = []
 
     def counting(datums: Iterator[Datum]) -> Responses:
@@ -131,7 +132,7 @@ async def test_an_empty_batch_is_answered_by_eot_alone(sock_dir: str) -> None:
     assert calls == [1]
 
 
-async def test_a_stream_must_start_with_a_handshake(sock_dir: str) -> None:
+async def test_a_stream_must_start_with_a_handshake(sock_dir: Path) -> None:
     async with serving(scripted, sock_dir) as server, channel(server.socket_path) as ch:
         stream = SinkFnStream(ch)
         await stream.send(requests(1))
@@ -153,7 +154,7 @@ async def test_a_stream_must_start_with_a_handshake(sock_dir: str) -> None:
         assert len(await good.batch(requests(3))) == 3
 
 
-async def test_a_handshake_in_the_middle_of_a_batch_is_a_protocol_error(sock_dir: str) -> None:
+async def test_a_handshake_in_the_middle_of_a_batch_is_a_protocol_error(sock_dir: Path) -> None:
     async with serving(scripted, sock_dir) as server, channel(server.socket_path) as ch:
         stream = SinkFnStream(ch)
         await stream.handshake()
@@ -166,7 +167,7 @@ async def test_a_handshake_in_the_middle_of_a_batch_is_a_protocol_error(sock_dir
 
 
 async def test_a_client_leaving_mid_batch_does_not_hurt_the_server(
-    sock_dir: str, caplog: pytest.LogCaptureFixture
+    sock_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with serving(scripted, sock_dir) as server, channel(server.socket_path) as ch:
         stream = SinkFnStream(ch)
@@ -184,7 +185,7 @@ async def test_a_client_leaving_mid_batch_does_not_hurt_the_server(
     assert warning.ids == ["t:0:0", "t:0:1", "t:0:2"]  # type: ignore[attr-defined]
 
 
-async def test_is_ready(sock_dir: str) -> None:
+async def test_is_ready(sock_dir: Path) -> None:
     async with serving(scripted, sock_dir) as server, channel(server.socket_path) as ch:
         assert await is_ready(ch)
 
@@ -193,7 +194,7 @@ LIMIT = 1024 * 1024
 
 
 @pytest.mark.parametrize("path", ["sink.v1", "batch"])
-async def test_values_near_the_size_limit_pass(sock_dir: str, path: str) -> None:
+async def test_values_near_the_size_limit_pass(sock_dir: Path, path: str) -> None:
     value = b"v" * (LIMIT - 200)  # room for the id, the times and the framing
     async with (
         serving(echo_sizes, sock_dir, max_message_bytes=LIMIT) as server,
@@ -209,7 +210,7 @@ async def test_values_near_the_size_limit_pass(sock_dir: str, path: str) -> None
 
 
 @pytest.mark.parametrize("path", ["sink.v1", "batch"])
-async def test_a_message_over_the_size_limit_fails_clearly(sock_dir: str, path: str) -> None:
+async def test_a_message_over_the_size_limit_fails_clearly(sock_dir: Path, path: str) -> None:
     async with (
         serving(echo_sizes, sock_dir, max_message_bytes=LIMIT) as server,
         channel(server.socket_path) as ch,
@@ -227,7 +228,7 @@ async def test_a_message_over_the_size_limit_fails_clearly(sock_dir: str, path: 
         assert "Received message larger than max (" in details and f"vs. {LIMIT})" in details
 
 
-async def test_results_too_big_for_one_message_are_split_before_the_eot(sock_dir: str) -> None:
+async def test_results_too_big_for_one_message_are_split_before_the_eot(sock_dir: Path) -> None:
     payload = b"p" * (LIMIT // 3)
 
     def serve_big(datums: Iterator[Datum]) -> Responses:
@@ -251,7 +252,7 @@ async def test_results_too_big_for_one_message_are_split_before_the_eot(sock_dir
         assert f"over the max message size of {LIMIT} bytes" in str(e.value.details())
 
 
-async def test_a_single_result_over_the_limit_names_its_id(sock_dir: str) -> None:
+async def test_a_single_result_over_the_limit_names_its_id(sock_dir: Path) -> None:
     def serve_huge(datums: Iterator[Datum]) -> Responses:
         return Responses.of(Response.serve(d.id, b"p" * (LIMIT + 10)) for d in datums)
 

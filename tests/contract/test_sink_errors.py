@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -101,7 +102,7 @@ CASES: list[tuple[Handler, str]] = [
 @pytest.mark.parametrize("path", ["sink.v1", "batch"])
 @pytest.mark.parametrize(("handler", "message"), CASES, ids=[c[0].__name__ for c in CASES])
 async def test_the_stream_ends_with_internal_and_the_server_goes_on(
-    sock_dir: str,
+    sock_dir: Path,
     caplog: pytest.LogCaptureFixture,
     handler: Handler,
     message: str,
@@ -151,7 +152,7 @@ async def test_the_stream_ends_with_internal_and_the_server_goes_on(
         assert error.exc_info is not None  # the traceback is in the log
 
 
-async def test_isolated_errors_fail_only_their_datums_over_the_wire(sock_dir: str) -> None:
+async def test_isolated_errors_fail_only_their_datums_over_the_wire(sock_dir: Path) -> None:
     @isolate_errors
     def write_one(d: Datum) -> Response:
         if d.id.endswith("1"):

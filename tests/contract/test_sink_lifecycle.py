@@ -52,7 +52,7 @@ def wait_for_file(path: str, timeout_s: float = 20.0) -> None:
         time.sleep(0.02)
 
 
-async def test_server_info_advertises_the_batch_extension(sock_dir: str) -> None:
+async def test_server_info_advertises_the_batch_extension(sock_dir: Path) -> None:
     async with serving(ok, sock_dir) as server:
         text = read(server.server_info_path)
     assert text.endswith(constants.SERVER_INFO_END_MARKER)
@@ -65,7 +65,7 @@ async def test_server_info_advertises_the_batch_extension(sock_dir: str) -> None
     assert info["metadata"]["udsink.version"]
 
 
-async def test_stop_removes_the_socket_and_the_server_info(sock_dir: str) -> None:
+async def test_stop_removes_the_socket_and_the_server_info(sock_dir: Path) -> None:
     server = SinkServer(ok, socket_path=f"{sock_dir}/s.sock")
     assert server.server_info_path == f"{sock_dir}/sinker-server-info"
     await server.start()
@@ -76,14 +76,14 @@ async def test_stop_removes_the_socket_and_the_server_info(sock_dir: str) -> Non
     await server.stop()  # idempotent
 
 
-async def test_stale_files_of_a_previous_run_are_replaced(sock_dir: str) -> None:
+async def test_stale_files_of_a_previous_run_are_replaced(sock_dir: Path) -> None:
     touch(f"{sock_dir}/sink.sock", f"{sock_dir}/sinker-server-info")
     async with serving(ok, sock_dir) as server, channel(server.socket_path) as ch:
         assert await is_ready(ch)
         assert read(server.server_info_path).startswith('{"protocol"')
 
 
-async def test_setup_and_close_run_once_around_serving(sock_dir: str) -> None:
+async def test_setup_and_close_run_once_around_serving(sock_dir: Path) -> None:
     class Hooked(Sinker):
         def __init__(self) -> None:
             self.events: list[str] = []
@@ -107,7 +107,7 @@ async def test_setup_and_close_run_once_around_serving(sock_dir: str) -> None:
     assert sink.events == ["setup", "batch", "batch", "close"]
 
 
-async def test_a_failing_setup_serves_nothing(sock_dir: str) -> None:
+async def test_a_failing_setup_serves_nothing(sock_dir: Path) -> None:
     class Broken(Sinker):
         def setup(self) -> None:
             raise RuntimeError("cannot reach the database")
@@ -121,7 +121,7 @@ async def test_a_failing_setup_serves_nothing(sock_dir: str) -> None:
     assert existing(server.socket_path, server.server_info_path) == []
 
 
-def test_bad_options_are_refused_by_name(sock_dir: str) -> None:
+def test_bad_options_are_refused_by_name(sock_dir: Path) -> None:
     with pytest.raises(ValueError, match=r"max_message_bytes=10: expected an int of at least"):
         SinkServer(ok, socket_path=f"{sock_dir}/s.sock", max_message_bytes=10)
     long = "/tmp/" + "x" * 120 + "/s.sock"
@@ -131,7 +131,7 @@ def test_bad_options_are_refused_by_name(sock_dir: str) -> None:
         SinkServer(ok, container_type="sinker")
 
 
-async def test_stop_ends_idle_streams_at_once_and_lets_a_batch_finish(sock_dir: str) -> None:
+async def test_stop_ends_idle_streams_at_once_and_lets_a_batch_finish(sock_dir: Path) -> None:
     started, release = asyncio.Event(), asyncio.Event()
 
     async def slow(datums: Iterator[Datum]) -> Responses:
@@ -187,11 +187,11 @@ serve(Slow())
 
 
 @pytest.mark.parametrize("path", ["sink.v1", "batch"])
-async def test_sigterm_lets_the_in_flight_batch_finish(sock_dir: str, path: str) -> None:
+async def test_sigterm_lets_the_in_flight_batch_finish(sock_dir: Path, path: str) -> None:
     script = Path(sock_dir) / "slow_sink.py"
     script.write_text(SLOW_SINK)
     async with (
-        sink_process(script, sock_dir, env={"SINK_DIR": sock_dir}) as sink,
+        sink_process(script, sock_dir, env={"SINK_DIR": str(sock_dir)}) as sink,
         channel(sink.socket_path) as ch,
     ):
         if path == "batch":
@@ -228,7 +228,7 @@ serve(sink)
 """
 
 
-async def test_a_ten_line_sink_is_served_and_answers_a_real_client(sock_dir: str) -> None:
+async def test_a_ten_line_sink_is_served_and_answers_a_real_client(sock_dir: Path) -> None:
     script = Path(sock_dir) / "ten_lines.py"
     script.write_text(textwrap.dedent(TEN_LINE_SINK).strip() + "\n")
     assert len(script.read_text().splitlines()) <= 10
@@ -244,7 +244,7 @@ async def test_a_ten_line_sink_is_served_and_answers_a_real_client(sock_dir: str
 
 
 async def test_a_second_stop_with_no_grace_does_not_wait_for_the_batch(
-    sock_dir: str, caplog: pytest.LogCaptureFixture
+    sock_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     release = asyncio.Event()
     started = asyncio.Event()
@@ -271,7 +271,7 @@ async def test_a_second_stop_with_no_grace_does_not_wait_for_the_batch(
     assert abandoned.ids == ["t:0:0", "t:0:1"]  # type: ignore[attr-defined]
 
 
-async def test_a_socket_that_cannot_be_bound_is_named_and_setup_is_undone(sock_dir: str) -> None:
+async def test_a_socket_that_cannot_be_bound_is_named_and_setup_is_undone(sock_dir: Path) -> None:
     class Tracked(Sinker):
         closed = False
 
@@ -302,7 +302,7 @@ serve(NoDb())
 """
 
 
-async def test_a_sink_whose_setup_fails_exits_non_zero_with_one_clear_line(sock_dir: str) -> None:
+async def test_a_sink_whose_setup_fails_exits_non_zero_with_one_clear_line(sock_dir: Path) -> None:
     script = Path(sock_dir) / "no_db.py"
     script.write_text(FAILING_SETUP_SINK)
     sink = SinkProcess(script, sock_dir)

@@ -6,9 +6,7 @@ to about 100 bytes, so not under pytest's long tmp_path), the real forwarder, re
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +14,8 @@ import pytest
 
 from sink_runtime.config import FileSourceConfig
 from sink_runtime.dataplane.sources.file import FileSource
-from sink_runtime.server import SinkServer
-from tests.dataplane.harness import ScriptedFactory, SdkFactory, write_jsonl
-from tests.dataplane.recording_sink import Answer, RecordingSink, SdkSink, ok
+from tests.dataplane.harness import ScriptedFactory, write_jsonl
 from tests.dataplane.scripted_sink import Script, ScriptedSink, ok_all
-
-
-@pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="udsdp-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
@@ -44,29 +33,6 @@ async def scripted(sock_dir: Path) -> AsyncIterator[ScriptedFactory]:
     yield make
     for s in started:
         await s.stop()
-
-
-@pytest.fixture
-async def sdk_sink(sock_dir: Path) -> AsyncIterator[SdkFactory]:
-    """`await sdk_sink(answer, name="fb")`: an SDK server whose handler answers by `answer`."""
-    started: list[SinkServer] = []
-
-    async def make(answer: Answer = ok, *, name: str | None = None) -> SdkSink:
-        name = name or f"sdk{len(started)}"
-        recorder = RecordingSink(answer)
-        server = SinkServer(
-            recorder,
-            socket_path=str(sock_dir / f"{name}.sock"),
-            server_info_path=str(sock_dir / f"{name}-server-info"),
-            grace_s=1.0,
-        )
-        await server.start()
-        started.append(server)
-        return SdkSink(server, recorder)
-
-    yield make
-    for s in started:
-        await s.stop(0)
 
 
 @pytest.fixture

@@ -11,13 +11,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from sink_runtime.dataplane.endpoints import Sink
 from sink_runtime.dataplane.forwarder import Forwarder, Sinks
 from sink_runtime.dataplane.metrics import Metrics
+from sink_runtime.dataplane.protocols import Sink
 from sink_runtime.dataplane.retry import RetryPolicy
-from sink_runtime.dataplane.sinks.udsink import UdSink
+from sink_runtime.dataplane.sinks.udsink import UserSinkClient
 from sink_runtime.dataplane.sources.file import FileSource
-from tests.dataplane.recording_sink import SdkSink
 from tests.dataplane.scripted_sink import ScriptedSink
 
 RUN_TIMEOUT_S = 30.0
@@ -25,7 +24,6 @@ RUN_TIMEOUT_S = 30.0
 FAST_RETRY = RetryPolicy(interval_s=0.005, factor=2.0, cap_s=0.02, jitter=0.0, steps=3)
 
 ScriptedFactory = Callable[..., Awaitable[ScriptedSink]]
-SdkFactory = Callable[..., Awaitable[SdkSink]]
 SourceFactory = Callable[[int], FileSource]
 
 
@@ -83,4 +81,4 @@ async def run_forwarder(
 
 def udsink(server: ScriptedSink | Any, metrics: Metrics, name: str = "primary", **cfg: Any) -> Sink:
     """Our gRPC client for a sink server that has `.config()` (scripted or SDK)."""
-    return UdSink(server.config(**cfg), metrics=metrics, name=name)
+    return UserSinkClient(server.config(**cfg), metrics=metrics, name=name)

@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 
 from sink_runtime import codec, serverinfo
-from sink_runtime.config import UdSinkConfig, constants
+from sink_runtime.config import UserSinkConfig, constants
 from sink_runtime.proto import batch_pb2, batch_pb2_grpc, sink_pb2, sink_pb2_grpc
 from sink_runtime.types import Datum, Response
 
@@ -66,13 +66,13 @@ class ScriptedSink:
     def server_info_path(self) -> str:
         return str(self.directory / f"{self.name}-server-info")
 
-    def config(self, **overrides: Any) -> UdSinkConfig:
+    def config(self, **overrides: Any) -> UserSinkConfig:
         options: dict[str, Any] = {
             "socket_path": self.socket_path,
             "server_info_path": self.server_info_path,
             "startup_timeout_ms": 10_000,
         }
-        return UdSinkConfig(**(options | overrides))
+        return UserSinkConfig(**(options | overrides))
 
     @property
     def ids(self) -> list[str]:

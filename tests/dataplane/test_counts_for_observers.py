@@ -14,7 +14,8 @@ from sink_runtime.dataplane.forwarder import Forwarder, Sinks
 from sink_runtime.dataplane.metrics import ATTEMPT_COUNTS, MESSAGE_COUNTS, Counts, Metrics, counts
 from sink_runtime.dataplane.retry import RetryPolicy
 from sink_runtime.types import Datum, Response
-from tests.dataplane.harness import SdkFactory, SourceFactory, run_forwarder, udsink
+from tests.dataplane.harness import SourceFactory, run_forwarder, udsink
+from tests.support.recording_sink import SdkFactory
 
 X = "file:0:2"
 

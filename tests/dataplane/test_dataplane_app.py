@@ -30,7 +30,7 @@ from sink_runtime.dataplane import app
 from sink_runtime.dataplane.app import DataPlane
 from sink_runtime.dataplane.sources.generator import GeneratorSource
 from sink_runtime.types import Datum, Response
-from tests.dataplane.harness import SdkFactory
+from tests.support.recording_sink import SdkFactory
 
 PYTHON = sys.executable
 REPO = Path(__file__).resolve().parents[2]

@@ -17,14 +17,13 @@ from sink_runtime.types import Datum, Message, Response
 from tests.dataplane.harness import (
     FAST_RETRY,
     ScriptedFactory,
-    SdkFactory,
     SourceFactory,
     ids,
     run_forwarder,
     udsink,
 )
-from tests.dataplane.recording_sink import Answer
 from tests.dataplane.scripted_sink import ok_all
+from tests.support.recording_sink import Answer, SdkFactory
 
 X, Y, Z = "file:0:2", "file:0:5", "file:0:7"
 

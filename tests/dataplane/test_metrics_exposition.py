@@ -13,7 +13,8 @@ from sink_runtime.dataplane.forwarder import Forwarder, Sinks
 from sink_runtime.dataplane.metrics import Metrics
 from sink_runtime.dataplane.retry import RetryPolicy
 from sink_runtime.types import Datum, Response
-from tests.dataplane.harness import SdkFactory, SourceFactory, run_forwarder, udsink
+from tests.dataplane.harness import SourceFactory, run_forwarder, udsink
+from tests.support.recording_sink import SdkFactory
 
 VERSION = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"][
     "version"

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from sink_runtime.config import UdSinkConfig, constants
+from sink_runtime.config import UserSinkConfig, constants
 from sink_runtime.dataplane.forwarder import Sinks
 from sink_runtime.dataplane.metrics import Metrics
-from sink_runtime.dataplane.sinks.udsink import UdSink
-from tests.dataplane.harness import SdkFactory, SourceFactory, ids, run_forwarder, udsink
+from sink_runtime.dataplane.sinks.udsink import UserSinkClient
+from tests.dataplane.harness import SourceFactory, ids, run_forwarder, udsink
+from tests.support.recording_sink import SdkFactory
 from tests.support.sink_process import sink_process
 
 pytestmark = pytest.mark.pynumaflow
@@ -59,8 +60,8 @@ async def test_pynumaflow_sink_over_sink_v1(
     metrics = Metrics()
     source = file_source(12)
     async with sink_process(script, str(sock_dir), python=str(pynumaflow_python)) as pnf:
-        primary = UdSink(
-            UdSinkConfig(socket_path=pnf.socket_path, server_info_path=pnf.server_info_path),
+        primary = UserSinkClient(
+            UserSinkConfig(socket_path=pnf.socket_path, server_info_path=pnf.server_info_path),
             metrics=metrics,
         )
         sinks = Sinks(primary, fallback=udsink(fallback, metrics, "fallback"))

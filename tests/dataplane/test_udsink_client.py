@@ -1,6 +1,6 @@
 """The gRPC client against scripted sink servers: paths, violations, broken streams.
 
-Each test runs the real forwarder from a file source through our UdSink client to a sink
+Each test runs the real forwarder from a file source through our UserSinkClient client to a sink
 server over a Unix socket, and asserts what the sink received, what was acknowledged, and
 the metrics.
 """
@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 import pytest
 
-from sink_runtime.dataplane.endpoints import SinkError
 from sink_runtime.dataplane.forwarder import Forwarder, Sinks
 from sink_runtime.dataplane.metrics import Metrics
-from sink_runtime.dataplane.sinks.udsink import UdSink
+from sink_runtime.dataplane.protocols import SinkError
+from sink_runtime.dataplane.sinks.udsink import UserSinkClient
 from sink_runtime.proto import sink_pb2
 from sink_runtime.types import Datum, Response, Status
 from tests.dataplane.harness import (
@@ -240,7 +240,7 @@ async def test_persistent_stream_failure_raises_sink_error_naming_sink_and_statu
 
     sink = await scripted(script, batch_extension=batch_extension)
     metrics = Metrics()
-    client = UdSink(sink.config(), metrics=metrics, name="primary", max_resends=2)
+    client = UserSinkClient(sink.config(), metrics=metrics, name="primary", max_resends=2)
     await client.start()
     with pytest.raises(SinkError) as err:
         await client.write([Datum(id="x:0:1", value=b"v")])
@@ -267,7 +267,7 @@ async def test_sink_error_makes_the_whole_batch_failure_then_retried(
     sink = await scripted(script)
     metrics = Metrics()
     source = file_source(3)
-    client = UdSink(sink.config(), metrics=metrics, name="primary", max_resends=1)
+    client = UserSinkClient(sink.config(), metrics=metrics, name="primary", max_resends=1)
     await run_forwarder(source, Sinks(client), metrics=metrics, batch_size=3)
     assert metrics.value("udsink_failed_total", sink="primary") == 3
     assert metrics.value("udsink_retried_total", sink="primary") == 3
@@ -320,7 +320,7 @@ async def test_missing_server_info_fails_start_naming_the_file(
 ) -> None:
     sink = await scripted()
     await sink.stop()
-    client = UdSink(sink.config(startup_timeout_ms=200), metrics=Metrics(), name="fallback")
+    client = UserSinkClient(sink.config(startup_timeout_ms=200), metrics=Metrics(), name="fallback")
     with pytest.raises(SinkError) as err:
         await client.start()
     assert f"fallback sink at {sink.socket_path}" in str(err.value)

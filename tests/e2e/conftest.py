@@ -61,6 +61,24 @@ CONTROLLERS = (
     "root-ca-certificate-publisher-controller",
 )
 LOG_TAIL_LINES = 40
+# What the API server's audit log keeps: every request made as a ServiceAccount (the operators
+# the chart installs), writes with their bodies; nothing of the admin, the kubelet or the
+# controllers. tests/e2e/test_privilege.py reads it to compare the verbs the operator used
+# with the ones its role grants.
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {
+            "level": "Request",
+            "userGroups": ["system:serviceaccounts"],
+            "verbs": ["create", "update", "patch"],
+        },
+        {"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
+        {"level": "None"},
+    ],
+}
 
 
 def free_port() -> int:
@@ -117,6 +135,11 @@ class ControlPlane:
     @property
     def kubectl_bin(self) -> Path:
         return self.bin_dir / "kubectl"
+
+    @property
+    def audit_log(self) -> Path:
+        """The API server's audit log (JSON lines): ServiceAccounts' requests, see AUDIT_POLICY."""
+        return self.workdir / "audit.log"
 
     def logs(self) -> str:
         """The last lines of every component's log, for failure messages."""
@@ -343,6 +366,8 @@ def start_control_plane(plane: ControlPlane) -> None:
     tokens = workdir / "tokens.csv"
     tokens.write_text(f'{admin_token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
     sa_key = write_service_account_key(workdir)
+    audit_policy = workdir / "audit-policy.yaml"
+    audit_policy.write_text(yaml.safe_dump(AUDIT_POLICY))
     apiserver = start(
         plane,
         "kube-apiserver",
@@ -370,6 +395,8 @@ def start_control_plane(plane: ControlPlane) -> None:
             "--endpoint-reconciler-type=none",
             "--enable-priority-and-fairness=false",
             "--profiling=false",
+            f"--audit-policy-file={audit_policy}",
+            f"--audit-log-path={plane.audit_log}",
         ],
     )
     wait_until_up(plane, apiserver, f"{server}/readyz", token=admin_token, context=unverified_tls())

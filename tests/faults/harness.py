@@ -13,24 +13,17 @@ import asyncio
 import contextlib
 import os
 import random
-import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-from udsink_cli.lifeline import tied_to_parent
-
-from sink_runtime.config import KafkaSourceConfig, RuntimeConfig, UdSinkConfig, constants
-from tests.support.kafka_broker import KafkaBroker, free_port
-from tests.support.sink_process import ROOT, SinkProcess
+from sink_runtime.config import KafkaSourceConfig, RuntimeConfig, UserSinkConfig
+from tests.support.dataplane_process import DataPlaneProcess
+from tests.support.kafka_broker import KafkaBroker
+from tests.support.sink_process import SinkProcess
 
 FAULT_SINK = Path(__file__).parent / "fault_sink.py"
 # Seeded so a failing run can be replayed: UDSINK_FAULT_SEED=<seed printed in the failure>.
@@ -39,95 +32,6 @@ SEED = int(os.environ.get("UDSINK_FAULT_SEED", "20261125"))
 
 def rng(test_name: str) -> random.Random:
     return random.Random(f"{SEED}:{test_name}")
-
-
-@dataclass
-class DataPlaneProcess:
-    """`python -m sink_runtime.dataplane --config <file>`, as the runtime container runs it."""
-
-    workdir: Path
-    config: RuntimeConfig
-    name: str = "dp"
-    proc: subprocess.Popen[bytes] | None = None
-    port: int = field(default_factory=free_port)
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / f"{self.name}.log"
-
-    def start(self) -> None:
-        obs = self.config.observability.model_copy(
-            update={"metrics_host": "127.0.0.1", "metrics_port": self.port, "log_format": "text"}
-        )
-        config = self.config.model_copy(update={"observability": obs})
-        path = self.workdir / f"{self.name}.json"
-        path.write_text(config.to_json())
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                tied_to_parent(
-                    [sys.executable, "-m", "sink_runtime.dataplane", "--config", str(path)],
-                    env=env,
-                ),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-            )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def get(self, path: str) -> tuple[int, str]:
-        """One GET on the data plane's HTTP port: (status, body); (0, error) when unanswered."""
-        url = f"http://127.0.0.1:{self.port}{path}"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                return answer.status, answer.read().decode()
-        except urllib.error.HTTPError as err:
-            return err.code, err.read().decode()
-        except (urllib.error.URLError, OSError) as err:
-            return 0, str(err)
-
-    def metric(self, name: str, **labels: str) -> float:
-        status, body = self.get(constants.METRICS_PATH)
-        if status != 200:
-            return float("nan")
-        total = 0.0
-        for family in text_string_to_metric_families(body):
-            for sample in family.samples:
-                if sample.name == name and all(
-                    sample.labels.get(k) == v for k, v in labels.items()
-                ):
-                    total += sample.value
-        return total
-
-    def signal(self, sig: signal.Signals) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    def wait(self, timeout_s: float) -> int | None:
-        """The exit code, or None when still running after `timeout_s`."""
-        assert self.proc is not None
-        try:
-            return self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self) -> None:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-    def describe(self) -> str:
-        tail = "\n".join(self.log().splitlines()[-60:])
-        return f"data plane {self.name} (seed {SEED}); last log lines:\n{tail}"
 
 
 @dataclass
@@ -142,8 +46,8 @@ class FaultSinkProcess:
     def record_path(self) -> Path:
         return self.directory / "delivered.txt"
 
-    def config(self, **overrides: Any) -> UdSinkConfig:
-        return UdSinkConfig.for_container("udsink", str(self.directory)).model_copy(
+    def config(self, **overrides: Any) -> UserSinkConfig:
+        return UserSinkConfig.for_container("udsink", str(self.directory)).model_copy(
             update={"startup_timeout_ms": 30_000, **overrides}
         )
 
@@ -184,7 +88,7 @@ async def fault_sink(directory: Path, *args: str) -> AsyncIterator[FaultSinkProc
 
 @contextlib.contextmanager
 def data_plane(workdir: Path, config: RuntimeConfig, name: str = "dp") -> Any:
-    dp = DataPlaneProcess(workdir, config, name)
+    dp = DataPlaneProcess(workdir, config, name, context=f"seed {SEED}")
     dp.start()
     try:
         yield dp
@@ -196,7 +100,7 @@ def kafka_config(
     broker: KafkaBroker,
     topic: str,
     group: str,
-    sink: UdSinkConfig,
+    sink: UserSinkConfig,
     *,
     batch: int = 100,
     consumer: dict[str, str] | None = None,

@@ -93,7 +93,7 @@ async def test_broker_outages_never_deadlock_and_numbers_tell_the_truth(
             acked = dp.metric("udsink_acked_total")
             assert acked <= produced, f"acked {acked} > {produced} produced\n{dp.describe()}"
             # SIGTERM after the storm: a clean, prompt exit.
-            dp.signal(signal.SIGTERM)
+            dp.send_signal(signal.SIGTERM)
             assert dp.wait(30) == 0, dp.describe()
             assert "did not finish within" not in dp.log(), dp.describe()
 
@@ -111,7 +111,7 @@ async def test_sigterm_during_a_broker_outage_exits(
             await eventually(lambda: len(sink.ids()) > 100, 60, "flowing", dp.describe)
             broker.kill()
             await asyncio.sleep(2)
-            dp.signal(signal.SIGTERM)
+            dp.send_signal(signal.SIGTERM)
             code = dp.wait(40)
             broker.start()
             assert code is not None, f"still running 40 s after SIGTERM\n{dp.describe()}"
@@ -145,7 +145,7 @@ async def test_a_hung_sink_with_sigterm_exits_and_commits_nothing_unhandled(
     ) as sc:
         await eventually(lambda: len(sc.sink.ids()) == 100, 60, "first batch", sc.dp.describe)
         await asyncio.sleep(1)
-        sc.dp.signal(signal.SIGTERM)
+        sc.dp.send_signal(signal.SIGTERM)
         assert sc.dp.wait(30) is not None, sc.dp.describe()
         sc.assert_commits_covered()
 

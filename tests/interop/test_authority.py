@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sink_runtime.dataplane.metrics import Metrics
-from sink_runtime.dataplane.sinks.udsink import UdSink
+from sink_runtime.dataplane.sinks.udsink import UserSinkClient
 from sink_runtime.types import Datum, Status
 from tests.interop.conftest import StartSink
 
@@ -24,7 +24,7 @@ async def test_client_reaches_rust_sdk_sink(
     unmodified_sink: StartSink, sock_dir: Path, container_type: str
 ) -> None:
     sink = await unmodified_sink("rust", container_type, sock_dir)  # type: ignore[arg-type]
-    client = UdSink(sink.config, metrics=Metrics(), name=container_type)
+    client = UserSinkClient(sink.config, metrics=Metrics(), name=container_type)
     try:
         await client.start()
         datums = [

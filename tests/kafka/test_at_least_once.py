@@ -41,9 +41,14 @@ from sink_runtime.config import (
     constants,
 )
 from sink_runtime.types import Datum, Response, Status
-from tests.dataplane.recording_sink import RecordingSink
-from tests.kafka.test_dataplane_kafka import WAIT_S, DataPlaneProcess, wait_committed
+from tests.support.dataplane_process import (
+    WAIT_S,
+    DataPlaneProcess,
+    start_data_plane,
+    wait_committed,
+)
 from tests.support.kafka_broker import KafkaBroker, Record
+from tests.support.recording_sink import RecordingSink
 
 pytestmark = pytest.mark.kafka
 
@@ -216,20 +221,20 @@ async def test_random_failures_and_kills_lose_nothing(
     span = (MESSAGES * 0.9 - 500) / KILLS
     kill_points = [int(500 + span * k + rng.uniform(0, span * 0.8)) for k in range(KILLS)]
     kills: list[Kill] = []
-    dp = DataPlaneProcess(config, tmp_path)
+    dp = start_data_plane(tmp_path, config)
     try:
         for point in kill_points:
             await wait_deliveries(recorder, point, dp)
             # Land anywhere: mid sink call, mid fallback write, mid commit.
             await asyncio.sleep(rng.uniform(0.0, 0.05))
-            await dp.stop(signal.SIGKILL)
+            await dp.stopped(signal.SIGKILL)
             committed = await asyncio.to_thread(kafka_broker.committed, group, topic)
             pending = in_flight_at_kill(recorder, committed)  # before the restart
             kills.append(Kill(point, committed, pending, frozenset(answers.ok_counts())))
-            dp = DataPlaneProcess(config, tmp_path)
+            dp = start_data_plane(tmp_path, config)
         await wait_committed(kafka_broker, group, topic, dp)
     finally:
-        code = await dp.stop()
+        code = await dp.stopped()
     assert code == 0, dp.log()[-4000:]
     assert len(kills) == KILLS
 
@@ -330,12 +335,12 @@ async def test_drop_policy_counts_drops_and_delivers_the_rest(
         ),
         observability=ObservabilityConfig(metrics_port=0, metrics_host="127.0.0.1"),
     )
-    dp = DataPlaneProcess(config, tmp_path)
+    dp = start_data_plane(tmp_path, config)
     try:
         await wait_committed(kafka_broker, group, topic, dp)
         metrics = await asyncio.to_thread(read_metrics, dp)
     finally:
-        code = await dp.stop()
+        code = await dp.stopped()
     assert code == 0, dp.log()[-4000:]
 
     assert metric(metrics, 'udsink_dropped_total{reason="retries-exhausted"}') == len(doomed)

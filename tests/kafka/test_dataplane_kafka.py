@@ -9,10 +9,7 @@ offsets as the broker reports them, and the records in the fallback topic.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -30,13 +27,15 @@ from sink_runtime.config import (
     RuntimeConfig,
 )
 from sink_runtime.types import Datum, Response
-from tests.dataplane.recording_sink import Answer, RecordingSink, SdkSink, ok
+from tests.support.dataplane_process import (
+    WAIT_S,
+    start_data_plane,
+    wait_committed,
+)
 from tests.support.kafka_broker import KafkaBroker
+from tests.support.recording_sink import Answer, RecordingSink, SdkSink, ok
 
 pytestmark = pytest.mark.kafka
-
-REPO = Path(__file__).resolve().parents[2]
-WAIT_S = 90.0
 
 
 @pytest.fixture
@@ -66,54 +65,6 @@ def _config(
         "shutdown_grace_ms": 10_000,
     }
     return RuntimeConfig(**(options | overrides))
-
-
-class DataPlaneProcess:
-    """`python -m sink_runtime.dataplane --config FILE`, its log in a file."""
-
-    def __init__(self, config: RuntimeConfig, workdir: Path) -> None:
-        self.config_path = workdir / "config.json"
-        self.config_path.write_text(config.to_json())
-        self.log_path = workdir / f"dataplane-{uuid.uuid4().hex[:6]}.log"
-        self._log = self.log_path.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sink_runtime.dataplane", "--config", str(self.config_path)],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    async def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            code = await asyncio.to_thread(self.proc.wait, 30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        self._log.close()
-        return code
-
-
-async def wait_committed(
-    broker: KafkaBroker, group: str, topic: str, proc: DataPlaneProcess
-) -> None:
-    """Until the group's committed offsets reach the end of every partition."""
-    end = await asyncio.to_thread(broker.end_offsets, topic)
-    deadline = time.monotonic() + WAIT_S
-    committed: dict[int, int] = {}
-    while time.monotonic() < deadline:
-        committed = await asyncio.to_thread(broker.committed, group, topic)
-        if committed == end:
-            return
-        if proc.proc.poll() is not None:
-            raise AssertionError(f"data plane exited ({proc.proc.returncode}):\n{proc.log()}")
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"committed {committed}, end {end} after {WAIT_S}s:\n{proc.log()[-4000:]}")
 
 
 def produce(broker: KafkaBroker, topic: str, count: int) -> list[str]:
@@ -159,11 +110,11 @@ async def test_kafka_to_user_sink_routes_and_commits(
         sink,
         fallback=KafkaSinkConfig(brokers=[kafka_broker.bootstrap], topic=dlq),
     )
-    dp = DataPlaneProcess(config, tmp_path)
+    dp = start_data_plane(tmp_path, config)
     try:
         await wait_committed(kafka_broker, group, topic, dp)
     finally:
-        code = await dp.stop()
+        code = await dp.stopped()
     assert code == 0, dp.log()
 
     rec = sink.recorder
@@ -209,20 +160,20 @@ async def test_killed_and_restarted_data_plane_loses_nothing(
         config={"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"},
     )
     config = _config(kafka_broker, topic, group, sink, source=source)
-    first = DataPlaneProcess(config, tmp_path)
+    first = start_data_plane(tmp_path, config)
     deadline = time.monotonic() + WAIT_S
     while len(sink.recorder.ids) < 300 and time.monotonic() < deadline:
         assert first.proc.poll() is None, first.log()
         await asyncio.sleep(0.02)
-    await first.stop(signal.SIGKILL)
+    await first.stopped(signal.SIGKILL)
     before = await asyncio.to_thread(kafka_broker.committed, group, topic)
     assert sum(before.values()) < len(ids)
 
-    second = DataPlaneProcess(config, tmp_path)
+    second = start_data_plane(tmp_path, config)
     try:
         await wait_committed(kafka_broker, group, topic, second)
     finally:
-        assert await second.stop() == 0, second.log()
+        assert await second.stopped() == 0, second.log()
     received = sink.recorder.ids
     assert set(received) == set(ids)  # nothing lost
     duplicates = len(received) - len(set(received))

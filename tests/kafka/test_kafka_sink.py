@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from sink_runtime.config import KafkaSinkConfig, KafkaSourceConfig, KeyHeadersConfig
-from sink_runtime.dataplane.endpoints import SinkError
 from sink_runtime.dataplane.metrics import Metrics
+from sink_runtime.dataplane.protocols import SinkError
 from sink_runtime.dataplane.sinks.kafka import KafkaSink
 from sink_runtime.dataplane.sources.kafka import KafkaSource
 from sink_runtime.types import Datum, Status

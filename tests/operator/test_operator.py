@@ -270,6 +270,31 @@ async def test_missing_secret_blocks_until_it_appears(emulator: ApplyingEmulator
     } in (runtime["volumeMounts"])
 
 
+async def test_secret_check_off_reads_no_secret_and_builds_anyway(
+    emulator: ApplyingEmulator,
+) -> None:
+    # The same spec as above, whose Secret does not exist: with the check off the operator
+    # never asks for it, builds the children, and says in ConfigValid what it did not check.
+    options = handlers.OperatorOptions(sidecars="native", check_secrets=False)
+    async with running_operator(emulator, options):
+        await create(emulator, UDSINK_PATH, udsink_object(**NEEDS_KAFKA_CA))
+        deployment = await eventually(lambda: stored(emulator, DEPLOYMENTS, "orders"))
+        await eventually(lambda: _status(emulator).get("phase") == constants.PHASE_PENDING)
+        await settle(emulator)
+
+    valid = _condition(stored(emulator, UDSINKS, "orders"), "ConfigValid")
+    assert valid["status"] == "True"
+    assert "referenced Secrets were not checked" in valid["message"]
+    assert "--no-secret-check" in valid["message"]
+    assert not [r.url.path for r in list(emulator) if "/secrets" in r.url.path]
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "secret-kafka-ca", "secret": {"secretName": "kafka-ca"}} in [
+        {"name": v["name"], "secret": {"secretName": v["secret"]["secretName"]}}
+        for v in volumes
+        if "secret" in v
+    ]
+
+
 async def test_invalid_update_leaves_children_untouched(emulator: ApplyingEmulator) -> None:
     async with running_operator(emulator):
         await create(emulator, UDSINK_PATH, udsink_object())

@@ -6,12 +6,10 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
 import aiohttp
-import yaml
 
 from tests.operator.emulated import (
     NAMESPACE,
@@ -22,29 +20,8 @@ from tests.operator.emulated import (
     stored,
     udsink_object,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def kubeconfig(path: Path, server: str, token: str) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "emu", "cluster": {"server": server}}],
-                "users": [{"name": "tester", "user": {"token": token}}],
-                "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "tester"}}],
-                "current-context": "emu",
-            }
-        )
-    )
-    return path
+from tests.support.kubeconfig import write_kubeconfig
+from tests.support.ports import free_port
 
 
 async def becomes_healthy(url: str, within: float = 15.0) -> bool:
@@ -65,7 +42,9 @@ async def becomes_healthy(url: str, within: float = 15.0) -> bool:
 async def test_operator_command_runs_against_a_cluster(
     emulator: ApplyingEmulator, tmp_path: Path
 ) -> None:
-    config = kubeconfig(tmp_path / "kubeconfig", str(emulator.url).rstrip("/"), "s3cr3t-token")
+    config = write_kubeconfig(
+        tmp_path / "kubeconfig", str(emulator.url).rstrip("/"), "tester", "s3cr3t-token"
+    )
     liveness = f"http://127.0.0.1:{free_port()}/healthz"
     metrics_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}

@@ -19,7 +19,7 @@ from tests.operator.emulated import (
     settle,
     udsink_object,
 )
-from tests.support.kafka_broker import free_port
+from tests.support.ports import free_port
 from tests.support.prometheus import scrape
 
 

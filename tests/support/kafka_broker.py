@@ -21,7 +21,6 @@ import logging
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -34,6 +33,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from udsink_cli.lifeline import tied_to_parent
+
+from tests.support.ports import free_port
 
 POM = Path(__file__).parent / "kafka" / "pom.xml"
 READY_TIMEOUT_S = 90.0
@@ -109,12 +110,6 @@ def ensure_jars(pom: Path = POM) -> Path:
         staging.rename(libs)
         done.write_text(version + "\n")
     return libs
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cluster_id() -> str:

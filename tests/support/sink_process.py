@@ -108,7 +108,7 @@ class SinkProcess:
 
 @asynccontextmanager
 async def sink_process(
-    script: str | Path, directory: str, **options: object
+    script: str | Path, directory: str | Path, **options: object
 ) -> AsyncIterator[SinkProcess]:
     sink = SinkProcess(script, directory, **options)  # type: ignore[arg-type]
     try:

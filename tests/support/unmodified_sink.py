@@ -24,7 +24,7 @@ from pathlib import Path
 from udsink_cli.isolation import PrivateRunDir, private_run_dir
 from udsink_cli.lifeline import tied_to_parent
 
-from sink_runtime.config import UdSinkConfig, constants
+from sink_runtime.config import UserSinkConfig, constants
 from sink_runtime.serverinfo import ServerInfo, ServerInfoError, read_server_info
 
 LINE_PREFIX = "INTEROP "
@@ -57,7 +57,7 @@ class UnmodifiedSink:
         self.socket_dir = socket_dir
         self.log_path = log_path
         self.container_type = container_type
-        self.config = UdSinkConfig.for_container(container_type, socket_dir=str(socket_dir))
+        self.config = UserSinkConfig.for_container(container_type, socket_dir=str(socket_dir))
         self.proc: subprocess.Popen[bytes] | None = None
         self._wrapped: PrivateRunDir | None = None
 

@@ -17,7 +17,7 @@ from sink_runtime.config import (
     KafkaSinkConfig,
     KafkaSourceConfig,
     LogSinkConfig,
-    UdSinkConfig,
+    UserSinkConfig,
     parse_config,
 )
 from sink_runtime.config import constants as rc
@@ -163,7 +163,7 @@ def test_runtime_config_defaults() -> None:
     assert config.source.consumer_group == "shop.orders"
     assert config.source.start_offset == "earliest"
     assert (config.batch.size, config.batch.timeout_ms) == (500, 1000)
-    assert isinstance(config.sink, UdSinkConfig)
+    assert isinstance(config.sink, UserSinkConfig)
     assert config.sink.socket_path == f"{rc.SOCKET_DIR}/sink.sock"
     assert config.sink.server_info_path == f"{rc.SOCKET_DIR}/sinker-server-info"
     assert config.sink.startup_timeout_ms == 120_000

@@ -14,14 +14,14 @@ from hypothesis import strategies as st
 from sink_runtime import Datum, Message, Metadata, Response, Status
 from sink_runtime.codec import (
     add_results,
-    datum_to_request,
     request_to_datum,
     requests_to_datums,
     response_to_result,
-    responses_to_results,
     result_to_response,
 )
 from sink_runtime.proto import batch_pb2, sink_pb2
+from tests.support.sink_wire import datum_to_request
+from tests.support.strategies import datums, wire_text
 
 T1 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 T0 = datetime(2024, 5, 1, 11, 59, tzinfo=UTC)
@@ -146,7 +146,7 @@ def test_result_fields_on_the_wire() -> None:
 def test_add_results_equals_one_by_one_encoding() -> None:
     out = sink_pb2.SinkResponse()
     add_results(out.results, ALL_RESPONSES)
-    assert list(out.results) == responses_to_results(ALL_RESPONSES)
+    assert list(out.results) == [response_to_result(r) for r in ALL_RESPONSES]
 
 
 def test_an_unknown_status_number_is_named() -> None:
@@ -156,33 +156,17 @@ def test_an_unknown_status_number_is_named() -> None:
         result_to_response(wire)
 
 
-text = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
 times = st.datetimes(
     min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
 )
 
 
-@given(
-    id=text,
-    value=st.binary(max_size=64),
-    keys=st.lists(text, max_size=3),
-    event_time=times,
-    watermark=times,
-    headers=st.dictionaries(text, text, max_size=3),
-)
-def test_any_datum_round_trips(
-    id: str,
-    value: bytes,
-    keys: list[str],
-    event_time: datetime,
-    watermark: datetime,
-    headers: dict[str, str],
-) -> None:
-    d = Datum(id, value, tuple(keys), event_time, watermark, headers)
+@given(datums(value_size=64, times=times))
+def test_any_datum_round_trips(d: Datum) -> None:
     assert request_to_datum(datum_to_request(d)) == d
 
 
-@given(st.sampled_from(list(Status)), text, st.binary(max_size=8), st.integers(0, 2**32 - 1))
+@given(st.sampled_from(list(Status)), wire_text, st.binary(max_size=8), st.integers(0, 2**32 - 1))
 def test_any_response_round_trips(status: Status, err: str, payload: bytes, n: int) -> None:
     match status:
         case Status.SERVE:

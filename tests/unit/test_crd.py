@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
-from udsink_operator import api, cli, constants, crd
+from udsink_cli import generate
+from udsink_operator import api, constants, crd
 
 from tests.support.kube_schemas import check_manifest, crd_violations
 
@@ -36,7 +37,7 @@ def test_chart_copy_is_identical() -> None:
 def test_udsink_crd_command_prints_the_committed_file() -> None:
     out = io.StringIO()
     with redirect_stdout(out):
-        assert cli.crd_main([]) == 0
+        assert generate.crd_main([]) == 0
     assert out.getvalue() == COMMITTED.read_text()
 
 

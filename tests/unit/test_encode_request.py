@@ -9,37 +9,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from hypothesis import given
-from hypothesis import strategies as st
 
-from sink_runtime import Datum, Metadata
-from sink_runtime.codec import datum_to_request, encode_request, request_to_datum
-from sink_runtime.proto import sink_pb2
+from sink_runtime import Datum, Metadata, codec
+from sink_runtime.codec import encode_request, request_to_datum
+from sink_runtime.proto import batch_pb2, sink_pb2
+from tests.support.sink_wire import datum_to_request
+from tests.support.strategies import datums
 
 Request = sink_pb2.SinkRequest.Request
 T1 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
-text = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
-# The whole datetime range: the earliest and latest times have the longest wire encoding.
-times = st.datetimes(timezones=st.just(UTC))
 
-
-@given(
-    id=text,
-    value=st.binary(max_size=300),
-    keys=st.lists(text, max_size=3),
-    event_time=times,
-    watermark=times,
-    headers=st.dictionaries(text, text, max_size=3),
-)
-def test_any_datum_encodes_to_the_request_datum_to_request_builds(
-    id: str,
-    value: bytes,
-    keys: list[str],
-    event_time: datetime,
-    watermark: datetime,
-    headers: dict[str, str],
-) -> None:
-    d = Datum(id, value, tuple(keys), event_time, watermark, headers)
+@given(datums())
+def test_any_datum_encodes_to_the_request_datum_to_request_builds(d: Datum) -> None:
     parsed = Request.FromString(encode_request(d))
     assert parsed == datum_to_request(d)
     assert request_to_datum(parsed) == d
@@ -59,3 +41,10 @@ def test_a_decoded_datum_is_re_encoded_from_its_own_request() -> None:
     original.event_time.FromDatetime(T1)
     d = request_to_datum(Request.FromString(original.SerializeToString()))
     assert Request.FromString(encode_request(d)) == original
+
+
+def test_one_request_encoding_serves_both_enclosing_messages() -> None:
+    # The data plane encodes each request once, as field REQUEST_TAG: a sink.v1 SinkRequest
+    # and an entry of SinkBatch.requests must therefore start with the same tag.
+    assert codec.length_delimited_tag(batch_pb2.SinkBatch, "requests") == codec.REQUEST_TAG
+    assert bytes(((1 << 3) | 2,)) == codec.REQUEST_TAG

@@ -15,19 +15,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sink_runtime import Datum
-from sink_runtime.codec import datum_to_request, encode_request
+from sink_runtime.codec import encode_request
 from sink_runtime.dataplane.sources import kafka_record
-from sink_runtime.dataplane.sources.kafka_record import EPOCH, record_datum
+from sink_runtime.dataplane.sources.kafka_record import record_datum
 from sink_runtime.proto import sink_pb2
+from sink_runtime.types import EPOCH
+from tests.support.sink_wire import datum_to_request
+from tests.support.strategies import wire_text
 
 Request = sink_pb2.SinkRequest.Request
 
-text = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
 # Header values as Kafka carries them: any bytes (valid UTF-8 or not, short or long) or null.
 header_values = st.one_of(
     st.none(),
     st.binary(max_size=8),
-    text.map(str.encode),
+    wire_text.map(str.encode),
     st.binary(min_size=250, max_size=300),
 )
 # Kafka timestamps are milliseconds; the source turns them into UTC datetimes.
@@ -48,11 +50,11 @@ def expected_datum(
 
 
 @given(
-    datum_id=text,
+    datum_id=wire_text,
     value=st.binary(max_size=300),
-    keys=st.lists(text, max_size=3),
+    keys=st.lists(wire_text, max_size=3),
     event_time=event_times,
-    raw=st.dictionaries(text, header_values, max_size=4),
+    raw=st.dictionaries(wire_text, header_values, max_size=4),
 )
 def test_a_record_datum_is_the_datum_and_encodes_to_its_request(
     datum_id: str,

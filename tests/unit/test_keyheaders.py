@@ -1,4 +1,4 @@
-"""KeyHeaders codec: exact round trips, precedence, and malformed input never crashing."""
+"""KeyHeaderCodec codec: exact round trips, precedence, and malformed input never crashing."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sink_runtime.dataplane.keyheaders import (
-    KeyHeaders,
+    KeyHeaderCodec,
     KeysFound,
     MalformedKeyHeaders,
     NoKeyHeaders,
@@ -24,20 +24,20 @@ key_lists = st.lists(
     max_size=12,
 )
 header_maps = st.dictionaries(key_text, key_text, max_size=8)
-LAYOUTS = [KeyHeaders("split"), KeyHeaders("single"), KeyHeaders("single", "x-keys")]
+LAYOUTS = [KeyHeaderCodec("split"), KeyHeaderCodec("single"), KeyHeaderCodec("single", "x-keys")]
 
 
 @pytest.mark.parametrize("codec", LAYOUTS, ids=["split", "single", "single-custom"])
 @given(keys=key_lists, other=header_maps)
-def test_round_trip_is_exact(codec: KeyHeaders, keys: list[str], other: dict[str, str]) -> None:
+def test_round_trip_is_exact(codec: KeyHeaderCodec, keys: list[str], other: dict[str, str]) -> None:
     headers = codec.record_headers(keys, other)
     assert codec.decode(headers) == KeysFound(tuple(keys))
     # The reader need not know which layout the writer used.
-    assert KeyHeaders("split", codec.keys_header).decode(headers) == KeysFound(tuple(keys))
+    assert KeyHeaderCodec("split", codec.keys_header).decode(headers) == KeysFound(tuple(keys))
 
 
 def test_split_layout_is_numaflows() -> None:
-    assert KeyHeaders("split").encode(["a", "b:c"]) == {
+    assert KeyHeaderCodec("split").encode(["a", "b:c"]) == {
         "__key_len": "2",
         "__key_0": "a",
         "__key_1": "b:c",
@@ -45,19 +45,19 @@ def test_split_layout_is_numaflows() -> None:
 
 
 def test_single_layout_is_one_json_array() -> None:
-    headers = KeyHeaders("single").encode(["a", "b:c", "ü"])
+    headers = KeyHeaderCodec("single").encode(["a", "b:c", "ü"])
     assert headers == {"__keys": '["a", "b:c", "ü"]'}
     assert json.loads(headers["__keys"]) == ["a", "b:c", "ü"]
 
 
 def test_no_keys_round_trips_as_zero_keys() -> None:
-    assert KeyHeaders("split").encode([]) == {"__key_len": "0"}
-    assert KeyHeaders("split").decode({"__key_len": "0"}) == KeysFound(())
-    assert KeyHeaders("single").decode({"__keys": "[]"}) == KeysFound(())
+    assert KeyHeaderCodec("split").encode([]) == {"__key_len": "0"}
+    assert KeyHeaderCodec("split").decode({"__key_len": "0"}) == KeysFound(())
+    assert KeyHeaderCodec("single").decode({"__keys": "[]"}) == KeysFound(())
 
 
 def test_none_layout_writes_nothing_and_passes_headers_through() -> None:
-    codec = KeyHeaders("none")
+    codec = KeyHeaderCodec("none")
     assert codec.encode(["a"]) == {}
     headers = codec.record_headers(["a"], {"__key_len": "1", "__key_0": "old", "x": "1"})
     assert headers == {"__key_len": "1", "__key_0": "old", "x": "1"}
@@ -65,18 +65,18 @@ def test_none_layout_writes_nothing_and_passes_headers_through() -> None:
 
 def test_key_headers_win_and_stale_key_headers_are_dropped() -> None:
     message = {"__key_len": "3", "__key_0": "o0", "__key_2": "o2", "__keys": "[]", "x": "m"}
-    headers = KeyHeaders("split").record_headers(
+    headers = KeyHeaderCodec("split").record_headers(
         ["k"], message, static={"x": "s", "__key_0": "static", "team": "t"}
     )
     # static wins over the message's own header; key headers win over both; stale ones go.
     assert headers == {"x": "s", "team": "t", "__key_len": "1", "__key_0": "k"}
 
-    single = KeyHeaders("single").record_headers(["k"], message)
+    single = KeyHeaderCodec("single").record_headers(["k"], message)
     assert single == {"x": "m", "__keys": '["k"]'}
 
 
 def test_propagate_false_keeps_only_static_and_key_headers() -> None:
-    headers = KeyHeaders("split").record_headers(
+    headers = KeyHeaderCodec("split").record_headers(
         ["k"], {"x": "m"}, propagate=False, static={"s": "1"}
     )
     assert headers == {"s": "1", "__key_len": "1", "__key_0": "k"}
@@ -90,7 +90,7 @@ def test_record_key_joins_with_separator() -> None:
 
 
 def test_absent_key_headers() -> None:
-    assert KeyHeaders().decode({"x": "1", "__key_0": "a"}) == NoKeyHeaders()
+    assert KeyHeaderCodec().decode({"x": "1", "__key_0": "a"}) == NoKeyHeaders()
 
 
 @pytest.mark.parametrize(
@@ -109,7 +109,7 @@ def test_absent_key_headers() -> None:
     ],
 )
 def test_malformed_key_headers_name_the_header(headers: dict[str, str], reason: str) -> None:
-    decoded = KeyHeaders().decode(headers)
+    decoded = KeyHeaderCodec().decode(headers)
     assert isinstance(decoded, MalformedKeyHeaders)
     assert reason in decoded.reason
 
@@ -122,7 +122,7 @@ def test_malformed_key_headers_name_the_header(headers: dict[str, str], reason: 
     )
 )
 def test_decode_never_raises(headers: dict[str, str]) -> None:
-    decoded = KeyHeaders().decode(headers)
+    decoded = KeyHeaderCodec().decode(headers)
     assert isinstance(decoded, KeysFound | NoKeyHeaders | MalformedKeyHeaders)
 
 
@@ -134,7 +134,7 @@ def test_decode_never_raises(headers: dict[str, str]) -> None:
 def test_split_decode_is_total(n: int, values: list[str], raw_len: str) -> None:
     headers = {f"__key_{i}": v for i, v in enumerate(values[:n])}
     headers["__key_len"] = raw_len
-    decoded = KeyHeaders().decode(headers)
+    decoded = KeyHeaderCodec().decode(headers)
     if raw_len.isascii() and raw_len.isdigit() and int(raw_len) <= min(n, len(values)):
         assert decoded == KeysFound(tuple(values[: int(raw_len)]))
     else:

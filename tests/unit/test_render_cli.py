@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from udsink_operator import cli
+from udsink_cli import operator_cmd
+from udsink_cli.render import render_main
 
 from tests.support.kube_schemas import check_manifest
 
@@ -17,7 +18,7 @@ EXAMPLES = sorted(ROOT.glob("examples/*/udsink.yaml"))
 
 def render(argv: list[str]) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = cli.render_main(argv, out=out, err=err)
+    code = render_main(argv, out=out, err=err)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -102,7 +103,7 @@ def test_render_yaml_error_points_into_the_file(tmp_path: Path) -> None:
 
 
 def test_operator_needs_to_know_where_to_watch() -> None:
-    parser = cli._operator_parser()
+    parser = operator_cmd.operator_parser()
     with pytest.raises(SystemExit):
         parser.parse_args([])
     with pytest.raises(SystemExit):
@@ -114,11 +115,11 @@ def test_operator_needs_to_know_where_to_watch() -> None:
 
 
 def test_operator_defaults() -> None:
-    args = cli._operator_parser().parse_args(["-A"])
+    args = operator_cmd.operator_parser().parse_args(["-A"])
     assert args.peering == "udsink-operator"
     assert args.standalone is False
     assert args.log_format == "json"
     assert args.sidecars == "auto"
     assert args.liveness == "http://0.0.0.0:8080/healthz"
     with pytest.raises(SystemExit):
-        cli._operator_parser().parse_args(["-A", "--standalone", "--peering", "x"])
+        operator_cmd.operator_parser().parse_args(["-A", "--standalone", "--peering", "x"])

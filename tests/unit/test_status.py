@@ -6,7 +6,7 @@ import datetime
 from typing import Any
 
 import pytest
-from udsink_operator import constants, status
+from udsink_operator import api, status
 
 T0 = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
 T1 = T0 + datetime.timedelta(minutes=5)
@@ -243,10 +243,19 @@ def test_validity_recorded_in_status() -> None:
     )
     assert status.validity_from_status(derive(dep=deployment())) == status.Validity.ok()
     assert status.validity_from_status(None) == status.Validity.ok()
+    # What a valid spec's check covered survives a status refresh from a Deployment event.
+    unchecked = status.Validity.ok(status.SPEC_VALID_SECRETS_UNCHECKED)
+    recorded = derive(unchecked, dep=deployment())
+    config_valid = [c for c in recorded["conditions"] if c["type"] == "ConfigValid"]
+    assert [c["message"] for c in config_valid] == [status.SPEC_VALID_SECRETS_UNCHECKED]
+    assert status.validity_from_status(recorded) == unchecked
 
 
-def test_condition_lookup() -> None:
-    result = derive(dep=deployment())
-    ready = status.condition(result, constants.CONDITION_READY)
-    assert ready is not None and ready["status"] == "True"
-    assert status.condition({}, constants.CONDITION_READY) is None
+@pytest.mark.parametrize("kwargs", [c[1] for c in CASES], ids=[c[0] for c in CASES])
+def test_every_status_written_is_the_schema_s_shape(kwargs: dict[str, Any]) -> None:
+    # The status the operator writes (dicts built in status.py) and the CRD's status schema
+    # (api.UDSinkStatus) are two descriptions of one shape: every status must parse as the
+    # model, unknown keys refused, and come back unchanged.
+    result = derive(**kwargs)
+    model = api.UDSinkStatus.model_validate(result)
+    assert model.model_dump(by_alias=True, exclude_none=True, mode="json") == result

@@ -123,7 +123,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["udsink.dev"]
   resources: ["udsinks/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 # Children carry an ownerReference with blockOwnerDeletion; where the
 # OwnerReferencesPermissionEnforcement admission plugin is on (OpenShift, hardened clusters)
 # setting it requires update on the owner's finalizers subresource.
@@ -138,10 +138,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - apiGroups: [""]
   resources: ["configmaps", "services"]
   verbs: ["get", "create", "patch"]
-# Secrets: read only, to check that the keys a UDSink references exist.
+{{- if .Values.secretCheck }}
+# Secrets: read only, to check that the keys a UDSink references exist (secretCheck).
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
+{{- end }}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]

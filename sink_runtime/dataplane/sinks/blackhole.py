@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sink_runtime.dataplane.endpoints import AllSucceeded
+from sink_runtime.dataplane.protocols import AllSucceeded
 from sink_runtime.types import Datum, Response
 
 

@@ -30,8 +30,7 @@ from typing import Any, TypeVar
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from sink_runtime.config import KafkaSinkConfig
-from sink_runtime.dataplane.endpoints import AllSucceeded, SinkError
-from sink_runtime.dataplane.kafka_client import (
+from sink_runtime.dataplane.kafka_settings import (
     DEFAULT_DELIVERY_TIMEOUT_MS,
     ErrorThrottle,
     LibrdkafkaLog,
@@ -39,8 +38,9 @@ from sink_runtime.dataplane.kafka_client import (
     producer_settings,
     redacted,
 )
-from sink_runtime.dataplane.keyheaders import KeyHeaders, record_key
+from sink_runtime.dataplane.keyheaders import KeyHeaderCodec, record_key
 from sink_runtime.dataplane.metrics import Metrics
+from sink_runtime.dataplane.protocols import ON_SUCCESS, PRIMARY, AllSucceeded, SinkError
 from sink_runtime.types import Datum, Response
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ CLOSE_FLUSH_S = 5.0
 # While the local queue is full, how long to serve delivery reports before producing again.
 QUEUE_FULL_POLL_S = 0.1
 # The RuntimeConfig field of each role, for error messages.
-_CONFIG_FIELD = {"primary": "sink", "on_success": "onSuccess"}
+_CONFIG_FIELD = {PRIMARY: "sink", ON_SUCCESS: "onSuccess"}
 
 
 class KafkaSink:
@@ -78,7 +78,7 @@ class KafkaSink:
         self.config = config
         self.metrics = metrics
         self._delivery_timeout_ms = int(delivery_timeout_s * 1000)
-        self._codec = KeyHeaders(config.headers.keys, config.headers.keys_header)
+        self._codec = KeyHeaderCodec(config.headers.keys, config.headers.keys_header)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"kafka-sink-{name}")
         self._settings: dict[str, Any] = {}
         self._producer: Any = None

@@ -37,9 +37,9 @@ import grpc
 from google.protobuf import empty_pb2
 
 from sink_runtime import codec, serverinfo
-from sink_runtime.config import UdSinkConfig
-from sink_runtime.dataplane.endpoints import AllSucceeded, SinkError
+from sink_runtime.config import UserSinkConfig
 from sink_runtime.dataplane.metrics import Metrics
+from sink_runtime.dataplane.protocols import PRIMARY, AllSucceeded, SinkError
 from sink_runtime.proto import batch_pb2, sink_pb2
 from sink_runtime.types import Datum, Response
 
@@ -59,9 +59,6 @@ WRITE_BATCH = "/udsink.v1.BatchSink/WriteBatch"
 # resetting the stream; a plain host name is accepted by every SDK's server.
 SINK_AUTHORITY = "localhost"
 
-# The tag of field 1 with wire type 2 (length-delimited): `request` in SinkRequest and
-# `requests` in SinkBatch.
-_FIELD_1_TAG = b"\x0a"
 _HANDSHAKE = sink_pb2.SinkRequest(handshake=sink_pb2.Handshake(sot=True)).SerializeToString()
 _EOT = sink_pb2.SinkRequest(status=sink_pb2.TransmissionStatus(eot=True)).SerializeToString()
 
@@ -111,15 +108,15 @@ async def _round_trip(call: Any, message: bytes, what: str, closed: str) -> Any:
     return reply
 
 
-class UdSink:
+class UserSinkClient:
     """A user-defined sink reached over gRPC on a Unix socket."""
 
     def __init__(
         self,
-        config: UdSinkConfig,
+        config: UserSinkConfig,
         *,
         metrics: Metrics,
-        name: str = "primary",
+        name: str = PRIMARY,
         max_resends: int = 3,
         reconnect_timeout_s: float = 10.0,
         server_info_poll_s: float = 0.1,
@@ -354,7 +351,7 @@ class UdSink:
         """
         encode, prefix = codec.encode_request, codec.field_prefix
         encoded = [encode(d) for d in datums]
-        prefixes = [prefix(_FIELD_1_TAG, len(e)) for e in encoded]
+        prefixes = [prefix(codec.REQUEST_TAG, len(e)) for e in encoded]
         limit = self.max_message_bytes
         local = [
             self._oversized(d, len(p) + len(e))

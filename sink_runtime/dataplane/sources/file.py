@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sink_runtime.config import FileSourceConfig
-from sink_runtime.dataplane.endpoints import SourceBatch
+from sink_runtime.dataplane.protocols import SourceBatch
 from sink_runtime.types import Datum
 
 ID_PREFIX = "file"

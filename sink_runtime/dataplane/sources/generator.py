@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
-from types import MappingProxyType
 
 from sink_runtime.config import GeneratorSourceConfig
-from sink_runtime.dataplane.endpoints import SourceBatch
-from sink_runtime.types import Datum, trusted_datum
+from sink_runtime.dataplane.protocols import SourceBatch
+from sink_runtime.types import EPOCH, NO_HEADERS, Datum, trusted_datum
 
 ID_PREFIX = "generator"
-_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class GeneratorSource:
@@ -106,7 +103,7 @@ class GeneratorSource:
             did = f"{ID_PREFIX}:{partition}:{offset}"
             stamp = str(seq).encode()
             value = (stamp + filler[len(stamp) :]) if size > len(stamp) else filler
-            datums.append(make(did, value, keys, event_time, _EPOCH, _NO_HEADERS, None))
+            datums.append(make(did, value, keys, event_time, EPOCH, NO_HEADERS, None))
         self._produced += n
         return SourceBatch(datums=datums, token=upto)
 

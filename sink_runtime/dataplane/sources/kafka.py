@@ -59,21 +59,21 @@ from confluent_kafka import TopicPartition as KafkaPartition
 
 from sink_runtime.config import KafkaSourceConfig
 from sink_runtime.config.constants import KEY_LEN_HEADER
-from sink_runtime.dataplane.endpoints import SourceBatch
-from sink_runtime.dataplane.kafka_client import (
+from sink_runtime.dataplane.kafka_settings import (
     ErrorThrottle,
     LibrdkafkaLog,
     consumer_settings,
     redacted,
 )
 from sink_runtime.dataplane.keyheaders import (
-    KeyHeaders,
+    KeyHeaderCodec,
     KeysFound,
     MalformedKeyHeaders,
     NoKeyHeaders,
     key_header_name,
 )
 from sink_runtime.dataplane.metrics import Metrics
+from sink_runtime.dataplane.protocols import SourceBatch
 from sink_runtime.dataplane.sources.kafka_record import (
     RawHeaders,
     RecordDatum,
@@ -157,7 +157,7 @@ class _Decoded:
     not_utf8: frozenset[str] = field(default_factory=frozenset)
 
 
-def decode_headers(raw: Iterable[tuple[str, bytes | None]] | None) -> _Decoded:
+def _headers_for_keys(raw: Iterable[tuple[str, bytes | None]] | None) -> _Decoded:
     """Record headers as text (module doc: UTF-8 with replacement, last value wins), and the
     names whose value was not valid UTF-8."""
     out: dict[str, str] = {}
@@ -301,7 +301,7 @@ class KafkaSource:
         self.config = config
         self.metrics = metrics
         self._where = where
-        self._codec = KeyHeaders(keys_header=config.keys_header)
+        self._codec = KeyHeaderCodec(keys_header=config.keys_header)
         self._owner = ConsumerThread("kafka-source")
         self._consumer: Any = None
         # Written only on the owner thread; read from the loop as whole-object snapshots.
@@ -518,7 +518,7 @@ class KafkaSource:
 
         Runs once per record: the keys are decided here, the headers stay bytes until a sink
         reads them (kafka_record.py); well-formed split key headers take a fast path, anything
-        else goes through `decode_headers` and the codec.
+        else goes through `_headers_for_keys` and the codec.
         """
         headers = msg.headers()
         record_key = msg.key()
@@ -535,7 +535,7 @@ class KafkaSource:
                 if found is not None:
                     keys = found
                 else:
-                    keys, reason = self._keys_from_headers(decode_headers(raw.items()), keys)
+                    keys, reason = self._keys_from_headers(_headers_for_keys(raw.items()), keys)
         ts_type, ts_ms = msg.timestamp()
         event_time = (
             datetime.now(UTC)
@@ -867,4 +867,4 @@ def _names(partitions: list[Any]) -> str:
     return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions)
 
 
-__all__ = ["BatchToken", "KafkaSource", "KafkaSourceError", "decode_headers"]
+__all__ = ["BatchToken", "KafkaSource", "KafkaSourceError"]

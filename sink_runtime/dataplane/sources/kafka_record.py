@@ -11,8 +11,8 @@ rest stays as the record had it:
 - `encoded_request()` writes the `sink.v1` request from the record's own header bytes instead
   of building a protobuf message from decoded text: a header's wire entry (and a key's wire
   field) is the same for every record that carries the same name and value, so small ones
-  come from a cache. The result parses to exactly `codec.datum_to_request(datum)` (a property
-  test holds it to that).
+  come from a cache. The result parses to exactly the request protobuf's own API builds for
+  the datum (a property test holds it to that).
 """
 
 from __future__ import annotations
@@ -24,21 +24,11 @@ from types import MappingProxyType
 from typing import TypeAlias, TypeVar
 
 from sink_runtime import codec
-from sink_runtime.types import Datum
+from sink_runtime.types import EPOCH, NO_HEADERS, Datum, slot_setters
 
 RawHeaders: TypeAlias = Mapping[str, bytes | None]
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
-# Tags (field number << 3 | wire type 2, length-delimited) of SinkRequest.Request's fields
-# (the timestamps' are codec's).
-_KEYS_TAG = b"\x0a"  # repeated string keys = 1
-_VALUE_TAG = b"\x12"  # bytes value = 2
-_ID_TAG = b"\x2a"  # string id = 5
-_HEADERS_TAG = b"\x32"  # map<string, string> headers = 6 (entries: key = 1, value = 2)
-_ENTRY_KEY_TAG = b"\x0a"
-_ENTRY_VALUE_TAG = b"\x12"
 _EPOCH_WATERMARK = codec.timestamp_field(codec.WATERMARK_TAG, EPOCH)
 
 # Wire fields of small header values and keys, by value. Bounded: cleared when full (a
@@ -58,7 +48,7 @@ def header_text(value: bytes | None) -> str:
     return value.decode("utf-8", errors="replace")
 
 
-def decoded_headers(raw: RawHeaders) -> Mapping[str, str]:
+def headers_as_text(raw: RawHeaders) -> Mapping[str, str]:
     """The record's headers as text (read-only)."""
     try:
         return MappingProxyType({name: value.decode() for name, value in raw.items()})  # type: ignore[union-attr]
@@ -73,14 +63,14 @@ def _length_delimited(tag: bytes, payload: bytes) -> bytes:
 def _header_field(name: str, value: bytes | None) -> bytes:
     """One headers map entry as a complete wire field."""
     text = value if value is not None and value.isascii() else header_text(value).encode()
-    entry = _length_delimited(_ENTRY_KEY_TAG, name.encode()) + _length_delimited(
-        _ENTRY_VALUE_TAG, text
+    entry = _length_delimited(codec.ENTRY_KEY_TAG, name.encode()) + _length_delimited(
+        codec.ENTRY_VALUE_TAG, text
     )
-    return _length_delimited(_HEADERS_TAG, entry)
+    return _length_delimited(codec.HEADERS_TAG, entry)
 
 
 def _key_field(key: str) -> bytes:
-    return _length_delimited(_KEYS_TAG, key.encode())
+    return _length_delimited(codec.KEYS_TAG, key.encode())
 
 
 def _remember(cache: dict[_K, bytes], key: _K, field: bytes, size: int) -> bytes:
@@ -134,7 +124,7 @@ class RecordDatum(codec.LazyDatum):
         try:
             return self._headers
         except AttributeError:
-            headers = decoded_headers(self._raw) if self._raw else NO_HEADERS
+            headers = headers_as_text(self._raw) if self._raw else NO_HEADERS
             _set_headers(self, headers)
             return headers
 
@@ -151,9 +141,9 @@ class RecordDatum(codec.LazyDatum):
         id_bytes = self.id.encode()
         value = self.value
         parts = [
-            codec.field_prefix(_ID_TAG, len(id_bytes)),
+            codec.field_prefix(codec.ID_TAG, len(id_bytes)),
             id_bytes,
-            codec.field_prefix(_VALUE_TAG, len(value)),
+            codec.field_prefix(codec.VALUE_TAG, len(value)),
             value,
         ]
         if self.keys:
@@ -169,12 +159,10 @@ class RecordDatum(codec.LazyDatum):
 
 
 _new_object = object.__new__
-_datum_slot = {name: Datum.__dict__[name].__set__ for name in ("id", "value", "keys", "event_time")}
-_set_id, _set_value = _datum_slot["id"], _datum_slot["value"]
-_set_keys, _set_event_time = _datum_slot["keys"], _datum_slot["event_time"]
-_record_slot = {n: RecordDatum.__dict__[n].__set__ for n in ("_raw", "_headers", "_encoded")}
-_set_raw, _set_headers = _record_slot["_raw"], _record_slot["_headers"]
-_set_encoded = _record_slot["_encoded"]
+_set_id, _set_value, _set_keys, _set_event_time = slot_setters(
+    Datum, "id", "value", "keys", "event_time"
+)
+_set_raw, _set_headers, _set_encoded = slot_setters(RecordDatum, "_raw", "_headers", "_encoded")
 
 
 def record_datum(
@@ -191,12 +179,10 @@ def record_datum(
 
 
 __all__ = [
-    "EPOCH",
-    "NO_HEADERS",
     "RawHeaders",
     "RecordDatum",
-    "decoded_headers",
     "header_text",
+    "headers_as_text",
     "record_datum",
     "utc_from_ms",
 ]

@@ -9,9 +9,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, overload
+from typing import Final, Literal, Protocol, TypeAlias, overload
 
 from sink_runtime.types import Datum, Response
+
+# The vocabulary the forwarder, the sinks, the metrics and the CLI share.
+
+# The role a sink plays in one data plane; also the `sink` label of per-sink metrics.
+SinkRole: TypeAlias = Literal["primary", "fallback", "on_success", "serve"]
+PRIMARY: Final = "primary"
+FALLBACK: Final = "fallback"
+ON_SUCCESS: Final = "on_success"
+SERVE: Final = "serve"
+
+# Why a message left the primary sink's path unwritten: the `reason` label of
+# udsink_fallback_total and udsink_dropped_total.
+RouteReason: TypeAlias = Literal["retries-exhausted", "max-deliveries", "fallback-status"]
+RETRIES_EXHAUSTED: Final = "retries-exhausted"  # FAILURE past the retry budget
+MAX_DELIVERIES: Final = "max-deliveries"  # NACKed up to its delivery bound
+FALLBACK_STATUS: Final = "fallback-status"  # the primary answered FALLBACK
+# The reasons onFailure applies to (fallback-status always goes to the fallback sink).
+FAILURE_REASONS: Final[tuple[RouteReason, ...]] = (RETRIES_EXHAUSTED, MAX_DELIVERIES)
+
+
+def exhausted(role: SinkRole) -> str:
+    """The `reason` a secondary sink's messages are dropped for when its retries ran out
+    with onExhausted=log (`fallback-exhausted`, ...)."""
+    return f"{role}-exhausted"
 
 
 @dataclass(slots=True)

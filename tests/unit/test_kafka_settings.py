@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, Producer
 
 from sink_runtime.config import KafkaSinkConfig, KafkaSourceConfig, SaslFiles, TlsFiles
 from sink_runtime.config.constants import KAFKA_OWNED_CONFIG_KEYS
-from sink_runtime.dataplane.kafka_client import (
+from sink_runtime.dataplane.kafka_settings import (
     KafkaSettingsError,
     client_settings,
     consumer_settings,

@@ -8,10 +8,10 @@ delivered, so "fail X twice" or "NACK Z once" is one small function.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from sink_runtime.config import UdSinkConfig
+from sink_runtime.config import UserSinkConfig
 from sink_runtime.server import SinkServer
 from sink_runtime.types import Datum, Response, Responses
 
@@ -61,10 +61,14 @@ class SdkSink:
         self.server = server
         self.recorder = recorder
 
-    def config(self, **overrides: Any) -> UdSinkConfig:
+    def config(self, **overrides: Any) -> UserSinkConfig:
         options: dict[str, Any] = {
             "socket_path": self.server.socket_path,
             "server_info_path": self.server.server_info_path,
             "startup_timeout_ms": 10_000,
         }
-        return UdSinkConfig(**(options | overrides))
+        return UserSinkConfig(**(options | overrides))
+
+
+# What the `sdk_sink` fixture gives: `await sdk_sink(answer_or_recorder, name=...)`.
+SdkFactory = Callable[..., Awaitable[SdkSink]]

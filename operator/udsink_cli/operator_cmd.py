@@ -1,134 +1,22 @@
-"""`udsink operator`, `udsink crd` and `udsink render`: the operator side's commands.
+"""`udsink operator`: run the UDSink Kubernetes operator (kopf) against a cluster.
 
-Argument parsing and output only; everything they print or run comes from the modules that
-own it (`crd.py`, `build.py`, `handlers.py`). `render` needs no cluster, so a reviewer or a
-GitOps pipeline sees exactly the children the operator would apply.
+Argument parsing and start-up only: what the operator does is `udsink_operator.handlers`, its
+API calls `udsink_operator.cluster`. kopf and the Kubernetes client are imported when the
+command runs, so the other commands work without them.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, TextIO
 
-import yaml
+from udsink_operator import constants
 
-from udsink_operator import api, build, constants, crd, yamlout
-
-EXIT_INVALID = 2  # invalid input: the file, its YAML, or a UDSink in it
-
-# --- udsink crd ---
+EXIT_INVALID = 2  # invalid input: a kubeconfig that cannot be used, a port that is taken
 
 
-def crd_main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="udsink crd", description="Print the UDSink CustomResourceDefinition (YAML)."
-    )
-    parser.parse_args(list(argv))
-    sys.stdout.write(crd.render_yaml())
-    return 0
-
-
-# --- udsink render ---
-
-
-class InputError(Exception):
-    """The input cannot be read or parsed; the message names the file."""
-
-
-def _read_documents(source: str) -> list[Any]:
-    """Every YAML document of a file (`-`: standard input); errors name the file."""
-    name = "<stdin>" if source == "-" else source
-    try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{name}: no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read {name}: {error}") from None
-    stream = io.StringIO(text)
-    stream.name = name  # YAML errors then point into the file, not "<unicode string>"
-    try:
-        return [doc for doc in yaml.safe_load_all(stream) if doc is not None]
-    except yaml.YAMLError as error:
-        raise InputError(f"{name} is not valid YAML: {error}") from None
-
-
-def _is_udsink(doc: Any) -> bool:
-    return isinstance(doc, dict) and doc.get("kind") == constants.KIND
-
-
-def render_documents(docs: Sequence[Any], options: build.BuildOptions) -> list[Any]:
-    """The children of every UDSink in `docs`; raises SpecError for the first invalid one."""
-    rendered: list[Any] = []
-    for doc in docs:
-        if not _is_udsink(doc):
-            continue
-        children = build.build(api.parse_udsink(doc), options)
-        rendered += children.manifests()
-    return rendered
-
-
-def render_main(argv: Sequence[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
-    stdout, stderr = out or sys.stdout, err or sys.stderr
-    parser = argparse.ArgumentParser(
-        prog="udsink render",
-        description=(
-            "Print the ConfigMap, Service and Deployment that the operator builds from each "
-            "UDSink in a file, without a cluster."
-        ),
-    )
-    parser.add_argument("-f", "--filename", required=True, help="YAML file ('-' = stdin)")
-    parser.add_argument(
-        "--runtime-image", default=constants.DEFAULT_RUNTIME_IMAGE, help="default runtime image"
-    )
-    parser.add_argument(
-        "--sidecars",
-        choices=["native", "plain"],
-        default="native",
-        help="native sidecars (Kubernetes >= 1.29) or plain containers",
-    )
-    args = parser.parse_args(list(argv))
-    options = build.BuildOptions(runtime_image=args.runtime_image, sidecars=args.sidecars)
-    try:
-        docs = _read_documents(args.filename)
-    except InputError as error:
-        print(f"udsink render: {error}", file=stderr)
-        return EXIT_INVALID
-    udsinks = [d for d in docs if _is_udsink(d)]
-    if not udsinks:
-        kinds = [
-            str(d.get("kind", "no kind")) if isinstance(d, dict) else "not a map" for d in docs
-        ]
-        found = f"found {', '.join(kinds)}" if kinds else "it is empty"
-        print(
-            f"udsink render: {args.filename}: no object of kind {constants.KIND} ({found})",
-            file=stderr,
-        )
-        return EXIT_INVALID
-    rendered: list[Any] = []
-    failed = False
-    for doc in udsinks:
-        name = (doc.get("metadata") or {}).get("name", "?")
-        try:
-            rendered += render_documents([doc], options)
-        except api.SpecError as error:
-            failed = True
-            print(f"udsink render: {args.filename}: UDSink {name!r} is invalid:", file=stderr)
-            for issue in error.issues:
-                print(f"  - {issue}", file=stderr)
-    if failed:
-        return EXIT_INVALID
-    stdout.write(yamlout.dump_all(rendered))
-    return 0
-
-
-# --- udsink operator ---
-
-
-def _operator_parser() -> argparse.ArgumentParser:
+def operator_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="udsink operator", description="Run the UDSink Kubernetes operator."
     )
@@ -196,16 +84,22 @@ def _operator_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how often failed UDSinks are reconciled again",
     )
+    parser.add_argument(
+        "--no-secret-check",
+        dest="secret_check",
+        action="store_false",
+        help="do not read referenced Secrets to check that they and their keys exist (no RBAC "
+        "on Secrets needed; the kubelet then reports a missing Secret on the UDSink's pods)",
+    )
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube)")
     parser.add_argument("--context", help="kubeconfig context")
     return parser
 
 
 def operator_main(argv: Sequence[str]) -> int:
-    args = _operator_parser().parse_args(list(argv))
+    args = operator_parser().parse_args(list(argv))
     # Imported here: `udsink render` and `udsink crd` work without kopf's runtime set-up.
     import kopf
-
     from udsink_operator import handlers
     from udsink_operator.cluster import Cluster, KubeconfigError, load_configuration
     from udsink_operator.metrics import OperatorMetrics
@@ -224,6 +118,7 @@ def operator_main(argv: Sequence[str]) -> int:
         runtime_image=args.runtime_image,
         sidecars=args.sidecars,
         recheck_interval=args.recheck_interval,
+        check_secrets=args.secret_check,
     )
     metrics = OperatorMetrics()
     if args.metrics_port:

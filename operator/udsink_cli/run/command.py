@@ -1,0 +1,242 @@
+"""`udsink run`'s arguments, and the run from the file to the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO, get_args
+
+from sink_runtime.config import KafkaSourceConfig, constants
+from sink_runtime.dataplane.metrics import ATTEMPT_COUNTS, MESSAGE_COUNTS
+from sink_runtime.dataplane.sinks import log as log_sink
+from sink_runtime.dataplane.sources.file import FileSourceError, parse_file
+from sink_runtime.logs import configure_logging
+from udsink_cli.manifests import STDIN, InputError, load_udsink
+from udsink_cli.run import EXIT_FAILED, EXIT_OK, EXIT_USAGE, RunError
+from udsink_cli.run.console import STALL_SHOWN_AFTER_S, LogSinkLines, Output, render_summary
+from udsink_cli.run.plan import (
+    COMMAND_ANNOTATIONS,
+    SHUTDOWN_GRACE_S,
+    check_kafka_reachable,
+    plan_run,
+)
+from udsink_cli.run.session import DEFAULT_STARTUP_TIMEOUT_S, LocalRun, Outcome
+from udsink_cli.sidecars import SidecarError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+KAFKA_PROBE_TIMEOUT_S = 5.0
+
+EPILOG = f"""\
+local sink commands:
+  Each user-defined sink (spec.sink.udsink, and the fallback's and onSuccess's) needs a local
+  command: --sink-cmd / --fallback-cmd / --on-success-cmd, run from the current directory, or
+  the UDSink's annotations {COMMAND_ANNOTATIONS[constants.CONTAINER_UDSINK]},
+  {COMMAND_ANNOTATIONS[constants.CONTAINER_FALLBACK]},
+  {COMMAND_ANNOTATIONS[constants.CONTAINER_ON_SUCCESS]}, run from the
+  UDSink file's directory. A leading `python`/`python3` becomes the interpreter running udsink.
+  The command sees spec.*.udsink.container.env's literal values ({constants.CONTAINER_TYPE_ENV}
+  and the socket paths are set by udsink); the container image is not run.
+
+--input FILE (JSON lines, one message per line; blank lines skipped):
+  {{"value": "text"}} or {{"valueBase64": "AAEC"}}, optional "keys": ["k1", "k2"],
+  "headers": {{"name": "value"}}, "eventTime": "2024-05-01T12:00:00Z" (ISO 8601).
+  Message ids are file:0:<line number>, counted from 1 over every line of the file.
+
+output:
+  Every sink's stdout and stderr, prefixed by its role (primary, fallback, on_success), and a
+  built-in log sink's lines; --hide-sink-output hides both. On a terminal a live progress
+  line shows the counts and any sink that has not answered for {STALL_SHOWN_AFTER_S:g}s. The
+  summary goes to stdout (--json: as JSON); its first line says how the run ended.
+  Counts: messages ({", ".join(MESSAGE_COUNTS)}) count each message once;
+  attempts ({", ".join(ATTEMPT_COUNTS)}) count each answer or delivery.
+
+ending:
+  A finite input (--input, or a generator with a count) ends the run when it is done. A message
+  that still fails after the retry budget (spec.sink.retryStrategy.backoff.steps) ends it too
+  under onFailure retry, with the ids that never succeeded and exit code 1; --on-failure drop
+  or fallback decides otherwise for this run. Ctrl-C finishes the in-flight batch (up to
+  {SHUTDOWN_GRACE_S:g}s); a second Ctrl-C quits at once. Nothing unanswered is committed; no
+  sink outlives the run.
+
+exit codes:
+  0 completed (dropped messages are named in the summary's first line), 1 the run failed (a
+  message never succeeded, a sink exited, the data plane stopped), 2 invalid input (file,
+  YAML, UDSink, --input line, options), 129 SIGHUP, 130 Ctrl-C, 143 SIGTERM.
+"""
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="udsink run",
+        description="Run a UDSink locally: the data plane in-process, each user-defined sink as "
+        "a local subprocess on a socket in a private temp directory.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "-f",
+        "--filename",
+        "--file",
+        dest="filename",
+        required=True,
+        metavar="FILE",
+        help="the UDSink YAML file ('-' = standard input)",
+    )
+    p.add_argument("--sink-cmd", help="local command of the primary user-defined sink")
+    p.add_argument(
+        "--sink-image",
+        help="run the primary sink from this image (docker or podman) instead of a command",
+    )
+    p.add_argument("--fallback-cmd", help="local command of the fallback user-defined sink")
+    p.add_argument("--on-success-cmd", help="local command of the on-success user-defined sink")
+    p.add_argument("--input", type=Path, help="read messages from JSON lines (format below)")
+    p.add_argument("--count", type=int, help="generator: stop after this many messages")
+    p.add_argument("--rate", type=int, help="generator: messages per second (0 = unlimited)")
+    p.add_argument(
+        "--on-failure",
+        choices=get_args(constants.OnFailure),
+        help="what happens to a message after its retries, for this run "
+        "(overrides spec.sink.retryStrategy.onFailure)",
+    )
+    p.add_argument(
+        "--hide-sink-output",
+        action="store_true",
+        help="do not show the sinks' stdout/stderr nor a built-in log sink's lines",
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as JSON, no progress")
+    p.add_argument("--log-level", default="warning", choices=get_args(constants.LogLevel))
+    p.add_argument("--metrics-port", type=int, help="serve /metrics, /livez, /readyz here")
+    p.add_argument(
+        "--socket-dir", type=Path, help="parent of the private socket directory (default: TMPDIR)"
+    )
+    p.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=DEFAULT_STARTUP_TIMEOUT_S,
+        metavar="SECONDS",
+        help="how long each sink may take to write its server-info file "
+        f"(default {DEFAULT_STARTUP_TIMEOUT_S:g})",
+    )
+    args = p.parse_args(argv)
+    if not args.startup_timeout > 0:
+        p.error(f"--startup-timeout must be > 0 seconds (got {args.startup_timeout:g})")
+    for name in ("count", "rate"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            p.error(f"--{name} must be >= 0 (got {value})")
+    return args
+
+
+def _private_dir(parent: Path | None) -> tempfile.TemporaryDirectory[str]:
+    if parent is not None:
+        if not parent.is_dir():
+            raise RunError(f"--socket-dir {parent} is not a directory", EXIT_USAGE)
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise RunError(
+                f"--socket-dir {parent} is not writable; choose another directory", EXIT_USAGE
+            )
+    try:
+        return tempfile.TemporaryDirectory(prefix="udsink-run-", dir=parent)
+    except OSError as err:
+        where = parent or Path(tempfile.gettempdir())
+        raise RunError(f"cannot create a socket directory under {where}: {err.strerror}") from None
+
+
+def _output(args: argparse.Namespace, err: TextIO) -> Output:
+    """The run's output, and logging set up to go through it (never across the progress)."""
+    console: Console | None = None
+    if not args.json and err.isatty():
+        from rich.console import Console
+        from rich.logging import RichHandler
+
+        console = Console(file=err)
+        handler = RichHandler(
+            console=console, show_path=False, markup=False, log_time_format="%H:%M:%S"
+        )
+        logging.getLogger().addHandler(handler)
+    configure_logging(args.log_level, "text", stream=err)
+    output = Output(err, console)
+    # A built-in log sink's lines are the run's output: shown at any --log-level.
+    sink_log = logging.getLogger(log_sink.__name__)
+    sink_log.propagate = False
+    if not args.hide_sink_output:
+        sink_log.setLevel(logging.INFO)
+        sink_log.addHandler(LogSinkLines(output))
+    return output
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    err = sys.stderr
+    output = _output(args, err)
+    try:
+        try:
+            udsink = load_udsink(args.filename)
+        except InputError as e:
+            raise RunError(str(e), EXIT_USAGE) from None
+        input_file = args.input.resolve() if args.input else None
+        if input_file is not None:
+            try:  # every line checked before any sink starts
+                parse_file(input_file)
+            except FileSourceError as e:
+                raise RunError(f"--input {e}", EXIT_USAGE) from None
+        file_dir = Path.cwd() if args.filename == STDIN else Path(args.filename).resolve().parent
+        with _private_dir(args.socket_dir) as tmp:
+            # Absolute: the sinks run from the UDSink file's directory, not from ours.
+            socket_dir = Path(tmp).resolve()
+            plan = plan_run(
+                udsink,
+                file_dir=file_dir,
+                invoked_from=Path.cwd(),
+                socket_dir=socket_dir,
+                overrides={
+                    constants.CONTAINER_UDSINK: args.sink_cmd,
+                    constants.CONTAINER_FALLBACK: args.fallback_cmd,
+                    constants.CONTAINER_ON_SUCCESS: args.on_success_cmd,
+                },
+                input_file=input_file,
+                count=args.count,
+                rate=args.rate,
+                log_level=args.log_level,
+                metrics_port=args.metrics_port,
+                sink_image=args.sink_image,
+                on_failure=args.on_failure,
+            )
+            if isinstance(plan.config.source, KafkaSourceConfig):
+                check_kafka_reachable(plan.config.source, KAFKA_PROBE_TIMEOUT_S)
+            for note in plan.notes:
+                output.line(f"note: {note}")
+            run = LocalRun(
+                plan,
+                socket_dir,
+                output=output,
+                show_sinks=not args.hide_sink_output,
+                startup_timeout_s=args.startup_timeout,
+            )
+            try:
+                asyncio.run(run.run())
+            except SidecarError as e:
+                raise RunError(str(e)) from None
+            except Exception as e:  # the data plane could not run; say why in one line
+                if run.outcome.code == EXIT_OK:  # else the first reason (a crash, a signal) stands
+                    run.outcome = Outcome("failed", f"the data plane stopped: {e}")
+            summary = run.report()
+    except RunError as e:
+        print(f"udsink run: {e}", file=err)
+        return e.code
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        render_summary(summary, sys.stdout)
+    if run.outcome.code == EXIT_FAILED:
+        print(f"udsink run: {run.outcome.reason}", file=err)
+    return run.outcome.code

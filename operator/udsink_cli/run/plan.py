@@ -1,0 +1,230 @@
+"""What a local run will run: the UDSink file and the flags, turned into a Plan.
+
+Pure apart from reading files: the RuntimeConfig the operator would build, moved onto local
+sockets and a local source, and each user-defined sink's local command, image and env.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from udsink_operator.api import UDSink
+from udsink_operator.build import build_runtime_config
+
+from sink_runtime.config import (
+    FileSourceConfig,
+    GeneratorSourceConfig,
+    KafkaSourceConfig,
+    ObservabilityConfig,
+    RuntimeConfig,
+    SinkConfig,
+    UserSinkConfig,
+    constants,
+)
+from udsink_cli.isolation import ImageSink, image_sinks
+from udsink_cli.run import EXIT_USAGE, RunError
+from udsink_cli.sidecars import ROLES
+
+ANNOTATION_PREFIX = "local.udsink.dev/"
+COMMAND_ANNOTATIONS: Mapping[constants.ContainerType, str] = {
+    constants.CONTAINER_UDSINK: ANNOTATION_PREFIX + "sink-command",
+    constants.CONTAINER_FALLBACK: ANNOTATION_PREFIX + "fallback-command",
+    constants.CONTAINER_ON_SUCCESS: ANNOTATION_PREFIX + "on-success-command",
+}
+FLAGS: Mapping[constants.ContainerType, str] = {
+    constants.CONTAINER_UDSINK: "--sink-cmd",
+    constants.CONTAINER_FALLBACK: "--fallback-cmd",
+    constants.CONTAINER_ON_SUCCESS: "--on-success-cmd",
+}
+# The data plane's grace period for the in-flight batch when the run stops.
+SHUTDOWN_GRACE_S = 10.0
+
+
+def split_command(text: str) -> list[str]:
+    argv = shlex.split(text)
+    if argv and argv[0] in {"python", "python3"}:
+        argv[0] = sys.executable
+    return argv
+
+
+def sink_commands(
+    udsink: UDSink, overrides: Mapping[constants.ContainerType, str | None]
+) -> dict[constants.ContainerType, list[str]]:
+    """The local command of each user-defined sink the config uses."""
+    annotations = udsink.metadata.annotations
+    out: dict[constants.ContainerType, list[str]] = {}
+    for ctype, annotation in COMMAND_ANNOTATIONS.items():
+        text = overrides.get(ctype) or annotations.get(annotation)
+        if text:
+            out[ctype] = split_command(text)
+    return out
+
+
+def sink_envs(
+    udsink: UDSink, container_types: Sequence[constants.ContainerType]
+) -> tuple[dict[constants.ContainerType, dict[str, str]], list[str]]:
+    """The literal env values of each sink's container, for its local command, and notes on
+    the references that only a cluster resolves (read as the image runner reads them)."""
+    envs: dict[constants.ContainerType, dict[str, str]] = {}
+    notes: list[str] = []
+    for ctype, container in image_sinks(udsink, container_types, None).items():
+        envs[ctype] = container.env
+        if container.unresolved_env:
+            notes.append(
+                f"the {ROLES[ctype]} sink's env {', '.join(container.unresolved_env)} comes "
+                "from references (Secrets, ConfigMaps, fields) that exist only in a cluster; "
+                "locally it is taken from your environment if set there"
+            )
+    return envs, notes
+
+
+def _ud_types(config: RuntimeConfig) -> Iterator[constants.ContainerType]:
+    for sink in (config.sink, config.fallback, config.on_success):
+        if isinstance(sink, UserSinkConfig):
+            yield sink.container_type
+
+
+def _relocate(sink: SinkConfig | None, socket_dir: Path) -> SinkConfig | None:
+    if isinstance(sink, UserSinkConfig):
+        local = UserSinkConfig.for_container(sink.container_type, socket_dir=str(socket_dir))
+        return sink.model_copy(
+            update={
+                "socket_path": local.socket_path,
+                "server_info_path": local.server_info_path,
+                "startup_timeout_ms": 30_000,
+            }
+        )
+    return sink
+
+
+@dataclass
+class Plan:
+    config: RuntimeConfig
+    commands: dict[constants.ContainerType, list[str]]
+    cwd: Path  # where annotation commands run
+    notes: list[str] = field(default_factory=list)
+    # Sinks whose command came from a flag run where the flag was typed instead.
+    cwds: dict[constants.ContainerType, Path] = field(default_factory=dict)
+    # Sinks with no local command, run from their image.
+    images: dict[constants.ContainerType, ImageSink] = field(default_factory=dict)
+    envs: dict[constants.ContainerType, dict[str, str]] = field(default_factory=dict)
+    # The source ends by itself (a file, a generator with a count): the run must end too.
+    finite: bool = False
+
+    def cwd_of(self, ctype: constants.ContainerType) -> Path:
+        return self.cwds.get(ctype, self.cwd)
+
+
+def plan_run(
+    udsink: UDSink,
+    *,
+    file_dir: Path,
+    invoked_from: Path,
+    socket_dir: Path,
+    overrides: Mapping[constants.ContainerType, str | None],
+    input_file: Path | None,
+    count: int | None,
+    rate: int | None,
+    log_level: str,
+    metrics_port: int | None,
+    sink_image: str | None = None,
+    on_failure: str | None = None,
+) -> Plan:
+    config = build_runtime_config(udsink)
+    notes: list[str] = []
+    source = config.source
+    if input_file is not None:
+        source = FileSourceConfig(path=str(input_file))
+    elif isinstance(source, GeneratorSourceConfig):
+        update: dict[str, Any] = {}
+        if count is not None:
+            update["count"] = count
+        if rate is not None:
+            update["rate"] = rate
+        source = source.model_copy(update=update)
+    elif isinstance(source, KafkaSourceConfig) and (
+        source.tls is not None or source.sasl is not None
+    ):
+        notes.append(
+            "the Kafka source uses TLS/SASL files mounted from Secrets in a pod; locally "
+            "they must exist at the same paths"
+        )
+    retry = config.retry_strategy
+    if on_failure is not None:
+        if on_failure == "fallback" and config.fallback is None:
+            raise RunError(
+                "--on-failure fallback needs a fallback sink, and spec.sink.fallback is not "
+                "set; choose --on-failure retry or drop",
+                EXIT_USAGE,
+            )
+        retry = retry.model_copy(update={"on_failure": on_failure})
+    config = config.model_copy(
+        update={
+            "source": source,
+            "retry_strategy": retry,
+            "sink": _relocate(config.sink, socket_dir),
+            "fallback": _relocate(config.fallback, socket_dir),
+            "on_success": _relocate(config.on_success, socket_dir),
+            "observability": ObservabilityConfig(
+                metrics_port=metrics_port or 0,
+                metrics_host="127.0.0.1",
+                log_level=log_level,  # type: ignore[arg-type]
+                log_format="text",
+            ),
+            "shutdown_grace_ms": int(SHUTDOWN_GRACE_S * 1000),
+        }
+    )
+    commands = sink_commands(udsink, overrides)
+    if sink_image and constants.CONTAINER_UDSINK in commands:
+        if overrides.get(constants.CONTAINER_UDSINK):
+            raise RunError("give --sink-cmd or --sink-image, not both", EXIT_USAGE)
+        del commands[constants.CONTAINER_UDSINK]  # the flag beats the annotation
+    used = set(_ud_types(config))
+    images = image_sinks(udsink, [t for t in _ud_types(config) if t not in commands], sink_image)
+    missing = [t for t in _ud_types(config) if t not in commands and t not in images]
+    if missing:
+        raise RunError(
+            "no local command or image for the "
+            + ", ".join(
+                f"{ROLES[t]} sink (give {FLAGS[t]} or annotation {COMMAND_ANNOTATIONS[t]})"
+                for t in missing
+            ),
+            EXIT_USAGE,
+        )
+    envs, env_notes = sink_envs(udsink, [t for t in used if t in commands])
+    return Plan(
+        config=config,
+        commands={t: c for t, c in commands.items() if t in used},
+        cwd=file_dir,
+        notes=notes + env_notes,
+        cwds={t: invoked_from for t in used if overrides.get(t)},
+        images=images,
+        envs={t: e for t, e in envs.items() if t in used},
+        finite=isinstance(source, FileSourceConfig)
+        or (isinstance(source, GeneratorSourceConfig) and source.count > 0),
+    )
+
+
+def check_kafka_reachable(source: KafkaSourceConfig, timeout_s: float) -> None:
+    try:
+        from confluent_kafka.admin import AdminClient
+    except ImportError:
+        raise RunError(
+            "the UDSink reads from Kafka but confluent-kafka is not installed: install the "
+            "'kafka' extra (from a clone: pip install -e '.[kafka,cli]'), or use --input FILE"
+        ) from None
+    admin = AdminClient({"bootstrap.servers": ",".join(source.brokers), "log_level": 0})
+    try:
+        meta = admin.list_topics(timeout=timeout_s)
+    except Exception as err:
+        raise RunError(
+            f"Kafka brokers {', '.join(source.brokers)} not reachable within {timeout_s:g}s "
+            f"({err}); start them, or replay messages with --input FILE"
+        ) from None
+    if not meta.brokers:
+        raise RunError(f"Kafka brokers {', '.join(source.brokers)} answered with no brokers")
