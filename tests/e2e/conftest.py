@@ -21,6 +21,7 @@ import secrets
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import tomllib
 import urllib.error
@@ -32,6 +33,7 @@ from typing import IO, Any
 
 import pytest
 import yaml
+from udsink_cli.lifeline import tied_to_parent
 
 from tests.chart.conftest import helm_bin
 from tests.support.kafka_broker import KafkaBroker, running_broker
@@ -579,10 +581,15 @@ def ensure_namespace(plane: ControlPlane, namespace: str) -> None:
 
 
 def install_operator(
-    plane: ControlPlane, helm: Path, release: str, namespace: str, values: Sequence[str]
+    plane: ControlPlane,
+    helm: Path,
+    release: str,
+    namespace: str,
+    values: Sequence[str],
+    chart: Path = CHART,
 ) -> OperatorRun:
-    """`helm install` the chart with the image built by the node harness, and wait until the
-    operator's pod is Ready through its real readiness probe."""
+    """`helm install` the chart (the working tree's, or `chart`) with the image built by the
+    node harness, and wait until the operator's pod is Ready through its real readiness probe."""
     ensure_namespace(plane, namespace)
     workdir = plane.workdir / f"operator-{release}"
     workdir.mkdir()
@@ -604,7 +611,7 @@ def install_operator(
             str(helm),
             "install",
             release,
-            str(CHART),
+            str(chart),
             f"--namespace={namespace}",
             f"--values={values_file}",
             f"--set=runtime.recheckIntervalSeconds={RECHECK_SECONDS}",
@@ -646,3 +653,72 @@ def uninstall(run: OperatorRun) -> None:
     installed = run.helm_run("status", run.release, f"--namespace={run.namespace}", check=False)
     if installed.returncode == 0:
         run.helm_run("uninstall", run.release, f"--namespace={run.namespace}", "--wait")
+
+
+# --- Every version of every UDSink, for the no-finalizer promise (issue 15, item 1) ---
+
+
+class UDSinkWatch:
+    """`kubectl get udsinks --all-namespaces --watch`: one line per version of a UDSink the
+    API server reports (`<namespace>/<name> <phase> finalizers=<list>`), read by a thread.
+
+    `ensure_running` (from the main thread, so the kernel ties kubectl to pytest) restarts
+    kubectl when it ended: before the CRD exists, or when the server closes a long watch."""
+
+    FORMAT = (
+        "{.metadata.namespace}/{.metadata.name} {.status.phase} "
+        'finalizers={.metadata.finalizers}{"\\n"}'
+    )
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self.plane = plane
+        self.lines: list[str] = []
+        self.process: subprocess.Popen[str] | None = None
+        self.reader: threading.Thread | None = None
+
+    def ensure_running(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            return
+        argv = [str(self.plane.kubectl_bin), "get", "udsinks", "--all-namespaces", "--watch"]
+        argv.append(f"--output=jsonpath={self.FORMAT}")
+        env = self.plane.env()
+        self.process = subprocess.Popen(
+            tied_to_parent(argv, env=env),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        self.reader = threading.Thread(target=self._read, args=(self.process,), daemon=True)
+        self.reader.start()
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.strip():
+                self.lines.append(line.strip())
+
+    def with_finalizers(self) -> list[str]:
+        return [line for line in self.lines if not line.endswith("finalizers=")]
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        if self.reader is not None:
+            self.reader.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def udsink_watch(control_plane: ControlPlane) -> Iterator[UDSinkWatch]:
+    """Watches every UDSink for a test module; fails its teardown if any version of any
+    UDSink carried a finalizer."""
+    watch = UDSinkWatch(control_plane)
+    try:
+        yield watch
+    finally:
+        watch.stop()
+    assert not watch.with_finalizers(), "UDSinks with a finalizer:\n" + "\n".join(
+        watch.with_finalizers()
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from tests.e2e.conftest import (
     ROOT,
     ControlPlane,
     OperatorRun,
+    UDSinkWatch,
     ensure_namespace,
     install_operator,
     runnable,
@@ -211,6 +213,51 @@ def settled(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any] | 
     return udsink if done else None
 
 
+def helm_test(run: OperatorRun) -> subprocess.CompletedProcess[str]:
+    """`helm test` of the release (the chart's templates/tests); its result, not checked."""
+    return run.helm_run(
+        "test", run.release, f"--namespace={run.namespace}", "--timeout=120s", check=False
+    )
+
+
+def assert_helm_test_passes(plane: ControlPlane, run: OperatorRun) -> None:
+    """`helm test` passes in a namespace enforcing Pod Security `restricted`, and removes its
+    pod and ServiceAccount after the pass."""
+    labels = plane.get_json("namespace", run.namespace)["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    test_pod = f"{run.deployment}-test"
+    result = helm_test(run)
+    logs = plane.kubectl("logs", test_pod, f"--namespace={run.namespace}", check=False)
+    assert result.returncode == 0, (
+        f"helm test failed:\n{result.stdout}{result.stderr}\n--- test pod:\n"
+        f"{logs.stdout}{logs.stderr}\n{pod_report(plane, run.namespace)}\n{run.logs()}"
+    )
+    assert "Phase:          Succeeded" in result.stdout, result.stdout
+    assert get_or_none(plane, "pod", test_pod, f"--namespace={run.namespace}") is None
+    assert get_or_none(plane, "serviceaccount", test_pod, f"--namespace={run.namespace}") is None
+
+
+def rechecks(run: OperatorRun) -> int:
+    """How often the operator logged a re-check of a Failed UDSink (kopf's log lines do not
+    name the object: use an operator watching one such UDSink)."""
+    return sum(
+        "'reconcile-create' failed temporarily" in line and "re-checking in" in line
+        for line in run.log_text().splitlines()
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_finalizers(udsink_watch: UDSinkWatch) -> Iterator[UDSinkWatch]:
+    """Every version of every UDSink of this module is watched (restarted before each test
+    when kubectl ended); the module fails if one ever had a finalizer."""
+    yield udsink_watch
+
+
+@pytest.fixture(autouse=True)
+def watching(no_finalizers: UDSinkWatch) -> None:
+    no_finalizers.ensure_running()
+
+
 # --- cluster-wide install ---
 
 
@@ -271,6 +318,9 @@ class TestClusterWide:
             f"--as={clusterwide.user}",
         )
         assert can.stdout.strip() == "yes"
+
+    def test_helm_test_passes(self, control_plane: ControlPlane, clusterwide: OperatorRun) -> None:
+        assert_helm_test_passes(control_plane, clusterwide)
 
     def test_minimal_example_creates_its_children(
         self, control_plane: ControlPlane, clusterwide: OperatorRun, shop: str, broker: KafkaBroker
@@ -688,10 +738,37 @@ class TestSingleNamespace:
         # its namespace must still be deletable (no finalizer of ours holds either).
         plane.kubectl("apply", "-f", "-", stdin=example(MINIMAL, broker, namespace="team-a"))
         wait_ready(plane, namespaced, "team-a", "orders-to-log", pods=1)
+        # And a Failed one (its Kafka Secrets are missing), re-checked by the operator a few
+        # times before it goes: a re-check must not add a finalizer (issue 15, item 1).
+        plane.kubectl("apply", "-f", "-", stdin=example(MIRROR, broker, namespace="team-a"))
+        eventually(
+            lambda: udsink_in_phase(plane, "team-a", "orders-mirror", constants.PHASE_FAILED),
+            "team-a/orders-mirror in phase Failed",
+            namespaced.logs,
+        )
+        eventually(
+            lambda: rechecks(namespaced) >= 3,
+            "the operator re-checking team-a/orders-mirror three times",
+            namespaced.logs,
+        )
         uninstall(namespaced)
         assert get_or_none(plane, "deployment", namespaced.deployment, "-n", "team-a") is None
-        udsink = plane.get_json("udsink", "orders-to-log", "-n", "team-a")
-        assert not udsink["metadata"].get("finalizers"), udsink["metadata"]
+        for name in ("orders-to-log", "orders-mirror"):
+            udsink = plane.get_json("udsink", name, "-n", "team-a")
+            assert not udsink["metadata"].get("finalizers"), udsink["metadata"]
+        failed = plane.get_json("udsink", "orders-mirror", "-n", "team-a")
+        assert failed["status"]["phase"] == constants.PHASE_FAILED
+        # With no operator left, the Failed UDSink and then the namespace both go.
+        plane.kubectl("delete", "udsink", "orders-mirror", "-n", "team-a", "--timeout=60s")
         plane.kubectl("delete", "namespace", "team-a", "--timeout=120s", timeout=150)
         assert get_or_none(plane, "namespace", "team-a") is None
         assert not plane.get_json("pods", "-n", "team-a")["items"]
+
+    def test_no_udsink_ever_had_a_finalizer(self, no_finalizers: UDSinkWatch) -> None:
+        # The watch saw the Failed UDSink of the test above, in every version the API server
+        # reported, and no version of any UDSink of this module carried a finalizer.
+        assert any(
+            line.startswith(f"team-a/orders-mirror {constants.PHASE_FAILED} ")
+            for line in no_finalizers.lines
+        ), "\n".join(no_finalizers.lines[-50:])
+        assert no_finalizers.with_finalizers() == []

@@ -1,14 +1,22 @@
 {{/* Names, labels and the derived settings every template shares. */}}
 
+{{/* The app name (label app.kubernetes.io/name): nameOverride, else the chart's name. */}}
 {{- define "udsink-operator.name" -}}
-{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* The prefix of every object's name: fullnameOverride, else <release>-<name> (just the
+     release's name when it already contains the name). */}}
 {{- define "udsink-operator.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := include "udsink-operator.name" . -}}
+{{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
@@ -17,11 +25,23 @@ app.kubernetes.io/name: {{ include "udsink-operator.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* The selector labels as a label selector string (name=value,...). */}}
+{{- define "udsink-operator.selector" -}}
+{{- $pairs := list -}}
+{{- range $key, $value := include "udsink-operator.selectorLabels" . | fromYaml -}}
+{{- $pairs = append $pairs (printf "%s=%s" $key $value) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}
+
 {{- define "udsink-operator.labels" -}}
 {{ include "udsink-operator.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{- define "udsink-operator.serviceAccountName" -}}
@@ -34,6 +54,35 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 
 {{- define "udsink-operator.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* topologySpreadConstraints as given; one without a labelSelector selects the operator's
+     own pods (what spreading the operator means). */}}
+{{- define "udsink-operator.spreadConstraints" -}}
+{{- $own := dict "matchLabels" (include "udsink-operator.selectorLabels" . | fromYaml) -}}
+{{- $constraints := list -}}
+{{- range .Values.topologySpreadConstraints -}}
+{{- $constraint := deepCopy . -}}
+{{- if not (hasKey $constraint "labelSelector") -}}
+{{- $_ := set $constraint "labelSelector" $own -}}
+{{- end -}}
+{{- $constraints = append $constraints $constraint -}}
+{{- end -}}
+{{- toYaml $constraints -}}
+{{- end -}}
+
+{{/* A map without its null entries: a key set to null in a later values file (to unset a
+     default, e.g. podSecurityContext.fsGroup) is left out rather than rendered as null. */}}
+{{- define "udsink-operator.withoutNulls" -}}
+{{- $out := dict -}}
+{{- range $key, $value := . -}}
+{{- if not (kindIs "invalid" $value) -}}
+{{- $_ := set $out $key $value -}}
+{{- end -}}
+{{- end -}}
+{{- if $out -}}
+{{- toYaml $out -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The namespaces watched in single-namespace mode, as a JSON list (default: the release's). */}}
@@ -52,6 +101,13 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 
 {{/* Combinations the schema cannot express, refused with the keys named. */}}
 {{- define "udsink-operator.checks" -}}
+{{- range $value := list "commonLabels" "podLabels" -}}
+{{- range $key := list "app.kubernetes.io/name" "app.kubernetes.io/instance" "app.kubernetes.io/version" "app.kubernetes.io/managed-by" "helm.sh/chart" -}}
+{{- if hasKey (index $.Values $value) $key -}}
+{{- fail (printf "%s sets %s, a label the chart sets itself: remove it (nameOverride changes app.kubernetes.io/name)" $value $key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if and .Values.watch.clusterWide .Values.watch.namespaces -}}
 {{- fail (printf "watch.namespaces is %v but watch.clusterWide is true: set watch.clusterWide=false to watch only those namespaces, or leave watch.namespaces empty to watch all" .Values.watch.namespaces) -}}
 {{- end -}}
