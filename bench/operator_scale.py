@@ -1,8 +1,8 @@
 """The operator at scale: N UDSinks created at once against the Kubernetes API emulator.
 
-The emulator (kmock, with the API-server behaviours of tests/operator/emulated.py) runs in this
-process; the operator runs as the real `udsink operator` command in its own process, logged in
-with a kubeconfig, as in tests/operator/test_operator_command.py. For each N (`--counts`):
+The emulator (kmock, with the API-server behaviours of tests/support/emulated_apiserver.py) runs
+in this process; the operator runs as the real `udsink operator` command in its own process,
+logged in with a kubeconfig, as in tests/operator/test_operator_command.py. For each N (`--counts`):
 
 1. start the operator, create N UDSinks (generator source, one user-defined sink) as fast as
    the emulator takes them, and time until every one has its Deployment, ConfigMap and
@@ -17,7 +17,7 @@ Plain kmock records every request and routes each new one by filtering all recor
 its own cost grows with the square of the request count and dominates the measurement (100
 UDSinks took ~55 s with the operator process idle almost all the time; 1,000 never finished).
 The bench therefore serves the same emulator without the record (`UnrecordedEmulator` in
-tests/operator/emulated.py): each request is routed by kmock's own reactions and criteria,
+tests/support/emulated_apiserver.py): each request is routed by kmock's own reactions and criteria,
 but judged alone, and counted as it arrives.
 
     python bench/operator_scale.py --counts 100,1000
@@ -47,7 +47,7 @@ if str(ROOT) not in sys.path:
 
 import kmock  # noqa: E402
 
-from tests.operator.emulated import (  # noqa: E402
+from tests.support.emulated_apiserver import (  # noqa: E402
     NAMESPACE,
     UDSINK_PATH,
     UDSINKS,

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from sink_runtime.server import SinkServer
+from tests.support.go_tools import ensured
 from tests.support.kafka_broker import KafkaBroker, running_broker
 from tests.support.pynumaflow_env import ensure_pynumaflow_python
 from tests.support.recording_sink import Answer, RecordingSink, SdkFactory, SdkSink, ok
@@ -71,3 +72,11 @@ async def sdk_sink(sock_dir: Path) -> AsyncIterator[SdkFactory]:
     yield make
     for s in started:
         await s.stop(0)
+
+
+@pytest.fixture(scope="session")
+def helm_bin() -> Path:
+    """The helm v3 binary (the chart and e2e tiers): `scripts/ensure_helm.sh` builds it from Go
+    modules into the cache on first use and prints its path; a test fails with the build output
+    when it cannot, never runs without the real helm."""
+    return ensured(Path(__file__).parents[1] / "scripts" / "ensure_helm.sh")

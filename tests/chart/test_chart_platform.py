@@ -18,7 +18,7 @@ import pytest
 import yaml
 from udsink_operator import constants
 
-from tests.chart.test_chart import (
+from tests.support.chart import (
     CHART,
     NAMESPACE,
     RELEASE,

@@ -19,7 +19,10 @@ from prometheus_client import CollectorRegistry
 from udsink_operator.metrics import OperatorMetrics
 
 from sink_runtime.dataplane.metrics import Metrics
-from tests.chart.test_chart import kinds, render
+from tests.support.chart import (
+    kinds,
+    render,
+)
 from tests.support.go_tools import go_tool
 
 pytestmark = pytest.mark.timeout(3600)  # the first run may build helm and promtool

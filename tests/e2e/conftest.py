@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import ssl
 import subprocess
 import threading
@@ -26,19 +25,19 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import pytest
 import yaml
 from udsink_cli.lifeline import tied_to_parent
+from udsink_operator import constants
 
-from tests.chart.conftest import helm_bin
 from tests.support.kafka_broker import KafkaBroker, running_broker
-
-__all__ = ["helm_bin"]  # the chart tier's fixture, shared here
+from tests.support.kubeconfig import write_kubeconfig
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).parents[2]
 # The project's one version: the tag scripts/build_images.sh gives the images.
@@ -60,6 +59,8 @@ CONTROLLERS = (
     # operator's) mount it, and do not start without it.
     "root-ca-certificate-publisher-controller",
 )
+
+
 LOG_TAIL_LINES = 40
 # What the API server's audit log keeps: every request made as a ServiceAccount (the operators
 # the chart installs), writes with their bodies; nothing of the admin, the kubelet or the
@@ -79,13 +80,6 @@ AUDIT_POLICY = {
         {"level": "None"},
     ],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -150,7 +144,7 @@ class ControlPlane:
 
     def write_kubeconfig(self, path: Path, user: str, token: str) -> Path:
         """A kubeconfig for `user` authenticating with a bearer token."""
-        write_kubeconfig(path, self.server, self.ca_file, user, token)
+        write_kubeconfig(path, self.server, user, token, ca_file=self.ca_file)
         return path
 
     def env(self, kubeconfig: Path | None = None) -> dict[str, str]:
@@ -211,23 +205,6 @@ def run_tool(
             f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
         )
     return result
-
-
-def write_kubeconfig(path: Path, server: str, ca_file: Path, user: str, token: str) -> None:
-    cluster = {"server": server, "certificate-authority": str(ca_file)}
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "e2e", "cluster": cluster}],
-                "users": [{"name": user, "user": {"token": token}}],
-                "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": user}}],
-                "current-context": "e2e",
-            }
-        )
-    )
-    path.chmod(0o600)
 
 
 def control_plane_binaries() -> Path:
@@ -721,4 +698,211 @@ def udsink_watch(control_plane: ControlPlane) -> Iterator[UDSinkWatch]:
         watch.stop()
     assert not watch.with_finalizers(), "UDSinks with a finalizer:\n" + "\n".join(
         watch.with_finalizers()
+    )
+
+
+# --- Helpers the e2e modules share ---
+
+EXAMPLES = ROOT / "examples"
+MINIMAL = EXAMPLES / "01-minimal" / "udsink.yaml"
+MIRROR = EXAMPLES / "03-kafka-to-kafka-headers" / "udsink.yaml"
+# The Secrets (and keys) example 03 reads its Kafka credentials from.
+MIRROR_SECRETS = {
+    "kafka-a-ca": ["ca.crt"],
+    "kafka-a-user": ["username", "password"],
+    "kafka-b-ca": ["ca.crt"],
+    "kafka-b-client": ["tls.crt", "tls.key"],
+}
+GITOPS = EXAMPLES / "gitops" / "udsinks"
+ARGOCD_MANAGER = "argocd-controller"
+
+T = TypeVar("T")
+
+
+# --- helpers ---
+
+
+def eventually(
+    check: Callable[[], T | None], what: str, logs: Callable[[], str], within: float = 90
+) -> T:
+    """Poll `check` until it returns something truthy; fail naming `what` with the logs."""
+    deadline = time.monotonic() + within
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what} (last: {last!r})\n{logs()}")
+
+
+def example(
+    path: Path,
+    broker: KafkaBroker,
+    *,
+    name: str | None = None,
+    namespace: str | None = None,
+    **spec: Any,
+) -> str:
+    """An example manifest as YAML, made runnable here (the test broker, the example sink
+    image), renamed / moved / with top-level spec keys replaced."""
+    doc = runnable(yaml.safe_load(path.read_text()), broker.bootstrap)
+    if name is not None:
+        doc["metadata"]["name"] = name
+    if namespace is not None:
+        doc["metadata"]["namespace"] = namespace
+    doc["spec"].update(spec)
+    return yaml.safe_dump(doc)
+
+
+def get_or_none(plane: ControlPlane, *args: str) -> dict[str, Any] | None:
+    result = plane.kubectl("get", *args, "-o", "json", check=False)
+    if result.returncode != 0:
+        assert "NotFound" in result.stderr, result.stderr
+        return None
+    found: dict[str, Any] = json.loads(result.stdout)
+    return found
+
+
+def children(plane: ControlPlane, namespace: str, name: str) -> dict[str, dict[str, Any] | None]:
+    ns = f"--namespace={namespace}"
+    return {
+        "Deployment": get_or_none(plane, "deployment", name, ns),
+        "ConfigMap": get_or_none(plane, "configmap", f"{name}{constants.CONFIG_MAP_SUFFIX}", ns),
+        "Service": get_or_none(plane, "service", f"{name}{constants.METRICS_SERVICE_SUFFIX}", ns),
+    }
+
+
+def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond["type"] == kind:
+            found: dict[str, Any] = cond
+            return found
+    return {}
+
+
+def pods_of(plane: ControlPlane, namespace: str, name: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = plane.get_json(
+        "pods", f"--namespace={namespace}", "-l", f"{constants.LABEL_UDSINK}={name}"
+    )["items"]
+    return found
+
+
+def ready_pods(plane: ControlPlane, namespace: str, name: str) -> int:
+    """How many of the UDSink's pods the kubelet reports Ready (their probes passed)."""
+    return sum(
+        condition(p, "Ready").get("status") == "True" for p in pods_of(plane, namespace, name)
+    )
+
+
+def pod_report(plane: ControlPlane, namespace: str) -> str:
+    """Pods, their container states and the namespace's events, for failure messages."""
+    pods = plane.kubectl("get", "pods", "-o", "wide", f"--namespace={namespace}", check=False)
+    events = plane.kubectl("get", "events", f"--namespace={namespace}", check=False)
+    return f"--- pods of {namespace}:\n{pods.stdout}\n--- events:\n{events.stdout[-4000:]}"
+
+
+def wait_ready(plane: ControlPlane, op: OperatorRun, namespace: str, name: str, pods: int) -> None:
+    """The kubelet runs the pods until their readiness probes pass; the UDSink reports Ready
+    with that many ready replicas."""
+    eventually(
+        lambda: ready_pods(plane, namespace, name) == pods,
+        f"{pods} ready pods of {namespace}/{name}",
+        lambda: op.logs() + "\n" + pod_report(plane, namespace),
+        within=180,
+    )
+    eventually(
+        lambda: (
+            (u := plane.get_json("udsink", name, f"--namespace={namespace}"))
+            and condition(u, constants.CONDITION_READY).get("status") == "True"
+            and u["status"].get("readyReplicas") == pods
+        ),
+        f"UDSink {namespace}/{name} Ready with {pods} ready replicas",
+        lambda: op.logs() + "\n" + pod_report(plane, namespace),
+    )
+
+
+def all_children(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any] | None:
+    """The three children once all exist, else None."""
+    found = children(plane, namespace, name)
+    return dict(found) if all(found.values()) else None
+
+
+def udsink_where(
+    plane: ControlPlane, namespace: str, name: str, kind: str, status: str
+) -> dict[str, Any] | None:
+    """The UDSink once its condition `kind` has `status`, else None."""
+    udsink = plane.get_json("udsink", name, f"--namespace={namespace}")
+    return udsink if condition(udsink, kind).get("status") == status else None
+
+
+def udsink_in_phase(
+    plane: ControlPlane, namespace: str, name: str, phase: str
+) -> dict[str, Any] | None:
+    udsink = plane.get_json("udsink", name, f"--namespace={namespace}")
+    return udsink if (udsink.get("status") or {}).get("phase") == phase else None
+
+
+def newer_than(plane: ControlPlane, old: dict[str, Any]) -> dict[str, Any] | None:
+    """The object `old` once its generation has moved on, else None."""
+    meta = old["metadata"]
+    new = plane.get_json(old["kind"].lower(), meta["name"], f"--namespace={meta['namespace']}")
+    return new if new["metadata"]["generation"] > meta["generation"] else None
+
+
+def explain(plane: ControlPlane, field: str) -> str | None:
+    # The CRD's schema reaches the published OpenAPI a moment after the CRD is established.
+    result = plane.kubectl("explain", field, check=False)
+    return result.stdout if result.returncode == 0 else None
+
+
+def resource_versions(plane: ControlPlane, namespace: str, name: str) -> dict[str, str]:
+    found = {
+        k: v["metadata"]["resourceVersion"]
+        for k, v in children(plane, namespace, name).items()
+        if v
+    }
+    udsink = plane.get_json("udsink", name, f"--namespace={namespace}")
+    found["UDSink"] = udsink["metadata"]["resourceVersion"]
+    return found
+
+
+def settled(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any] | None:
+    """The UDSink once the operator has acted on its latest generation."""
+    udsink = plane.get_json("udsink", name, f"--namespace={namespace}")
+    status = udsink.get("status") or {}
+    done = status.get("observedGeneration") == udsink["metadata"]["generation"]
+    return udsink if done else None
+
+
+def helm_test(run: OperatorRun) -> subprocess.CompletedProcess[str]:
+    """`helm test` of the release (the chart's templates/tests); its result, not checked."""
+    return run.helm_run(
+        "test", run.release, f"--namespace={run.namespace}", "--timeout=120s", check=False
+    )
+
+
+def assert_helm_test_passes(plane: ControlPlane, run: OperatorRun) -> None:
+    """`helm test` passes in a namespace enforcing Pod Security `restricted`, and removes its
+    pod and ServiceAccount after the pass."""
+    labels = plane.get_json("namespace", run.namespace)["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    test_pod = f"{run.deployment}-test"
+    result = helm_test(run)
+    logs = plane.kubectl("logs", test_pod, f"--namespace={run.namespace}", check=False)
+    assert result.returncode == 0, (
+        f"helm test failed:\n{result.stdout}{result.stderr}\n--- test pod:\n"
+        f"{logs.stdout}{logs.stderr}\n{pod_report(plane, run.namespace)}\n{run.logs()}"
+    )
+    assert "Phase:          Succeeded" in result.stdout, result.stdout
+    assert get_or_none(plane, "pod", test_pod, f"--namespace={run.namespace}") is None
+    assert get_or_none(plane, "serviceaccount", test_pod, f"--namespace={run.namespace}") is None
+
+
+def rechecks(run: OperatorRun) -> int:
+    """How often the operator logged a re-check of a Failed UDSink (kopf's log lines do not
+    name the object: use an operator watching one such UDSink)."""
+    return sum(
+        "'reconcile-create' failed temporarily" in line and "re-checking in" in line
+        for line in run.log_text().splitlines()
     )

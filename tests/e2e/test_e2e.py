@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import functools
 import json
-import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 import yaml
@@ -25,225 +22,43 @@ from udsink_operator import constants
 from sink_runtime.config import KafkaSourceConfig, RuntimeConfig
 from sink_runtime.config import constants as runtime_constants
 from tests.e2e.conftest import (
+    ARGOCD_MANAGER,
     EXAMPLE_SINKS_IMAGE,
+    GITOPS,
+    MINIMAL,
+    MIRROR,
+    MIRROR_SECRETS,
     PROJECT_VERSION,
-    ROOT,
     ControlPlane,
     OperatorRun,
     UDSinkWatch,
+    all_children,
+    assert_helm_test_passes,
+    children,
+    condition,
     ensure_namespace,
+    eventually,
+    example,
+    explain,
+    get_or_none,
     install_operator,
+    newer_than,
+    pod_report,
+    pods_of,
+    ready_pods,
+    rechecks,
+    resource_versions,
     runnable,
+    settled,
+    udsink_in_phase,
+    udsink_where,
     uninstall,
+    wait_ready,
 )
 from tests.support.kafka_broker import KafkaBroker
 
 # The first test may build the control plane and the node (tens of minutes on a cold machine).
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
-
-EXAMPLES = ROOT / "examples"
-MINIMAL = EXAMPLES / "01-minimal" / "udsink.yaml"
-MIRROR = EXAMPLES / "03-kafka-to-kafka-headers" / "udsink.yaml"
-# The Secrets (and keys) example 03 reads its Kafka credentials from.
-MIRROR_SECRETS = {
-    "kafka-a-ca": ["ca.crt"],
-    "kafka-a-user": ["username", "password"],
-    "kafka-b-ca": ["ca.crt"],
-    "kafka-b-client": ["tls.crt", "tls.key"],
-}
-GITOPS = EXAMPLES / "gitops" / "udsinks"
-ARGOCD_MANAGER = "argocd-controller"
-
-T = TypeVar("T")
-
-
-# --- helpers ---
-
-
-def eventually(
-    check: Callable[[], T | None], what: str, logs: Callable[[], str], within: float = 90
-) -> T:
-    """Poll `check` until it returns something truthy; fail naming `what` with the logs."""
-    deadline = time.monotonic() + within
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what} (last: {last!r})\n{logs()}")
-
-
-def example(
-    path: Path,
-    broker: KafkaBroker,
-    *,
-    name: str | None = None,
-    namespace: str | None = None,
-    **spec: Any,
-) -> str:
-    """An example manifest as YAML, made runnable here (the test broker, the example sink
-    image), renamed / moved / with top-level spec keys replaced."""
-    doc = runnable(yaml.safe_load(path.read_text()), broker.bootstrap)
-    if name is not None:
-        doc["metadata"]["name"] = name
-    if namespace is not None:
-        doc["metadata"]["namespace"] = namespace
-    doc["spec"].update(spec)
-    return yaml.safe_dump(doc)
-
-
-def get_or_none(plane: ControlPlane, *args: str) -> dict[str, Any] | None:
-    result = plane.kubectl("get", *args, "-o", "json", check=False)
-    if result.returncode != 0:
-        assert "NotFound" in result.stderr, result.stderr
-        return None
-    found: dict[str, Any] = json.loads(result.stdout)
-    return found
-
-
-def children(plane: ControlPlane, namespace: str, name: str) -> dict[str, dict[str, Any] | None]:
-    ns = f"--namespace={namespace}"
-    return {
-        "Deployment": get_or_none(plane, "deployment", name, ns),
-        "ConfigMap": get_or_none(plane, "configmap", f"{name}{constants.CONFIG_MAP_SUFFIX}", ns),
-        "Service": get_or_none(plane, "service", f"{name}{constants.METRICS_SERVICE_SUFFIX}", ns),
-    }
-
-
-def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
-    for cond in (obj.get("status") or {}).get("conditions") or []:
-        if cond["type"] == kind:
-            found: dict[str, Any] = cond
-            return found
-    return {}
-
-
-def pods_of(plane: ControlPlane, namespace: str, name: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = plane.get_json(
-        "pods", f"--namespace={namespace}", "-l", f"{constants.LABEL_UDSINK}={name}"
-    )["items"]
-    return found
-
-
-def ready_pods(plane: ControlPlane, namespace: str, name: str) -> int:
-    """How many of the UDSink's pods the kubelet reports Ready (their probes passed)."""
-    return sum(
-        condition(p, "Ready").get("status") == "True" for p in pods_of(plane, namespace, name)
-    )
-
-
-def pod_report(plane: ControlPlane, namespace: str) -> str:
-    """Pods, their container states and the namespace's events, for failure messages."""
-    pods = plane.kubectl("get", "pods", "-o", "wide", f"--namespace={namespace}", check=False)
-    events = plane.kubectl("get", "events", f"--namespace={namespace}", check=False)
-    return f"--- pods of {namespace}:\n{pods.stdout}\n--- events:\n{events.stdout[-4000:]}"
-
-
-def wait_ready(plane: ControlPlane, op: OperatorRun, namespace: str, name: str, pods: int) -> None:
-    """The kubelet runs the pods until their readiness probes pass; the UDSink reports Ready
-    with that many ready replicas."""
-    eventually(
-        lambda: ready_pods(plane, namespace, name) == pods,
-        f"{pods} ready pods of {namespace}/{name}",
-        lambda: op.logs() + "\n" + pod_report(plane, namespace),
-        within=180,
-    )
-    eventually(
-        lambda: (
-            (u := plane.get_json("udsink", name, f"--namespace={namespace}"))
-            and condition(u, constants.CONDITION_READY).get("status") == "True"
-            and u["status"].get("readyReplicas") == pods
-        ),
-        f"UDSink {namespace}/{name} Ready with {pods} ready replicas",
-        lambda: op.logs() + "\n" + pod_report(plane, namespace),
-    )
-
-
-def all_children(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any] | None:
-    """The three children once all exist, else None."""
-    found = children(plane, namespace, name)
-    return dict(found) if all(found.values()) else None
-
-
-def udsink_where(
-    plane: ControlPlane, namespace: str, name: str, kind: str, status: str
-) -> dict[str, Any] | None:
-    """The UDSink once its condition `kind` has `status`, else None."""
-    udsink = plane.get_json("udsink", name, f"--namespace={namespace}")
-    return udsink if condition(udsink, kind).get("status") == status else None
-
-
-def udsink_in_phase(
-    plane: ControlPlane, namespace: str, name: str, phase: str
-) -> dict[str, Any] | None:
-    udsink = plane.get_json("udsink", name, f"--namespace={namespace}")
-    return udsink if (udsink.get("status") or {}).get("phase") == phase else None
-
-
-def newer_than(plane: ControlPlane, old: dict[str, Any]) -> dict[str, Any] | None:
-    """The object `old` once its generation has moved on, else None."""
-    meta = old["metadata"]
-    new = plane.get_json(old["kind"].lower(), meta["name"], f"--namespace={meta['namespace']}")
-    return new if new["metadata"]["generation"] > meta["generation"] else None
-
-
-def explain(plane: ControlPlane, field: str) -> str | None:
-    # The CRD's schema reaches the published OpenAPI a moment after the CRD is established.
-    result = plane.kubectl("explain", field, check=False)
-    return result.stdout if result.returncode == 0 else None
-
-
-def resource_versions(plane: ControlPlane, namespace: str, name: str) -> dict[str, str]:
-    found = {
-        k: v["metadata"]["resourceVersion"]
-        for k, v in children(plane, namespace, name).items()
-        if v
-    }
-    udsink = plane.get_json("udsink", name, f"--namespace={namespace}")
-    found["UDSink"] = udsink["metadata"]["resourceVersion"]
-    return found
-
-
-def settled(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any] | None:
-    """The UDSink once the operator has acted on its latest generation."""
-    udsink = plane.get_json("udsink", name, f"--namespace={namespace}")
-    status = udsink.get("status") or {}
-    done = status.get("observedGeneration") == udsink["metadata"]["generation"]
-    return udsink if done else None
-
-
-def helm_test(run: OperatorRun) -> subprocess.CompletedProcess[str]:
-    """`helm test` of the release (the chart's templates/tests); its result, not checked."""
-    return run.helm_run(
-        "test", run.release, f"--namespace={run.namespace}", "--timeout=120s", check=False
-    )
-
-
-def assert_helm_test_passes(plane: ControlPlane, run: OperatorRun) -> None:
-    """`helm test` passes in a namespace enforcing Pod Security `restricted`, and removes its
-    pod and ServiceAccount after the pass."""
-    labels = plane.get_json("namespace", run.namespace)["metadata"]["labels"]
-    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
-    test_pod = f"{run.deployment}-test"
-    result = helm_test(run)
-    logs = plane.kubectl("logs", test_pod, f"--namespace={run.namespace}", check=False)
-    assert result.returncode == 0, (
-        f"helm test failed:\n{result.stdout}{result.stderr}\n--- test pod:\n"
-        f"{logs.stdout}{logs.stderr}\n{pod_report(plane, run.namespace)}\n{run.logs()}"
-    )
-    assert "Phase:          Succeeded" in result.stdout, result.stdout
-    assert get_or_none(plane, "pod", test_pod, f"--namespace={run.namespace}") is None
-    assert get_or_none(plane, "serviceaccount", test_pod, f"--namespace={run.namespace}") is None
-
-
-def rechecks(run: OperatorRun) -> int:
-    """How often the operator logged a re-check of a Failed UDSink (kopf's log lines do not
-    name the object: use an operator watching one such UDSink)."""
-    return sum(
-        "'reconcile-create' failed temporarily" in line and "re-checking in" in line
-        for line in run.log_text().splitlines()
-    )
 
 
 @pytest.fixture(scope="module", autouse=True)

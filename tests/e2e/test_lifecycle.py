@@ -26,23 +26,21 @@ from udsink_operator import constants
 
 from tests.e2e.conftest import (
     CHART,
+    MINIMAL,
     ROOT,
     ControlPlane,
     OperatorRun,
     UDSinkWatch,
-    install_operator,
-    run_tool,
-    uninstall,
-)
-from tests.e2e.test_e2e import (
-    MINIMAL,
     assert_helm_test_passes,
     condition,
     eventually,
     example,
     helm_test,
+    install_operator,
     pod_report,
     pods_of,
+    run_tool,
+    uninstall,
     wait_ready,
 )
 from tests.support.kafka_broker import KafkaBroker

@@ -27,11 +27,15 @@ from tests.e2e.conftest import (
     ControlPlane,
     Node,
     OperatorRun,
+    condition,
     ensure_namespace,
+    eventually,
     install_operator,
+    pod_report,
+    pods_of,
     uninstall,
+    wait_ready,
 )
-from tests.e2e.test_e2e import condition, eventually, pod_report, pods_of, wait_ready
 from tests.support.kafka_broker import KafkaBroker, Record
 from tests.support.prometheus import scrape
 

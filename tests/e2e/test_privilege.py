@@ -32,20 +32,18 @@ from sink_runtime.config import RuntimeConfig
 from tests.e2e.conftest import (
     ControlPlane,
     OperatorRun,
-    ensure_namespace,
-    install_operator,
-    uninstall,
-)
-from tests.e2e.test_e2e import (
     all_children,
     children,
     condition,
+    ensure_namespace,
     eventually,
     get_or_none,
+    install_operator,
     pod_report,
     pods_of,
     settled,
     udsink_in_phase,
+    uninstall,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]

@@ -37,10 +37,10 @@ from tests.e2e.conftest import (
     ROOT,
     ControlPlane,
     control_plane_binaries,
+    eventually,
     new_control_plane,
     start_control_plane,
 )
-from tests.e2e.test_e2e import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 

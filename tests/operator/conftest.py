@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.operator.emulated import ApplyingEmulator, serving_emulator
+from tests.support.emulated_apiserver import ApplyingEmulator, serving_emulator
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from udsink_operator.cluster import APPLY_CONTENT_TYPE
 
-from tests.operator.emulated import (
+from tests.support.emulated_apiserver import (
     CONFIGMAPS_PATH,
     UDSINK_PATH,
     UDSINKS,

@@ -8,7 +8,7 @@ from typing import Any
 
 from udsink_operator import constants
 
-from tests.operator.emulated import (
+from tests.support.emulated_apiserver import (
     DEPLOYMENTS_PATH,
     UDSINK_PATH,
     UDSINKS,

@@ -9,7 +9,7 @@ from udsink_operator import constants, handlers
 
 from sink_runtime.config import constants as rc
 from sink_runtime.config import parse_config
-from tests.operator.emulated import (
+from tests.support.emulated_apiserver import (
     DEPLOYMENTS_PATH,
     NAMESPACE,
     SECRETS_PATH,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.operator.emulated import (
+from tests.support.emulated_apiserver import (
     NAMESPACE,
     UDSINK_PATH,
     ApplyingEmulator,

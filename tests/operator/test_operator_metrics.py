@@ -9,7 +9,7 @@ from udsink_operator import constants
 from udsink_operator.handlers import WaitingFor
 from udsink_operator.metrics import OperatorMetrics
 
-from tests.operator.emulated import (
+from tests.support.emulated_apiserver import (
     UDSINK_PATH,
     ApplyingEmulator,
     create,
