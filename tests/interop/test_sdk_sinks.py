@@ -31,7 +31,7 @@ from sink_runtime.config import (
     RuntimeConfig,
 )
 from tests.interop.conftest import StartSink
-from tests.kafka.test_dataplane_kafka import DataPlaneProcess, wait_committed
+from tests.support.dataplane_process import start_data_plane, wait_committed
 from tests.support.kafka_broker import KafkaBroker
 from tests.support.unmodified_sink import Received
 
@@ -113,11 +113,11 @@ async def test_sdk_sink_runs_unmodified(
         serve_topic = kafka_broker.create_topic(kafka_broker.unique_topic(f"io-{sdk}-serve"))
         options["serve"] = KafkaSinkConfig(brokers=[kafka_broker.bootstrap], topic=serve_topic)
 
-    dp = DataPlaneProcess(RuntimeConfig(**options), tmp_path)
+    dp = start_data_plane(tmp_path, RuntimeConfig(**options))
     try:
         await wait_committed(kafka_broker, group, topic, dp)
     finally:
-        code = await dp.stop()
+        code = await dp.stopped()
     assert code == 0, dp.log()[-4000:]
 
     seen = _by_id(primary.received())
