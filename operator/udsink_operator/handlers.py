@@ -28,7 +28,7 @@ from typing import Any, Literal, TypeAlias, cast
 
 import kopf
 
-from udsink_operator import api, build, constants, status
+from udsink_operator import api, build, constants, drift, status
 from udsink_operator.cluster import ApiError, Cluster, bearer_token, manifest_path
 from udsink_operator.metrics import OperatorMetrics
 
@@ -206,7 +206,7 @@ class Reconciler:
             return []
         children = build.build(udsink, self.options)
         live = {manifest_path(m): self.cluster.get(manifest_path(m)) for m in children.manifests()}
-        stale = [m for m in children.manifests() if not build.up_to_date(m, live[manifest_path(m)])]
+        stale = [m for m in children.manifests() if not drift.up_to_date(m, live[manifest_path(m)])]
         refusals = self.refusals(stale)
         if refusals:
             # Nothing was written: the children stay consistent with each other (a runtime

@@ -109,7 +109,7 @@ def build_sink(config: SinkConfig, *, role: SinkRole, metrics: Metrics) -> Sink:
         case KafkaSinkConfig():
             from sink_runtime.dataplane.sinks.kafka import KafkaSink
 
-            return KafkaSink(config, metrics=metrics, name=role)
+            return KafkaSink(config, name=role)
     raise AssertionError(f"unknown sink config {config!r}")  # pragma: no cover
 
 

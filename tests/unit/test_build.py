@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from udsink_operator import api, build, constants, handlers
+from udsink_operator import api, build, constants, drift, handlers
 
 from sink_runtime.config import (
     GeneratorSourceConfig,
@@ -787,11 +787,11 @@ def test_up_to_date_ignores_server_filled_fields() -> None:
     live["spec"]["strategy"] = {"type": "RollingUpdate"}
     live["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"] = "/dev/term"
     live["status"] = {"replicas": 1}
-    assert build.up_to_date(desired, live)
+    assert drift.up_to_date(desired, live)
 
 
 @pytest.mark.parametrize(
-    "drift",
+    "change",
     [
         lambda live: live["spec"].update(replicas=5),
         lambda live: live["spec"]["template"]["spec"]["containers"][0].update(image="other"),
@@ -799,12 +799,12 @@ def test_up_to_date_ignores_server_filled_fields() -> None:
         lambda live: live["metadata"]["labels"].pop("udsink.dev/name"),
     ],
 )
-def test_up_to_date_notices_drift(drift: Callable[[Doc], None]) -> None:
+def test_up_to_date_notices_drift(change: Callable[[Doc], None]) -> None:
     desired = children(udsink()).deployment
     live = copy.deepcopy(desired)
-    drift(live)
-    assert not build.up_to_date(desired, live)
-    assert not build.up_to_date(desired, None)
+    change(live)
+    assert not drift.up_to_date(desired, live)
+    assert not drift.up_to_date(desired, None)
 
 
 def test_removed_field_changes_the_applied_hash() -> None:
@@ -812,7 +812,7 @@ def test_removed_field_changes_the_applied_hash() -> None:
     without = children(udsink()).deployment
     # The live object still has the nodeSelector (a subset check alone would say "same"),
     # but the applied-hash annotation differs, so the operator applies again.
-    assert not build.up_to_date(without, with_selector)
+    assert not drift.up_to_date(without, with_selector)
 
 
 @pytest.mark.parametrize(

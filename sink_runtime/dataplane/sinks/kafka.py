@@ -39,7 +39,6 @@ from sink_runtime.dataplane.kafka_settings import (
     redacted,
 )
 from sink_runtime.dataplane.keyheaders import KeyHeaderCodec, record_key
-from sink_runtime.dataplane.metrics import Metrics
 from sink_runtime.dataplane.protocols import ON_SUCCESS, PRIMARY, AllSucceeded, SinkError
 from sink_runtime.types import Datum, Response
 
@@ -62,8 +61,7 @@ class KafkaSink:
     """Writes to `config.topic` (see the module doc).
 
     `name` is the sink's role (primary, fallback, on_success, serve); it prefixes the config
-    path in errors (`fallback.config: ...`). `metrics` is accepted like every sink's, but
-    written/failed counts are the forwarder's.
+    path in errors (`fallback.config: ...`). Its written/failed counts are the forwarder's.
     """
 
     def __init__(
@@ -71,12 +69,10 @@ class KafkaSink:
         config: KafkaSinkConfig,
         *,
         name: str = "kafka",
-        metrics: Metrics | None = None,
         delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_MS / 1000,
     ) -> None:
         self.name = name
         self.config = config
-        self.metrics = metrics
         self._delivery_timeout_ms = int(delivery_timeout_s * 1000)
         self._codec = KeyHeaderCodec(config.headers.keys, config.headers.keys_header)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"kafka-sink-{name}")
