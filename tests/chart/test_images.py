@@ -134,7 +134,7 @@ def test_sdk_image_is_the_base_of_a_three_line_sink_image() -> None:
     assert user_id(stage) == constants.DEFAULT_UID
     (workdir,) = stage["WORKDIR"]
 
-    example = ROOT / "examples" / "sdk-image" / "Dockerfile"
+    example = ROOT / "examples" / "06-sdk-image" / "Dockerfile"
     lines = [line for line in example.read_text().splitlines() if line.strip()]
     assert len(lines) == 3
     version = PYPROJECT["project"]["version"]

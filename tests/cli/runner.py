@@ -23,7 +23,7 @@ import pytest
 from sink_runtime.config import constants
 
 ROOT = Path(__file__).resolve().parents[2]
-QUICKSTART = ROOT / "examples" / "quickstart" / "udsink.yaml"
+QUICKSTART = ROOT / "examples" / "00-quickstart" / "udsink.yaml"
 SINKS = Path(__file__).resolve().parent / "sinks"
 RUN_TIMEOUT_S = 60.0
 WAIT_TIMEOUT_S = 30.0

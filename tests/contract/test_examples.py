@@ -94,7 +94,7 @@ async def test_examples_readme_names_every_example() -> None:
 
 
 async def test_sdk_image_example_sink_prints_and_acknowledges(sock_dir: Path) -> None:
-    sink_py = EXAMPLES.parent / "sdk-image" / "sink.py"
+    sink_py = EXAMPLES.parent / "06-sdk-image" / "sink.py"
     async with sink_process(sink_py, sock_dir) as sink, channel(sink.socket_path) as ch:
         stream = BatchStream(ch)
         results = await stream.batch([request("orders:1:4", b"12345", keys=["eu", "c1"])])

@@ -713,7 +713,7 @@ MIRROR_SECRETS = {
     "kafka-b-ca": ["ca.crt"],
     "kafka-b-client": ["tls.crt", "tls.key"],
 }
-GITOPS = EXAMPLES / "gitops" / "udsinks"
+GITOPS = EXAMPLES / "05-gitops" / "udsinks"
 ARGOCD_MANAGER = "argocd-controller"
 
 T = TypeVar("T")

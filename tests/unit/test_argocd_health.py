@@ -14,8 +14,8 @@ from lupa import lua51
 from udsink_operator import status
 
 ROOT = Path(__file__).parents[2]
-SCRIPT = ROOT / "examples" / "gitops" / "argocd-health-udsink.lua"
-ARGOCD_CM = ROOT / "examples" / "gitops" / "argocd-cm.yaml"
+SCRIPT = ROOT / "examples" / "05-gitops" / "argocd-health-udsink.lua"
+ARGOCD_CM = ROOT / "examples" / "05-gitops" / "argocd-cm.yaml"
 HEALTH_KEY = "resource.customizations.health.udsink.dev_UDSink"
 NOW = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 

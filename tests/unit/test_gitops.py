@@ -16,8 +16,8 @@ from udsink_operator import api, build, constants, crd
 from tests.support.kube_schemas import check_manifest, crd_violations
 
 ROOT = Path(__file__).parents[2]
-GITOPS = ROOT / "examples" / "gitops"
-AUTOSCALING = ROOT / "examples" / "autoscaling"
+GITOPS = ROOT / "examples" / "05-gitops"
+AUTOSCALING = ROOT / "examples" / "04-autoscaling"
 UDSINK_FILES = [*sorted((GITOPS / "udsinks").glob("*.yaml")), AUTOSCALING / "udsink.yaml"]
 
 

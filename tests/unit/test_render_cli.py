@@ -15,6 +15,8 @@ from tests.support.kube_schemas import check_manifest
 
 ROOT = Path(__file__).parents[2]
 EXAMPLES = sorted(ROOT.glob("examples/*/udsink.yaml"))
+MINIMAL = ROOT / "examples" / "01-minimal" / "udsink.yaml"
+FALLBACK = ROOT / "examples" / "02-fallback" / "udsink.yaml"
 
 
 def render(argv: list[str]) -> tuple[int, str, str]:
@@ -42,7 +44,7 @@ def test_examples_render_to_manifests_kubernetes_accepts(path: Path) -> None:
 
 def test_render_plain_sidecars_and_runtime_image() -> None:
     code, out, _ = render(
-        ["-f", str(EXAMPLES[0]), "--sidecars", "plain", "--runtime-image", "registry.local/u:1"]
+        ["-f", str(MINIMAL), "--sidecars", "plain", "--runtime-image", "registry.local/u:1"]
     )
     assert code == 0
     deployment = list(yaml.safe_load_all(out))[2]
@@ -53,8 +55,8 @@ def test_render_plain_sidecars_and_runtime_image() -> None:
 
 
 def test_render_reads_several_documents_and_skips_other_kinds(tmp_path: Path) -> None:
-    first = yaml.safe_load(EXAMPLES[0].read_text())
-    second = yaml.safe_load(EXAMPLES[1].read_text())
+    first = yaml.safe_load(MINIMAL.read_text())
+    second = yaml.safe_load(FALLBACK.read_text())
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}
     file = tmp_path / "all.yaml"
     file.write_text(yaml.safe_dump_all([namespace, first, second]))
@@ -64,7 +66,7 @@ def test_render_reads_several_documents_and_skips_other_kinds(tmp_path: Path) ->
 
 
 def test_render_invalid_file_names_the_field_and_exits_2(tmp_path: Path) -> None:
-    doc = yaml.safe_load(EXAMPLES[1].read_text())
+    doc = yaml.safe_load(FALLBACK.read_text())
     doc["spec"]["sink"].pop("fallback")
     doc["spec"]["batch"]["size"] = 0
     file = tmp_path / "bad.yaml"
@@ -149,7 +151,7 @@ AS_STRICT_AS_THE_CRD = [
 def test_render_and_run_refuse_what_the_api_server_refuses(
     tmp_path: Path, spec: dict[str, object], issue: str
 ) -> None:
-    doc = yaml.safe_load(EXAMPLES[0].read_text())
+    doc = yaml.safe_load(MINIMAL.read_text())
     doc["spec"].update(spec)
     file = tmp_path / "bad.yaml"
     file.write_text(yaml.safe_dump(doc))
