@@ -122,3 +122,14 @@ def test_operator_defaults() -> None:
     assert args.liveness == "http://0.0.0.0:8080/healthz"
     with pytest.raises(SystemExit):
         cli._operator_parser().parse_args(["-A", "--standalone", "--peering", "x"])
+    assert args.secret_check is True
+    assert cli._operator_parser().parse_args(["-A", "--no-secret-check"]).secret_check is False
+
+
+def test_replicas_never_tie_for_leadership() -> None:
+    # kopf pauses every operator that sees a live peer of its own priority: two replicas
+    # started alike must not share one, or neither ever works.
+    assert cli._operator_parser().parse_args(["-A"]).priority is None
+    drawn = {cli.peering_priority(None) for _ in range(50)}
+    assert len(drawn) == 50 and min(drawn) > 0
+    assert cli.peering_priority(7) == 7
