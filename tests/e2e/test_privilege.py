@@ -421,17 +421,23 @@ class TestNamespacedWithLeaderElection:
             "needs-secret in phase Failed",
             electing.logs,
         )
-        # One replica worked, the other waited for it (kopf pauses both on a priority tie).
-        logs = plane.kubectl(
-            "logs",
+        # One replica did the work, the other waited (kopf pauses both on a priority tie).
+        pods = plane.get_json(
+            "pods",
+            f"--namespace={electing.namespace}",
             "-l",
             f"app.kubernetes.io/instance={electing.release}",
-            f"--namespace={electing.namespace}",
-            "--tail=-1",
-            "--prefix",
-        ).stdout
-        assert "Pausing all operators" not in logs, logs[-4000:]
-        assert "Pausing operations in favour of" in logs, logs[-4000:]
+        )["items"]
+        logs = {
+            pod["metadata"]["name"]: plane.kubectl(
+                "logs", pod["metadata"]["name"], f"--namespace={electing.namespace}"
+            ).stdout
+            for pod in pods
+        }
+        assert len(logs) == 2
+        workers = [name for name, text in logs.items() if "Handler 'reconcile-create'" in text]
+        assert len(workers) == 1, {name: text[-2000:] for name, text in logs.items()}
+        assert not [name for name, text in logs.items() if "Pausing all operators" in text]
 
     def test_role_grants_exactly_what_the_operator_used(
         self, control_plane: ControlPlane, electing: OperatorRun
