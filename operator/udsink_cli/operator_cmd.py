@@ -8,6 +8,7 @@ command runs, so the other commands work without them.
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 from collections.abc import Sequence
 
@@ -43,7 +44,13 @@ def operator_parser() -> argparse.ArgumentParser:
         help="kopf peering object used for leader election between replicas "
         f"(default {constants.DEFAULT_PEERING_NAME})",
     )
-    parser.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    parser.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="peering priority of this replica: the live replica with the highest one works, "
+        "the others wait (default: random, so that replicas never tie)",
+    )
     parser.add_argument(
         "--liveness",
         default=constants.DEFAULT_LIVENESS_ENDPOINT,
@@ -96,6 +103,14 @@ def operator_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def peering_priority(given: int | None) -> int:
+    """This replica's kopf peering priority. kopf pauses every operator that sees a live peer
+    of the same priority, so replicas of one Deployment started with equal priorities would all
+    wait forever; a random one per process elects the highest, and when it dies the next
+    highest resumes once the dead one's peering record expires."""
+    return given if given is not None else secrets.randbelow(2**31 - 1) + 1
+
+
 def operator_main(argv: Sequence[str]) -> int:
     args = operator_parser().parse_args(list(argv))
     # Imported here: `udsink render` and `udsink crd` work without kopf's runtime set-up.
@@ -141,7 +156,7 @@ def operator_main(argv: Sequence[str]) -> int:
             namespaces=args.namespaces or (),
             standalone=args.standalone,
             peering_name=None if args.standalone else args.peering,
-            priority=args.priority,
+            priority=peering_priority(args.priority),
             liveness_endpoint=args.liveness or None,
         )
     finally:

@@ -91,7 +91,7 @@ NAMESPACED_RULES = {
     ("", "secrets"): {"get"},
     ("", "events"): {"create"},
 }
-PEERING_VERBS = {"get", "list", "watch", "patch"}
+PEERING_VERBS = {"list", "watch", "patch"}
 
 
 def rule_table(role: Doc) -> dict[tuple[str, str], set[str]]:

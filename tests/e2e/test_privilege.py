@@ -5,10 +5,12 @@ chart-installed operator through its lifecycle (a UDSink created, updated and de
 waiting for a Secret that does not exist) and then compares, per (API group, resource, verb),
 what the role grants with what the operator's ServiceAccount was seen doing in the audit log
 (tests/e2e/conftest.py AUDIT_POLICY). A granted verb never used fails, and so does a used one
-the role does not grant (the API server refused it with 403). Both secret-check modes run: with
-the check off the role grants nothing on Secrets and the kubelet, not the operator, reports the
-missing Secret. The operator with the check on also reconciles a UDSink near the API server's
-size limit (kopf's bookkeeping must stay a digest, not a copy of the spec).
+the role does not grant (the API server refused it with 403). Three installs run: cluster-wide
+with the secret check on and off (off, the role grants nothing on Secrets and the kubelet, not
+the operator, reports the missing Secret), and one namespace with two replicas electing a
+leader (the namespaced Role and the peering rule). The operator with the check on also
+reconciles a UDSink near the API server's size limit (kopf's bookkeeping must stay a digest,
+not a copy of the spec).
 
 Two checks the API server makes are not requests of their own, so the audit log shows them
 only through the request that caused them: a server-side apply that creates its object
@@ -182,8 +184,8 @@ def create_update_delete(plane: ControlPlane, op: OperatorRun, namespace: str) -
 def operator_release(
     plane: ControlPlane, helm: Path, release: str, values: list[str]
 ) -> Iterator[OperatorRun]:
-    """A cluster-wide operator installed for one test class, whose UDSinks live in the
-    namespace named like the release (deleted afterwards). Namespaces still being deleted by
+    """An operator installed for one test class, whose UDSinks live in the namespace named
+    like the release (deleted afterwards). Namespaces still being deleted by
     earlier tests are waited for first: an operator acting on their objects would be refused
     (403, "being terminated") for reasons that are not its role's."""
     eventually(
@@ -198,8 +200,8 @@ def operator_release(
         plane.logs,
         within=300,
     )
-    run = install_operator(plane, helm, release, OPERATOR_NAMESPACE, values=values)
     ensure_namespace(plane, release)
+    run = install_operator(plane, helm, release, OPERATOR_NAMESPACE, values=values)
     try:
         yield run
     finally:
@@ -207,12 +209,19 @@ def operator_release(
         plane.kubectl("delete", "namespace", release, "--ignore-not-found", "--wait=false")
 
 
+def live_role(plane: ControlPlane, op: OperatorRun) -> dict[str, Any]:
+    """The ClusterRole of a cluster-wide operator, or the Role in the one namespace it watches."""
+    if "--all-namespaces" in op.args:
+        return plane.get_json("clusterrole", op.deployment)
+    (namespace,) = [a.split("=", 1)[1] for a in op.args if a.startswith("--namespace=")]
+    return plane.get_json("role", op.deployment, f"--namespace={namespace}")
+
+
 def assert_role_is_what_was_used(plane: ControlPlane, op: OperatorRun) -> set[Grant]:
     events = audit_events(plane, op.user)
     assert events, f"no audit event of {op.user} in {plane.audit_log}"
     assert not refused(events), f"the API server refused {op.user}: {refused(events)}"
-    role = plane.get_json("clusterrole", op.deployment)
-    grants, used = granted(role), used_grants(events)
+    grants, used = granted(live_role(plane, op)), used_grants(events)
     assert not grants - used, f"granted but never used: {show(grants - used)}"
     assert not used - grants, f"used but not granted: {show(used - grants)}"
     return grants
@@ -385,3 +394,52 @@ class TestSecretCheckOff:
     ) -> None:
         grants = assert_role_is_what_was_used(control_plane, unchecked)
         assert not [g for g in grants if g[1] == "secrets"], show(grants)
+
+
+# --- one namespace, two replicas: the Role and leader election ---
+
+
+@pytest.fixture(scope="class")
+def electing(control_plane: ControlPlane, helm_bin: Path) -> Iterator[OperatorRun]:
+    values = ["watch.clusterWide=false", "watch.namespaces={audit-ha}", "replicaCount=2"]
+    yield from operator_release(control_plane, helm_bin, "audit-ha", values)
+
+
+class TestNamespacedWithLeaderElection:
+    namespace = "audit-ha"
+
+    def test_lifecycle(self, control_plane: ControlPlane, electing: OperatorRun) -> None:
+        plane, ns = control_plane, self.namespace
+        assert "--peering=udsink-operator" in electing.args
+        assert plane.get_json("kopfpeering", "udsink-operator", f"--namespace={ns}")
+        create_update_delete(plane, electing, ns)
+        apply(plane, needs_secret(ns))
+        eventually(
+            lambda: udsink_in_phase(plane, ns, "needs-secret", constants.PHASE_FAILED),
+            "needs-secret in phase Failed",
+            electing.logs,
+        )
+        # One replica did the work, the other waited (kopf pauses both on a priority tie).
+        pods = plane.get_json(
+            "pods",
+            f"--namespace={electing.namespace}",
+            "-l",
+            f"app.kubernetes.io/instance={electing.release}",
+        )["items"]
+        logs = {
+            pod["metadata"]["name"]: plane.kubectl(
+                "logs", pod["metadata"]["name"], f"--namespace={electing.namespace}"
+            ).stdout
+            for pod in pods
+        }
+        assert len(logs) == 2
+        workers = [name for name, text in logs.items() if "Handler 'reconcile-create'" in text]
+        assert len(workers) == 1, {name: text[-2000:] for name, text in logs.items()}
+        assert not [name for name, text in logs.items() if "Pausing all operators" in text]
+
+    def test_role_grants_exactly_what_the_operator_used(
+        self, control_plane: ControlPlane, electing: OperatorRun
+    ) -> None:
+        grants = assert_role_is_what_was_used(control_plane, electing)
+        assert {g[1] for g in grants if g[0] == "kopf.dev"} == {"kopfpeerings"}
+        assert not [g for g in grants if g[0] == "apiextensions.k8s.io"], show(grants)

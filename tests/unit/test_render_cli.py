@@ -126,6 +126,19 @@ def test_operator_defaults() -> None:
     assert args.liveness == "http://0.0.0.0:8080/healthz"
     with pytest.raises(SystemExit):
         operator_cmd.operator_parser().parse_args(["-A", "--standalone", "--peering", "x"])
+    assert args.secret_check is True
+    assert (
+        operator_cmd.operator_parser().parse_args(["-A", "--no-secret-check"]).secret_check is False
+    )
+
+
+def test_replicas_never_tie_for_leadership() -> None:
+    # kopf pauses every operator that sees a live peer of its own priority: two replicas
+    # started alike must not share one, or neither ever works.
+    assert operator_cmd.operator_parser().parse_args(["-A"]).priority is None
+    drawn = {operator_cmd.peering_priority(None) for _ in range(50)}
+    assert len(drawn) == 50 and min(drawn) > 0
+    assert operator_cmd.peering_priority(7) == 7
 
 
 # What the API server refuses, render and run refuse too: no string becomes a number, and the
