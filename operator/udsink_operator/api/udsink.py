@@ -313,7 +313,7 @@ class Source(_ExactlyOne):
 # --- Sinks ---
 
 
-class UdSink(_Model):
+class UserDefinedSink(_Model):
     """A user-defined sink: the user's container serving the Numaflow sink gRPC contract."""
 
     container: Container = Field(description="The sink's container (runs as a native sidecar).")
@@ -427,7 +427,9 @@ class AbstractSink(_ExactlyOne):
 
     one_of = SINK_MEMBERS
 
-    udsink: UdSink | None = Field(default=None, description="A user-defined sink container (gRPC).")
+    udsink: UserDefinedSink | None = Field(
+        default=None, description="A user-defined sink container (gRPC)."
+    )
     kafka: KafkaSink | None = Field(default=None, description="Produce to Kafka.")
     log: LogSink | None = Field(default=None, description="Log messages.")
     blackhole: BlackholeSink | None = Field(default=None, description="Discard messages.")
