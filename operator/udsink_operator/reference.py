@@ -108,7 +108,7 @@ def field_rows(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, str, 
         path = f"{prefix}.{alias}"
         annotation = info.annotation
         is_list = get_origin(_strip(annotation)) in (list, tuple, Sequence)
-        yield (path, type_name(annotation), default_text(info), info.description or "")
+        yield (path, type_name(annotation), default_text(info), api.described(info) or "")
         child = _model_of(annotation)
         if child is not None:
             yield from field_rows(child, f"{path}[]" if is_list else path)

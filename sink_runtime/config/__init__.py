@@ -210,8 +210,8 @@ class RetryStrategy(_Model):
 
 class NackConfig(_Model):
     delay_ms: Millis = 1000
-    # 0 = unbounded; when reached, onFailure applies.
-    max_deliveries: Annotated[int, Field(ge=0)] = 0
+    # 0 = unbounded; when reached, onFailure applies. Bounded as the UDSink's field is.
+    max_deliveries: Annotated[int, Field(ge=0, le=1_000_000)] = 0
 
 
 class BatchConfig(_Model):

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import BaseModel
 from udsink_cli import generate
 from udsink_operator import api, constants, crd
 
@@ -402,3 +403,26 @@ def test_operator_and_api_server_say_the_same_words(mutate: Any) -> None:
     assert any(o.startswith(m) for o in operator for m in server), (
         f"API server: {server}\noperator: {operator}"
     )
+
+
+def test_descriptions_state_the_bounds_and_default_each_field_enforces() -> None:
+    # The "(min..max). Default X." of a description is written from the field's own checks,
+    # so the CRD, kubectl explain and docs/reference.md never disagree with the validation.
+    assert api.described(api.Batch.model_fields["size"]) == "Largest batch (1..10000). Default 500."
+    timeout = api.described(api.Batch.model_fields["timeout"])
+    assert timeout == "Longest wait to fill a batch (1ms..10m). Default 1s."
+    checked = 0
+    for model in {
+        m for m in vars(api).values() if isinstance(m, type) and issubclass(m, BaseModel)
+    }:
+        for info in model.model_fields.values():
+            text = api.described(info)
+            if text is None:
+                continue
+            bounds, default = api.field_bounds(info), api.plain_default(info)
+            if bounds is not None:
+                assert f"{bounds[0]}..{bounds[1]}" in text, text
+                checked += 1
+            if default is not None:
+                assert "Default " in text, text
+    assert checked > 20

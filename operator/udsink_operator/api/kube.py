@@ -669,7 +669,7 @@ class Pod(_Model):
     )
     automount_service_account_token: bool = Field(
         default=False,
-        description="Mount an API token into the pods (the runtime needs none). Default false.",
+        description="Mount an API token into the pods (the runtime needs none).",
     )
     node_selector: Annotated[dict[str, str], Field(max_length=64)] | None = Field(
         default=None, description="Node labels to run on."

@@ -26,8 +26,9 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic.fields import FieldInfo
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import core_schema
+from pydantic_core import PydanticUndefined, core_schema
 
 from sink_runtime.config import BROKER_PATTERN, TOPIC_PATTERN
 from sink_runtime.config.errors import refused, shown
@@ -288,6 +289,57 @@ Quantity = Annotated[
 # --- Base models ---
 
 
+def _number(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def field_bounds(info: FieldInfo) -> tuple[str, str] | None:
+    """The lower and upper bound a field enforces, as text; None unless it has both."""
+    low: str | None = None
+    high: str | None = None
+    for marker in info.metadata:
+        if isinstance(marker, GoDuration):
+            return marker.minimum, marker.maximum
+        if getattr(marker, "ge", None) is not None:
+            low = _number(marker.ge)
+        if getattr(marker, "le", None) is not None:
+            high = _number(marker.le)
+    return (low, high) if low is not None and high is not None else None
+
+
+def plain_default(info: FieldInfo) -> str | None:
+    """A field's default as a person writes it (`500`, `1s`, `true`); None when there is no
+    default or it is not a plain value (a model, a list, a computed one)."""
+    value = info.default
+    if info.default_factory is not None or value is PydanticUndefined or value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return _number(value)
+    return value if isinstance(value, str) and value else None
+
+
+def described(info: FieldInfo) -> str | None:
+    """A field's description with its bounds and its default, as the CRD and the docs show
+    them. Both come from what the field enforces, so the words never drift from the check;
+    a description that already says them (in words of its own) is left as it is."""
+    text = info.description
+    if text is None:
+        return None
+    bounds = field_bounds(info)
+    if bounds is not None and f"{bounds[0]}..{bounds[1]}" not in text:
+        # Before a default the description states in words of its own ("Default 64 MiB.").
+        said, _, default_said = text.rstrip().partition(" Default ")
+        text = said.removesuffix(".") + f" ({bounds[0]}..{bounds[1]})."
+        text += f" Default {default_said}" if default_said else ""
+    default = plain_default(info)
+    if default is not None and "Default " not in text:
+        text = text.rstrip()
+        text += ("" if text.endswith(".") else ".") + f" Default {default}."
+    return text
+
+
 class _Model(BaseModel):
     """Base of every spec model: camelCase aliases, unknown fields refused, immutable.
     `cel_rules` are the CEL twins of the model's cross-field validators."""
@@ -311,6 +363,11 @@ class _Model(BaseModel):
         cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         json_schema = handler.resolve_ref_schema(handler(schema))
+        properties = json_schema.get("properties", {})
+        for name, info in cls.model_fields.items():
+            shown_as = properties.get(info.alias or name)
+            if shown_as is not None and info.description:
+                shown_as["description"] = described(info)
         rules = cls.crd_rules()
         if rules:
             json_schema[CEL] = rules

@@ -83,7 +83,7 @@ class Tls(_Model):
     )
     insecure_skip_verify: bool = Field(
         default=False,
-        description="Do not verify the brokers' certificates (testing only). Default false.",
+        description="Do not verify the brokers' certificates (testing only).",
     )
 
     @model_validator(mode="after")
@@ -264,18 +264,18 @@ class KafkaSource(KafkaConnection):
     )
     start_offset: Literal["earliest", "latest"] = Field(
         default="earliest",
-        description="Where to start when the group has no committed offset yet. Default earliest.",
+        description="Where to start when the group has no committed offset yet.",
     )
     keys_from_headers: bool = Field(
         default=True,
         description=(
             "Rebuild multi-part keys from __key_len/__key_N (or the single keys header) when "
-            "present and well formed; otherwise the record key is the single key. Default true."
+            "present and well formed; otherwise the record key is the single key."
         ),
     )
     keys_header: Annotated[str, Field(min_length=1, max_length=255)] = Field(
         default=runtime_constants.DEFAULT_KEYS_HEADER,
-        description="Header holding a JSON array of keys (the `single` layout). Default __keys.",
+        description="Header holding a JSON array of keys (the `single` layout).",
     )
 
 
@@ -283,19 +283,19 @@ class GeneratorSource(_Model):
     """Generate messages inside the pod (demos, load tests, local runs): no Kafka needed."""
 
     rate: Annotated[int, Field(ge=0, le=10_000_000)] = Field(
-        default=100, description="Messages per second; 0 = as fast as possible. Default 100."
+        default=100, description="Messages per second; 0 = as fast as possible."
     )
     count: Annotated[int, Field(ge=0, le=2**62)] = Field(
-        default=0, description="Stop after this many messages; 0 = never. Default 0."
+        default=0, description="Stop after this many messages; 0 = never."
     )
     value_size: Annotated[int, Field(ge=0, le=runtime_constants.DEFAULT_MAX_MESSAGE_BYTES)] = Field(
-        default=128, description="Size of each value in bytes. Default 128."
+        default=128, description="Size of each value in bytes."
     )
     key_count: Annotated[int, Field(ge=0, le=1_000_000)] = Field(
-        default=8, description="Number of distinct keys cycled through. Default 8."
+        default=8, description="Number of distinct keys cycled through."
     )
     partitions: Annotated[int, Field(ge=1, le=1024)] = Field(
-        default=1, description="Number of simulated partitions. Default 1."
+        default=1, description="Number of simulated partitions."
     )
 
 
@@ -319,7 +319,7 @@ class UserDefinedSink(_Model):
     container: Container = Field(description="The sink's container (runs as a native sidecar).")
     startup_timeout: Annotated[str, GoDuration("1s", "1h")] = Field(
         default="2m",
-        description="How long to wait for the sink's server to become ready. Default 2m.",
+        description="How long to wait for the sink's server to become ready.",
     )
     max_message_bytes: Annotated[int, Field(ge=1024, le=2**31 - 1)] = Field(
         default=runtime_constants.DEFAULT_MAX_MESSAGE_BYTES,
@@ -330,7 +330,7 @@ class UserDefinedSink(_Model):
         description=(
             "How long the sink may take to answer one batch (1s..1h); then the stream is reset "
             "and the batch counts as FAILURE (retried with backoff). A warning is logged after "
-            "a third of it. Default 30s."
+            "a third of it."
         ),
     )
 
@@ -374,16 +374,14 @@ class KeyHeaders(_Model):
             "How keys travel in headers. split: __key_len = N and __key_0..__key_{N-1} "
             "(Numaflow-compatible); single: one header (keysHeader) holding a JSON array "
             "(lossless even if keys contain the separator); none: no key headers. Key headers "
-            "take precedence over same-named message headers. Default split."
+            "take precedence over same-named message headers."
         ),
     )
     keys_header: Annotated[str, Field(min_length=1, max_length=255)] = Field(
         default=runtime_constants.DEFAULT_KEYS_HEADER,
-        description="Header name for the `single` layout. Default __keys.",
+        description="Header name for the `single` layout.",
     )
-    propagate: bool = Field(
-        default=True, description="Copy the message's own headers. Default true."
-    )
+    propagate: bool = Field(default=True, description="Copy the message's own headers.")
     static: StaticHeaders = Field(
         default_factory=dict, description="Headers added to every record."
     )
@@ -395,7 +393,7 @@ class KafkaSink(KafkaConnection):
     topic: Topic = Field(description="Topic to produce to.")
     set_key: bool = Field(
         default=True,
-        description="Record key = the message's keys joined by keySeparator. Default true.",
+        description="Record key = the message's keys joined by keySeparator.",
     )
     key_separator: Annotated[str, Field(max_length=16)] = Field(
         default=runtime_constants.DEFAULT_KEY_SEPARATOR,
@@ -410,7 +408,7 @@ class LogSink(_Model):
     """Log each message (a debugging sink)."""
 
     value_preview_bytes: Annotated[int, Field(ge=0, le=65536)] = Field(
-        default=64, description="How many bytes of each value to log. Default 64."
+        default=64, description="How many bytes of each value to log."
     )
 
 
@@ -480,21 +478,21 @@ class Backoff(_Model):
     )
 
     interval: Annotated[str, GoDuration("1ms", "1h")] = Field(
-        default="100ms", description="Delay before the first retry (1ms..1h). Default 100ms."
+        default="100ms", description="Delay before the first retry."
     )
     factor: Annotated[float, Field(ge=1.0, le=10.0)] = Field(
         default=2.0,
-        description="Multiplier applied to the delay after each retry (1..10). Default 2.",
+        description="Multiplier applied to the delay after each retry.",
     )
     cap: Annotated[str, GoDuration("1ms", "24h")] = Field(
-        default="30s", description="Largest delay (1ms..24h). Default 30s."
+        default="30s", description="Largest delay."
     )
     steps: Annotated[int, Field(ge=0, le=1_000_000)] = Field(
         default=10,
-        description="Retries after the first attempt; then onFailure applies. Default 10.",
+        description="Retries after the first attempt; then onFailure applies.",
     )
     jitter: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
-        default=0.1, description="Random fraction added to each delay (0..1). Default 0.1."
+        default=0.1, description="Random fraction added to each delay."
     )
 
     @model_validator(mode="after")
@@ -511,7 +509,7 @@ class SecondaryRetry(_Model):
         default=20,
         description=(
             "Retries of a write the secondary sink did not accept (with the backoff above); "
-            "then onExhausted applies (0..1000000). Default 20."
+            "then onExhausted applies."
         ),
     )
     on_exhausted: Literal["stop", "log"] = Field(
@@ -520,7 +518,7 @@ class SecondaryRetry(_Model):
             "stop: hold the batch (nothing more is read or committed), report the pod not "
             "ready with the reason, and keep retrying at the backoff cap until the sink takes "
             "it. log: log each record's coordinates (id, keys, size, error), count it in "
-            "udsink_dropped_total, and go on. Default stop."
+            "udsink_dropped_total, and go on."
         ),
     )
 
@@ -533,7 +531,7 @@ class RetryStrategy(_Model):
         default="retry",
         description=(
             "After the retries: retry (keep retrying, never drop), fallback (send to "
-            "spec.sink.fallback, which must be set) or drop. Default retry."
+            "spec.sink.fallback, which must be set) or drop."
         ),
     )
     secondary: SecondaryRetry = Field(
@@ -588,11 +586,9 @@ class Sink(AbstractSink):
 class Batch(_Model):
     """How messages are grouped; a batch is the unit of acknowledgement."""
 
-    size: Annotated[int, Field(ge=1, le=10_000)] = Field(
-        default=500, description="Largest batch (1..10000). Default 500."
-    )
+    size: Annotated[int, Field(ge=1, le=10_000)] = Field(default=500, description="Largest batch.")
     timeout: Annotated[str, GoDuration("1ms", "10m")] = Field(
-        default="1s", description="Longest wait to fill a batch (1ms..10m). Default 1s."
+        default="1s", description="Longest wait to fill a batch."
     )
 
 
@@ -600,10 +596,10 @@ class Nack(_Model):
     """Defaults for NACK results: redelivered later without using the retry budget."""
 
     delay: Annotated[str, GoDuration("0s", "1h")] = Field(
-        default="1s", description="Redelivery delay (0..1h). Default 1s."
+        default="1s", description="Redelivery delay (0..1h)."
     )
     max_deliveries: Annotated[int, Field(ge=0, le=1_000_000)] = Field(
-        default=0, description="Deliveries before onFailure applies; 0 = unbounded. Default 0."
+        default=0, description="Deliveries before onFailure applies; 0 = unbounded."
     )
 
 
@@ -612,7 +608,7 @@ class Lifecycle(_Model):
 
     desired_phase: Literal["Running", "Paused"] = Field(
         default="Running",
-        description="Running, or Paused (0 pods; spec.replicas is kept). Default Running.",
+        description="Running, or Paused (0 pods; spec.replicas is kept).",
     )
 
 
@@ -627,16 +623,14 @@ class Runtime(_Model):
     )
     resources: Resources | None = Field(default=None, description="CPU and memory of the runtime.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
-        default="info", description="debug, info, warning or error. Default info."
+        default="info", description="debug, info, warning or error."
     )
-    log_format: Literal["json", "text"] = Field(
-        default="json", description="json or text. Default json."
-    )
+    log_format: Literal["json", "text"] = Field(default="json", description="json or text.")
     shutdown_grace_period: Annotated[str, GoDuration("1s", "10m")] = Field(
         default="25s",
         description=(
             "Time to finish the in-flight batch after SIGTERM (1s..10m); the pod's termination "
-            "grace period is this plus 5s. Default 25s."
+            "grace period is this plus 5s."
         ),
     )
 
@@ -651,7 +645,7 @@ class UDSinkSpec(_Model):
         default=1,
         description=(
             "Pods to run; the target of the scale subresource (kubectl scale, HPA, KEDA). "
-            "Parallelism is bounded by the partition count. Default 1."
+            "Parallelism is bounded by the partition count."
         ),
         json_schema_extra={CRD_DEFAULT: True},
     )
