@@ -11,8 +11,11 @@ import argparse
 import secrets
 import sys
 from collections.abc import Sequence
+from typing import get_args
 
 from udsink_operator import constants
+
+from sink_runtime.config.constants import LogFormat
 
 EXIT_INVALID = 2  # invalid input: a kubeconfig that cannot be used, a port that is taken
 
@@ -71,7 +74,7 @@ def operator_parser() -> argparse.ArgumentParser:
         help="do not watch Namespaces and CRDs (namespaced installs without cluster-wide RBAC; "
         "--namespace names are then taken as they are)",
     )
-    parser.add_argument("--log-format", choices=["json", "text"], default="json")
+    parser.add_argument("--log-format", choices=get_args(LogFormat), default="json")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument(
         "--runtime-image",

@@ -29,6 +29,31 @@ Topic = Annotated[str, Field(pattern=TOPIC_PATTERN)]
 Broker = Annotated[str, Field(pattern=BROKER_PATTERN)]
 Millis = Annotated[int, Field(ge=0, le=24 * 3600 * 1000)]
 
+# --- Bounds and defaults the UDSink spec and the RuntimeConfig share ---
+# One home: the operator's models (udsink_operator.api) use these very types and values, so
+# what the API server accepts and what the data plane accepts cannot drift apart.
+BatchSize = Annotated[int, Field(ge=1, le=10_000)]
+DEFAULT_BATCH_SIZE = 500
+GeneratorRate = Annotated[int, Field(ge=0, le=10_000_000)]
+DEFAULT_GENERATOR_RATE = 100
+GeneratorCount = Annotated[int, Field(ge=0, le=2**62)]
+ValueSize = Annotated[int, Field(ge=0, le=constants.DEFAULT_MAX_MESSAGE_BYTES)]
+DEFAULT_VALUE_SIZE = 128
+KeyCount = Annotated[int, Field(ge=0, le=1_000_000)]
+DEFAULT_KEY_COUNT = 8
+Partitions = Annotated[int, Field(ge=1, le=1024)]
+BackoffFactor = Annotated[float, Field(ge=1.0, le=10.0)]
+DEFAULT_BACKOFF_FACTOR = 2.0
+RetrySteps = Annotated[int, Field(ge=0, le=1_000_000)]
+DEFAULT_BACKOFF_STEPS = 10
+DEFAULT_SECONDARY_STEPS = 20
+Jitter = Annotated[float, Field(ge=0.0, le=1.0)]
+DEFAULT_JITTER = 0.1
+MaxDeliveries = Annotated[int, Field(ge=0, le=1_000_000)]
+MaxMessageBytes = Annotated[int, Field(ge=1024, le=2**31 - 1)]
+ValuePreviewBytes = Annotated[int, Field(ge=0, le=65536)]
+DEFAULT_VALUE_PREVIEW_BYTES = 64
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(
@@ -98,13 +123,11 @@ class KafkaSourceConfig(KafkaConnection):
 
 class GeneratorSourceConfig(_Model):
     type: Literal["generator"] = "generator"
-    rate: Annotated[
-        int, Field(ge=0, description="messages per second; 0 = as fast as possible")
-    ] = 100
-    count: Annotated[int, Field(ge=0)] = 0
-    value_size: Annotated[int, Field(ge=0, le=constants.DEFAULT_MAX_MESSAGE_BYTES)] = 128
-    key_count: Annotated[int, Field(ge=0, le=1_000_000)] = 8
-    partitions: Annotated[int, Field(ge=1, le=1024)] = 1
+    rate: GeneratorRate = DEFAULT_GENERATOR_RATE  # messages per second; 0 = as fast as possible
+    count: GeneratorCount = 0
+    value_size: ValueSize = DEFAULT_VALUE_SIZE
+    key_count: KeyCount = DEFAULT_KEY_COUNT
+    partitions: Partitions = 1
 
 
 class FileSourceConfig(_Model):
@@ -145,9 +168,7 @@ class UserSinkConfig(_Model):
     container_type: constants.ContainerType = "udsink"
     socket_path: str
     server_info_path: str
-    max_message_bytes: Annotated[int, Field(ge=1024, le=2**31 - 1)] = (
-        constants.DEFAULT_MAX_MESSAGE_BYTES
-    )
+    max_message_bytes: MaxMessageBytes = constants.DEFAULT_MAX_MESSAGE_BYTES
     # How long to wait for the server-info file and IsReady at start-up.
     startup_timeout_ms: Millis = 120_000
     # Prefer the batch extension when the server advertises it.
@@ -169,7 +190,7 @@ class UserSinkConfig(_Model):
 
 class LogSinkConfig(_Model):
     type: Literal["log"] = "log"
-    value_preview_bytes: Annotated[int, Field(ge=0, le=65536)] = 64
+    value_preview_bytes: ValuePreviewBytes = DEFAULT_VALUE_PREVIEW_BYTES
 
 
 class BlackholeSinkConfig(_Model):
@@ -187,18 +208,18 @@ SinkConfig: TypeAlias = Annotated[
 
 class Backoff(_Model):
     interval_ms: Annotated[int, Field(ge=1, le=3_600_000)] = 100
-    factor: Annotated[float, Field(ge=1.0, le=10.0)] = 2.0
+    factor: BackoffFactor = DEFAULT_BACKOFF_FACTOR
     cap_ms: Annotated[int, Field(ge=1, le=24 * 3_600_000)] = 30_000
     # Retries of the primary sink after the first attempt; then onFailure applies.
-    steps: Annotated[int, Field(ge=0, le=1_000_000)] = 10
-    jitter: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+    steps: RetrySteps = DEFAULT_BACKOFF_STEPS
+    jitter: Jitter = DEFAULT_JITTER
 
 
 class SecondaryRetry(_Model):
     # Retries of a write to the fallback, on-success or serve sink (with the primary's backoff)
     # before on_exhausted applies: stop (hold the batch, not ready, keep trying at the capped
     # delay) or log (log the record's coordinates, count it as dropped, go on).
-    steps: Annotated[int, Field(ge=0, le=1_000_000)] = 20
+    steps: RetrySteps = DEFAULT_SECONDARY_STEPS
     on_exhausted: constants.OnExhausted = "stop"
 
 
@@ -211,11 +232,11 @@ class RetryStrategy(_Model):
 class NackConfig(_Model):
     delay_ms: Millis = 1000
     # 0 = unbounded; when reached, onFailure applies. Bounded as the UDSink's field is.
-    max_deliveries: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    max_deliveries: MaxDeliveries = 0
 
 
 class BatchConfig(_Model):
-    size: Annotated[int, Field(ge=1, le=10_000)] = 500
+    size: BatchSize = DEFAULT_BATCH_SIZE
     timeout_ms: Annotated[int, Field(ge=1, le=600_000)] = 1000
 
 

@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from sink_runtime import config as rc
 from sink_runtime.config import constants as runtime_constants
 from sink_runtime.config import owned_kafka_key
 from sink_runtime.config.errors import refused
@@ -117,7 +118,7 @@ class SaslOAuth(_Model):
     )
 
 
-SaslMechanism: TypeAlias = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+SaslMechanism: TypeAlias = runtime_constants.SaslMechanism
 SASL_MEMBERS: dict[str, str] = {
     "PLAIN": "plain",
     "SCRAM-SHA-256": "scramsha256",
@@ -262,7 +263,7 @@ class KafkaSource(KafkaConnection):
     consumer_group: Annotated[str, Field(min_length=1, max_length=255)] | None = Field(
         default=None, description="Consumer group id. Default <namespace>.<name>."
     )
-    start_offset: Literal["earliest", "latest"] = Field(
+    start_offset: runtime_constants.StartOffset = Field(
         default="earliest",
         description="Where to start when the group has no committed offset yet.",
     )
@@ -282,21 +283,20 @@ class KafkaSource(KafkaConnection):
 class GeneratorSource(_Model):
     """Generate messages inside the pod (demos, load tests, local runs): no Kafka needed."""
 
-    rate: Annotated[int, Field(ge=0, le=10_000_000)] = Field(
-        default=100, description="Messages per second; 0 = as fast as possible."
+    rate: rc.GeneratorRate = Field(
+        default=rc.DEFAULT_GENERATOR_RATE,
+        description="Messages per second; 0 = as fast as possible.",
     )
-    count: Annotated[int, Field(ge=0, le=2**62)] = Field(
+    count: rc.GeneratorCount = Field(
         default=0, description="Stop after this many messages; 0 = never."
     )
-    value_size: Annotated[int, Field(ge=0, le=runtime_constants.DEFAULT_MAX_MESSAGE_BYTES)] = Field(
-        default=128, description="Size of each value in bytes."
+    value_size: rc.ValueSize = Field(
+        default=rc.DEFAULT_VALUE_SIZE, description="Size of each value in bytes."
     )
-    key_count: Annotated[int, Field(ge=0, le=1_000_000)] = Field(
-        default=8, description="Number of distinct keys cycled through."
+    key_count: rc.KeyCount = Field(
+        default=rc.DEFAULT_KEY_COUNT, description="Number of distinct keys cycled through."
     )
-    partitions: Annotated[int, Field(ge=1, le=1024)] = Field(
-        default=1, description="Number of simulated partitions."
-    )
+    partitions: rc.Partitions = Field(default=1, description="Number of simulated partitions.")
 
 
 class Source(_ExactlyOne):
@@ -321,7 +321,7 @@ class UserDefinedSink(_Model):
         default="2m",
         description="How long to wait for the sink's server to become ready.",
     )
-    max_message_bytes: Annotated[int, Field(ge=1024, le=2**31 - 1)] = Field(
+    max_message_bytes: rc.MaxMessageBytes = Field(
         default=runtime_constants.DEFAULT_MAX_MESSAGE_BYTES,
         description="Largest gRPC message exchanged with the sink. Default 64 MiB.",
     )
@@ -368,7 +368,7 @@ StaticHeaders = Annotated[
 class KeyHeaders(_Model):
     """Which headers a Kafka record gets: keys, the message's own headers, static ones."""
 
-    keys: Literal["split", "single", "none"] = Field(
+    keys: runtime_constants.KeyHeaderMode = Field(
         default="split",
         description=(
             "How keys travel in headers. split: __key_len = N and __key_0..__key_{N-1} "
@@ -407,8 +407,8 @@ class KafkaSink(KafkaConnection):
 class LogSink(_Model):
     """Log each message (a debugging sink)."""
 
-    value_preview_bytes: Annotated[int, Field(ge=0, le=65536)] = Field(
-        default=64, description="How many bytes of each value to log."
+    value_preview_bytes: rc.ValuePreviewBytes = Field(
+        default=rc.DEFAULT_VALUE_PREVIEW_BYTES, description="How many bytes of each value to log."
     )
 
 
@@ -480,19 +480,19 @@ class Backoff(_Model):
     interval: Annotated[str, GoDuration("1ms", "1h")] = Field(
         default="100ms", description="Delay before the first retry."
     )
-    factor: Annotated[float, Field(ge=1.0, le=10.0)] = Field(
-        default=2.0,
+    factor: rc.BackoffFactor = Field(
+        default=rc.DEFAULT_BACKOFF_FACTOR,
         description="Multiplier applied to the delay after each retry.",
     )
     cap: Annotated[str, GoDuration("1ms", "24h")] = Field(
         default="30s", description="Largest delay."
     )
-    steps: Annotated[int, Field(ge=0, le=1_000_000)] = Field(
-        default=10,
+    steps: rc.RetrySteps = Field(
+        default=rc.DEFAULT_BACKOFF_STEPS,
         description="Retries after the first attempt; then onFailure applies.",
     )
-    jitter: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
-        default=0.1, description="Random fraction added to each delay."
+    jitter: rc.Jitter = Field(
+        default=rc.DEFAULT_JITTER, description="Random fraction added to each delay."
     )
 
     @model_validator(mode="after")
@@ -505,14 +505,14 @@ class Backoff(_Model):
 class SecondaryRetry(_Model):
     """How long writes to the fallback, on-success and serve sinks are retried."""
 
-    steps: Annotated[int, Field(ge=0, le=1_000_000)] = Field(
-        default=20,
+    steps: rc.RetrySteps = Field(
+        default=rc.DEFAULT_SECONDARY_STEPS,
         description=(
             "Retries of a write the secondary sink did not accept (with the backoff above); "
             "then onExhausted applies."
         ),
     )
-    on_exhausted: Literal["stop", "log"] = Field(
+    on_exhausted: runtime_constants.OnExhausted = Field(
         default="stop",
         description=(
             "stop: hold the batch (nothing more is read or committed), report the pod not "
@@ -527,7 +527,7 @@ class RetryStrategy(_Model):
     """What happens when the primary sink fails a message."""
 
     backoff: Backoff = Field(default_factory=Backoff, description="Retry delays.")
-    on_failure: Literal["retry", "fallback", "drop"] = Field(
+    on_failure: runtime_constants.OnFailure = Field(
         default="retry",
         description=(
             "After the retries: retry (keep retrying, never drop), fallback (send to "
@@ -586,7 +586,7 @@ class Sink(AbstractSink):
 class Batch(_Model):
     """How messages are grouped; a batch is the unit of acknowledgement."""
 
-    size: Annotated[int, Field(ge=1, le=10_000)] = Field(default=500, description="Largest batch.")
+    size: rc.BatchSize = Field(default=rc.DEFAULT_BATCH_SIZE, description="Largest batch.")
     timeout: Annotated[str, GoDuration("1ms", "10m")] = Field(
         default="1s", description="Longest wait to fill a batch."
     )
@@ -598,7 +598,7 @@ class Nack(_Model):
     delay: Annotated[str, GoDuration("0s", "1h")] = Field(
         default="1s", description="Redelivery delay (0..1h)."
     )
-    max_deliveries: Annotated[int, Field(ge=0, le=1_000_000)] = Field(
+    max_deliveries: rc.MaxDeliveries = Field(
         default=0, description="Deliveries before onFailure applies; 0 = unbounded."
     )
 
@@ -622,10 +622,10 @@ class Runtime(_Model):
         default=None, description="Always, IfNotPresent or Never. Default: Kubernetes' default."
     )
     resources: Resources | None = Field(default=None, description="CPU and memory of the runtime.")
-    log_level: Literal["debug", "info", "warning", "error"] = Field(
+    log_level: runtime_constants.LogLevel = Field(
         default="info", description="debug, info, warning or error."
     )
-    log_format: Literal["json", "text"] = Field(default="json", description="json or text.")
+    log_format: runtime_constants.LogFormat = Field(default="json", description="json or text.")
     shutdown_grace_period: Annotated[str, GoDuration("1s", "10m")] = Field(
         default="25s",
         description=(
