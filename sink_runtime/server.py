@@ -421,10 +421,6 @@ class SinkServer:
         except _Drained:
             return
 
-    def is_ready(self) -> bool:
-        return self.serving
-
-
 class _TooLarge(Exception):
     def __init__(self, id: str, size: int, limit: int) -> None:
         super().__init__(
@@ -450,7 +446,7 @@ class _SinkService(sink_pb2_grpc.SinkServicer):
     async def IsReady(
         self, request: empty_pb2.Empty, context: grpc.aio.ServicerContext[Any, Any]
     ) -> sink_pb2.ReadyResponse:
-        return sink_pb2.ReadyResponse(ready=self._server.is_ready())
+        return sink_pb2.ReadyResponse(ready=self._server.serving)
 
 
 class _BatchService(batch_pb2_grpc.BatchSinkServicer):
