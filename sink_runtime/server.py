@@ -421,6 +421,7 @@ class SinkServer:
         except _Drained:
             return
 
+
 class _TooLarge(Exception):
     def __init__(self, id: str, size: int, limit: int) -> None:
         super().__init__(

@@ -47,7 +47,7 @@ class SidecarError(RuntimeError):
 
 
 @dataclass
-class SinkProcess:
+class SidecarProcess:
     """One user-defined sink running as a local subprocess."""
 
     container_type: constants.ContainerType

@@ -18,7 +18,7 @@ from sink_runtime.dataplane.metrics import Metrics, counts
 from udsink_cli.run import OUTCOMES
 from udsink_cli.run.console import Output, headline, progress_line, stall_lines
 from udsink_cli.run.plan import SHUTDOWN_GRACE_S, Plan
-from udsink_cli.sidecars import SidecarError, SinkProcess
+from udsink_cli.sidecars import SidecarError, SidecarProcess
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -59,7 +59,7 @@ class LocalRun:
         self.startup_timeout_s = startup_timeout_s
         self.metrics = Metrics()
         self.sinks = [
-            SinkProcess(
+            SidecarProcess(
                 ctype,
                 cmd,
                 socket_dir,
@@ -69,7 +69,7 @@ class LocalRun:
             )
             for ctype, cmd in plan.commands.items()
         ] + [
-            SinkProcess(
+            SidecarProcess(
                 ctype,
                 [],
                 socket_dir,
