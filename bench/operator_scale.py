@@ -54,6 +54,7 @@ from tests.support.emulated_apiserver import (  # noqa: E402
     ApplyingEmulator,
     UnrecordedEmulator,
     create,
+    operator_command,
     serving_emulator,
     udsink_object,
 )
@@ -144,21 +145,7 @@ async def start_operator(emu: ApplyingEmulator, workdir: Path) -> asyncio.subpro
     log = (workdir / "operator.log").open("ab")
     try:
         return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "udsink_cli.main",
-            "operator",
-            "--namespace",
-            NAMESPACE,
-            "--standalone",
-            "--no-scanning",
-            "--kubeconfig",
-            str(config),
-            "--sidecars",
-            "native",
-            # Its own port: the default one may be taken by another operator on this machine.
-            "--liveness",
-            f"http://127.0.0.1:{free_port()}/healthz",
+            *operator_command(NAMESPACE, config, liveness_port=free_port()),
             stdout=log,
             stderr=log,
             env=env,

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -17,6 +16,7 @@ from tests.support.emulated_apiserver import (
     ApplyingEmulator,
     create,
     eventually,
+    operator_command,
     stored,
     udsink_object,
 )
@@ -45,26 +45,14 @@ async def test_operator_command_runs_against_a_cluster(
     config = write_kubeconfig(
         tmp_path / "kubeconfig", str(emulator.url).rstrip("/"), "tester", "s3cr3t-token"
     )
-    liveness = f"http://127.0.0.1:{free_port()}/healthz"
+    liveness_port = free_port()
+    liveness = f"http://127.0.0.1:{liveness_port}/healthz"
     metrics_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "udsink_cli.main",
-        "operator",
-        "--namespace",
-        NAMESPACE,
-        "--standalone",
-        "--no-scanning",
-        "--kubeconfig",
-        str(config),
-        "--liveness",
-        liveness,
-        "--sidecars",
-        "native",
-        "--metrics-port",
-        str(metrics_port),
+        *operator_command(
+            NAMESPACE, config, liveness_port=liveness_port, metrics_port=metrics_port
+        ),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env,

@@ -15,8 +15,10 @@ import contextlib
 import contextvars
 import copy
 import itertools
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp.web
@@ -437,3 +439,18 @@ async def patch(emu: ApplyingEmulator, path: str, body: dict[str, Any]) -> None:
 async def delete(emu: ApplyingEmulator, path: str) -> None:
     async with emu.delete(path) as response:
         assert response.status < 300, await response.text()
+
+
+def operator_command(
+    namespace: str, kubeconfig: Path, *, liveness_port: int, metrics_port: int = 0
+) -> list[str]:
+    """`udsink operator` as a process logged in to the emulator with `kubeconfig`: one
+    namespace, no leader election, no scanning, native sidecars, its own probe ports (the
+    defaults may be taken by another operator on this machine)."""
+    return [
+        *(sys.executable, "-m", "udsink_cli.main", "operator"),
+        *("--namespace", namespace, "--standalone", "--no-scanning"),
+        *("--kubeconfig", str(kubeconfig), "--sidecars", "native"),
+        *("--liveness", f"http://127.0.0.1:{liveness_port}/healthz"),
+        *("--metrics-port", str(metrics_port)),
+    ]
