@@ -15,7 +15,7 @@ from typing import get_args
 
 from udsink_operator import constants
 
-from sink_runtime.config.constants import LogFormat
+from sink_runtime.config.constants import LogFormat, SidecarMode
 
 EXIT_INVALID = 2  # invalid input: a kubeconfig that cannot be used, a port that is taken
 
@@ -83,7 +83,7 @@ def operator_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--sidecars",
-        choices=["auto", "native", "plain"],
+        choices=("auto", *get_args(SidecarMode)),
         default="auto",
         help="native sidecars, plain containers, or auto (native from Kubernetes 1.29)",
     )

@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Any, TypeAlias
 
 from pydantic import BaseModel
 
@@ -42,7 +42,7 @@ from sink_runtime.config import constants as rc
 from udsink_operator import api, constants
 
 Manifest: TypeAlias = dict[str, Any]
-SidecarMode: TypeAlias = Literal["native", "plain"]
+SidecarMode: TypeAlias = rc.SidecarMode
 
 
 @dataclass(frozen=True)

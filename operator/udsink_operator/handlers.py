@@ -34,7 +34,7 @@ from udsink_operator.metrics import OperatorMetrics
 
 # (involved object, event type, reason, message)
 EventPoster: TypeAlias = Callable[[Mapping[str, Any], str, str, str], None]
-SidecarChoice: TypeAlias = Literal["auto", "native", "plain"]
+SidecarChoice: TypeAlias = Literal["auto"] | build.SidecarMode
 
 log = logging.getLogger(__name__)
 
