@@ -287,10 +287,17 @@ def _produce_with_one_big(broker: KafkaBroker, topic: str) -> str:
     from confluent_kafka import Producer
 
     producer = Producer(broker.client_config(**producer_limit))
-    for rec in records:
-        producer.produce(topic, value=rec["value"])
+    where: list[tuple[int, int]] = []
+    for i, rec in enumerate(records):
+        # The big record's own delivery report says where it landed: librdkafka may send it in
+        # a request of its own, ahead of smaller records queued before it.
+        report = (
+            (lambda err, msg: where.append((msg.partition(), msg.offset()))) if i == 50 else None
+        )
+        producer.produce(topic, value=rec["value"], on_delivery=report)
     assert producer.flush(30) == 0
-    return f"{topic}:0:50"
+    ((partition, offset),) = where
+    return f"{topic}:{partition}:{offset}"
 
 
 @pytest.mark.parametrize("on_exhausted", ["log", "stop"])
