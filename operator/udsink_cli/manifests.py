@@ -25,11 +25,16 @@ class InputError(Exception):
     """The file cannot be used; the message names it and says why."""
 
 
+def display_name(source: str) -> str:
+    """How messages name the file (`<stdin>` for `-`)."""
+    return "<stdin>" if source == STDIN else source
+
+
 def _read_text(source: str) -> io.StringIO:
     """The file's text as a named stream, so YAML errors name the file."""
     if source == STDIN:
         stream = io.StringIO(sys.stdin.read())
-        stream.name = "<stdin>"
+        stream.name = display_name(source)
         return stream
     try:
         stream = io.StringIO(Path(source).read_text(encoding="utf-8"))
@@ -41,11 +46,6 @@ def _read_text(source: str) -> io.StringIO:
         raise InputError(f"cannot read {source}: {err.strerror}") from None
     stream.name = source
     return stream
-
-
-def display_name(source: str) -> str:
-    """How messages name the file (`<stdin>` for `-`)."""
-    return "<stdin>" if source == STDIN else source
 
 
 def read_documents(source: str) -> list[Any]:
