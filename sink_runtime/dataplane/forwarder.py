@@ -5,7 +5,7 @@ This is where the delivery guarantees live, written once for every source and si
   after every datum of the batch reached a terminal outcome (accepted, written to the fallback
   / on-success / serve sink, or dropped by the user's explicit `onFailure: drop`);
 - batches are processed one at a time, so per-partition order is the source's order (the
-  next batch is read while one is forwarded, and a batch's commit overlaps the next batch's
+  next batch is read while one is forwarded, and batches' commits overlap later batches'
   delivery, but delivery itself is strictly one batch after another; see `run()`);
 - every sink answer goes through `contract.check_results`; a misbehaving sink's answer is logged
   with the offending ids, counted, and the affected datums are treated as FAILURE, so they are
@@ -68,6 +68,11 @@ logger = logging.getLogger(__name__)
 # A secondary sink stores what it is given; it may not re-route (CONTRACT.md: a fallback sink
 # answering FALLBACK/SERVE/ON_SUCCESS is a violation; the same rule holds for the others).
 SECONDARY_ALLOWED: frozenset[Status] = frozenset({Status.SUCCESS, Status.FAILURE, Status.NACK})
+# Acknowledgements still unanswered when the next batch is finished, at most: the source
+# orders and coalesces commits itself (the Kafka source commits acked batches together at
+# most every `COMMIT_INTERVAL_S`), so an ack may wait a while, and only this bound makes the
+# forwarder wait for one.
+MAX_ACKS_IN_FLIGHT = 64
 # Backoff and NACK waits are slept in steps this long at most, each one counted as progress.
 SLEEP_STEP_S = 5.0
 _ONLY_SUCCESS = {Status.SUCCESS}
@@ -294,16 +299,18 @@ class Forwarder:
     async def run(self) -> None:
         """Read, forward and acknowledge batches until stopped or the source is exhausted.
 
-        One read ahead and one acknowledgement behind: the next batch is read while the
-        current one is forwarded (the Kafka source reads on its own thread, a user-defined sink
-        works in its own process), and a batch's commit runs while the next one is forwarded.
+        One read ahead and acknowledgements behind: the next batch is read while the current
+        one is forwarded (the Kafka source reads on its own thread, a user-defined sink works
+        in its own process), and finished batches' commits run while later ones are forwarded.
         Batches are still forwarded strictly one after another in the source's order; a batch
-        is acknowledged only once all of it reached a terminal outcome, acknowledgements run
-        one at a time in batch order, and run() returns only after the last one finished. A
-        batch read ahead when stop() comes is dropped unacknowledged, so it is redelivered.
+        is acknowledged only once all of it reached a terminal outcome, acknowledgements are
+        asked for in batch order (the source commits in that order; at most
+        `MAX_ACKS_IN_FLIGHT` wait at once), and run() returns only after the last one
+        finished. A batch read ahead when stop() comes is dropped unacknowledged, so it is
+        redelivered.
         """
         ahead: asyncio.Future[SourceBatch] | None = None
-        acking: asyncio.Future[None] | None = None
+        acks: list[asyncio.Future[None]] = []
         try:
             while not self._stop.is_set():
                 if ahead is None:
@@ -322,24 +329,26 @@ class Forwarder:
                 self.metrics.read.inc(n)
                 self.in_flight = n
                 await self.forward(batch)
-                if acking is not None:
-                    await acking  # the previous batch's commit: one at a time, in order
-                acking = asyncio.ensure_future(self._ack(batch, started))
+                acks = [a for a in acks if not a.done()]
+                if len(acks) >= MAX_ACKS_IN_FLIGHT:
+                    await acks.pop(0)
+                acks.append(asyncio.ensure_future(self._ack(batch, started)))
                 self.in_flight = 0
-            if acking is not None:
-                await acking
-                acking = None
+            while acks:
+                await acks.pop(0)
         finally:
             if ahead is not None:
                 await self._abandon(ahead)
-            if acking is not None:
-                # Left early: a failure finishes the pending commit of a finished batch; a
-                # cancellation (the hard deadline) abandons it (the batch is redelivered).
+            if acks:
+                # Left early: a failure finishes the pending commits of finished batches; a
+                # cancellation (the hard deadline) abandons them (the batches are redelivered).
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
-                    acking.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await acking
+                    for a in acks:
+                        a.cancel()
+                for a in acks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await a
 
     def _start_read(self) -> asyncio.Future[SourceBatch]:
         return asyncio.ensure_future(self.source.read(self.batch_size, self.batch_timeout_s))

@@ -13,6 +13,11 @@ rest stays as the record had it:
   field) is the same for every record that carries the same name and value, so small ones
   come from a cache. The result parses to exactly the request protobuf's own API builds for
   the datum (a property test holds it to that).
+
+`convert_records` turns a consumed batch into Datums through the C module `_fastrecords`
+(built with the package where a compiler is present) for the records whose answer needs no
+judgement, and hands every other record back for kafka.py's Python path, which is the
+reference the C code mirrors; without the module every record takes the Python path.
 """
 
 from __future__ import annotations
@@ -21,12 +26,16 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from types import MappingProxyType
-from typing import TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from sink_runtime import codec
+from sink_runtime.config.constants import KEY_LEN_HEADER
+from sink_runtime.dataplane.keyheaders import key_header_name
 from sink_runtime.types import EPOCH, NO_HEADERS, Datum, slot_setters
 
 RawHeaders: TypeAlias = Mapping[str, bytes | None]
+# The headers of a record without any (one shared mapping).
+NO_RAW: RawHeaders = MappingProxyType({})
 
 
 _EPOCH_WATERMARK = codec.timestamp_field(codec.WATERMARK_TAG, EPOCH)
@@ -178,9 +187,71 @@ def record_datum(
     return d
 
 
+try:
+    from sink_runtime.dataplane.sources import _fastrecords  # type: ignore[attr-defined]
+except ImportError:  # built without a C compiler: the Python path converts every record
+    _fastrecords = None
+else:
+    _fastrecords.configure(
+        record_type=RecordDatum,
+        # The slot descriptors themselves: C sets them as the setters above do.
+        slots=tuple(
+            getattr(cls, name)
+            for cls, name in (
+                (Datum, "id"),
+                (Datum, "value"),
+                (Datum, "keys"),
+                (Datum, "event_time"),
+                (RecordDatum, "_raw"),
+                (RecordDatum, "_encoded"),
+            )
+        ),
+        no_raw=NO_RAW,
+        utc_from_ms=utc_from_ms,
+        key_len_name=KEY_LEN_HEADER,
+        split_names=tuple(key_header_name(i) for i in range(16)),
+        tags=tuple(
+            tag[0]
+            for tag in (
+                codec.ID_TAG,
+                codec.VALUE_TAG,
+                codec.KEYS_TAG,
+                codec.HEADERS_TAG,
+                codec.ENTRY_KEY_TAG,
+                codec.ENTRY_VALUE_TAG,
+                codec.EVENT_TIME_TAG,
+            )
+        ),
+        watermark_field=_EPOCH_WATERMARK,
+    )
+
+ACCELERATED = _fastrecords is not None
+
+
+def convert_records(
+    messages: list[Any],
+    keys_from_headers: bool,
+    keys_header: str,
+    next_offsets: dict[tuple[str, int], int],
+    counts: dict[tuple[str, int], int],
+) -> list[Any]:
+    """`messages` in order, each record the C module converted replaced by its RecordDatum
+    (its partition's next offset and count updated); the rest are left as they came."""
+    if _fastrecords is None:
+        return messages
+    out: list[Any] = []
+    _fastrecords.convert(
+        messages, keys_from_headers, frozenset((keys_header,)), out, next_offsets, counts
+    )
+    return out
+
+
 __all__ = [
+    "ACCELERATED",
+    "NO_RAW",
     "RawHeaders",
     "RecordDatum",
+    "convert_records",
     "header_text",
     "headers_as_text",
     "record_datum",
