@@ -8,6 +8,13 @@ It speaks both paths of CONTRACT.md and picks one at connect time:
   batch N requests + EOT, answered by results and a separate EOT message.
 One stream stays open across batches and carries strictly one batch at a time.
 
+grpcio serves IsReady and the batch extension (one message per batch: its per-call cost does not
+matter). sink.v1 goes over our own HTTP/2 stream (grpc_stream.py, the `h2` library): grpcio's
+asyncio API costs tens of microseconds per message written, which is most of the data plane's
+CPU with one message per datum; our stream sends a batch's N requests and its EOT as one buffer
+in as few DATA frames as the server's flow-control windows allow and reads the answers in bulk.
+Both connections carry the `:authority` SINK_AUTHORITY.
+
 A broken stream (the server's INTERNAL abort for a handler exception, a restarting sidecar) is
 re-established (IsReady, handshake) and the same batch is sent again, a bounded number of times;
 then SinkError names the sink and the last gRPC status, and the forwarder retries the batch
