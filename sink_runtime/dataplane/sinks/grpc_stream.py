@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import socket
 import urllib.parse
 from typing import Final
 
@@ -40,6 +41,10 @@ RECEIVE_WINDOW_BYTES: Final = 4 * 1024 * 1024
 BACKLOG_BYTES: Final = 1024 * 1024
 # Output queued in the kernel-facing transport above this waits for it to drain.
 _WRITE_HIGH_WATER: Final = 1024 * 1024
+# The socket's send buffer we ask for (the kernel caps it at twice net.core.wmem_max): a
+# batch then leaves in fewer, larger sends with less left in the transport's own buffer
+# (about 0.7 µs less CPU per 1 KiB message to the Go sink, docs/benchmarks.md).
+_SEND_BUFFER_BYTES: Final = 4 * 1024 * 1024
 
 _CODES: Final = {code.value[0]: code for code in grpc.StatusCode}
 _PREFIX: Final = 5  # 1 byte compressed flag + 4 bytes big-endian length
@@ -259,6 +264,9 @@ class GrpcStream(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER_BYTES)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
