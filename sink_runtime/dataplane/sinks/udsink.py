@@ -24,8 +24,9 @@ contract, so a misbehaving sink is reported once, in one place.
 A batch that is not answered within `writeTimeout` is abandoned: the stream is reset and the
 batch fails (SinkError, no resend: the forwarder retries it with backoff); a warning names the
 sink and the batch once it has waited `STALL_WARNING_FRACTION` of that. A sink.v1 stream that
-sends more results than the batch has without its EOT is cut there (nothing more is buffered)
-and its answer goes to the contract check, which reports the count and resets the stream.
+sends more results than the batch has without its EOT is cut there (nothing more is read; the
+transport buffers a bounded amount, grpc_stream.py) and its answer goes to the contract check,
+which reports the count and resets the stream.
 
 Messages are serialized here rather than by gRPC, so the encoded size is known before sending:
 an oversized batch is split, and a datum that alone exceeds the limit is answered FAILURE
@@ -403,10 +404,7 @@ class UserSinkClient:
         if not self.use_batch:
             # One gRPC message per datum, each with its length prefix: the stream sends them
             # joined, in as few HTTP/2 frames as the server allows.
-            return [
-                (len(p) + len(e)).to_bytes(5, "big") + p + e
-                for p, e in zip(prefixes, encoded, strict=True)
-            ], local
+            return [frame(p + e) for p, e in zip(prefixes, encoded, strict=True)], local
         # A batch message is its framed requests back to back, joined once per chunk.
         chunks: list[bytes] = []
         pieces: list[bytes] = []
