@@ -8,6 +8,13 @@ It speaks both paths of CONTRACT.md and picks one at connect time:
   batch N requests + EOT, answered by results and a separate EOT message.
 One stream stays open across batches and carries strictly one batch at a time.
 
+grpcio serves IsReady and the batch extension (one message per batch: its per-call cost does not
+matter). sink.v1 goes over our own HTTP/2 stream (grpc_stream.py, the `h2` library): grpcio's
+asyncio API costs tens of microseconds per message written, which is most of the data plane's
+CPU with one message per datum; our stream sends a batch's N requests and its EOT as one buffer
+in as few DATA frames as the server's flow-control windows allow and reads the answers in bulk.
+Both connections carry the `:authority` SINK_AUTHORITY.
+
 A broken stream (the server's INTERNAL abort for a handler exception, a restarting sidecar) is
 re-established (IsReady, handshake) and the same batch is sent again, a bounded number of times;
 then SinkError names the sink and the last gRPC status, and the forwarder retries the batch
@@ -17,8 +24,9 @@ contract, so a misbehaving sink is reported once, in one place.
 A batch that is not answered within `writeTimeout` is abandoned: the stream is reset and the
 batch fails (SinkError, no resend: the forwarder retries it with backoff); a warning names the
 sink and the batch once it has waited `STALL_WARNING_FRACTION` of that. A sink.v1 stream that
-sends more results than the batch has without its EOT is cut there (nothing more is buffered)
-and its answer goes to the contract check, which reports the count and resets the stream.
+sends more results than the batch has without its EOT is cut there (nothing more is read; the
+transport buffers a bounded amount, grpc_stream.py) and its answer goes to the contract check,
+which reports the count and resets the stream.
 
 Messages are serialized here rather than by gRPC, so the encoded size is known before sending:
 an oversized batch is split, and a datum that alone exceeds the limit is answered FAILURE
@@ -35,11 +43,13 @@ from typing import Any, TypeAlias, cast
 
 import grpc
 from google.protobuf import empty_pb2
+from google.protobuf.message import DecodeError
 
 from sink_runtime import codec, serverinfo
 from sink_runtime.config import UserSinkConfig
 from sink_runtime.dataplane.metrics import Metrics
 from sink_runtime.dataplane.protocols import PRIMARY, AllSucceeded, SinkError
+from sink_runtime.dataplane.sinks.grpc_stream import GrpcStream, GrpcStreamError, frame
 from sink_runtime.proto import batch_pb2, sink_pb2
 from sink_runtime.types import Datum, Response
 
@@ -59,8 +69,9 @@ WRITE_BATCH = "/udsink.v1.BatchSink/WriteBatch"
 # resetting the stream; a plain host name is accepted by every SDK's server.
 SINK_AUTHORITY = "localhost"
 
-_HANDSHAKE = sink_pb2.SinkRequest(handshake=sink_pb2.Handshake(sot=True)).SerializeToString()
-_EOT = sink_pb2.SinkRequest(status=sink_pb2.TransmissionStatus(eot=True)).SerializeToString()
+# sink.v1's fixed messages, framed for the wire (gRPC length prefix included).
+_HANDSHAKE = frame(sink_pb2.SinkRequest(handshake=sink_pb2.Handshake(sot=True)).SerializeToString())
+_EOT = frame(sink_pb2.SinkRequest(status=sink_pb2.TransmissionStatus(eot=True)).SerializeToString())
 
 
 # The end-of-stream sentinel of grpc.aio reads (absent from the type stubs).
@@ -81,6 +92,24 @@ class StreamBroken(Exception):
 
 def _rpc_failure(err: grpc.aio.AioRpcError, during: str) -> StreamBroken:
     return StreamBroken(f"{during}: gRPC status {err.code().name}: {err.details()}", err.code())
+
+
+def _stream_failure(err: GrpcStreamError, during: str) -> StreamBroken:
+    return StreamBroken(f"{during}: {err}", err.code)
+
+
+async def _read_reply(stream: GrpcStream, during: str, closed: str) -> sink_pb2.SinkResponse:
+    """The next SinkResponse on a sink.v1 stream; StreamBroken when there is none."""
+    message = await stream.read()
+    if message is None:
+        raise StreamBroken(closed)
+    try:
+        return sink_pb2.SinkResponse.FromString(message)
+    except DecodeError as err:
+        raise StreamBroken(
+            f"{during}: an answer of {len(message)} bytes is not a SinkResponse ({err})",
+            grpc.StatusCode.INTERNAL,
+        ) from None
 
 
 async def _finished_call(call: Any, during: str) -> StreamBroken:
@@ -131,7 +160,8 @@ class UserSinkClient:
         self.info: serverinfo.ServerInfo | None = None
         self.use_batch = False
         self._channel: grpc.aio.Channel | None = None
-        self._call: Any = None
+        self._call: Any = None  # the batch extension's grpcio call
+        self._stream: GrpcStream | None = None  # the sink.v1 stream (module doc)
         self._lock = asyncio.Lock()
         self._ready = False
         self._closed = False
@@ -199,11 +229,17 @@ class UserSinkClient:
             ],
         )
 
+    @property
+    def _connected(self) -> bool:
+        return self._call is not None or self._stream is not None
+
     async def _disconnect(self) -> None:
-        call, channel = self._call, self._channel
-        self._call = self._channel = None
+        call, stream, channel = self._call, self._stream, self._channel
+        self._call = self._channel = self._stream = None
         if call is not None:
             call.cancel()
+        if stream is not None:
+            stream.close()
         if channel is not None:
             await channel.close(None)
 
@@ -247,18 +283,20 @@ class UserSinkClient:
                 ),
             )()
         else:
-            call = cast(
-                Any,
-                channel.stream_stream(
+            try:
+                stream = await GrpcStream.open(
+                    self.config.socket_path,
                     SINK_FN,
-                    request_serializer=_identity,
-                    response_deserializer=sink_pb2.SinkResponse.FromString,
-                ),
-            )()
-            self._call = call
-            answer = await _round_trip(
-                call, _HANDSHAKE, "handshake", "handshake: the server closed the stream"
-            )
+                    authority=SINK_AUTHORITY,
+                    max_message_bytes=self.max_message_bytes,
+                )
+                self._stream = stream
+                await stream.write(_HANDSHAKE)
+                answer = await _read_reply(
+                    stream, "handshake", "handshake: the server closed the stream"
+                )
+            except GrpcStreamError as err:
+                raise _stream_failure(err, "handshake") from None
             if not (answer.HasField("handshake") and answer.handshake.sot):
                 raise StreamBroken(
                     "handshake: the first answer was not a handshake (CONTRACT.md: the server "
@@ -279,7 +317,7 @@ class UserSinkClient:
             last: StreamBroken | None = None
             for attempt in range(self.max_resends + 1):
                 try:
-                    if self._call is None:
+                    if not self._connected:
                         if self._closed:
                             raise SinkError(f"{self.where}: closed")
                         await self._connect(self.reconnect_timeout_s)
@@ -364,7 +402,9 @@ class UserSinkClient:
             ]
             prefixes, encoded = [p for p, _ in kept], [e for _, e in kept]
         if not self.use_batch:
-            return [p + e for p, e in zip(prefixes, encoded, strict=True)], local
+            # One gRPC message per datum, each with its length prefix: the stream sends them
+            # joined, in as few HTTP/2 frames as the server allows.
+            return [frame(p + e) for p, e in zip(prefixes, encoded, strict=True)], local
         # A batch message is its framed requests back to back, joined once per chunk.
         chunks: list[bytes] = []
         pieces: list[bytes] = []
@@ -402,17 +442,16 @@ class UserSinkClient:
         return replies
 
     async def _send_stream(self, messages: list[bytes]) -> list[_Results]:
-        call = self._call
+        """One sink.v1 batch: all requests and the EOT in one write, then the answers."""
+        stream = self._stream
+        assert stream is not None
         replies: list[_Results] = []
         received = 0
+        closed = "SinkFn: the server ended the stream before EOT"
         try:
-            for m in messages:
-                await call.write(m)
-            await call.write(_EOT)
+            await stream.write(b"".join([*messages, _EOT]))
             while True:
-                reply = await call.read()
-                if reply is EOF:
-                    raise StreamBroken("SinkFn: the server ended the stream before EOT")
+                reply = await _read_reply(stream, "SinkFn", closed)
                 if reply.HasField("status") and reply.status.eot:
                     if reply.results:
                         # Numaflow's client does not count results inside the EOT message and
@@ -440,10 +479,8 @@ class UserSinkClient:
                     )
                     await self._disconnect()
                     return replies
-        except grpc.aio.AioRpcError as err:
-            raise _rpc_failure(err, "SinkFn") from None
-        except asyncio.InvalidStateError:
-            raise await _finished_call(call, "SinkFn") from None
+        except GrpcStreamError as err:
+            raise _stream_failure(err, "SinkFn") from None
 
     def _answers(self, replies: list[_Results]) -> Sequence[Response]:
         """The answers of one batch: `AllSucceeded` when every result is SUCCESS (the usual

@@ -1,0 +1,148 @@
+"""The sink.v1 client's own HTTP/2 transport (sinks/grpc_stream.py) against real servers.
+
+A raw HTTP/2 server (h2_sink.py) plays what grpcio servers cannot be told to do: a window of a
+few hundred bytes, Trailers-Only errors, GOAWAY in the middle of a batch, the compressed flag.
+A grpcio server (scripted_sink.py) checks a batch far larger than HTTP/2's default 64 KiB
+windows arrives byte for byte. Each test asserts what the server received and what the client
+answered, so it fails if the transport drops, reorders or corrupts data, ignores a window, or
+misreports a status.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from sink_runtime.dataplane.metrics import Metrics
+from sink_runtime.dataplane.protocols import SinkError
+from sink_runtime.dataplane.sinks.udsink import UserSinkClient
+from sink_runtime.types import Datum, Status
+from tests.dataplane.h2_sink import INTERNAL_MESSAGE, UNAVAILABLE_MESSAGE, H2Sink
+from tests.dataplane.harness import ScriptedFactory
+
+
+@pytest.fixture
+async def h2_sinks(sock_dir: Path) -> AsyncIterator[list[H2Sink]]:
+    started: list[H2Sink] = []
+    yield started
+    for sink in started:
+        await sink.stop()
+
+
+async def _start(started: list[H2Sink], sock_dir: Path, plan: list[str], **kw: object) -> H2Sink:
+    sink = H2Sink(sock_dir, plan, name=f"h{len(started)}", **kw)  # type: ignore[arg-type]
+    await sink.start()
+    started.append(sink)
+    return sink
+
+
+def _datums(n: int, size: int) -> list[Datum]:
+    return [
+        Datum(id=f"t:0:{i}", value=bytes([65 + i % 26]) * size, keys=("k", str(i)))
+        for i in range(n)
+    ]
+
+
+async def test_a_tiny_server_window_is_respected_and_the_batch_arrives_whole(
+    h2_sinks: list[H2Sink], sock_dir: Path
+) -> None:
+    # 300 KiB through a 700-byte stream window: hundreds of WINDOW_UPDATE waits.
+    sink = await _start(h2_sinks, sock_dir, ["ok"], initial_window=700)
+    client = UserSinkClient(sink.config(), metrics=Metrics())
+    await client.start()
+    datums = _datums(300, 1024)
+    try:
+        answers = await client.write(datums)
+    finally:
+        await client.close()
+    assert [(a.id, a.status) for a in answers] == [(d.id, Status.SUCCESS) for d in datums]
+    assert sink.batches == [(1, [d.id for d in datums])]
+    assert 0 < sink.largest_data_frame <= 700
+
+
+async def test_a_batch_far_over_64_kib_reaches_a_grpcio_sink_intact(
+    scripted: ScriptedFactory,
+) -> None:
+    sink = await scripted(batch_extension=False)
+    client = UserSinkClient(sink.config(), metrics=Metrics())
+    await client.start()
+    first, second = _datums(500, 1024), _datums(700, 700)
+    try:
+        answers = [await client.write(first), await client.write(second)]
+    finally:
+        await client.close()
+    assert [len(a) for a in answers] == [500, 700]
+    assert all(a.status == Status.SUCCESS for batch in answers for a in batch)
+    got = [(d.id, d.value, d.keys) for r in sink.received for d in r.datums]
+    assert got == [(d.id, d.value, d.keys) for d in first + second]
+    assert sink.streams == 1
+
+
+async def test_a_trailers_only_unavailable_fails_start_with_code_and_decoded_message(
+    h2_sinks: list[H2Sink], sock_dir: Path
+) -> None:
+    sink = await _start(h2_sinks, sock_dir, ["unavailable"])
+    client = UserSinkClient(sink.config(), metrics=Metrics(), name="fallback")
+    with pytest.raises(SinkError) as err:
+        await client.start()
+    await client.close()
+    assert f"fallback sink at {sink.socket_path}: cannot connect" in str(err.value)
+    assert f"handshake: gRPC status UNAVAILABLE: {UNAVAILABLE_MESSAGE}" in str(err.value)
+
+
+async def test_internal_in_trailers_then_trailers_only_then_a_good_stream(
+    h2_sinks: list[H2Sink], sock_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = await _start(h2_sinks, sock_dir, ["internal", "unavailable", "ok"])
+    metrics = Metrics()
+    client = UserSinkClient(sink.config(), metrics=metrics, max_resends=3)
+    await client.start()
+    datums = _datums(20, 100)
+    try:
+        answers = await client.write(datums)
+    finally:
+        await client.close()
+    assert [a.status for a in answers] == [Status.SUCCESS] * 20
+    ids = [d.id for d in datums]
+    assert sink.batches == [(1, ids), (3, ids)]  # stream 2 refused before any data
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"SinkFn: gRPC status INTERNAL: {INTERNAL_MESSAGE}" in warnings[0]
+    assert f"handshake: gRPC status UNAVAILABLE: {UNAVAILABLE_MESSAGE}" in warnings[1]
+    assert metrics.value("udsink_sink_reconnects_total", sink="primary") == 1
+
+
+async def test_goaway_in_the_middle_of_a_batch_reconnects_and_resends_it(
+    h2_sinks: list[H2Sink], sock_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = await _start(h2_sinks, sock_dir, ["goaway", "ok"])
+    metrics = Metrics()
+    client = UserSinkClient(sink.config(), metrics=metrics)
+    await client.start()
+    datums = _datums(200, 1024)
+    try:
+        answers = await client.write(datums)
+    finally:
+        await client.close()
+    assert [a.status for a in answers] == [Status.SUCCESS] * 200
+    assert sink.batches == [(2, [d.id for d in datums])]
+    assert any("GOAWAY" in r.getMessage() for r in caplog.records)
+    assert metrics.value("udsink_sink_reconnects_total", sink="primary") == 1
+
+
+async def test_a_compressed_answer_is_reported_as_the_servers_error(
+    h2_sinks: list[H2Sink], sock_dir: Path
+) -> None:
+    sink = await _start(h2_sinks, sock_dir, ["compressed"])
+    client = UserSinkClient(sink.config(), metrics=Metrics(), max_resends=1)
+    await client.start()
+    with pytest.raises(SinkError) as err:
+        await client.write(_datums(3, 10))
+    await client.close()
+    text = str(err.value)
+    assert "after 1 resends" in text
+    assert "SinkFn: the server sent a message with the compressed flag set" in text
+    assert "offers no compression" in text
+    assert len(sink.batches) == 2
