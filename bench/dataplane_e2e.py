@@ -79,6 +79,7 @@ from google.protobuf.timestamp_pb2 import Timestamp  # noqa: E402
 from udsink_cli.isolation import private_run_dir  # noqa: E402
 
 from sink_runtime.config import (  # noqa: E402
+    DEFAULT_BATCH_MAX_BYTES,
     BatchConfig,
     BlackholeSinkConfig,
     KafkaSinkConfig,
@@ -173,11 +174,17 @@ class Result:
 # --- the broker and the topic ---
 
 
-def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+def record_limit(value_size: int) -> int:
+    """Largest record (bytes) the bench's topics and producers take: Kafka's 1 MiB default,
+    or room for `--value-size` and its key and headers."""
+    return max(1_048_576, value_size + 65_536)
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int, value_size: int = 0) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[
-        topic
-    ].result(timeout=30)
+    config = {"max.message.bytes": str(record_limit(value_size))}
+    new = NewTopic(topic, num_partitions=partitions, replication_factor=1, config=config)
+    admin.create_topics([new])[topic].result(timeout=30)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         md = admin.list_topics(topic=topic, timeout=5).topics.get(topic)
@@ -203,6 +210,7 @@ def prefill(bootstrap: str, topic: str, messages: int, value_size: int, partitio
             "queue.buffering.max.kbytes": 1_048_576,
             "queue.buffering.max.messages": 1_000_000,
             "acks": 1,
+            "message.max.bytes": record_limit(value_size),
             "enable.idempotence": False,
         }
     )
@@ -393,7 +401,7 @@ def run_dataplane(
         name=f"bench-{row}",
         source=KafkaSourceConfig(brokers=[args.bootstrap], topics=[topic], consumer_group=group),
         sink=sink,
-        batch=BatchConfig(size=args.batch, timeout_ms=100),
+        batch=BatchConfig(size=args.batch, timeout_ms=100, max_bytes=args.batch_bytes),
         observability=ObservabilityConfig(metrics_port=0, metrics_host="127.0.0.1"),
     )
     config_path = workdir / f"{group}.json"
@@ -472,6 +480,13 @@ def mean_batch_ms(log: Path) -> float | None:
     return float(samples["udsink_batch_seconds_sum"]) / count * 1000 if count else None
 
 
+def producer_limit(args: argparse.Namespace) -> dict[str, str]:
+    """The Kafka sink's `config` for large values (librdkafka's own limit is 1,000,000)."""
+    if args.value_size + 65_536 <= 1_000_000:
+        return {}
+    return {"message.max.bytes": str(record_limit(args.value_size))}
+
+
 def run_ceiling(
     args: argparse.Namespace, topic: str, total: int, workdir: Path, row: str = "ceiling"
 ) -> Result:
@@ -484,8 +499,8 @@ def run_ceiling(
     cmd += ["--messages", str(total), "--batch", str(args.batch)]
     if row == "kafka-ceiling":
         out_topic = f"{topic}-out-{uuid.uuid4().hex[:6]}"
-        create_topic(args.bootstrap, out_topic, args.partitions)
-        cmd += ["--out-topic", out_topic]
+        create_topic(args.bootstrap, out_topic, args.partitions, args.value_size)
+        cmd += ["--out-topic", out_topic, "--value-size", str(args.value_size)]
     try:
         with log.open("ab") as out:
             started = time.monotonic()
@@ -514,7 +529,9 @@ def ceiling_worker(args: argparse.Namespace) -> int:
     """
     producer = None
     if args.out_topic:
-        sink = KafkaSinkConfig(brokers=[args.bootstrap], topic=args.out_topic)
+        sink = KafkaSinkConfig(
+            brokers=[args.bootstrap], topic=args.out_topic, config=producer_limit(args)
+        )
         producer = Producer(client_settings(producer_settings(sink), "sink"))
     failed: list[str] = []
 
@@ -713,7 +730,7 @@ def table(runs: dict[str, list[Result]]) -> list[str]:
 
 def run_rows(args: argparse.Namespace, workdir: Path) -> dict[str, list[Result]]:
     topic = f"bench-e2e-{uuid.uuid4().hex[:8]}"
-    create_topic(args.bootstrap, topic, args.partitions)
+    create_topic(args.bootstrap, topic, args.partitions, args.value_size)
     took = prefill(args.bootstrap, topic, args.messages, args.value_size, args.partitions)
     total = sum(end_offsets(args.bootstrap, topic, args.partitions).values())
     print(
@@ -742,9 +759,12 @@ def run_row(row: str, args: argparse.Namespace, topic: str, total: int, workdir:
         return run_dataplane(row, BlackholeSinkConfig(), args, topic, total, workdir)
     if row == "kafka-kafka":
         out_topic = f"{topic}-out-{uuid.uuid4().hex[:6]}"
-        create_topic(args.bootstrap, out_topic, args.partitions)
+        create_topic(args.bootstrap, out_topic, args.partitions, args.value_size)
         kafka_sink = KafkaSinkConfig(
-            brokers=[args.bootstrap], topic=out_topic, headers=KeyHeadersConfig(keys="split")
+            brokers=[args.bootstrap],
+            topic=out_topic,
+            headers=KeyHeadersConfig(keys="split"),
+            config=producer_limit(args),
         )
         return run_dataplane(row, kafka_sink, args, topic, total, workdir)
     if row == "grpc-v1":
@@ -770,6 +790,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--value-size", type=int, default=1024, help="bytes per value")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--batch", type=int, default=500, help="data plane batch size")
+    parser.add_argument(
+        "--batch-bytes",
+        type=int,
+        default=DEFAULT_BATCH_MAX_BYTES,
+        help="data plane batch.maxBytes (a Kafka batch closes at --batch records or this)",
+    )
     parser.add_argument(
         "--rows", default=",".join(ROWS), help=f"comma-separated subset of {', '.join(ROWS)}"
     )
