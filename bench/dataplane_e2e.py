@@ -16,13 +16,17 @@ bytes each); then, one at a time and each with a fresh consumer group, these dra
   over `sink.v1`, run unmodified in a private /var/run/numaflow (udsink_cli.isolation);
 - `kafka-kafka`: the data plane writing every record to a second topic with the Kafka sink
   (split key headers, record key set);
+- `kafka-ceiling`: a bare confluent-kafka loop in its own process that consumes a batch,
+  produces each record to a second topic with its key and headers (the data plane's producer
+  settings: idempotent, `acks=all`), flushes, then commits the batch: what librdkafka + Python
+  can move from topic to topic here at all, with the Kafka sink's at-least-once order of work;
 - `grpc-v1`: no Kafka and no data plane: this process pushes pre-built `sink.v1` requests
   (the same values and headers, batches of `--batch` + EOT) through one bidi stream to the
   thinnest sink.v1 server (bench/thin_sink_server.py): the ceiling of the sink.v1 path.
 
 Each row is reported as a fraction of its matching ceiling: `ceiling` for the rows that only
-read (blackhole) or read and write Kafka (kafka-kafka), `blackhole` for the batch path (the
-data plane without a sink), `grpc-v1` for the sink.v1 rows.
+read (blackhole), `kafka-ceiling` for the one that reads and writes Kafka (kafka-kafka),
+`blackhole` for the batch path (the data plane without a sink), `grpc-v1` for the sink.v1 rows.
 
 Each data plane runs as the container does (`python -m sink_runtime.dataplane --config FILE`).
 A row's wall time runs from starting its process until the group's committed offsets (read
@@ -30,7 +34,8 @@ from the broker) reach the end of every partition, so it includes process start-
 group join; the steady rate is measured from the first commit observed to the last (the
 ceiling, too fast to resolve that way, reports its own first-to-last-batch time). The CPU
 seconds of the data plane (or consumer) and of the sink process are read from /proc; CPU per
-message is taken over the steady window (the ceiling's over its whole run). `--repeat N` runs
+message is taken over the steady window (the ceiling's over its whole run); peak RSS is the
+data plane's (or consumer's) VmHWM from /proc, read just before it is stopped. `--repeat N` runs
 N rounds over the rows and reports each row's best run with the range of its steady rates.
 
     python bench/dataplane_e2e.py --messages 200000 --value-size 1024 --partitions 4
@@ -74,6 +79,7 @@ from google.protobuf.timestamp_pb2 import Timestamp  # noqa: E402
 from udsink_cli.isolation import private_run_dir  # noqa: E402
 
 from sink_runtime.config import (  # noqa: E402
+    DEFAULT_BATCH_MAX_BYTES,
     BatchConfig,
     BlackholeSinkConfig,
     KafkaSinkConfig,
@@ -85,7 +91,11 @@ from sink_runtime.config import (  # noqa: E402
     UserSinkConfig,
     constants,
 )
-from sink_runtime.dataplane.kafka_settings import CONSUMER_DEFAULTS  # noqa: E402
+from sink_runtime.dataplane.kafka_settings import (  # noqa: E402
+    CONSUMER_DEFAULTS,
+    client_settings,
+    producer_settings,
+)
 from sink_runtime.proto import sink_pb2  # noqa: E402
 from tests.support.interop_sinks import sink_command  # noqa: E402
 from tests.support.kafka_broker import kafka_version, running_broker  # noqa: E402
@@ -99,6 +109,7 @@ ROWS = (
     "go-v1",
     "rust-v1",
     "kafka-kafka",
+    "kafka-ceiling",
     "grpc-v1",
 )
 WHAT = {
@@ -110,12 +121,13 @@ WHAT = {
     "go-v1": "data plane -> numaflow-go sink (unmodified), sink.v1",
     "rust-v1": "data plane -> Rust numaflow sink (unmodified), sink.v1",
     "kafka-kafka": "data plane -> Kafka sink, split key headers",
+    "kafka-ceiling": "bare confluent-kafka consume + produce + flush + commit loop",
     "grpc-v1": "bare sink.v1 stream of pre-built requests",
 }
 # The ceiling each row is compared with (see the module doc).
 MATCHING = {
     "blackhole": "ceiling",
-    "kafka-kafka": "ceiling",
+    "kafka-kafka": "kafka-ceiling",
     "udsink-batch": "blackhole",
     "udsink-v1": "grpc-v1",
     "pynumaflow-v1": "grpc-v1",
@@ -139,6 +151,7 @@ class Result:
     steady_cpu_s: float  # the same, within steady_s
     sink_cpu_s: float  # the SDK sink process (0 without one)
     batch_ms: float | None = None  # mean read -> commit time of a batch (data plane /metrics)
+    peak_rss_mib: float | None = None  # VmHWM of the data plane (or consumer) process
 
     @property
     def rate(self) -> float:
@@ -161,11 +174,17 @@ class Result:
 # --- the broker and the topic ---
 
 
-def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+def record_limit(value_size: int) -> int:
+    """Largest record (bytes) the bench's topics and producers take: Kafka's 1 MiB default,
+    or room for `--value-size` and its key and headers."""
+    return max(1_048_576, value_size + 65_536)
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int, value_size: int = 0) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[
-        topic
-    ].result(timeout=30)
+    config = {"max.message.bytes": str(record_limit(value_size))}
+    new = NewTopic(topic, num_partitions=partitions, replication_factor=1, config=config)
+    admin.create_topics([new])[topic].result(timeout=30)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         md = admin.list_topics(topic=topic, timeout=5).topics.get(topic)
@@ -191,6 +210,7 @@ def prefill(bootstrap: str, topic: str, messages: int, value_size: int, partitio
             "queue.buffering.max.kbytes": 1_048_576,
             "queue.buffering.max.messages": 1_000_000,
             "acks": 1,
+            "message.max.bytes": record_limit(value_size),
             "enable.idempotence": False,
         }
     )
@@ -266,6 +286,16 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """The process's peak resident set (VmHWM), MiB; None when it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    return int(found.group(1)) / 1024 if found else None
 
 
 def stop_process(proc: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGTERM) -> None:
@@ -371,7 +401,7 @@ def run_dataplane(
         name=f"bench-{row}",
         source=KafkaSourceConfig(brokers=[args.bootstrap], topics=[topic], consumer_group=group),
         sink=sink,
-        batch=BatchConfig(size=args.batch, timeout_ms=100),
+        batch=BatchConfig(size=args.batch, timeout_ms=100, max_bytes=args.batch_bytes),
         observability=ObservabilityConfig(metrics_port=0, metrics_host="127.0.0.1"),
     )
     config_path = workdir / f"{group}.json"
@@ -393,6 +423,7 @@ def run_dataplane(
             wall, steady, steady_n, cpu, steady_cpu = measure(proc, watch, total, started, log)
             sink_cpu = cpu_seconds(sink_proc.pid) - sink_cpu_before if sink_proc else 0.0
             batch_ms = mean_batch_ms(log)
+            rss = peak_rss_mib(proc.pid)
         finally:
             if args.profile is not None:
                 write_thread_cpu(args.profile / f"{row}-{proc.pid}-threads.txt", proc.pid)
@@ -401,7 +432,7 @@ def run_dataplane(
                 profiler.wait(timeout=30)
     finally:
         watch.close()
-    return Result(row, total, wall, steady, steady_n, cpu, steady_cpu, sink_cpu, batch_ms)
+    return Result(row, total, wall, steady, steady_n, cpu, steady_cpu, sink_cpu, batch_ms, rss)
 
 
 def start_profiler(out_dir: Path | None, row: str, pid: int) -> subprocess.Popen[bytes] | None:
@@ -449,19 +480,34 @@ def mean_batch_ms(log: Path) -> float | None:
     return float(samples["udsink_batch_seconds_sum"]) / count * 1000 if count else None
 
 
-def run_ceiling(args: argparse.Namespace, topic: str, total: int, workdir: Path) -> Result:
-    group = f"bench-ceiling-{uuid.uuid4().hex[:6]}"
+def producer_limit(args: argparse.Namespace) -> dict[str, str]:
+    """The Kafka sink's `config` for large values (librdkafka's own limit is 1,000,000)."""
+    if args.value_size + 65_536 <= 1_000_000:
+        return {}
+    return {"message.max.bytes": str(record_limit(args.value_size))}
+
+
+def run_ceiling(
+    args: argparse.Namespace, topic: str, total: int, workdir: Path, row: str = "ceiling"
+) -> Result:
+    """A bare loop in its own process (`ceiling_worker`; with `out_topic`, produce too)."""
+    group = f"bench-{row}-{uuid.uuid4().hex[:6]}"
     log = workdir / f"{group}.log"
     watch = CommitWatch(args.bootstrap, group, topic, args.partitions)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--ceiling-worker"]
     cmd += ["--bootstrap", args.bootstrap, "--topic", topic, "--group", group]
     cmd += ["--messages", str(total), "--batch", str(args.batch)]
+    if row == "kafka-ceiling":
+        out_topic = f"{topic}-out-{uuid.uuid4().hex[:6]}"
+        create_topic(args.bootstrap, out_topic, args.partitions, args.value_size)
+        cmd += ["--out-topic", out_topic, "--value-size", str(args.value_size)]
     try:
         with log.open("ab") as out:
             started = time.monotonic()
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
         try:
             wall, steady, steady_n, cpu, steady_cpu = measure(proc, watch, total, started, log)
+            rss = peak_rss_mib(proc.pid)
         finally:
             stop_process(proc)
     finally:
@@ -470,7 +516,7 @@ def run_ceiling(args: argparse.Namespace, topic: str, total: int, workdir: Path)
     if found is not None and float(found.group(2)) > 0:
         steady_n, steady = int(found.group(1)), float(found.group(2))
         steady_cpu = 0.0  # not resolvable at this speed: the whole run's CPU is reported
-    return Result("ceiling", total, wall, steady, steady_n, cpu, steady_cpu, 0.0)
+    return Result(row, total, wall, steady, steady_n, cpu, steady_cpu, 0.0, None, rss)
 
 
 def ceiling_worker(args: argparse.Namespace) -> int:
@@ -478,7 +524,21 @@ def ceiling_worker(args: argparse.Namespace) -> int:
 
     With the data plane's consumer defaults (`fetch.queue.backoff.ms` above all: with
     librdkafka's own, this loop too waits on an empty prefetch queue on large topics).
+    With `--out-topic`: each record is produced there with its key and headers, and a batch
+    is committed only after `flush()` (every delivery report in), as the Kafka sink does.
     """
+    producer = None
+    if args.out_topic:
+        sink = KafkaSinkConfig(
+            brokers=[args.bootstrap], topic=args.out_topic, config=producer_limit(args)
+        )
+        producer = Producer(client_settings(producer_settings(sink), "sink"))
+    failed: list[str] = []
+
+    def on_delivery(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failed.append(str(err))
+
     consumer = Consumer(
         {
             **CONSUMER_DEFAULTS,
@@ -502,6 +562,19 @@ def ceiling_worker(args: argparse.Namespace) -> int:
     while not stop:
         msgs = consumer.consume(num_messages=args.batch, timeout=0.1)
         good = [m for m in msgs if m.error() is None]
+        if good and producer is not None:
+            produce, out = producer.produce, args.out_topic
+            for m in good:
+                while True:
+                    try:
+                        produce(
+                            out, m.value(), m.key(), headers=m.headers(), on_delivery=on_delivery
+                        )
+                        break
+                    except BufferError:
+                        producer.poll(0.1)
+            if producer.flush(60) or failed:
+                raise RuntimeError(f"kafka-ceiling: undelivered records ({failed[:3]})")
         if good:
             if not seen:
                 first_at, first_batch = time.monotonic(), len(good)
@@ -633,8 +706,8 @@ def table(runs: dict[str, list[Result]]) -> list[str]:
     best = {row: max(rs, key=lambda r: r.steady_rate) for row, rs in runs.items()}
     lines = [
         "| row | what | messages | wall s | msg/s (wall) | msg/s (steady) | of ceiling "
-        "| CPU s (process + sink) | CPU µs/msg | batch ms |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| CPU s (process + sink) | CPU µs/msg | batch ms | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row, r in best.items():
         match = MATCHING.get(row)
@@ -642,6 +715,7 @@ def table(runs: dict[str, list[Result]]) -> list[str]:
         if match in best:
             share = f"{r.steady_rate / best[match].steady_rate:.0%} of {match}"
         batch = "n/a" if r.batch_ms is None else f"{r.batch_ms:.1f}"
+        rss = "n/a" if r.peak_rss_mib is None else f"{r.peak_rss_mib:.0f}"
         steady = f"{r.steady_rate:,.0f}"
         if len(runs[row]) > 1:
             rates = [x.steady_rate for x in runs[row]]
@@ -649,14 +723,14 @@ def table(runs: dict[str, list[Result]]) -> list[str]:
         lines.append(
             f"| {row} | {WHAT[row]} | {r.messages} | {r.wall_s:.2f} | {r.rate:,.0f} | {steady} "
             f"| {share} | {r.cpu_s:.1f} + {r.sink_cpu_s:.1f} | {r.cpu_us_per_message:.0f} "
-            f"| {batch} |"
+            f"| {batch} | {rss} |"
         )
     return lines
 
 
 def run_rows(args: argparse.Namespace, workdir: Path) -> dict[str, list[Result]]:
     topic = f"bench-e2e-{uuid.uuid4().hex[:8]}"
-    create_topic(args.bootstrap, topic, args.partitions)
+    create_topic(args.bootstrap, topic, args.partitions, args.value_size)
     took = prefill(args.bootstrap, topic, args.messages, args.value_size, args.partitions)
     total = sum(end_offsets(args.bootstrap, topic, args.partitions).values())
     print(
@@ -679,15 +753,18 @@ def run_rows(args: argparse.Namespace, workdir: Path) -> dict[str, list[Result]]
 
 
 def run_row(row: str, args: argparse.Namespace, topic: str, total: int, workdir: Path) -> Result:
-    if row == "ceiling":
-        return run_ceiling(args, topic, total, workdir)
+    if row in ("ceiling", "kafka-ceiling"):
+        return run_ceiling(args, topic, total, workdir, row)
     if row == "blackhole":
         return run_dataplane(row, BlackholeSinkConfig(), args, topic, total, workdir)
     if row == "kafka-kafka":
         out_topic = f"{topic}-out-{uuid.uuid4().hex[:6]}"
-        create_topic(args.bootstrap, out_topic, args.partitions)
+        create_topic(args.bootstrap, out_topic, args.partitions, args.value_size)
         kafka_sink = KafkaSinkConfig(
-            brokers=[args.bootstrap], topic=out_topic, headers=KeyHeadersConfig(keys="split")
+            brokers=[args.bootstrap],
+            topic=out_topic,
+            headers=KeyHeadersConfig(keys="split"),
+            config=producer_limit(args),
         )
         return run_dataplane(row, kafka_sink, args, topic, total, workdir)
     if row == "grpc-v1":
@@ -714,6 +791,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--batch", type=int, default=500, help="data plane batch size")
     parser.add_argument(
+        "--batch-bytes",
+        type=int,
+        default=DEFAULT_BATCH_MAX_BYTES,
+        help="data plane batch.maxBytes (a Kafka batch closes at --batch records or this)",
+    )
+    parser.add_argument(
         "--rows", default=",".join(ROWS), help=f"comma-separated subset of {', '.join(ROWS)}"
     )
     parser.add_argument(
@@ -731,6 +814,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--ceiling-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     parser.add_argument("--group", help=argparse.SUPPRESS)
+    parser.add_argument("--out-topic", help=argparse.SUPPRESS)
     args = parser.parse_args(list(argv))
     if not args.ceiling_worker:
         args.rows = [r.strip() for r in args.rows.split(",") if r.strip()]

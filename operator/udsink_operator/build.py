@@ -266,7 +266,11 @@ def build_runtime_config(udsink: api.UDSink) -> RuntimeConfig:
         name=udsink.metadata.name,
         namespace=udsink.metadata.namespace,
         source=_source(udsink),
-        batch=BatchConfig(size=spec.batch.size, timeout_ms=api.duration_ms(spec.batch.timeout)),
+        batch=BatchConfig(
+            size=spec.batch.size,
+            timeout_ms=api.duration_ms(spec.batch.timeout),
+            max_bytes=spec.batch.max_bytes,
+        ),
         sink=_sink(sink, rc.CONTAINER_UDSINK),
         retry_strategy=RetryStrategy(
             backoff=Backoff(

@@ -34,6 +34,10 @@ Millis = Annotated[int, Field(ge=0, le=24 * 3600 * 1000)]
 # what the API server accepts and what the data plane accepts cannot drift apart.
 BatchSize = Annotated[int, Field(ge=1, le=10_000)]
 DEFAULT_BATCH_SIZE = 500
+# A Kafka batch also closes once its values reach this many bytes (docs/operations.md,
+# "Memory": what a data plane holds is a small multiple of it).
+BatchBytes = Annotated[int, Field(ge=1024, le=2**31 - 1)]
+DEFAULT_BATCH_MAX_BYTES = 16 * 1024 * 1024
 GeneratorRate = Annotated[int, Field(ge=0, le=10_000_000)]
 DEFAULT_GENERATOR_RATE = 100
 GeneratorCount = Annotated[int, Field(ge=0, le=2**62)]
@@ -238,6 +242,7 @@ class NackConfig(_Model):
 class BatchConfig(_Model):
     size: BatchSize = DEFAULT_BATCH_SIZE
     timeout_ms: Annotated[int, Field(ge=1, le=600_000)] = 1000
+    max_bytes: BatchBytes = DEFAULT_BATCH_MAX_BYTES
 
 
 class ObservabilityConfig(_Model):

@@ -32,6 +32,7 @@ import sys
 from collections.abc import Sequence
 
 from sink_runtime.config import (
+    DEFAULT_BATCH_MAX_BYTES,
     BlackholeSinkConfig,
     ConfigError,
     FileSourceConfig,
@@ -84,7 +85,11 @@ EXIT_FAILED = 1
 EXIT_BAD_CONFIG = 2
 
 
-def build_source(config: SourceConfig, *, metrics: Metrics) -> Source:
+def build_source(
+    config: SourceConfig, *, metrics: Metrics, batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES
+) -> Source:
+    """The source; `batch_max_bytes` bounds a Kafka batch's values (the other sources' values
+    are bounded by their own config)."""
     match config:
         case GeneratorSourceConfig():
             return GeneratorSource(config)
@@ -93,7 +98,7 @@ def build_source(config: SourceConfig, *, metrics: Metrics) -> Source:
         case KafkaSourceConfig():
             from sink_runtime.dataplane.sources.kafka import KafkaSource
 
-            return KafkaSource(config, metrics=metrics)
+            return KafkaSource(config, metrics=metrics, batch_max_bytes=batch_max_bytes)
     raise AssertionError(f"unknown source config {config!r}")  # pragma: no cover
 
 
@@ -145,7 +150,9 @@ class DataPlane:
     ) -> None:
         self.config = config
         self.metrics = metrics or Metrics()
-        self.source = source or build_source(config.source, metrics=self.metrics)
+        self.source = source or build_source(
+            config.source, metrics=self.metrics, batch_max_bytes=config.batch.max_bytes
+        )
         self.sinks = sinks or build_sinks(config, metrics=self.metrics)
         self.forwarder = Forwarder.from_config(
             config, self.source, self.sinks, metrics=self.metrics

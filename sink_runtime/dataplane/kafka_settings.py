@@ -46,9 +46,14 @@ PRODUCER_DEFAULTS: Mapping[str, str] = {
 # this long (its default is a whole second). A data plane that drains the queue in less than
 # that then waits on an empty queue: measured on bench/dataplane_e2e.py's topic, reading and
 # converting 1 KiB records went from 82,000 to 222,000 records/s with 10 ms.
+# queued.max.messages.kbytes, fetch.max.bytes: librdkafka's prefetch, the part of the data
+# plane's memory that does not depend on the batch (librdkafka's own: a 64 MiB queue that
+# one fetch of up to 50 MiB may overshoot); docs/operations.md, "Memory", has the formula.
 CONSUMER_DEFAULTS: Mapping[str, str] = {
     "enable.partition.eof": "false",
     "fetch.queue.backoff.ms": "10",
+    "queued.max.messages.kbytes": "16384",
+    "fetch.max.bytes": str(16 * 1024 * 1024),
 }
 DEFAULT_DELIVERY_TIMEOUT_MS = 30_000
 

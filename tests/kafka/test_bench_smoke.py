@@ -24,12 +24,13 @@ ROWS = (
     "udsink-v1",
     "pynumaflow-v1",
     "kafka-kafka",
+    "kafka-ceiling",
     "grpc-v1",
 )
 # Each row but the ceilings is reported against its matching ceiling.
 MATCHING = {
     "blackhole": "ceiling",
-    "kafka-kafka": "ceiling",
+    "kafka-kafka": "kafka-ceiling",
     "udsink-batch": "blackhole",
     "udsink-v1": "grpc-v1",
     "pynumaflow-v1": "grpc-v1",

@@ -164,6 +164,41 @@ async def test_ack_commits_highest_plus_one_per_partition_in_order(
         assert [d.id for d in mine] == [f"{topic}:{p}:{i}" for i in range(n)]
 
 
+async def test_a_batch_closes_at_its_byte_limit_and_keeps_every_record(
+    kafka_broker: KafkaBroker,
+) -> None:
+    """batch.maxBytes: a batch's values stay within the limit (a larger record alone), no
+    record is lost or reordered across the cut, and the commits cover exactly what was read."""
+    topic = kafka_broker.create_topic(kafka_broker.unique_topic("bytes"), 1)
+    sizes = [3000] * 7 + [9000] + [3000] * 4  # the 9000-byte record is over the limit alone
+    kafka_broker.produce(topic, [{"value": bytes([i]) * n} for i, n in enumerate(sizes)])
+    g = group()
+    source = KafkaSource(
+        source_config(kafka_broker, topic, g), metrics=Metrics(), batch_max_bytes=8000
+    )
+    await source.start()
+    try:
+        batches = []
+        read = 0
+        async with asyncio.timeout(30):
+            while read < len(sizes):
+                batch = await source.read(500, 0.5)
+                if batch.datums:
+                    batches.append(batch)
+                    read += len(batch.datums)
+        for batch in batches:
+            await source.ack(batch)
+    finally:
+        await source.close()
+    values = [d.value for b in batches for d in b.datums]
+    assert values == [bytes([i]) * n for i, n in enumerate(sizes)]
+    for batch in batches:
+        total = sum(len(d.value) for d in batch.datums)
+        assert total <= 8000 or len(batch.datums) == 1, [len(d.value) for d in batch.datums]
+    assert [len(b.datums) for b in batches if len(b.datums[0].value) == 9000] == [1]
+    assert kafka_broker.committed(g, topic) == {0: len(sizes)}
+
+
 async def test_unacked_batch_is_redelivered_to_the_next_member(kafka_broker: KafkaBroker) -> None:
     topic = kafka_broker.create_topic(kafka_broker.unique_topic("redeliver"), 1)
     kafka_broker.produce(topic, [{"value": str(i).encode()} for i in range(10)])

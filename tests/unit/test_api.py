@@ -182,6 +182,16 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.batch.size: Input should be less than or equal to 10000 (got 10001)",
     ),
     (
+        "batch-bytes-low",
+        spec(batch={"maxBytes": 1000}),
+        "spec.batch.maxBytes: Input should be greater than or equal to 1024 (got 1000)",
+    ),
+    (
+        "batch-bytes-text",
+        spec(batch={"maxBytes": "16Mi"}),
+        'spec.batch.maxBytes: must be an integer (got the string "16Mi")',
+    ),
+    (
         "duration-syntax",
         spec(batch={"timeout": "1 second"}),
         "spec.batch.timeout: must be a Go-style duration such as 100ms, 1s, 2m30s, 1h "

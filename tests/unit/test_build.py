@@ -180,7 +180,14 @@ def test_runtime_config_defaults() -> None:
     [
         (
             {"batch": {"size": 100, "timeout": "250ms"}},
-            lambda c: (c.batch.size, c.batch.timeout_ms) == (100, 250),
+            lambda c: (
+                (c.batch.size, c.batch.timeout_ms, c.batch.max_bytes)
+                == (100, 250, 16 * 1024 * 1024)
+            ),
+        ),
+        (
+            {"batch": {"maxBytes": 1048576}},
+            lambda c: c.batch.max_bytes == 1048576,
         ),
         (
             {
@@ -332,6 +339,7 @@ def test_runtime_config_defaults() -> None:
     ],
     ids=[
         "batch",
+        "batch-max-bytes",
         "kafka-source",
         "generator",
         "kafka-sink",

@@ -587,6 +587,14 @@ class Batch(_Model):
     """How messages are grouped; a batch is the unit of acknowledgement."""
 
     size: rc.BatchSize = Field(default=rc.DEFAULT_BATCH_SIZE, description="Largest batch.")
+    max_bytes: rc.BatchBytes = Field(
+        default=rc.DEFAULT_BATCH_MAX_BYTES,
+        description=(
+            "A batch read from Kafka closes once its values reach this many bytes (a larger "
+            "record makes a batch of one). Bounds the data plane's memory with large values: "
+            "it holds about two batches. Default 16 MiB."
+        ),
+    )
     timeout: Annotated[str, GoDuration("1ms", "10m")] = Field(
         default="1s", description="Longest wait to fill a batch."
     )

@@ -16,6 +16,13 @@ has its own rules:
   sink's delivery timeout); only failures are reported one by one.
 
 All producer calls run on one dedicated thread, never on the event loop.
+
+Per record, the work is kept to what librdkafka needs (the data plane's Kafka -> Kafka hot
+path): the record key and the key headers come from a small cache by key list; a Kafka
+record's headers are passed on as the bytes they arrived with (`raw_headers`, kafka_record.py)
+wherever that gives the same bytes as the documented text (UTF-8 with replacement, null as
+""), instead of being decoded and encoded again; the resulting header list is exactly
+`KeyHeaderCodec.record_headers`'s, encoded (a property test holds it to that).
 """
 
 from __future__ import annotations
@@ -23,9 +30,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any, TypeAlias, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -46,6 +54,10 @@ logger = logging.getLogger(__name__)
 rdkafka_logger = LibrdkafkaLog(logging.getLogger(f"{__name__}.librdkafka"))
 
 _T = TypeVar("_T")
+Headers: TypeAlias = list[tuple[str, bytes]]
+# Outgoing key and key headers by key list, and ownership by header name: bounded, cleared
+# when full (entries are then simply computed again).
+_CACHE_LIMIT = 16_384
 # Waiting for delivery reports a little longer than librdkafka's own message timeout, so the
 # reports (success or timeout) arrive before we give up on them.
 REPORT_GRACE_S = 5.0
@@ -75,6 +87,10 @@ class KafkaSink:
         self.config = config
         self._delivery_timeout_ms = int(delivery_timeout_s * 1000)
         self._codec = KeyHeaderCodec(config.headers.keys, config.headers.keys_header)
+        self._propagate = config.headers.propagate
+        self._static = {k: v for k, v in config.headers.static.items() if not self._codec.owns(k)}
+        self._keyed: dict[tuple[str, ...], tuple[bytes | None, Headers]] = {}
+        self._owned: dict[str, bool] = {}
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"kafka-sink-{name}")
         self._settings: dict[str, Any] = {}
         self._producer: Any = None
@@ -177,10 +193,27 @@ class KafkaSink:
         # (the user's config may say so), a success report carries no error and changes
         # nothing here.
         errors: dict[int, str] = {}
+        report = self._report
+        produce = self._producer.produce
+        topic = self.topic
+        outgoing = self._outgoing
         for i, datum in enumerate(datums):
-            error = self._produce(datum, self._reporter(i, errors))
-            if error is not None:
-                errors[i] = error
+            try:
+                # A key or header that cannot be encoded (a lone surrogate) is a ValueError.
+                key, headers = outgoing(datum)
+                produce(
+                    topic, datum.value, key, headers=headers, on_delivery=partial(report, i, errors)
+                )
+            except BufferError:
+                error = self._produce_when_room(
+                    datum.value, key, headers, partial(report, i, errors)
+                )
+                if error is not None:
+                    errors[i] = error
+            except KafkaException as exc:
+                errors[i] = _describe(exc.args[0] if exc.args else exc)
+            except (TypeError, ValueError) as exc:
+                errors[i] = f"record rejected by the client: {exc}"
         wait_s = self._report_wait_s()
         deadline = time.monotonic() + wait_s
         left = self._producer.flush(wait_s)
@@ -202,40 +235,89 @@ class KafkaSink:
             for i, d in enumerate(datums)
         ]
 
-    def _produce(self, datum: Datum, on_delivery: Callable[[Any, Any], None]) -> str | None:
-        """Queue one record; the error text when librdkafka refuses it at once."""
-        key = record_key(datum.keys, self.config.key_separator) if self.config.set_key else None
-        headers = self._codec.record_headers(
-            datum.keys,
-            datum.headers,
-            propagate=self.config.headers.propagate,
-            static=self.config.headers.static,
-        )
+    def _produce_when_room(
+        self,
+        value: bytes,
+        key: bytes | None,
+        headers: Headers,
+        on_delivery: Callable[[Any, Any], None],
+    ) -> str | None:
+        """Queue one record once the local queue has room; the error text if refused."""
         while True:
+            # The local queue is full: serve delivery reports to make room, then retry.
+            self._producer.poll(QUEUE_FULL_POLL_S)
             try:
                 self._producer.produce(
-                    self.topic,
-                    value=datum.value,
-                    key=None if key is None else key.encode("utf-8"),
-                    headers=[(k, v.encode("utf-8")) for k, v in headers.items()],
-                    on_delivery=on_delivery,
+                    self.topic, value, key, headers=headers, on_delivery=on_delivery
                 )
                 return None
             except BufferError:
-                # The local queue is full: serve delivery reports to make room, then retry.
-                self._producer.poll(QUEUE_FULL_POLL_S)
+                continue
             except KafkaException as exc:
                 return _describe(exc.args[0] if exc.args else exc)
-            except (TypeError, ValueError, UnicodeEncodeError) as exc:
+            except (TypeError, ValueError) as exc:
                 return f"record rejected by the client: {exc}"
 
     @staticmethod
-    def _reporter(i: int, errors: dict[int, str]) -> Callable[[Any, Any], None]:
-        def on_delivery(err: Any, _msg: Any) -> None:
-            if err is not None:
-                errors[i] = _describe(err)
+    def _report(i: int, errors: dict[int, str], err: Any, _msg: Any) -> None:
+        if err is not None:
+            errors[i] = _describe(err)
 
-        return on_delivery
+    # --- one record's key and headers ---
+
+    def _outgoing(self, datum: Datum) -> tuple[bytes | None, Headers]:
+        """The record key and headers of `datum` (module doc): key headers last."""
+        keys = datum.keys
+        keyed = self._keyed.get(keys)
+        if keyed is None:
+            keyed = self._new_keyed(keys)
+        key, key_headers = keyed
+        if not self._propagate:
+            return key, self._with_static([], key_headers) if self._static else key_headers
+        raw: Mapping[str, bytes | None] | None = getattr(datum, "raw_headers", None)
+        if raw is None:
+            headers = datum.headers
+            if not headers:
+                return key, self._with_static([], key_headers) if self._static else key_headers
+            owned = self._owned
+            own = [
+                (n, v.encode()) for n, v in headers.items() if not (owned.get(n) or self._owns(n))
+            ]
+        elif not raw:
+            return key, self._with_static([], key_headers) if self._static else key_headers
+        else:
+            owned = self._owned
+            own = [
+                (n, v if v is not None and v.isascii() else _as_text_bytes(v))
+                for n, v in raw.items()
+                if not (owned.get(n) or self._owns(n))
+            ]
+        if self._static:
+            return key, self._with_static(own, key_headers)
+        return key, own + key_headers if own else key_headers
+
+    def _owns(self, name: str) -> bool:
+        owned = self._owned
+        if len(owned) >= _CACHE_LIMIT:
+            owned.clear()
+        result = owned[name] = self._codec.owns(name)
+        return result
+
+    def _new_keyed(self, keys: tuple[str, ...]) -> tuple[bytes | None, Headers]:
+        key = record_key(keys, self.config.key_separator) if self.config.set_key else None
+        headers = [(n, v.encode()) for n, v in self._codec.encode(keys).items()]
+        keyed = (None if key is None else key.encode(), headers)
+        if len(self._keyed) >= _CACHE_LIMIT:
+            self._keyed.clear()
+        self._keyed[keys] = keyed
+        return keyed
+
+    def _with_static(self, own: Headers, key_headers: Headers) -> Headers:
+        """The message's headers, then the static ones (a static header replaces a same-named
+        message header in place, as a dict update does), then the key headers."""
+        merged = dict(own)
+        merged.update((n, v.encode()) for n, v in self._static.items())
+        return [*merged.items(), *key_headers]
 
     def _report_wait_s(self) -> float:
         timeout_ms = int(self._settings.get("message.timeout.ms", self._delivery_timeout_ms))
@@ -269,6 +351,14 @@ class KafkaSink:
             )
         finally:
             self._probing = False
+
+
+def _as_text_bytes(value: bytes | None) -> bytes:
+    """A header value's bytes as the Datum's text has them: UTF-8 with replacement, null
+    as "" (the Kafka source's rule, kafka_record.header_text)."""
+    if value is None:
+        return b""
+    return value.decode("utf-8", errors="replace").encode()
 
 
 def _describe(err: Any) -> str:

@@ -35,6 +35,11 @@ Guarantees and choices:
   sign of life (the data plane's /livez watchdog reads it).
 - Lag is reported for every assigned partition from the broker's offsets (high watermark minus
   the group's committed offset), refreshed every `LAG_REFRESH_S`, also while no batch flows.
+- A batch closes at `max_messages` records or once its values reach `batch_max_bytes` (a
+  larger record makes a batch of one); records consumed beyond it are read first next time.
+  Large values are consumed a few at a time (as many as the budget takes at the size seen
+  last), so what the process holds stays near two batches plus librdkafka's prefetch
+  (docs/operations.md, "Memory").
 - Datum: id `<topic>:<partition>:<offset>`; keys from the key headers when `keysFromHeaders`
   and well formed, else the record key as the single key, else no keys (malformed key
   headers are counted in `malformed_key_headers`); event time from the record timestamp
@@ -62,7 +67,7 @@ from typing import Any, TypeAlias, TypeVar
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaPartition
 
-from sink_runtime.config import KafkaSourceConfig
+from sink_runtime.config import DEFAULT_BATCH_MAX_BYTES, KafkaSourceConfig
 from sink_runtime.config.constants import KEY_LEN_HEADER
 from sink_runtime.dataplane.kafka_settings import (
     ErrorThrottle,
@@ -318,7 +323,12 @@ class KafkaSource:
     """Reads `config.topics` as member of `config.consumer_group` (see the module doc)."""
 
     def __init__(
-        self, config: KafkaSourceConfig, *, metrics: Metrics, where: str = "source"
+        self,
+        config: KafkaSourceConfig,
+        *,
+        metrics: Metrics,
+        where: str = "source",
+        batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES,
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -334,6 +344,8 @@ class KafkaSource:
         self._waiting: list[_Waiting] = []  # acked, released, not committed yet
         self._last_commit = 0.0
         self._stash: list[Any] = []  # records consumed while serving events, read first
+        self._batch_max_bytes = batch_max_bytes
+        self._record_bytes = 0  # value bytes per record in the last consume (0: not known)
         self._committed: dict[Partition, int] = {}
         # Per partition, the first offset read but not delivered (see `_owned_now`); set from
         # the loop, cleared on the owner thread when the partition's position is reset.
@@ -488,18 +500,44 @@ class KafkaSource:
         self._refresh_lag_when_due()
         messages = self._stash[:max_messages]
         del self._stash[:max_messages]
+        size = sum(map(len, messages))  # len(record): its value's bytes
+        max_bytes = self._batch_max_bytes
         # Consume in slices: a job queued meanwhile (an ack, close) ends the read early.
         first = True
-        while len(messages) < max_messages:
+        while len(messages) < max_messages and size < max_bytes:
             left = max(0.0, deadline - time.monotonic())
             hurry = self._owner.jobs_waiting
             if not first and (left <= 0 or hurry):
                 break
             first = False
             wait = 0.0 if hurry else min(left, READ_SLICE_S)
-            messages += self._consume(max_messages - len(messages), wait)
+            # No more records than the byte budget is likely to take (records of the size
+            # seen last), so large values are not consumed ahead into the stash.
+            want = max_messages - len(messages)
+            if self._record_bytes:
+                want = max(1, min(want, (max_bytes - size) // self._record_bytes))
+            more = self._consume(want, wait)
+            if more:
+                grown = sum(map(len, more))
+                self._record_bytes = max(1, grown // len(more))
+                size += grown
+                messages += more
             self._commit_due()
+        if size > max_bytes and len(messages) > 1:
+            messages = self._within_bytes(messages, max_bytes)
         return self._batch(messages)
+
+    def _within_bytes(self, messages: list[Any], max_bytes: int) -> list[Any]:
+        """The longest prefix whose values fit `max_bytes` (at least one record); the rest
+        is read first next time."""
+        size = 0
+        for n, msg in enumerate(messages):
+            size += len(msg)
+            if size > max_bytes:
+                n = max(n, 1)
+                self._stash[:0] = messages[n:]
+                return messages[:n]
+        return messages
 
     def _batch(self, messages: list[Any]) -> SourceBatch:
         datums: list[Datum] = []
@@ -652,6 +690,8 @@ class KafkaSource:
     def _serve_events(self) -> None:
         """Poll once without waiting, keeping what arrives for the next read."""
         room = STASH_LIMIT - len(self._stash)
+        if sum(map(len, self._stash)) >= self._batch_max_bytes:
+            room = min(room, 1)  # large values: serve the events, hold little more
         if room > 0:
             self._stash += self._consume(room, 0)
 

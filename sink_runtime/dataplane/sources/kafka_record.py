@@ -129,6 +129,12 @@ class RecordDatum(codec.LazyDatum):
         return None
 
     @property
+    def raw_headers(self) -> RawHeaders:
+        """The record's headers as it carried them (the last value of each name): the Kafka
+        sink passes these bytes on without decoding them (sinks/kafka.py)."""
+        return self._raw
+
+    @property
     def headers(self) -> Mapping[str, str]:
         try:
             return self._headers
