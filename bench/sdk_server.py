@@ -10,10 +10,10 @@ the server processes spent per million messages. Servers, each in its own proces
 - `thin-v1`: the thinnest sink.v1 server we could write (bench/thin_sink_server.py).
 
 The client sends pre-serialized requests, so its own cost is the same for every server.
-With `--repeat N` every server runs once per round (interleaved, so a burst of load elsewhere
-hits one round of several servers rather than every run of one); each row reports its best
-round, with the range of the rounds, and its rate over `thin-v1`'s best at the same size
-(the sink.v1 goal of issue 17: >= 0.85 for our SDK, best of three interleaved runs).
+Every server is up for the whole run; with `--repeat N` each of N rounds measures every
+(path, size) on every server back to back (interleaved: see main_async). Each row reports
+its best round, with the range of the rounds, and its rate over `thin-v1`'s best at the same
+size (the sink.v1 goal of issue 17: >= 0.85 for our SDK, best of three interleaved runs).
 `python bench/sdk_server.py --help`; a smoke run: `--duration 0.2 --batch 20 --sizes 100`.
 """
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -29,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, Any
@@ -204,26 +205,26 @@ def _spawn(
     return subprocess.Popen(cmd, env=env, stdout=log, stderr=log), log
 
 
-async def bench_server(
-    name: str, args: argparse.Namespace, pnf_python: Callable[[], str]
-) -> list[Row]:
+@dataclass
+class RunningServer:
+    name: str
+    socket_path: str
+    pid: int
+
+
+@contextlib.asynccontextmanager
+async def running_server(name: str, pnf_python: Callable[[], str]) -> AsyncIterator[RunningServer]:
+    """One server in its own process, serving until the context ends."""
     workdir = tempfile.mkdtemp(prefix="udsb-", dir="/tmp")
     sock, info = f"{workdir}/sink.sock", f"{workdir}/sinker-server-info"
     proc, log = _spawn(_server_command(name, sock, info, pnf_python), workdir, sock, info)
-    rows = []
     try:
         try:
             await wait_for_server_info(info, timeout_s=30)
         except Exception as e:
             log.seek(0)
             raise RuntimeError(f"server {name} did not start: {e}\n{log.read()[-3000:]}") from e
-        for path in PATHS_OF[name]:
-            for size in args.sizes:
-                sent, secs, ccpu, scpu = await measure(
-                    sock, proc.pid, path, args.batch, size, args.duration, args.warmup
-                )
-                rows.append(Row(name, path, size, sent, secs, ccpu, scpu))
-                print(f"  {name:17s} {path:8s} {size:5d} B  {sent / secs:10.0f} msg/s", flush=True)
+        yield RunningServer(name, sock, proc.pid)
     finally:
         proc.terminate()
         try:
@@ -233,7 +234,14 @@ async def bench_server(
             proc.wait()
         log.close()
         shutil.rmtree(workdir, ignore_errors=True)
-    return rows
+
+
+async def bench_one(server: RunningServer, path: str, size: int, args: argparse.Namespace) -> Row:
+    sent, secs, ccpu, scpu = await measure(
+        server.socket_path, server.pid, path, args.batch, size, args.duration, args.warmup
+    )
+    print(f"  {server.name:17s} {path:8s} {size:5d} B  {sent / secs:10.0f} msg/s", flush=True)
+    return Row(server.name, path, size, sent, secs, ccpu, scpu)
 
 
 # --- reporting ---
@@ -316,13 +324,22 @@ def best_rows(rows: Sequence[Row]) -> list[Row]:
 async def main_async(args: argparse.Namespace) -> list[Row]:
     pnf = _pnf_python_resolver(args.pynumaflow_python)
     rows: list[Row] = []
-    # Interleaved: each repeat runs every server once, so a burst of load elsewhere on the
-    # machine hits one repeat of several servers rather than every repeat of one.
-    for repeat in range(args.repeat):
-        if args.repeat > 1:
-            print(f"repeat {repeat + 1}/{args.repeat}", flush=True)
-        for name in args.servers:
-            rows.extend(await bench_server(name, args, pnf))
+    async with contextlib.AsyncExitStack() as stack:
+        servers = [
+            await stack.enter_async_context(running_server(name, pnf)) for name in args.servers
+        ]
+        # Interleaved: every server is up for the whole run, and each round measures one
+        # (path, size) on every server back to back, so the rows compared with each other
+        # (a server and thin-v1 at one size) are measured seconds apart, and a burst of load
+        # elsewhere on the machine hits one round of all of them rather than every run of one.
+        for repeat in range(args.repeat):
+            if args.repeat > 1:
+                print(f"round {repeat + 1}/{args.repeat}", flush=True)
+            for path in ("sink.v1", "batch"):
+                for size in args.sizes:
+                    for server in servers:
+                        if path in PATHS_OF[server.name]:
+                            rows.append(await bench_one(server, path, size, args))
     return best_rows(rows)
 
 
