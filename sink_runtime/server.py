@@ -50,7 +50,7 @@ DEFAULT_GRACE_S = 20.0
 MAX_SOCKET_PATH_BYTES = 107
 
 _EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]  # missing from grpc-stubs
-# SinkFn reads and writes bytes (see _sink_v1_handler): its constant messages, serialized once.
+# SinkFn reads and writes bytes (see _add_sink_v1): its constant messages, serialized once.
 _HANDSHAKE = sink_pb2.SinkResponse(handshake=sink_pb2.Handshake(sot=True)).SerializeToString()
 _EOT = sink_pb2.SinkResponse(status=sink_pb2.TransmissionStatus(eot=True)).SerializeToString()
 # The EOT request in the form every client sends it; any other form is parsed in full.
