@@ -11,9 +11,12 @@ bytes each); then, one at a time and each with a fresh consumer group, these dra
 - `udsink-v1`: the same sink over `sink.v1` (`useBatchExtension: false`);
 - `pynumaflow-v1`: the data plane feeding a no-op sink served by pynumaflow's sync server
   (bench/pynumaflow_sink_server.py, in pynumaflow's own venv) over `sink.v1`;
-- `go-v1`, `rust-v1`: the data plane feeding the interop tier's numaflow-go / Rust `numaflow`
-  sink (tests/interop/sinks, answering SUCCESS, its per-datum output off with INTEROP_QUIET=1)
-  over `sink.v1`, run unmodified in a private /var/run/numaflow (udsink_cli.isolation);
+- `go-v1`, `rust-v1`, `java-v1`: the data plane feeding the interop tier's numaflow-go /
+  Rust `numaflow` / numaflow-java sink (tests/interop/sinks, answering SUCCESS, its per-datum
+  output off with INTEROP_QUIET=1) over `sink.v1`, run unmodified in a private
+  /var/run/numaflow (udsink_cli.isolation). Built for speed unless told otherwise: the Rust
+  sink as a release build (`--rust-build debug` takes the tests' debug build instead, which
+  CI has already built), the JVM with its optimizing JIT tier;
 - `kafka-kafka`: the data plane writing every record to a second topic with the Kafka sink
   (split key headers, record key set);
 - `kafka-ceiling`: a bare confluent-kafka loop in its own process that consumes a batch,
@@ -27,6 +30,8 @@ bytes each); then, one at a time and each with a fresh consumer group, these dra
 Each row is reported as a fraction of its matching ceiling: `ceiling` for the rows that only
 read (blackhole), `kafka-ceiling` for the one that reads and writes Kafka (kafka-kafka),
 `blackhole` for the batch path (the data plane without a sink), `grpc-v1` for the sink.v1 rows.
+The last column but one puts every row with a sink over `blackhole` too, so the sink.v1 rows
+and the batch extension's row read against the same data plane without a sink.
 
 Each data plane runs as the container does (`python -m sink_runtime.dataplane --config FILE`).
 A row's wall time runs from starting its process until the group's committed offsets (read
@@ -108,6 +113,7 @@ ROWS = (
     "pynumaflow-v1",
     "go-v1",
     "rust-v1",
+    "java-v1",
     "kafka-kafka",
     "kafka-ceiling",
     "grpc-v1",
@@ -120,6 +126,7 @@ WHAT = {
     "pynumaflow-v1": "data plane -> pynumaflow no-op sink, sink.v1",
     "go-v1": "data plane -> numaflow-go sink (unmodified), sink.v1",
     "rust-v1": "data plane -> Rust numaflow sink (unmodified), sink.v1",
+    "java-v1": "data plane -> numaflow-java sink (unmodified), sink.v1",
     "kafka-kafka": "data plane -> Kafka sink, split key headers",
     "kafka-ceiling": "bare confluent-kafka consume + produce + flush + commit loop",
     "grpc-v1": "bare sink.v1 stream of pre-built requests",
@@ -133,7 +140,11 @@ MATCHING = {
     "pynumaflow-v1": "grpc-v1",
     "go-v1": "grpc-v1",
     "rust-v1": "grpc-v1",
+    "java-v1": "grpc-v1",
 }
+# The rows with a sink, also shown over the data plane without one.
+SINK_ROWS = ("udsink-batch", "udsink-v1", "pynumaflow-v1", "go-v1", "rust-v1", "java-v1")
+PEER_SINKS = {"go-v1": "go", "rust-v1": "rust", "java-v1": "java"}
 POLL_S = 0.05
 CEILING_MARK = "ceiling consumed after its first batch (messages, seconds):"
 ROW_TIMEOUT_S = 1800.0
@@ -340,13 +351,17 @@ def measure(
 
 @contextmanager
 def noop_sink(
-    workdir: Path, server: str = "udsink", pynumaflow_python: str | None = None
+    workdir: Path,
+    server: str = "udsink",
+    pynumaflow_python: str | None = None,
+    rust_build: str = "release",
 ) -> Iterator[tuple[subprocess.Popen[bytes], UserSinkConfig]]:
     """A no-op sink server in its own process, on a socket in a short temporary directory.
 
     `server`: `udsink` (bench/sdk_noop_sink.py, sync handler), `pynumaflow` (its sync server,
-    run by `pynumaflow_python`), `thin` (bench/thin_sink_server.py), or `go` / `rust` (the
-    interop sinks, unmodified: their default paths are this directory in their namespace).
+    run by `pynumaflow_python`), `thin` (bench/thin_sink_server.py), or `go` / `rust` /
+    `java` (the interop sinks, unmodified: their default paths are this directory in their
+    namespace; the Rust one as `rust_build`).
     """
     sock_dir = Path(tempfile.mkdtemp(prefix="udsb-", dir="/tmp"))  # short: sun_path limit
     socket_path, info_path = sock_dir / "sink.sock", sock_dir / "sinker-server-info"
@@ -359,10 +374,13 @@ def noop_sink(
     paths = [str(socket_path), str(info_path)]
     undo = None
     match server:
-        case "go" | "rust":
-            wrapped = private_run_dir(sink_command(server), sock_dir)
+        case "go" | "rust" | "java":
+            build = "rust-release" if server == "rust" and rust_build == "release" else server
+            wrapped = private_run_dir(sink_command(build, full_jit=True), sock_dir)
             cmd, undo = wrapped.argv, wrapped.cleanup
             env["INTEROP_QUIET"] = "1"
+            # What Numaflow sets in a sink container; the Java SDK picks its paths from it.
+            env[constants.CONTAINER_TYPE_ENV] = constants.CONTAINER_UDSINK
         case "pynumaflow":
             assert pynumaflow_python is not None
             cmd = [pynumaflow_python, str(BENCH / "pynumaflow_sink_server.py"), "sync", *paths]
@@ -706,8 +724,8 @@ def table(runs: dict[str, list[Result]]) -> list[str]:
     best = {row: max(rs, key=lambda r: r.steady_rate) for row, rs in runs.items()}
     lines = [
         "| row | what | messages | wall s | msg/s (wall) | msg/s (steady) | of ceiling "
-        "| CPU s (process + sink) | CPU µs/msg | batch ms | peak RSS MiB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| CPU s (process + sink) | CPU µs/msg | batch ms | of blackhole | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row, r in best.items():
         match = MATCHING.get(row)
@@ -716,6 +734,9 @@ def table(runs: dict[str, list[Result]]) -> list[str]:
             share = f"{r.steady_rate / best[match].steady_rate:.0%} of {match}"
         batch = "n/a" if r.batch_ms is None else f"{r.batch_ms:.1f}"
         rss = "n/a" if r.peak_rss_mib is None else f"{r.peak_rss_mib:.0f}"
+        bare = "n/a"
+        if row in SINK_ROWS and "blackhole" in best:
+            bare = f"{r.steady_rate / best['blackhole'].steady_rate:.0%}"
         steady = f"{r.steady_rate:,.0f}"
         if len(runs[row]) > 1:
             rates = [x.steady_rate for x in runs[row]]
@@ -723,7 +744,7 @@ def table(runs: dict[str, list[Result]]) -> list[str]:
         lines.append(
             f"| {row} | {WHAT[row]} | {r.messages} | {r.wall_s:.2f} | {r.rate:,.0f} | {steady} "
             f"| {share} | {r.cpu_s:.1f} + {r.sink_cpu_s:.1f} | {r.cpu_us_per_message:.0f} "
-            f"| {batch} | {rss} |"
+            f"| {batch} | {bare} | {rss} |"
         )
     return lines
 
@@ -775,8 +796,9 @@ def run_row(row: str, args: argparse.Namespace, topic: str, total: int, workdir:
         with server as (sink_proc, sink):
             sink = sink.model_copy(update={"use_batch_extension": False})
             return run_dataplane(row, sink, args, topic, total, workdir, sink_proc)
-    if row in ("go-v1", "rust-v1"):
-        with noop_sink(workdir, row.removesuffix("-v1")) as (sink_proc, sink):
+    if row in PEER_SINKS:
+        peer = noop_sink(workdir, PEER_SINKS[row], rust_build=args.rust_build)
+        with peer as (sink_proc, sink):
             return run_dataplane(row, sink, args, topic, total, workdir, sink_proc)
     with noop_sink(workdir) as (sink_proc, sink):
         if row == "udsink-v1":
@@ -801,6 +823,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--repeat", type=int, default=1, help="rounds over the rows; each row reports its best"
+    )
+    parser.add_argument(
+        "--rust-build",
+        choices=("release", "debug"),
+        default="release",
+        help="the Rust sink's build for rust-v1 (debug: the interop tests' build)",
     )
     parser.add_argument("--bootstrap", help="use this running broker instead of starting one")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
@@ -846,6 +874,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.messages} messages x {args.value_size} B, {args.partitions} partitions, "
         f"batch {args.batch}, best of {args.repeat} per row; 'of ceiling' compares steady rates"
     )
+    if "rust-v1" in args.rows:
+        print(f"rust-v1: the Rust sink's {args.rust_build} build")
     for line in table(runs):
         print(line)
     if args.json is not None:

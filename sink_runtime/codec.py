@@ -23,7 +23,7 @@ from typing import Any
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from sink_runtime.proto import sink_pb2
+from sink_runtime.proto import batch_pb2, sink_pb2
 from sink_runtime.types import (
     EPOCH,
     NO_HEADERS,
@@ -217,6 +217,46 @@ HEADERS_TAG = length_delimited_tag(Request, "headers")
 ENTRY_KEY_TAG = length_delimited_tag(Request.HeadersEntry, "key")
 ENTRY_VALUE_TAG = length_delimited_tag(Request.HeadersEntry, "value")
 REQUEST_TAG = length_delimited_tag(sink_pb2.SinkRequest, "request")
+# SinkBatch.requests has the same tag: serialized SinkRequests that hold only their request,
+# joined, are a serialized SinkBatch (see requests_from_messages).
+if length_delimited_tag(batch_pb2.SinkBatch, "requests") != REQUEST_TAG:
+    raise ImportError("SinkBatch.requests and SinkRequest.request must share a field number")
+_REQUEST_TAG_BYTE = REQUEST_TAG[0]
+
+
+def is_lone_request(raw: bytes) -> bool:
+    """Whether a serialized SinkRequest is one `request` field and nothing else.
+
+    Only the framing is read (tag, then a varint length that must reach exactly to the end),
+    not the request inside. Anything else (a status, a handshake, a repeated or unknown field,
+    an empty message) is False: the caller parses that message in full.
+    """
+    n = len(raw)
+    if n < 2 or raw[0] != _REQUEST_TAG_BYTE:
+        return False
+    length = raw[1]
+    if length < 0x80:
+        return n == length + 2
+    length &= 0x7F
+    shift, pos = 7, 2
+    while pos < n and pos < 6:
+        b = raw[pos]
+        length |= (b & 0x7F) << shift
+        pos += 1
+        if b < 0x80:
+            return n == length + pos
+        shift += 7
+    return False
+
+
+def requests_from_messages(raws: list[bytes]) -> RepeatedCompositeFieldContainer[Request]:
+    """The requests inside serialized SinkRequests that are each a lone request field.
+
+    Joined, those messages are a serialized SinkBatch, so one parse in protobuf's C code
+    replaces one message object per datum. Raises google.protobuf's DecodeError when a
+    request inside is not valid protobuf.
+    """
+    return batch_pb2.SinkBatch.FromString(b"".join(raws)).requests
 
 
 @lru_cache(maxsize=8192)

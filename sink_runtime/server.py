@@ -25,8 +25,16 @@ from typing import Any, NoReturn
 
 import grpc
 from google.protobuf import empty_pb2
+from google.protobuf.message import DecodeError
 
-from sink_runtime.codec import add_results, requests_to_datums
+from sink_runtime.codec import (
+    REQUEST_TAG,
+    add_results,
+    field_prefix,
+    is_lone_request,
+    requests_from_messages,
+    requests_to_datums,
+)
 from sink_runtime.config import constants, installed_version
 from sink_runtime.contract import check_results
 from sink_runtime.handler import HandlerResultError, HandlerRunner, SinkHandler
@@ -42,9 +50,15 @@ DEFAULT_GRACE_S = 20.0
 MAX_SOCKET_PATH_BYTES = 107
 
 _EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]  # missing from grpc-stubs
-_HANDSHAKE = sink_pb2.SinkResponse(handshake=sink_pb2.Handshake(sot=True))
-_EOT = sink_pb2.SinkResponse(status=sink_pb2.TransmissionStatus(eot=True))
+# SinkFn reads and writes bytes (see _add_sink_v1): its constant messages, serialized once.
+_HANDSHAKE = sink_pb2.SinkResponse(handshake=sink_pb2.Handshake(sot=True)).SerializeToString()
+_EOT = sink_pb2.SinkResponse(status=sink_pb2.TransmissionStatus(eot=True)).SerializeToString()
+# The EOT request in the form every client sends it; any other form is parsed in full.
+_EOT_REQUEST = sink_pb2.SinkRequest(
+    status=sink_pb2.TransmissionStatus(eot=True)
+).SerializeToString()
 SinkResult = sink_pb2.SinkResponse.Result
+_SINK_SERVICE = sink_pb2.DESCRIPTOR.services_by_name["Sink"]
 
 
 def server_info() -> ServerInfo:
@@ -160,7 +174,7 @@ class SinkServer:
             ]
         )
         # The generated registration functions are untyped.
-        sink_pb2_grpc.add_SinkServicer_to_server(_SinkService(self), server)  # type: ignore[no-untyped-call]
+        _add_sink_v1(_SinkService(self), server)
         batch_pb2_grpc.add_BatchSinkServicer_to_server(_BatchService(self), server)  # type: ignore[no-untyped-call]
         server.add_insecure_port(f"unix:{self.socket_path}")
         return server
@@ -320,57 +334,140 @@ class SinkServer:
         finally:
             self._idle.discard(task)
 
+    async def _parse_request(
+        self,
+        raw: bytes,
+        context: grpc.aio.ServicerContext[Any, Any],
+        what: str,
+        before: list[bytes] | None = None,
+    ) -> sink_pb2.SinkRequest:
+        """One message parsed; bytes that are not a SinkRequest end the stream (the ids of
+        the `before` messages of its batch go to the log)."""
+        try:
+            return sink_pb2.SinkRequest.FromString(raw)
+        except DecodeError as e:
+            await self._abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"protocol error: {what} ({len(raw)} bytes) is not a sink.v1 SinkRequest: {e}",
+                await self._ids_of(before or [], context),
+            )
+
     async def sink_fn(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        """One `sink.v1.Sink/SinkFn` stream: handshake, then batches of N datums + EOT."""
+        """One `sink.v1.Sink/SinkFn` stream: handshake, then batches of N datums + EOT.
+
+        Messages arrive as bytes. A request message in its usual form (one `request` field,
+        nothing else: is_lone_request reads only its framing) is kept as it came, and a
+        batch's messages are parsed together at its EOT; the EOT in its usual form is one
+        bytes comparison. Any other message is parsed on its own and checked as before, so
+        every form the contract allows is still understood and every violation still named.
+        """
         first = await context.read()
         if first is _EOF:
             return
-        if not (first.HasField("handshake") and first.handshake.sot):
+        msg = await self._parse_request(first, context, "the first message of the stream")
+        if not (msg.HasField("handshake") and msg.handshake.sot):
             await self._abort(
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "protocol error: a SinkFn stream must start with a handshake "
-                f"(SinkRequest{{handshake{{sot: true}}}}), got {_describe_request(first)}",
+                f"(SinkRequest{{handshake{{sot: true}}}}), got {_describe_request(msg)}",
                 [],
             )
         await context.write(_HANDSHAKE)
         read = context.read
+        lone = is_lone_request
+        eot = _EOT_REQUEST
         try:
             while True:
-                msg = await self._read_at_boundary(context)
-                requests: list[sink_pb2.SinkRequest.Request] = []
-                append = requests.append
-                # Per datum only a read and two field checks; decoding happens per batch.
-                while msg is not _EOF and not msg.status.eot:
-                    if msg.HasField("handshake"):
-                        await self._abort(
-                            context,
-                            grpc.StatusCode.INVALID_ARGUMENT,
-                            "protocol error: handshake in the middle of a SinkFn stream, after "
-                            f"{len(requests)} datums of a batch",
-                            [r.id for r in requests],
-                        )
-                    append(msg.request)
-                    msg = await read()
-                if msg is _EOF:
-                    if requests:
+                raw = await self._read_at_boundary(context)
+                raws: list[bytes] = []
+                append = raws.append
+                # Per datum only a read, a comparison and a look at the framing.
+                while raw is not _EOF and raw != eot:
+                    if not lone(raw):
+                        full = await self._slow_request(raw, raws, context)
+                        if full is None:  # an EOT in another form
+                            break
+                        raw = full
+                    append(raw)
+                    raw = await read()
+                if raw is _EOF:
+                    if raws:
+                        ids = await self._ids_of(raws, context)
                         log.warning(
                             "SinkFn stream closed by the client in the middle of a batch; its "
                             "%d datums were not written",
-                            len(requests),
-                            extra=batch_fields([r.id for r in requests]),
+                            len(ids),
+                            extra=batch_fields(ids),
                         )
                     return
-                responses = await self._answer(requests_to_datums(requests), context)
+                datums = requests_to_datums(await self._requests_of(raws, context))
+                del raws  # the parsed requests hold the bytes now
+                responses = await self._answer(datums, context)
                 if responses:
                     for chunk in self._chunks(responses):
-                        await context.write(chunk)
+                        await context.write(chunk.SerializeToString())
                 # Separate message: Numaflow's client does not count results inside the EOT.
                 await context.write(_EOT)
                 if self._draining:
                     return
         except _Drained:
             return
+
+    async def _slow_request(
+        self, raw: bytes, raws: list[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> bytes | None:
+        """A message of a batch not in the usual form, parsed in full.
+
+        Returns its request re-framed as a lone request field, or None for an EOT; a
+        handshake or bytes that are not a SinkRequest end the stream with INVALID_ARGUMENT.
+        """
+        position = f"message {len(raws) + 1} of a batch"
+        msg = await self._parse_request(raw, context, position, raws)
+        if msg.status.eot:
+            return None
+        if msg.HasField("handshake"):
+            await self._abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "protocol error: handshake in the middle of a SinkFn stream, after "
+                f"{len(raws)} datums of a batch",
+                await self._ids_of(raws, context),
+            )
+        request = msg.request.SerializeToString()
+        return field_prefix(REQUEST_TAG, len(request)) + request
+
+    async def _requests_of(
+        self, raws: list[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Sequence[sink_pb2.SinkRequest.Request]:
+        """The requests of a batch's messages; a request that is not valid protobuf ends the
+        stream with INVALID_ARGUMENT naming its position in the batch."""
+        try:
+            return requests_from_messages(raws)
+        except DecodeError:
+            pass
+        for i, raw in enumerate(raws):
+            try:
+                sink_pb2.SinkRequest.FromString(raw)
+            except DecodeError as e:
+                await self._abort(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"protocol error: message {i + 1} of a batch of {len(raws)} "
+                    f"({len(raw)} bytes) is not a sink.v1 SinkRequest: {e}",
+                    [],
+                )
+        # Each message parses alone but not joined: cannot happen for lone request fields.
+        raise AssertionError("a batch that parses message by message failed to parse joined")
+
+    async def _ids_of(
+        self, raws: list[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> list[str]:
+        """The ids of a batch read so far (for logs about an unfinished batch)."""
+        if not raws:
+            return []
+        return [r.id for r in await self._requests_of(raws, context)]
 
     def _chunks(self, responses: list[Response]) -> list[sink_pb2.SinkResponse]:
         """The results in as few SinkResponse messages as the max message size allows."""
@@ -458,6 +555,27 @@ class _BatchService(batch_pb2_grpc.BatchSinkServicer):
         self, request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
         await self._server.write_batch(context)
+
+
+def _add_sink_v1(service: _SinkService, server: grpc.aio.Server) -> None:
+    """Register `sink.v1.Sink` with SinkFn on bytes: no protobuf object per message.
+
+    The generated registration would parse every request into a SinkRequest before the
+    server sees it; sink_fn reads the bytes and parses a whole batch at once instead. The
+    service and method names come from the .proto's descriptor.
+    """
+    methods = _SINK_SERVICE.methods_by_name
+    handlers = {
+        methods["SinkFn"].name: grpc.stream_stream_rpc_method_handler(service.SinkFn),
+        methods["IsReady"].name: grpc.unary_unary_rpc_method_handler(
+            service.IsReady,
+            request_deserializer=empty_pb2.Empty.FromString,
+            response_serializer=sink_pb2.ReadyResponse.SerializeToString,
+        ),
+    }
+    name = _SINK_SERVICE.full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    server.add_registered_method_handlers(name, handlers)  # type: ignore[attr-defined]
 
 
 # --- running a server as a program ---

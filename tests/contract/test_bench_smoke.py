@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +53,10 @@ def test_the_sdk_server_bench_measures_every_server(
     }
     assert all(r["rate"] > 0 and r["server_cpu_s"] >= 0 for r in report["rows"])
     assert "| udsink-sync | batch |" in proc.stdout and report["machine"]["nproc"]
+    # Each row's rate over the thin server's, the figure for the SDK over sink.v1.
+    assert re.search(
+        r"^\| thin-v1 \| sink\.v1 \| 100 B \| [\d,]+ \| 1 \| 1\.00 \|", proc.stdout, re.M
+    )
+    assert re.search(
+        r"^\| udsink-sync \| sink\.v1 \| 100 B \| [\d,]+ \| 1 \| \d+\.\d\d \|", proc.stdout, re.M
+    )

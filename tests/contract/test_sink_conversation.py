@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -271,3 +272,91 @@ async def test_a_single_result_over_the_limit_names_its_id(sock_dir: Path) -> No
 def test_status_numbers_match_the_wire_enum() -> None:
     for s in Status:
         assert sink_pb2.Status.Value(s.name) == s.value
+
+
+def raw_sink_fn(ch: grpc.aio.Channel) -> Any:
+    """A SinkFn call that sends bytes as given, for messages a stub would not build."""
+    stream: Any = ch.stream_stream(
+        "/sink.v1.Sink/SinkFn", response_deserializer=sink_pb2.SinkResponse.FromString
+    )
+    return stream()
+
+
+async def answer_of(call: Any) -> list[sink_pb2.SinkResponse.Result]:
+    results = []
+    while not (reply := await call.read()).status.eot:
+        results.extend(reply.results)
+    return results
+
+
+HANDSHAKE = sink_pb2.SinkRequest(handshake=sink_pb2.Handshake(sot=True)).SerializeToString()
+
+
+async def test_every_encoding_of_a_request_and_an_eot_is_understood(sock_dir: Path) -> None:
+    # The server reads the usual forms from their bytes and parses any other form in full:
+    # each must mean what protobuf says it means.
+    eot = sink_pb2.TransmissionStatus(eot=True)
+    unknown_field = b"\xa0\x06\x01"  # field 100, varint 1: ignored by every parser
+    forms = [
+        sink_pb2.SinkRequest(request=request("t:0:0")).SerializeToString(),
+        sink_pb2.SinkRequest(
+            request=request("t:0:1"), status=sink_pb2.TransmissionStatus(eot=False)
+        ).SerializeToString(),
+        sink_pb2.SinkRequest(request=request("t:0:2")).SerializeToString() + unknown_field,
+        # The field twice: protobuf merges the two, so the id of the second one wins.
+        sink_pb2.SinkRequest(request=request("t:0:x")).SerializeToString()
+        + sink_pb2.SinkRequest(
+            request=sink_pb2.SinkRequest.Request(id="t:0:3")
+        ).SerializeToString(),
+    ]
+    async with serving(scripted, sock_dir) as server, channel(server.socket_path) as ch:
+        call = raw_sink_fn(ch)
+        await call.write(HANDSHAKE)
+        await call.read()
+        for raw in forms:
+            await call.write(raw)
+        # An EOT that also carries a request: the request is not part of the batch.
+        await call.write(
+            sink_pb2.SinkRequest(request=request("t:0:9"), status=eot).SerializeToString()
+        )
+        assert sorted(r.id for r in await answer_of(call)) == ["t:0:0", "t:0:1", "t:0:2", "t:0:3"]
+        # The usual forms again on the same stream, the EOT with a field it does not know.
+        await call.write(sink_pb2.SinkRequest(request=request("t:1:0")).SerializeToString())
+        await call.write(sink_pb2.SinkRequest(status=eot).SerializeToString() + unknown_field)
+        assert [r.id for r in await answer_of(call)] == ["t:1:0"]
+
+
+@pytest.mark.parametrize(
+    ("messages", "named"),
+    [
+        ([b"\xff\xff"], "the first message of the stream (2 bytes)"),
+        ([HANDSHAKE, b"\x0a\x02\xff\xff"], "message 1 of a batch of 1 (4 bytes)"),
+        (
+            [
+                HANDSHAKE,
+                sink_pb2.SinkRequest(request=request("t:0:0")).SerializeToString(),
+                b"\xff",
+            ],
+            "message 2 of a batch (1 bytes)",
+        ),
+    ],
+    ids=["first message", "framed request", "unframed message"],
+)
+async def test_bytes_that_are_not_a_request_end_the_stream_naming_the_message(
+    sock_dir: Path, messages: list[bytes], named: str
+) -> None:
+    eot = sink_pb2.SinkRequest(status=sink_pb2.TransmissionStatus(eot=True)).SerializeToString()
+    async with serving(scripted, sock_dir) as server, channel(server.socket_path) as ch:
+        call = raw_sink_fn(ch)
+        for raw in messages:
+            await call.write(raw)
+        await call.write(eot)
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            while True:
+                await call.read()
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"protocol error: {named} is not a sink.v1 SinkRequest" in str(e.value.details())
+        # The server still serves.
+        good = SinkFnStream(ch)
+        await good.handshake()
+        assert len(await good.batch(requests(2))) == 2

@@ -7,6 +7,10 @@ lock so concurrent sessions share it, and counts only once its completion marker
 half-built folder is built again. Cargo keeps one target directory for every hash
 (`interop-cargo-target`), so a changed Rust source rebuilds incrementally.
 
+The tests run the Rust sink as a debug build (a cold build stays short in CI). The bench's
+speed rows ask for `rust-release`, the same source built with `--release` into its own cache
+entry (`interop-rust-release-<hash>`): only a bench run pays for the optimized build.
+
 A build that fails raises InteropBuildError with the tool's output: the interop tests fail,
 never skip. `python -m tests.support.interop_sinks [sdk...]` builds ahead of the tests and
 prints the time each build took.
@@ -27,6 +31,8 @@ from tests.support.pynumaflow_env import PYNUMAFLOW_VERSION, cache_dir, ensure_p
 
 SOURCES = Path(__file__).resolve().parents[1] / "interop" / "sinks"
 SDKS = ("go", "java", "rust", "python")
+# Builds the tests never need: the bench's optimized Rust sink.
+BENCH_BUILDS = ("rust-release",)
 _COMPLETE = ".udsink-complete"
 BUILD_TIMEOUT_S = 1800
 
@@ -35,6 +41,7 @@ SDK_VERSIONS = {
     "go": "numaflow-go v0.12.0",
     "java": "numaflow-java 0.9.2",
     "rust": "numaflow (crate) 0.6.0",
+    "rust-release": "numaflow (crate) 0.6.0, release build",
     "python": f"pynumaflow {PYNUMAFLOW_VERSION}",
 }
 
@@ -85,11 +92,17 @@ def _build_go(src: Path, out: Path) -> None:
     )
 
 
-def _build_rust(src: Path, out: Path) -> None:
+def _build_rust(src: Path, out: Path, release: bool = False) -> None:
     cargo = _need("cargo", "Rust")
     target = cache_dir() / "interop-cargo-target"
-    _run([cargo, "build", "--locked", "--quiet"], src, {"CARGO_TARGET_DIR": str(target)})
-    shutil.copy2(target / "debug" / "interop-sink", out / "interop-sink")
+    profile = ["--release"] if release else []
+    _run([cargo, "build", "--locked", "--quiet", *profile], src, {"CARGO_TARGET_DIR": str(target)})
+    built = target / ("release" if release else "debug") / "interop-sink"
+    shutil.copy2(built, out / "interop-sink")
+
+
+def _build_rust_release(src: Path, out: Path) -> None:
+    _build_rust(src, out, release=True)
 
 
 def _build_java(src: Path, out: Path) -> None:
@@ -114,11 +127,21 @@ def _build_java(src: Path, out: Path) -> None:
     )
 
 
-_BUILDERS = {"go": _build_go, "rust": _build_rust, "java": _build_java}
+_BUILDERS = {
+    "go": _build_go,
+    "rust": _build_rust,
+    "rust-release": _build_rust_release,
+    "java": _build_java,
+}
+
+
+def _source_of(build: str) -> str:
+    """The SDK whose sources a build compiles (`rust-release` builds the `rust` sink)."""
+    return build.removesuffix("-release")
 
 
 def build_dir(sdk: str) -> Path:
-    return cache_dir() / f"interop-{sdk}-{_source_hash(sdk)}"
+    return cache_dir() / f"interop-{sdk}-{_source_hash(_source_of(sdk))}"
 
 
 def ensure_built(sdk: str) -> Path:
@@ -133,13 +156,18 @@ def ensure_built(sdk: str) -> Path:
             return out  # another session built it while we waited
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir()
-        _BUILDERS[sdk](SOURCES / sdk, out)
+        _BUILDERS[sdk](SOURCES / _source_of(sdk), out)
         (out / _COMPLETE).write_text(SDK_VERSIONS[sdk] + "\n")
     return out
 
 
-def sink_command(sdk: str) -> list[str]:
-    """The argv that starts the interop sink of `sdk` (building it first when needed)."""
+def sink_command(sdk: str, *, full_jit: bool = False) -> list[str]:
+    """The argv that starts the interop sink of `sdk` (building it first when needed).
+
+    `sdk` is one of SDKS, or one of BENCH_BUILDS (the same sink, built for speed).
+    The Java sink starts with the JIT's first tier only (fast start-up for the tests) unless
+    `full_jit` (what a speed row wants: the optimizing tier too, the JVM's default).
+    """
     if sdk == "python":
         python = ensure_pynumaflow_python()
         return [str(python), "-u", str(SOURCES / "python" / "interop_sink.py")]
@@ -147,10 +175,11 @@ def sink_command(sdk: str) -> list[str]:
     if sdk == "java":
         java = _need("java", "Java")
         classpath = f"{out / 'classes'}:{out / 'lib' / '*'}"
-        return [java, "-XX:TieredStopAtLevel=1", "-cp", classpath, "InteropSink"]
-    if sdk in ("go", "rust"):
+        jit = [] if full_jit else ["-XX:TieredStopAtLevel=1"]
+        return [java, *jit, "-cp", classpath, "InteropSink"]
+    if sdk in ("go", "rust", "rust-release"):
         return [str(out / "interop-sink")]
-    raise ValueError(f"unknown SDK {sdk!r}; known: {', '.join(SDKS)}")
+    raise ValueError(f"unknown SDK {sdk!r}; known: {', '.join(SDKS + BENCH_BUILDS)}")
 
 
 def main(argv: list[str]) -> int:

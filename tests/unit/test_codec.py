@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from sink_runtime import Datum, Message, Metadata, Response, Status
 from sink_runtime.codec import (
     add_results,
+    is_lone_request,
     request_to_datum,
+    requests_from_messages,
     requests_to_datums,
     response_to_result,
     result_to_response,
@@ -178,3 +180,42 @@ def test_any_response_round_trips(status: Status, err: str, payload: bytes, n: i
         case _:
             r = Response(err, status, err=err)
     assert result_to_response(response_to_result(r)) == r
+
+
+# --- the SDK server's sink.v1 reading: lone request fields, parsed per batch ---
+
+SinkRequest = sink_pb2.SinkRequest
+
+
+@given(st.lists(datums(value_size=300, times=times), max_size=5))
+def test_lone_request_messages_parse_together_as_one_by_one(batch: list[Datum]) -> None:
+    raws = [SinkRequest(request=datum_to_request(d)).SerializeToString() for d in batch]
+    assert all(is_lone_request(raw) for raw in raws)
+    joined = requests_from_messages(raws)
+    assert list(joined) == [SinkRequest.FromString(raw).request for raw in raws]
+
+
+@pytest.mark.parametrize("value_size", [0, 1, 120, 127, 128, 16_383, 16_384, 2_097_152])
+def test_a_lone_request_is_recognised_at_every_length_prefix_size(value_size: int) -> None:
+    raw = SinkRequest(request=SinkRequest.Request(value=b"v" * value_size)).SerializeToString()
+    assert is_lone_request(raw)
+    assert not is_lone_request(raw[:-1])  # the length no longer reaches the end
+    assert not is_lone_request(raw + b"\x00")
+
+
+def test_any_other_message_is_not_a_lone_request() -> None:
+    r = SinkRequest.Request(id="t:0:0")
+    eot = sink_pb2.TransmissionStatus(eot=True)
+    others = {
+        "empty message": b"",
+        "eot": SinkRequest(status=eot).SerializeToString(),
+        "handshake": SinkRequest(handshake=sink_pb2.Handshake(sot=True)).SerializeToString(),
+        "request and eot": SinkRequest(request=r, status=eot).SerializeToString(),
+        "request and eot=false": SinkRequest(
+            request=r, status=sink_pb2.TransmissionStatus()
+        ).SerializeToString(),
+        "request field twice": SinkRequest(request=r).SerializeToString() * 2,
+        "unknown field after it": SinkRequest(request=r).SerializeToString() + b"\xa0\x06\x01",
+        "length varint never ends": b"\x0a\xff\xff\xff\xff\xff\xff",
+    }
+    assert [name for name, raw in others.items() if is_lone_request(raw)] == []

@@ -16,10 +16,12 @@ import java.util.concurrent.ConcurrentHashMap;
 
 public class InteropSink extends Sinker {
     private final String role;
+    private final boolean quiet; // INTEROP_QUIET=1: print nothing per datum (benchmarks)
     private final Set<String> seen = ConcurrentHashMap.newKeySet();
 
-    InteropSink(String role) {
+    InteropSink(String role, boolean quiet) {
         this.role = role;
+        this.quiet = quiet;
     }
 
     @Override
@@ -51,6 +53,10 @@ public class InteropSink extends Sinker {
                 response = Response.responseOK(id);
                 status = "SUCCESS";
             }
+            result.addResponse(response);
+            if (quiet) {
+                continue;
+            }
             StringBuilder line = new StringBuilder("INTEROP {\"sdk\":\"java\",\"role\":");
             json(line, role).append(",\"id\":");
             json(line, id).append(",\"keys\":[");
@@ -68,7 +74,6 @@ public class InteropSink extends Sinker {
             }
             line.append("},\"answer\":\"").append(status).append("\"}");
             System.out.println(line);
-            result.addResponse(response);
         }
         return result.build();
     }
@@ -90,7 +95,8 @@ public class InteropSink extends Sinker {
 
     public static void main(String[] args) throws Exception {
         String role = System.getenv().getOrDefault("NUMAFLOW_UD_CONTAINER_TYPE", "");
-        Server server = new Server(new InteropSink(role.isEmpty() ? "udsink" : role));
+        boolean quiet = "1".equals(System.getenv("INTEROP_QUIET"));
+        Server server = new Server(new InteropSink(role.isEmpty() ? "udsink" : role, quiet));
         server.start();
         server.awaitTermination();
     }
