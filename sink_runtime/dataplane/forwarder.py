@@ -376,17 +376,18 @@ class Forwarder:
     async def _ack(self, batch: SourceBatch, started: float) -> None:
         """Make a finished batch durable; `started` is when it was taken (batch latency)."""
         n = len(batch.datums)
+        first, last = batch.datums[0].id, batch.datums[-1].id
+        acking = self.source.ack(batch)
+        # The commit may wait (the source coalesces them): the datums, and their values, are
+        # not kept alive for it here.
+        del batch
         try:
-            durable = await self.source.ack(batch)
+            durable = await acking
         except Exception as err:
             # The batch is redelivered after a restart or rebalance: at-least-once holds.
             self.metrics.commit_failures.inc()
             logger.error(
-                "acknowledging a batch of %d messages (%s .. %s) failed: %s",
-                n,
-                batch.datums[0].id,
-                batch.datums[-1].id,
-                err,
+                "acknowledging a batch of %d messages (%s .. %s) failed: %s", n, first, last, err
             )
             return
         self._stepped()

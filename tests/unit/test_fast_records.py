@@ -157,6 +157,13 @@ def test_the_usual_records_are_converted_in_c() -> None:
         ("orders", 1): 1,
     }
     assert out[0].keys == ("tenant", "7") and out[3].keys == ()
+    # A large value is not encoded ahead (no second copy for sinks that never send it), and
+    # encodes on first use to the same bytes as the Python path's datum.
+    big = ck.Message(topic="orders", partition=0, offset=40, value=b"b" * 100_000, timestamp=(1, 5))
+    (converted,) = convert_records([big], True, KEYS_HEADER, {}, {})
+    assert type(converted) is RecordDatum and not hasattr(converted, "_encoded")
+    reference, _ = source(True)._datum(big, "orders:0:40")
+    assert codec.encode_request(converted) == codec.encode_request(reference)
     # A record the C code must not judge comes back as it was, in its place.
     odd = ck.Message(
         topic="orders",

@@ -22,6 +22,9 @@
 
 #define MAX_SPLIT_KEYS 16
 #define MAX_HEADERS 64
+/* Larger values are not encoded ahead: a sink that never sends the request (blackhole, Kafka)
+ * would hold a second copy of every value for nothing; RecordDatum encodes them on first use. */
+#define EAGER_ENCODE_MAX (64 * 1024)
 
 static PyObject *record_type;     /* RecordDatum */
 static PyObject *slot_id, *slot_value, *slot_keys, *slot_event_time, *slot_raw, *slot_encoded;
@@ -268,6 +271,7 @@ static int convert_one(PyObject *msg, int keys_from_headers, PyObject *keys_head
     if (event_time == NULL) goto done;
 
     /* The wire request: id, value, keys, headers, event time, watermark (kafka_record.py). */
+    if (PyBytes_GET_SIZE(value) > EAGER_ENCODE_MAX) goto build;
     Py_ssize_t id_len;
     const char *id_utf8 = PyUnicode_AsUTF8AndSize(id, &id_len);
     if (id_utf8 == NULL) goto done;
@@ -319,11 +323,13 @@ static int convert_one(PyObject *msg, int keys_from_headers, PyObject *keys_head
     if (nanos) { *p++ = 0x10; p = put_varint(p, nanos); }
     memcpy(p, PyBytes_AS_STRING(watermark_field), (size_t)PyBytes_GET_SIZE(watermark_field));
 
+build:
     d = ((PyTypeObject *)record_type)->tp_alloc((PyTypeObject *)record_type, 0);
     if (d == NULL) goto done;
     if (set_slot(slot_id, d, id) < 0 || set_slot(slot_value, d, value) < 0 ||
         set_slot(slot_keys, d, keys) < 0 || set_slot(slot_event_time, d, event_time) < 0 ||
-        set_slot(slot_raw, d, raw) < 0 || set_slot(slot_encoded, d, encoded) < 0)
+        set_slot(slot_raw, d, raw) < 0 ||
+        (encoded != NULL && set_slot(slot_encoded, d, encoded) < 0))
         goto done;
     tp = PyTuple_Pack(2, topic, partition);
     if (tp == NULL) goto done;

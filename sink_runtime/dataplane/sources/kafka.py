@@ -291,6 +291,7 @@ class ConsumerThread:
                 job.loop.call_soon_threadsafe(_settle, job.future, result, None)
             finally:
                 self._busy_since = None
+                job = None  # its arguments (a batch) are not kept while the next job waits
 
     def _run_idle(self) -> None:
         self._busy_since = time.monotonic()
@@ -712,8 +713,10 @@ class KafkaSource:
             return 0
         loop = asyncio.get_running_loop()
         committed: asyncio.Future[int] = loop.create_future()
+        submitted = self._owner.submit(self._ack, token, batch, committed, loop)
+        del batch  # not kept alive while the commit waits (the job took its ids)
         try:
-            await self._owner.submit(self._ack, token, batch, committed, loop)
+            await submitted
         except KafkaSourceError:
             return 0
         return await committed
