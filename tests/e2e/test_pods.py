@@ -198,6 +198,9 @@ def test_records_flow_through_the_sink_sidecar_with_keys_and_headers(
     entries = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
     assert entries, f"no JSON log lines from the runtime:\n{logs[-2000:]}"
     assert all({"level", "message"} <= entry.keys() for entry in entries), entries[:3]
+    # The runtime image was built with the Kafka source's C module (its wheel stage compiles it).
+    joined = [e["message"] for e in entries if "joining group" in e["message"]]
+    assert joined and "records converted in C" in joined[0], joined or logs[-2000:]
     (pod,) = pods_of(plane, NAMESPACE, "flow")
     samples = wait.until(
         lambda: m if (m := metrics_of(pod)).get("udsink_acked_total") == sent else None,

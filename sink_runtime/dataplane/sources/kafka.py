@@ -85,6 +85,7 @@ from sink_runtime.dataplane.keyheaders import (
 from sink_runtime.dataplane.metrics import Metrics
 from sink_runtime.dataplane.protocols import SourceBatch
 from sink_runtime.dataplane.sources.kafka_record import (
+    ACCELERATED,
     NO_RAW,
     RawHeaders,
     RecordDatum,
@@ -369,10 +370,13 @@ class KafkaSource:
         settings: dict[str, Any] = consumer_settings(self.config, self._where)
         settings |= {"error_cb": self._on_error, "logger": rdkafka_logger}
         logger.info(
-            "kafka source: joining group %s on %s for topics %s",
+            "kafka source: joining group %s on %s for topics %s; records converted %s",
             self.config.consumer_group,
             ",".join(self.config.brokers),
             ",".join(self.config.topics),
+            "in C (sources/_fastrecords.c)"
+            if ACCELERATED
+            else "in Python only (the C module was not built with this package)",
             extra={"settings": redacted(settings)},
         )
         self._settings = settings
