@@ -749,7 +749,7 @@ class KafkaSource:
 
     def _idle_wait(self) -> float:
         """How long the owner thread may wait for a job: until the next commit is due."""
-        if not self._waiting:
+        if not self._waiting or self._consumer is None:
             return IDLE_TICK_S
         return max(0.0, self._last_commit + COMMIT_INTERVAL_S - time.monotonic())
 
@@ -761,6 +761,9 @@ class KafkaSource:
     def _commit_due(self, *, force: bool = False) -> None:
         """Commit every acked batch still waiting, when the interval has passed (or `force`)."""
         if not self._waiting:
+            return
+        if self._consumer is None:  # gone (a replacement that failed): redelivered later
+            self._settle_waiting(0)
             return
         now = time.monotonic()
         if not force and now - self._last_commit < COMMIT_INTERVAL_S:
