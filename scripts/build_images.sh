@@ -19,6 +19,8 @@
 #   UDSINK_BUILD_FLAGS     extra flags for the build command (word-split)
 #   UDSINK_BUILDAH_ROOT    buildah/podman only: keep images in this storage root (and a runroot
 #                          next to it) instead of the machine's own
+#   UDSINK_OCI_RUNTIME     buildah/podman only: the OCI runtime for RUN steps (default: chosen
+#                          from the host's cgroup layout, docs/compatibility.md)
 # Build output goes to stderr; stdout lists the built references, one a line.
 set -euo pipefail
 
@@ -64,6 +66,16 @@ if [[ -n "${UDSINK_BUILDAH_ROOT:-}" && "${BUILDER}" != docker ]]; then
   storage=(--root "${UDSINK_BUILDAH_ROOT}/root" --runroot "${UDSINK_BUILDAH_ROOT}/runroot"
            --storage-driver overlay)
 fi
+# podman and buildah are told which OCI runtime runs the RUN steps: their default depends on
+# which of crun/runc the host's packages brought, and crun refuses cgroup v1 hybrid hosts
+# (operator/udsink_cli/oci_runtime.py decides; UDSINK_OCI_RUNTIME overrides).
+runtime=()
+if [[ "${BUILDER}" != docker ]]; then
+  chosen="$("${PYTHON:-python3}" "${ROOT}/operator/udsink_cli/oci_runtime.py")" \
+    || die "cannot build with ${BUILDER}: see the line above"
+  runtime=(--runtime "${chosen}")
+  echo "build_images: ${BUILDER} runs build steps with ${chosen}" >&2
+fi
 build_args=()
 [[ -z "${PYTHON_IMAGE:-}" ]] || build_args=(--build-arg "PYTHON_IMAGE=${PYTHON_IMAGE}")
 # shellcheck disable=SC2206  # word-splitting is the point of this setting
@@ -81,7 +93,7 @@ for t in "${targets[@]}"; do
     podman | buildah)
       # `bud` is buildah's name for `build`; podman accepts `build`.
       verb=build; [[ "${BUILDER}" == buildah ]] && verb=bud
-      "${BUILDER}" "${storage[@]}" "${verb}" "${build_args[@]}" "${extra[@]}" \
+      "${BUILDER}" "${storage[@]}" "${verb}" "${runtime[@]}" "${build_args[@]}" "${extra[@]}" \
         -f "${ROOT}/images/${t}/Dockerfile" -t "${ref}" "${ROOT}" >&2
       ;;
   esac

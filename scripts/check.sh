@@ -7,4 +7,6 @@ cd "$(dirname "$0")/.."
 echo "== ruff";          ruff check . && ruff format --check .
 echo "== mypy";          mypy
 echo "== import-linter"; lint-imports
+# Installs podman, buildah and runc where missing (root) and proves they run a container here.
+echo "== containers";    bash scripts/ensure_containers.sh
 echo "== pytest";        python -m pytest -ra "$@"

@@ -278,6 +278,8 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
         Root = "${STATE}/runc"
+        # runc by path, not whatever the shim finds first (docs/e2e-node.md, the OCI runtime).
+        BinaryName = "$(command -v runc)"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "${STATE}/cni"

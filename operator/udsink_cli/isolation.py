@@ -33,36 +33,50 @@ from pathlib import Path
 from udsink_operator.api import UDSink
 
 from sink_runtime.config import constants
+from udsink_cli import oci_runtime
 
 # Where every Numaflow SDK expects its sockets and server-info files (CONTRACT.md).
 SDK_SOCKET_DIR = constants.SOCKET_DIR
 
+# A shell function: `rebuild_parent STASH PARENT SKIP` parks PARENT at STASH and lays a tmpfs
+# over PARENT holding every entry of the original but SKIP (bound back one by one), so that
+# SKIP can be made (or left absent) without writing the real PARENT. Tests use it too, to
+# show a command a /var/run/numaflow that is absent or present whatever the machine has.
+REBUILD_PARENT = r"""
+rebuild_parent() {
+  mount -n --rbind "$2" "$1"
+  mount -n -t tmpfs -o mode=755 udsink-run "$2"
+  for entry in "$1"/* "$1"/.[!.]*; do
+    [ -e "$entry" ] || [ -L "$entry" ] || continue
+    name=${entry##*/}
+    [ "$name" != "$3" ] || continue
+    if [ -L "$entry" ]; then
+      ln -s "$(readlink "$entry")" "$2/$name"
+    elif [ -d "$entry" ]; then
+      mkdir "$2/$name" && mount -n --rbind "$entry" "$2/$name"
+    else
+      touch "$2/$name" && mount -n --bind "$entry" "$2/$name"
+    fi
+  done
+}
+"""
+
 # Runs inside the new mount namespace: $1 the socket dir to show at SDK_SOCKET_DIR, $2 an empty
 # directory to park the original parent in, $3 SDK_SOCKET_DIR; then the command.
-_MOUNT_SCRIPT = r"""
-set -eu
+_MOUNT_SCRIPT = (
+    "set -eu\n"
+    + REBUILD_PARENT
+    + r"""
 src=$1 stash=$2 target=$3
 shift 3
 if [ ! -d "$target" ]; then
-  parent=$(readlink -f "$(dirname "$target")")
-  mount -n --rbind "$parent" "$stash"
-  mount -n -t tmpfs -o mode=755 udsink-run "$parent"
-  for entry in "$stash"/* "$stash"/.[!.]*; do
-    [ -e "$entry" ] || [ -L "$entry" ] || continue
-    name=${entry##*/}
-    if [ -L "$entry" ]; then
-      ln -s "$(readlink "$entry")" "$parent/$name"
-    elif [ -d "$entry" ]; then
-      mkdir "$parent/$name" && mount -n --rbind "$entry" "$parent/$name"
-    else
-      touch "$parent/$name" && mount -n --bind "$entry" "$parent/$name"
-    fi
-  done
+  rebuild_parent "$stash" "$(readlink -f "$(dirname "$target")")" "${target##*/}"
   mkdir "$target"
 fi
 mount -n --bind "$src" "$target"
 exec "$@"
 """
+)
 
 
 class IsolationError(RuntimeError):
@@ -206,7 +220,10 @@ def container_engine() -> tuple[str, ...]:
         if path is None:
             tried.append(f"{argv[0]}: not installed")
             continue
-        engine = (path, *argv[1:])
+        try:
+            engine = with_runtime((path, *argv[1:]))
+        except oci_runtime.OciRuntimeError as err:
+            raise IsolationError(f"{argv[0]}: {err}") from None
         probe = subprocess.run(
             [*engine, "version"], capture_output=True, text=True, check=False, timeout=60
         )
@@ -220,6 +237,16 @@ def container_engine() -> tuple[str, ...]:
         + f"): install podman or start docker, set {ENGINE_ENV}, or give a local command "
         "(--sink-cmd or the annotation local.udsink.dev/sink-command)"
     )
+
+
+def with_runtime(engine: tuple[str, ...]) -> tuple[str, ...]:
+    """podman told which OCI runtime to use (udsink_cli.oci_runtime), unless the engine
+    command already names one; docker's daemon has its own configuration."""
+    if Path(engine[0]).name != "podman" or any(
+        arg == "--runtime" or arg.startswith("--runtime=") for arg in engine
+    ):
+        return engine
+    return (engine[0], "--runtime", oci_runtime.oci_runtime(), *engine[1:])
 
 
 def image_command(
@@ -274,7 +301,10 @@ def launch(
     if image is not None:
         engine = container_engine()
         name = f"udsink-run-{container_type}-{uuid.uuid4().hex[:8]}"
-        notes = [f"{container_type} sink: image {image.image} runs with {engine[0]}"]
+        runs_with = Path(engine[0]).name
+        if "--runtime" in engine:
+            runs_with += f" (OCI runtime {engine[engine.index('--runtime') + 1]})"
+        notes = [f"{container_type} sink: image {image.image} runs with {runs_with}"]
         if image.unresolved_env:
             notes.append(
                 f"{container_type} sink: not set locally (from Secrets/ConfigMaps/the pod in a "

@@ -9,12 +9,14 @@ with our SDK) recorded under RECORD_DIR. Sockets go to a private directory under
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from udsink_cli import oci_runtime
 
 from sink_runtime.config import constants
 from tests.cli.runner import (
@@ -348,8 +350,41 @@ def test_socket_dir_that_is_not_a_directory_is_one_line(tmp_path: Path) -> None:
         "-f", QUICKSTART, "--socket-dir", not_a_dir, "--json", env=run_env(tmp_path), cwd=tmp_path
     )
     assert done.code == 2, done.stderr
-    assert done.stderr.strip() == f"udsink run: --socket-dir {not_a_dir} is not a directory"
-    assert done.stdout == ""
+    message = f"udsink run: --socket-dir {not_a_dir} is not a directory"
+    assert done.stderr.strip() == message
+    # --json readers get the reason on stdout, not an empty document.
+    assert done.summary() == {
+        "headline": message,
+        "outcome": "error",
+        "reason": message.removeprefix("udsink run: "),
+        "exit_code": 2,
+    }
+
+
+def test_podman_with_only_crun_on_a_hybrid_host_says_to_install_runc(tmp_path: Path) -> None:
+    # A machine whose podman brought crun and no runc: PATH holds podman and crun only.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("podman", "crun"):
+        found = shutil.which(tool)
+        assert found is not None, f"{tool} is not installed (scripts/ensure_containers.sh)"
+        (bin_dir / tool).symlink_to(found)
+    udsink_file = write_udsink(tmp_path / "udsink.yaml", GENERATOR_SPEC)
+    env = run_env(tmp_path, PATH=str(bin_dir), UDSINK_CONTAINER_ENGINE="podman")
+    done = udsink_run("-f", udsink_file, "--sink-image", "example.com/x:1", env=env, cwd=tmp_path)
+    host = oci_runtime.read_host()
+    if host.layout == "hybrid" and host.unified_controllers:  # this project's CI machines
+        assert done.code == 1, done.stderr
+        assert_one_message(
+            done.stderr,
+            "podman: no OCI runtime for containers: crun is installed but refuses this cgroup v1 "
+            "hybrid host",
+            "apt-get install runc",
+            oci_runtime.ENV,
+        )
+    else:
+        assert "runs with podman (OCI runtime " in done.stderr, done.stderr
+        assert "/crun)" in done.stderr
 
 
 # --- 7. The fallback sink as a second local subprocess ---

@@ -23,9 +23,23 @@ import pytest
 
 from sink_runtime.config import constants
 from tests.support.interop_sinks import build_go_image, sink_command
+from tests.support.sdk_dir import SdkDirView
 from tests.support.unmodified_sink import UnmodifiedSink
 
 StartSink = Callable[[str, constants.ContainerType, Path], Awaitable[UnmodifiedSink]]
+
+# A test that takes `view` runs twice: /var/run/numaflow absent, and present as on a Numaflow
+# developer's laptop (tests/support/sdk_dir.py).
+SDK_DIR = pytest.mark.parametrize(
+    "present", [False, True], ids=["sdk-dir-absent", "sdk-dir-present"]
+)
+
+
+@pytest.fixture
+def view(tmp_path: Path, present: bool) -> Iterator[SdkDirView]:
+    made = SdkDirView(tmp_path, present=present)
+    yield made
+    made.cleanup()
 
 
 @pytest.fixture
@@ -90,7 +104,7 @@ class Podman:
 @pytest.fixture(scope="session")
 def podman() -> Iterator[Podman]:
     if shutil.which("podman") is None:
-        pytest.fail("podman is not installed (scripts/ensure_podman.sh installs it)")
+        pytest.fail("podman is not installed (scripts/ensure_containers.sh installs it)")
     engine = Podman(Path(tempfile.mkdtemp(prefix="udsink-podman-")))
     try:
         yield engine

@@ -3,8 +3,9 @@
 The sink is the Go interop sink (numaflow-go), told nothing about where to listen: with
 `--sink-cmd` it gets a private /var/run/numaflow bound to the run's socket directory; from an
 image it runs in the test's own podman with that directory mounted there. Counted from the
-sink's own output and the run's summary; the machine's /var/run/numaflow is never created and
-no container is left behind.
+sink's own output and the run's summary; no container is left behind, and /var/run/numaflow
+is neither created where it is absent nor written where it exists (a Numaflow developer's
+laptop): both conditions are made in a namespace of the test's own (tests/support/sdk_dir.py).
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from udsink_cli import oci_runtime
 
-from tests.interop.conftest import Podman
+from tests.interop.conftest import SDK_DIR, Podman
 from tests.support.interop_sinks import sink_command
+from tests.support.sdk_dir import SdkDirView
 from tests.support.unmodified_sink import LINE_PREFIX
 
 pytestmark = pytest.mark.interop
 
-REAL_SDK_DIR = Path("/var/run/numaflow")
 COUNT = 300
 
 
@@ -47,17 +49,18 @@ def _udsink_file(path: Path, image: str, fallback_image: str | None = None) -> P
     return path
 
 
-def _run(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, dict[str, Any], str]:
-    assert not REAL_SDK_DIR.exists(), f"{REAL_SDK_DIR} exists before the run"
+def _run(
+    args: list[str], env: dict[str, str], cwd: Path, view: SdkDirView
+) -> tuple[int, dict[str, Any], str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "udsink_cli.main", "run", "--json", *args],
+        view.wrap([sys.executable, "-m", "udsink_cli.main", "run", "--json", *args]),
         env=env,
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=240,
     )
-    assert not REAL_SDK_DIR.exists(), f"the run created the machine's {REAL_SDK_DIR}"
+    view.assert_untouched()
     try:
         summary = json.loads(proc.stdout)
     except json.JSONDecodeError:
@@ -65,14 +68,15 @@ def _run(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, dict[str
     return proc.returncode, summary, proc.stderr
 
 
-def test_sink_cmd_runs_an_unmodified_go_sdk_sink(tmp_path: Path) -> None:
+@SDK_DIR
+def test_sink_cmd_runs_an_unmodified_go_sdk_sink(tmp_path: Path, view: SdkDirView) -> None:
     binary = sink_command("go")
     out = tmp_path / "sink-output.jsonl"
     # Only the shell's redirection is ours: the binary is the SDK sink as built.
     cmd = f"sh -c {shlex.quote(f'exec {shlex.join(binary)} > {out}')}"
     udsink_file = _udsink_file(tmp_path / "udsink.yaml", "example.com/not-pulled:1")
     code, summary, stderr = _run(
-        ["-f", str(udsink_file), "--sink-cmd", cmd], dict(os.environ), tmp_path
+        ["-f", str(udsink_file), "--sink-cmd", cmd], dict(os.environ), tmp_path, view
     )
     assert code == 0, stderr
     assert summary["messages"]["acked"] == COUNT, summary
@@ -85,8 +89,9 @@ def test_sink_cmd_runs_an_unmodified_go_sdk_sink(tmp_path: Path) -> None:
     assert {(r["sdk"], r["role"], r["answer"]) for r in lines} == {("go", "udsink", "SUCCESS")}
 
 
+@SDK_DIR
 def test_image_sinks_run_with_podman_and_are_removed(
-    tmp_path: Path, podman: Podman, go_sink_image: str
+    tmp_path: Path, podman: Podman, go_sink_image: str, view: SdkDirView
 ) -> None:
     # The spec names an image nobody can pull; --sink-image replaces it for the primary, and
     # the fallback sink runs from the spec's image as `fb-udsink`.
@@ -94,10 +99,12 @@ def test_image_sinks_run_with_podman_and_are_removed(
         tmp_path / "udsink.yaml", "example.com/not-pulled:1", fallback_image=go_sink_image
     )
     args = ["-f", str(udsink_file), "--sink-image", go_sink_image]
-    code, summary, stderr = _run(args, podman.environ(), tmp_path)
+    code, summary, stderr = _run(args, podman.environ(), tmp_path, view)
     assert code == 0, stderr
     assert summary["messages"]["acked"] == COUNT, summary
     assert f"udsink sink: image {go_sink_image} runs with" in stderr
     assert f"fb-udsink sink: image {go_sink_image} runs with" in stderr
-    assert "podman" in stderr
+    # udsink run chose the OCI runtime itself (the engine command names none).
+    assert "--runtime" not in podman.env["UDSINK_CONTAINER_ENGINE"]
+    assert f"runs with podman (OCI runtime {oci_runtime.oci_runtime()})" in stderr
     assert podman.run("ps", "--all", "--quiet").strip() == ""

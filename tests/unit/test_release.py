@@ -100,3 +100,16 @@ def test_release_uses_the_scripts_and_checks_the_tag() -> None:
     assert jobs["pypi"]["permissions"] == {"id-token": "write"}  # trusted publishing, no token
     publish = [s for s in jobs["pypi"]["steps"] if "pypi-publish" in s.get("uses", "")]
     assert publish and "password" not in publish[0].get("with", {})
+
+
+def test_every_test_tier_is_in_testpaths() -> None:
+    # pytest runs the tiers in testpaths' order (the e2e tier last); a tier left out would
+    # silently never run.
+    listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    tiers = {
+        str(d.relative_to(ROOT))
+        for d in (ROOT / "tests").iterdir()
+        if d.is_dir() and any(d.rglob("test_*.py"))
+    }
+    assert tiers == set(listed["testpaths"])
+    assert listed["testpaths"][-1] == "tests/e2e"

@@ -232,6 +232,9 @@ def main(argv: Sequence[str]) -> int:
             summary = run.report()
     except RunError as e:
         print(f"udsink run: {e}", file=err)
+        if args.json:  # a machine reading stdout gets the reason too, never nothing
+            failed = {"outcome": "error", "reason": str(e), "exit_code": e.code}
+            print(json.dumps({"headline": f"udsink run: {e}", **failed}, indent=2))
         return e.code
     if args.json:
         print(json.dumps(summary, indent=2))
