@@ -9,4 +9,4 @@ echo "== mypy";          mypy
 echo "== import-linter"; lint-imports
 # Installs podman, buildah and runc where missing (root) and proves they run a container here.
 echo "== containers";    bash scripts/ensure_containers.sh
-echo "== pytest";        python -m pytest -ra "$@"
+echo "== pytest";        python -m pytest -ra --durations=25 "$@"
