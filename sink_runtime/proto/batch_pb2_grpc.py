@@ -5,7 +5,7 @@ import warnings
 
 from sink_runtime.proto import batch_pb2 as sink__runtime_dot_proto_dot_batch__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.75.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in sink_runtime/proto/batch_pb2_grpc.py depends on'
+        + f' but the generated code in sink_runtime/proto/batch_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class BatchSinkStub:
+class BatchSinkStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -41,7 +41,7 @@ class BatchSinkStub:
                 _registered_method=True)
 
 
-class BatchSinkServicer:
+class BatchSinkServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def WriteBatch(self, request_iterator, context):
@@ -68,7 +68,7 @@ def add_BatchSinkServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class BatchSink:
+class BatchSink(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod

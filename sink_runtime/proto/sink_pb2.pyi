@@ -30,13 +30,13 @@ class Handshake(_message.Message):
     __slots__ = ("sot",)
     SOT_FIELD_NUMBER: _ClassVar[int]
     sot: bool
-    def __init__(self, sot: _Optional[bool] = ...) -> None: ...
+    def __init__(self, sot: bool = ...) -> None: ...
 
 class TransmissionStatus(_message.Message):
     __slots__ = ("eot",)
     EOT_FIELD_NUMBER: _ClassVar[int]
     eot: bool
-    def __init__(self, eot: _Optional[bool] = ...) -> None: ...
+    def __init__(self, eot: bool = ...) -> None: ...
 
 class KeyValueGroup(_message.Message):
     __slots__ = ("key_value",)
@@ -113,7 +113,7 @@ class ReadyResponse(_message.Message):
     __slots__ = ("ready",)
     READY_FIELD_NUMBER: _ClassVar[int]
     ready: bool
-    def __init__(self, ready: _Optional[bool] = ...) -> None: ...
+    def __init__(self, ready: bool = ...) -> None: ...
 
 class NackOptions(_message.Message):
     __slots__ = ("reason", "max_deliveries", "delay", "nack_map")

@@ -6,7 +6,7 @@ import warnings
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from sink_runtime.proto import sink_pb2 as sink__runtime_dot_proto_dot_sink__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.75.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -19,14 +19,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in sink_runtime/proto/sink_pb2_grpc.py depends on'
+        + f' but the generated code in sink_runtime/proto/sink_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class SinkStub:
+class SinkStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -47,7 +47,7 @@ class SinkStub:
                 _registered_method=True)
 
 
-class SinkServicer:
+class SinkServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def SinkFn(self, request_iterator, context):
@@ -85,7 +85,7 @@ def add_SinkServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class Sink:
+class Sink(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -98,6 +99,13 @@ def test_release_uses_the_scripts_and_checks_the_tag() -> None:
     assert "--sbom=true" in str(jobs["images"]) and "--provenance=" in str(jobs["images"])
     assert "scripts/ensure_helm.sh" in runs["chart"] and "oci://" in runs["chart"]
     assert jobs["pypi"]["permissions"] == {"id-token": "write"}  # trusted publishing, no token
+    # Wheels PyPI accepts, for both architectures of the images, and the sdist.
+    assert "cibuildwheel" in runs["wheels"] and "--sdist" in runs["sdist"]
+    assert set(jobs["wheels"]["strategy"]["matrix"]["os"]) == {"ubuntu-24.04", "ubuntu-24.04-arm"}
+    assert set(jobs["pypi"]["needs"]) >= {"wheels", "sdist"}
+    cibw = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["cibuildwheel"]
+    assert cibw["build"].split() == ["cp311-*", "cp312-*", "cp313-*"]
+    assert "_fastrecords" in cibw["test-command"]
     publish = [s for s in jobs["pypi"]["steps"] if "pypi-publish" in s.get("uses", "")]
     assert publish and "password" not in publish[0].get("with", {})
 
@@ -113,3 +121,43 @@ def test_every_test_tier_is_in_testpaths() -> None:
     }
     assert tiers == set(listed["testpaths"])
     assert listed["testpaths"][-1] == "tests/e2e"
+
+
+# Run in the wheel's own environment: the C module converts a record.
+_CONVERTS_IN_C = """
+import confluent_kafka as ck
+from sink_runtime.dataplane.sources import kafka_record as kr
+assert kr.ACCELERATED, "the C module did not load"
+msg = ck.Message(topic="t", partition=3, offset=41, key=b"k", value=b"v", timestamp=(1, 17))
+offsets, counts = {}, {}
+(out,) = kr.convert_records([msg], True, "x-keys", offsets, counts)
+assert type(out) is kr.RecordDatum and out.id == "t:3:41" and out.keys == ("k",), out
+assert offsets == {("t", 3): 42} and counts == {("t", 3): 1}
+print(kr._fastrecords.__file__)
+"""
+
+
+def _ok(cmd: list[str], cwd: Path | None = None) -> str:
+    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, f"{' '.join(cmd)}:\n{done.stdout}{done.stderr}"
+    return done.stdout
+
+
+def test_the_wheel_is_manylinux_and_converts_records_in_c(tmp_path: Path) -> None:
+    # As the release does (cibuildwheel): build, repair to a manylinux tag, install alone.
+    built, repaired, venv = tmp_path / "built", tmp_path / "repaired", tmp_path / "venv"
+    _ok([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(built), str(ROOT)])
+    (wheel,) = built.glob("*.whl")
+    _ok([sys.executable, "-m", "auditwheel", "repair", "-w", str(repaired), str(wheel)])
+    (fixed,) = repaired.glob("*.whl")
+    tag = re.fullmatch(rf"udsink-{VERSION}-cp311-cp311-(.+)\.whl", fixed.name)
+    assert tag, fixed.name
+    accepted = re.compile(r"manylinux_2_\d+_x86_64|manylinux\d+_x86_64")
+    assert all(accepted.fullmatch(p) for p in tag.group(1).split(".")), (
+        f"not a platform tag PyPI accepts: {fixed.name}"
+    )
+    _ok([sys.executable, "-m", "venv", str(venv)])
+    python = str(venv / "bin" / "python")
+    _ok([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", f"{fixed}[kafka]"])
+    where = _ok([python, "-c", _CONVERTS_IN_C], cwd=tmp_path)
+    assert str(venv) in where, f"the C module came from elsewhere: {where}"
