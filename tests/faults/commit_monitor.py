@@ -229,9 +229,9 @@ class CommitMonitor:
         """Count the records stamped at or before `upto` as handled (files read now)."""
         for tail in self._tails:
             for stamp, datum_id in tail.read():
-                topic, partition, offset = datum_id.rsplit(":", 2)
+                topic, p, o = datum_id.rsplit(":", 2)
                 if topic == self.topic:
-                    self._later.append((stamp, int(partition), int(offset)))
+                    self._later.append((stamp, int(p), int(o)))
         keep = []
         for stamp, partition, offset in self._later:
             if stamp > upto:
