@@ -98,6 +98,7 @@ class CommitMonitor:
     # The highest committed offset each partition was seen at, and how often one went back.
     highest: dict[int, int] = field(default_factory=dict)
     went_back: int = 0
+    error: BaseException | None = None  # what ended the thread early, if anything did
     _tails: list[_Tail] = field(default_factory=list)
     _later: list[tuple[float, int, int]] = field(default_factory=list)
     _handled: dict[int, set[int]] = field(default_factory=dict)
@@ -172,8 +173,11 @@ class CommitMonitor:
             by_partition.setdefault(v.partition, []).append(v)
         lines = [
             f"{self.violating_polls()} of {self.polls} polls saw a committed offset beyond a "
-            f"record no sink had answered ({self.poll_errors} polls unanswered)"
+            f"record no sink had answered ({self.poll_errors} polls unanswered; a committed "
+            f"offset went back {self.went_back} times)"
         ]
+        if self.error is not None:
+            lines.append(f"  the monitor stopped early: {self.error!r}")
         for p, vs in sorted(by_partition.items()):
             worst = max(vs, key=lambda v: v.unhandled)
             also = "" if worst is vs[0] else f"; the worst: {worst}"
@@ -183,6 +187,12 @@ class CommitMonitor:
     # --- the thread ---
 
     def _run(self) -> None:
+        try:
+            self._poll()
+        except BaseException as exc:  # the test fails on it: a monitor that died saw nothing
+            self.error = exc
+
+    def _poll(self) -> None:
         consumer = Consumer(
             self.broker.client_config(**{"group.id": self.group, "enable.auto.commit": False})
         )

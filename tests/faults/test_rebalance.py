@@ -17,6 +17,8 @@ events between reads with records read ahead (the timing issue 24 was found at).
 An independent monitor (tests/faults/commit_monitor.py) polls the group's committed offsets
 every 50 ms for the whole run and fails the test on any poll that shows a committed offset
 beyond a record no sink had answered by then, and at the end on any record never handled.
+Once every partition is committed to its end with records unhandled (they are lost: nothing
+will read them again), the schedule stops there and the test reports what it saw.
 Thresholds and the members picked are seeded (harness.SEED, printed in every failure).
 """
 
@@ -203,6 +205,8 @@ async def test_no_commit_covers_an_unanswered_record_across_rebalances(
     taken = {f"{topic}:{p}:{o}" for p, offsets in monitor.handled().items() for o in offsets}
     lost = sorted(all_ids(topic, RECORDS, PARTITIONS) - taken, key=_coordinates)
     problems = []
+    if monitor.error is not None or monitor.polls < 100:
+        problems.append(f"the monitor did not watch the run: {monitor.summary()}")
     if monitor.violations:
         problems.append("premature commits: " + monitor.summary().splitlines()[0])
     if lost:
