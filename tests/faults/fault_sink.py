@@ -5,9 +5,12 @@ stubs, so it can break the conversation in ways no SDK server would: answer late
 `--delay` seconds), hang in the handler, never send the EOT, stream results without end,
 answer a batch twice. It behaves for the first `--after` batches, misbehaves for the next
 `--times` batches (0: for good), then behaves again. `--fallback-over N` answers FALLBACK
-for every datum whose value is longer than N bytes. Every datum it answers SUCCESS is appended to
-`--record` as `<unix time> <id>`, flushed at once, so the test counts deliveries from the
-sink's side, not from the data plane's objects.
+for every datum whose value is longer than N bytes. `--per-datum S` makes every batch take S
+seconds per datum (a slow or a fast sink); `--stall S` makes the batch after a SIGUSR1 take S
+seconds longer (a stall on cue, for the test to time it). Every datum it answers SUCCESS is
+appended to `--record` as `<unix time> <id>`, flushed before the answer is sent, so the test
+counts deliveries from the sink's side, not from the data plane's objects: what the file holds
+at any moment covers everything answered by then.
 
 Run as `python fault_sink.py --dir D --mode MODE ...`; it serves `D/sink.sock` and writes
 `D/sinker-server-info` once listening.
@@ -40,6 +43,9 @@ class FaultSink(sink_pb2_grpc.SinkServicer):
         self.times: int = args.times
         self.delay_s: float = args.delay
         self.fallback_over: int = args.fallback_over
+        self.per_datum_s: float = args.per_datum
+        self.stall_s: float = args.stall
+        self.stall_next = False  # set by SIGUSR1: the next batch stalls `stall_s` first
         self.record = Path(args.record).open("a", buffering=1)  # noqa: SIM115 - for the process
         self.batches = 0
 
@@ -66,6 +72,14 @@ class FaultSink(sink_pb2_grpc.SinkServicer):
             ]
         )
 
+    async def _take_time(self, count: int) -> None:
+        delay = count * self.per_datum_s
+        if self.stall_next:
+            self.stall_next = False
+            delay += self.stall_s
+        if delay > 0:
+            await asyncio.sleep(delay)
+
     async def SinkFn(
         self, request_iterator: AsyncIterator[sink_pb2.SinkRequest], context: Any
     ) -> AsyncIterator[sink_pb2.SinkResponse]:
@@ -81,6 +95,7 @@ class FaultSink(sink_pb2_grpc.SinkServicer):
                 continue
             self.batches += 1
             batch, ids = ids, []
+            await self._take_time(len(batch))
             if not self._misbehaving():
                 yield self._ok(batch)
                 yield _EOT
@@ -116,11 +131,14 @@ async def main() -> None:
     parser.add_argument("--times", type=int, default=0)
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--fallback-over", type=int, default=0)
+    parser.add_argument("--per-datum", type=float, default=0.0)
+    parser.add_argument("--stall", type=float, default=0.0)
     parser.add_argument("--record", required=True)
     args = parser.parse_args()
     directory = Path(args.dir)
     server = grpc.aio.server()
-    sink_pb2_grpc.add_SinkServicer_to_server(FaultSink(args), server)
+    servicer = FaultSink(args)
+    sink_pb2_grpc.add_SinkServicer_to_server(servicer, server)
     server.add_insecure_port(f"unix:{directory / constants.SOCKET_FILES['udsink']}")
     await server.start()
     serverinfo.write_server_info(
@@ -137,6 +155,7 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, lambda: setattr(servicer, "stall_next", True))
     await stop.wait()
     await server.stop(0)
 

@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import os
 import random
+import re
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -94,6 +96,52 @@ def data_plane(workdir: Path, config: RuntimeConfig, name: str = "dp") -> Any:
         yield dp
     finally:
         dp.stop()
+
+
+@dataclass
+class Member:
+    """A consumer-group member as a pod runs it: a data plane process with its own sink."""
+
+    name: str
+    sink: FaultSinkProcess
+    dp: DataPlaneProcess
+
+    async def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        """Stop the data plane with `sig` (SIGKILL: a crash), then its sink; the exit code."""
+        code = await self.dp.stopped(sig)
+        await self.sink.stop()
+        return code
+
+    def rebalance_log(self, width: int = 160) -> list[str]:
+        """The data plane's log lines about its partitions (assigned, revoked, lost, dropped,
+        put out of the group), shortened: the time, the message, no id lists."""
+        out = []
+        for line in self.dp.log().splitlines():
+            if _REBALANCE_LINE.search(line):
+                short = _LOG_LINE.match(line)
+                text = f"{short.group(1)} {short.group(2)}" if short else line
+                out.append(_EXTRA_FIELDS.sub("", text)[:width])
+        return out
+
+
+_REBALANCE_LINE = re.compile(
+    r"kafka source: (assigned|revoked|lost|not delivering|not committing)|MAX_POLL_EXCEEDED"
+    r"|data plane stopped"
+)
+# `2026-12-07T17:41:06.560+00:00 WARNING logger: kafka source: text fields=...`
+_LOG_LINE = re.compile(r"\S*T(\S+?)\+\S* \S+ \S+: (?:kafka source: )?(.*)")
+_EXTRA_FIELDS = re.compile(r" (batch_size|settings|ids)=.*")
+
+
+@asynccontextmanager
+async def member(
+    workdir: Path, name: str, runtime: Callable[[UserSinkConfig], RuntimeConfig], *sink_args: str
+) -> AsyncIterator[Member]:
+    """A member named `name`: its sink in `workdir/name`, its data plane's log `name.log`;
+    `runtime` makes the data plane's config from the sink's."""
+    async with fault_sink(workdir / name, *sink_args) as sink:
+        with data_plane(workdir, runtime(sink.config()), name) as dp:
+            yield Member(name, sink, dp)
 
 
 def kafka_config(
