@@ -79,6 +79,15 @@ async def run_forwarder(
     return fwd
 
 
+async def until(condition: Callable[[], bool], what: str, within_s: float = 10.0) -> None:
+    """Wait until `condition()` holds; fail naming `what` after `within_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while not condition():
+        assert loop.time() < deadline, f"not within {within_s:g}s: {what}"
+        await asyncio.sleep(0.01)
+
+
 def udsink(server: ScriptedSink | Any, metrics: Metrics, name: str = "primary", **cfg: Any) -> Sink:
     """Our gRPC client for a sink server that has `.config()` (scripted or SDK)."""
     return UserSinkClient(server.config(**cfg), metrics=metrics, name=name)
