@@ -31,8 +31,7 @@ from sink_runtime.dataplane import app
 from sink_runtime.dataplane.app import DataPlane
 from sink_runtime.dataplane.sources.generator import GeneratorSource
 from sink_runtime.types import Datum, Response
-from tests.dataplane.h2_sink import H2Sink
-from tests.dataplane.harness import until
+from tests.dataplane.harness import H2SinkFactory, until
 from tests.support.recording_sink import SdkFactory
 
 PYTHON = sys.executable
@@ -193,11 +192,10 @@ async def test_hard_deadline_abandons_the_batch_unacknowledged(sdk_sink: SdkFact
     assert dp.abandoned == 10
 
 
-async def test_livez_fails_while_start_up_hangs_past_its_limit(sock_dir: Path) -> None:
+async def test_livez_fails_while_start_up_hangs_past_its_limit(h2_sink: H2SinkFactory) -> None:
     # A sink that accepts the stream and never answers the handshake, and a start-up limit
     # far under its startupTimeout: /livez turns 503 before the client gives up by itself.
-    sink = H2Sink(sock_dir, ["silent"])
-    await sink.start()
+    sink = await h2_sink(["silent"])
     dp = DataPlane(_config(sink.config(startup_timeout_ms=60_000)))
     assert dp.startup_limit_s == 60 + app.LIVENESS_SLACK_S
     dp.startup_limit_s = 1.0
@@ -213,7 +211,6 @@ async def test_livez_fails_while_start_up_hangs_past_its_limit(sock_dir: Path) -
         with contextlib.suppress(asyncio.CancelledError):
             await starting
         await dp.close()
-        await sink.stop()
     assert status == 503
     assert "start-up has not finished after" in body
     assert "(limit 1s)" in body

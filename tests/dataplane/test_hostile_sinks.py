@@ -21,7 +21,7 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from sink_runtime.config import (
     RuntimeConfig,
 )
 from tests.dataplane.h2_sink import H2Sink, Reset
-from tests.dataplane.harness import ids, write_jsonl
+from tests.dataplane.harness import H2SinkFactory, ids, write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 RECORDS, BATCH = 6, 3
@@ -58,21 +58,6 @@ class Report:
 
     def logged(self, text: str) -> bool:
         return any(text in r["message"] for r in self.logs)
-
-
-@pytest.fixture
-async def sinks(sock_dir: Path) -> AsyncIterator[list[H2Sink]]:
-    started: list[H2Sink] = []
-    yield started
-    for sink in started:
-        await sink.stop()
-
-
-async def _sink(started: list[H2Sink], sock_dir: Path, plan: list[str], **kw: Any) -> H2Sink:
-    sink = H2Sink(sock_dir, plan, name=f"x{len(started)}", **kw)
-    await sink.start()
-    started.append(sink)
-    return sink
 
 
 async def _run(
@@ -147,9 +132,9 @@ def _goaway_names(sink: H2Sink, text: str) -> bool:
 
 
 async def test_a_well_behaved_sink_stays_within_the_bounds_the_suite_asserts(
-    sinks: list[H2Sink], sock_dir: Path, tmp_path: Path
+    h2_sink: H2SinkFactory, tmp_path: Path
 ) -> None:
-    sink = await _sink(sinks, sock_dir, ["ok"])
+    sink = await h2_sink(["ok"])
     report = await _run(sink, tmp_path)
     _bounded(report)
     _delivered_after_answers(report, sink)
@@ -158,9 +143,9 @@ async def test_a_well_behaved_sink_stays_within_the_bounds_the_suite_asserts(
 
 
 async def test_a_sink_that_never_answers_the_handshake_fails_start_up_at_its_timeout(
-    sinks: list[H2Sink], sock_dir: Path, tmp_path: Path
+    h2_sink: H2SinkFactory, tmp_path: Path
 ) -> None:
-    sink = await _sink(sinks, sock_dir, ["silent"])
+    sink = await h2_sink(["silent"])
     report = await _run(sink, tmp_path, startup_timeout_ms=1000)
     _bounded(report)
     assert report.error is not None
@@ -170,11 +155,11 @@ async def test_a_sink_that_never_answers_the_handshake_fails_start_up_at_its_tim
 
 
 async def test_a_reconnect_whose_handshake_is_never_answered_ends_at_the_write_timeout(
-    sinks: list[H2Sink], sock_dir: Path, tmp_path: Path
+    h2_sink: H2SinkFactory, tmp_path: Path
 ) -> None:
     # Stream 1 goes away mid-batch; the reconnect meets a sink that never answers the
     # handshake; the write gives up at its timeout and the retry reaches a good stream.
-    sink = await _sink(sinks, sock_dir, ["goaway", "silent", "ok"])
+    sink = await h2_sink(["goaway", "silent", "ok"])
     report = await _run(sink, tmp_path)
     _bounded(report)
     _delivered_after_answers(report, sink)
@@ -195,9 +180,9 @@ async def test_a_reconnect_whose_handshake_is_never_answered_ends_at_the_write_t
     ],
 )
 async def test_a_flood_of_tiny_messages_ends_the_stream_and_the_batch_goes_again(
-    sinks: list[H2Sink], sock_dir: Path, tmp_path: Path, behaviour: str, reason: str
+    h2_sink: H2SinkFactory, tmp_path: Path, behaviour: str, reason: str
 ) -> None:
-    sink = await _sink(sinks, sock_dir, [behaviour, "ok"])
+    sink = await h2_sink([behaviour, "ok"])
     report = await _run(sink, tmp_path)
     _bounded(report)
     _delivered_after_answers(report, sink)
@@ -212,9 +197,9 @@ async def test_a_flood_of_tiny_messages_ends_the_stream_and_the_batch_goes_again
 
 @pytest.mark.parametrize("behaviour", ["ping-no-read", "settings-no-read"])
 async def test_a_sink_that_sends_frames_to_answer_and_reads_nothing_is_dropped(
-    sinks: list[H2Sink], sock_dir: Path, tmp_path: Path, behaviour: str
+    h2_sink: H2SinkFactory, tmp_path: Path, behaviour: str
 ) -> None:
-    sink = await _sink(sinks, sock_dir, [behaviour, "ok"])
+    sink = await h2_sink([behaviour, "ok"])
     report = await _run(sink, tmp_path)
     _bounded(report)
     _delivered_after_answers(report, sink)
@@ -224,9 +209,9 @@ async def test_a_sink_that_sends_frames_to_answer_and_reads_nothing_is_dropped(
 
 
 async def test_a_second_eot_resets_the_stream_and_the_next_batch_gets_its_own_answers(
-    sinks: list[H2Sink], sock_dir: Path, tmp_path: Path
+    h2_sink: H2SinkFactory, tmp_path: Path
 ) -> None:
-    sink = await _sink(sinks, sock_dir, ["double-eot", "ok"])
+    sink = await h2_sink(["double-eot", "ok"])
     report = await _run(sink, tmp_path)
     _bounded(report)
     _delivered_after_answers(report, sink)
@@ -239,11 +224,11 @@ async def test_a_second_eot_resets_the_stream_and_the_next_batch_gets_its_own_an
 
 
 async def test_a_retried_batch_never_takes_a_previous_attempts_stray_answers(
-    sinks: list[H2Sink], sock_dir: Path, tmp_path: Path
+    h2_sink: H2SinkFactory, tmp_path: Path
 ) -> None:
     # Every attempt is answered FAILURE, then (stray) SUCCESS for the same ids: taking the
     # stray answer for the retry's would commit records the sink never handled.
-    sink = await _sink(sinks, sock_dir, ["stray-success"])
+    sink = await h2_sink(["stray-success"])
     report = await _run(sink, tmp_path, stop_when=lambda: len(sink.batches) >= 4)
     _bounded(report)
     assert report.acked == []
@@ -255,9 +240,9 @@ async def test_a_retried_batch_never_takes_a_previous_attempts_stray_answers(
 
 
 async def test_a_huge_length_prefix_ends_the_stream_at_once(
-    sinks: list[H2Sink], sock_dir: Path, tmp_path: Path
+    h2_sink: H2SinkFactory, tmp_path: Path
 ) -> None:
-    sink = await _sink(sinks, sock_dir, ["huge-prefix", "ok"])
+    sink = await h2_sink(["huge-prefix", "ok"])
     report = await _run(sink, tmp_path, max_message_bytes=1024 * 1024)
     _bounded(report)
     _delivered_after_answers(report, sink)
@@ -272,10 +257,10 @@ async def test_a_huge_length_prefix_ends_the_stream_at_once(
 
 
 async def test_a_message_that_never_completes_is_held_only_to_its_declared_bound(
-    sinks: list[H2Sink], sock_dir: Path, tmp_path: Path
+    h2_sink: H2SinkFactory, tmp_path: Path
 ) -> None:
     size = 8 * 1024 * 1024
-    sink = await _sink(sinks, sock_dir, ["partial", "ok"], partial_length=size)
+    sink = await h2_sink(["partial", "ok"], partial_length=size)
     report = await _run(sink, tmp_path, max_message_bytes=size)
     _bounded(report)
     _delivered_after_answers(report, sink)
@@ -315,15 +300,14 @@ async def test_a_message_that_never_completes_is_held_only_to_its_declared_bound
     ],
 )
 async def test_odd_headers_end_the_stream_without_an_exception_in_the_callback(
-    sinks: list[H2Sink],
-    sock_dir: Path,
+    h2_sink: H2SinkFactory,
     tmp_path: Path,
     headers: list[tuple[bytes, bytes]],
     reason: str,
 ) -> None:
     # A good stream goes away mid-batch, the reconnect meets the odd headers, the resend
     # after that reaches a good stream.
-    sink = await _sink(sinks, sock_dir, ["goaway", "headers", "ok"], headers=headers)
+    sink = await h2_sink(["goaway", "headers", "ok"], headers=headers)
     report = await _run(sink, tmp_path)
     _bounded(report)
     _delivered_after_answers(report, sink)

@@ -11,8 +11,6 @@ misreports a status.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -24,29 +22,14 @@ from sink_runtime.dataplane.sinks.grpc_stream import MAX_UNREAD_MESSAGES, GrpcSt
 from sink_runtime.dataplane.sinks.udsink import SINK_AUTHORITY, SINK_FN, UserSinkClient
 from sink_runtime.proto import sink_pb2
 from sink_runtime.types import Datum, Status
-from tests.dataplane.h2_sink import INTERNAL_MESSAGE, UNAVAILABLE_MESSAGE, H2Sink
-from tests.dataplane.harness import ScriptedFactory, until
+from tests.dataplane.h2_sink import INTERNAL_MESSAGE, UNAVAILABLE_MESSAGE
+from tests.dataplane.harness import H2SinkFactory, ScriptedFactory, until
 
 HANDSHAKE = frame(sink_pb2.SinkRequest(handshake=sink_pb2.Handshake(sot=True)).SerializeToString())
 EOT_REQUEST = frame(
     sink_pb2.SinkRequest(status=sink_pb2.TransmissionStatus(eot=True)).SerializeToString()
 )
 EOT_ANSWER = sink_pb2.SinkResponse(status=sink_pb2.TransmissionStatus(eot=True)).SerializeToString()
-
-
-@pytest.fixture
-async def h2_sinks(sock_dir: Path) -> AsyncIterator[list[H2Sink]]:
-    started: list[H2Sink] = []
-    yield started
-    for sink in started:
-        await sink.stop()
-
-
-async def _start(started: list[H2Sink], sock_dir: Path, plan: list[str], **kw: object) -> H2Sink:
-    sink = H2Sink(sock_dir, plan, name=f"h{len(started)}", **kw)  # type: ignore[arg-type]
-    await sink.start()
-    started.append(sink)
-    return sink
 
 
 def _datums(n: int, size: int) -> list[Datum]:
@@ -57,10 +40,10 @@ def _datums(n: int, size: int) -> list[Datum]:
 
 
 async def test_a_tiny_server_window_is_respected_and_the_batch_arrives_whole(
-    h2_sinks: list[H2Sink], sock_dir: Path
+    h2_sink: H2SinkFactory,
 ) -> None:
     # 300 KiB through a 700-byte stream window: hundreds of WINDOW_UPDATE waits.
-    sink = await _start(h2_sinks, sock_dir, ["ok"], initial_window=700)
+    sink = await h2_sink(["ok"], initial_window=700)
     client = UserSinkClient(sink.config(), metrics=Metrics())
     await client.start()
     datums = _datums(300, 1024)
@@ -92,9 +75,9 @@ async def test_a_batch_far_over_64_kib_reaches_a_grpcio_sink_intact(
 
 
 async def test_a_trailers_only_unavailable_fails_start_with_code_and_decoded_message(
-    h2_sinks: list[H2Sink], sock_dir: Path
+    h2_sink: H2SinkFactory,
 ) -> None:
-    sink = await _start(h2_sinks, sock_dir, ["unavailable"])
+    sink = await h2_sink(["unavailable"])
     client = UserSinkClient(sink.config(), metrics=Metrics(), name="fallback")
     with pytest.raises(SinkError) as err:
         await client.start()
@@ -104,9 +87,9 @@ async def test_a_trailers_only_unavailable_fails_start_with_code_and_decoded_mes
 
 
 async def test_internal_in_trailers_then_trailers_only_then_a_good_stream(
-    h2_sinks: list[H2Sink], sock_dir: Path, caplog: pytest.LogCaptureFixture
+    h2_sink: H2SinkFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    sink = await _start(h2_sinks, sock_dir, ["internal", "unavailable", "ok"])
+    sink = await h2_sink(["internal", "unavailable", "ok"])
     metrics = Metrics()
     client = UserSinkClient(sink.config(), metrics=metrics, max_resends=3)
     await client.start()
@@ -126,9 +109,9 @@ async def test_internal_in_trailers_then_trailers_only_then_a_good_stream(
 
 @pytest.mark.parametrize("goaway", ["goaway", "goaway-window"])
 async def test_goaway_in_the_middle_of_a_batch_reconnects_and_resends_it(
-    h2_sinks: list[H2Sink], sock_dir: Path, caplog: pytest.LogCaptureFixture, goaway: str
+    h2_sink: H2SinkFactory, caplog: pytest.LogCaptureFixture, goaway: str
 ) -> None:
-    sink = await _start(h2_sinks, sock_dir, [goaway, "ok"])
+    sink = await h2_sink([goaway, "ok"])
     metrics = Metrics()
     client = UserSinkClient(sink.config(), metrics=metrics)
     await client.start()
@@ -144,10 +127,8 @@ async def test_goaway_in_the_middle_of_a_batch_reconnects_and_resends_it(
     assert metrics.value("udsink_sink_reconnects_total", sink="primary") == 1
 
 
-async def test_a_compressed_answer_is_reported_as_the_servers_error(
-    h2_sinks: list[H2Sink], sock_dir: Path
-) -> None:
-    sink = await _start(h2_sinks, sock_dir, ["compressed"])
+async def test_a_compressed_answer_is_reported_as_the_servers_error(h2_sink: H2SinkFactory) -> None:
+    sink = await h2_sink(["compressed"])
     client = UserSinkClient(sink.config(), metrics=Metrics(), max_resends=1)
     await client.start()
     with pytest.raises(SinkError) as err:
@@ -161,9 +142,9 @@ async def test_a_compressed_answer_is_reported_as_the_servers_error(
 
 
 async def test_a_message_between_batches_resets_the_stream_at_once(
-    h2_sinks: list[H2Sink], sock_dir: Path, caplog: pytest.LogCaptureFixture
+    h2_sink: H2SinkFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    sink = await _start(h2_sinks, sock_dir, ["ok"])
+    sink = await h2_sink(["ok"])
     metrics = Metrics()
     client = UserSinkClient(sink.config(), metrics=metrics)
     await client.start()
@@ -191,12 +172,10 @@ async def test_a_message_between_batches_resets_the_stream_at_once(
     assert any(r.frame == "GOAWAY" and "between batches" in r.debug for r in sink.resets)
 
 
-async def test_unread_messages_are_bounded_by_count_even_when_empty(
-    sock_dir: Path, h2_sinks: list[H2Sink]
-) -> None:
+async def test_unread_messages_are_bounded_by_count_even_when_empty(h2_sink: H2SinkFactory) -> None:
     # The stream on its own, its caller reading nothing while the sink answers a batch with
     # empty messages without end: each counts, and the stream ends at the count.
-    sink = await _start(h2_sinks, sock_dir, ["flood-empty"])
+    sink = await h2_sink(["flood-empty"])
     stream = await GrpcStream.open(
         sink.socket_path, SINK_FN, authority=SINK_AUTHORITY, max_message_bytes=1024
     )
@@ -212,8 +191,7 @@ async def test_unread_messages_are_bounded_by_count_even_when_empty(
 
 
 async def test_a_peer_that_never_reads_is_dropped_at_the_outbound_limit(
-    h2_sinks: list[H2Sink],
-    sock_dir: Path,
+    h2_sink: H2SinkFactory,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -222,7 +200,7 @@ async def test_a_peer_that_never_reads_is_dropped_at_the_outbound_limit(
     monkeypatch.setattr(grpc_stream, "MAX_CONTROL_FRAMES", 10**9)
     monkeypatch.setattr(grpc_stream, "OUTBOUND_LIMIT", 64 * 1024)
     monkeypatch.setattr(grpc_stream, "_SEND_BUFFER_BYTES", 4096)
-    sink = await _start(h2_sinks, sock_dir, ["ping-no-read", "ok"])
+    sink = await h2_sink(["ping-no-read", "ok"])
     metrics = Metrics()
     client = UserSinkClient(sink.config(), metrics=metrics)
     await client.start()

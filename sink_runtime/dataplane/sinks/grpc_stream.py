@@ -20,9 +20,9 @@ Everything the server sends is untrusted, and each kind of misbehaviour has a bo
 - A message is at most `max_message_bytes`; a longer length prefix ends the stream at once.
 - While the caller expects nothing (`refuse_messages`), any message ends the stream.
 - `h2` acknowledges every PING and SETTINGS frame: more than `MAX_CONTROL_FRAMES` of them
-  within `CONTROL_WINDOW_S` with no message either way end the connection (a flood), and so
-  does our output waiting unsent past `OUTBOUND_LIMIT` (a server that does not read what we
-  send, acknowledgements included); unsent output is dropped with the connection.
+  within `CONTROL_WINDOW_S` and no message from the server end the connection (a flood), and
+  so does our output waiting unsent past `OUTBOUND_LIMIT` (a server that does not read what
+  we send, acknowledgements included); unsent output is dropped with the connection.
 - Malformed headers (a `:status` or `grpc-status` that is not ASCII digits, bytes that are
   not UTF-8, anything `h2` refuses) end the stream; nothing the server sends raises out of
   the protocol callbacks.
@@ -74,8 +74,9 @@ _WRITE_CHUNK: Final = _WRITE_HIGH_WATER
 # what grows is our acknowledgements of its PING and SETTINGS frames.
 OUTBOUND_LIMIT: Final = 4 * _WRITE_HIGH_WATER
 # PING and SETTINGS frames each make us send an acknowledgement. More than this many within
-# CONTROL_WINDOW_S, with no message either way, end the connection: gRPC servers send a
-# keepalive PING every few seconds at most, and BDP PINGs only while data flows.
+# CONTROL_WINDOW_S and no message from the server end the connection: gRPC servers send a
+# keepalive PING every few seconds at most, and BDP PINGs only while data flows (a batch's
+# answers follow them).
 MAX_CONTROL_FRAMES: Final = 10_000
 CONTROL_WINDOW_S: Final = 60.0
 # The reason a reset names goes into GOAWAY's debug data, cut to this many bytes.
@@ -174,7 +175,7 @@ class GrpcStream(asyncio.Protocol):
         self._trailers_seen = False
         self._refusing: str | None = None  # why no message is expected now (refuse_messages)
         self._control_frames = 0  # PING and SETTINGS received since _control_since ...
-        self._control_since = time.monotonic()  # ... with no message either way
+        self._control_since = time.monotonic()  # ... with no message from the server
         self._readable: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
         self._paused = False
@@ -266,13 +267,8 @@ class GrpcStream(asyncio.Protocol):
             sent.append(f"{len(self._messages)} messages ({size} bytes)")
         if self._inbox:
             sent.append(f"{len(self._inbox)} bytes of a message")
-        self._abort(
-            GrpcStreamError(
-                f"the server sent {' and '.join(sent)} {self._refusing}, when no message may come",
-                grpc.StatusCode.INTERNAL,
-                violation=True,
-            ),
-            h2.errors.ErrorCodes.PROTOCOL_ERROR,
+        self._violate(
+            f"the server sent {' and '.join(sent)} {self._refusing}, when no message may come"
         )
 
     # --- sending ---
@@ -280,7 +276,6 @@ class GrpcStream(asyncio.Protocol):
     async def write(self, data: bytes) -> None:
         """Send `data` (already framed gRPC messages) in as few DATA frames as the server allows."""
         self._check_open()
-        self._control_frames = 0
         conn, sid = self._h2, self._stream_id
         view = memoryview(data)
         sent, total = 0, len(data)
@@ -401,41 +396,24 @@ class GrpcStream(asyncio.Protocol):
                 self._drop(self._transport)
                 return
             # h2 has queued its GOAWAY for this.
-            self._abort(
-                GrpcStreamError(
-                    f"HTTP/2 protocol error from the server: {err}",
-                    grpc.StatusCode.INTERNAL,
-                    violation=True,
-                ),
-                h2.errors.ErrorCodes.PROTOCOL_ERROR,
-            )
+            self._violate(f"HTTP/2 protocol error from the server: {err}")
             return
         except Exception as err:
             # Whatever else what the server sent makes h2 or the framing raise ends the stream
             # here: an exception out of this callback would be asyncio's fatal error.
             logger.debug("unexpected failure on the server's data", exc_info=True)
-            self._abort(
-                GrpcStreamError(
-                    f"the server sent what the client cannot parse ({type(err).__name__}: {err})",
-                    grpc.StatusCode.INTERNAL,
-                    violation=True,
-                ),
-                h2.errors.ErrorCodes.PROTOCOL_ERROR,
+            self._violate(
+                f"the server sent what the client cannot parse ({type(err).__name__}: {err})"
             )
             return
         self._flush()
         transport = self._transport
         if transport is not None and transport.get_write_buffer_size() > OUTBOUND_LIMIT:
-            self._abort(
-                GrpcStreamError(
-                    f"the server does not read what the client sends: "
-                    f"{transport.get_write_buffer_size()} bytes wait unsent (over "
-                    f"{OUTBOUND_LIMIT}) while it keeps sending frames that must be answered "
-                    "(PING, SETTINGS)",
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    violation=True,
-                ),
-                h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
+            self._exhausted(
+                f"the server does not read what the client sends: "
+                f"{transport.get_write_buffer_size()} bytes wait unsent (over "
+                f"{OUTBOUND_LIMIT}) while it keeps sending frames that must be answered "
+                "(PING, SETTINGS)"
             )
             return
         self._wake_reader()
@@ -489,26 +467,16 @@ class GrpcStream(asyncio.Protocol):
             self._control_since = now
         self._control_frames += 1
         if self._control_frames > MAX_CONTROL_FRAMES:
-            self._abort(
-                GrpcStreamError(
-                    f"the server sent {self._control_frames} PING and SETTINGS frames (each "
-                    f"answered) within {CONTROL_WINDOW_S:g}s and no message either way: a flood",
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    violation=True,
-                ),
-                h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
+            self._exhausted(
+                f"the server sent {self._control_frames} PING and SETTINGS frames (each "
+                f"answered) within {CONTROL_WINDOW_S:g}s and no message: a flood"
             )
 
     def _on_headers(self, headers: dict[str, str]) -> None:
         status = headers.get(":status", "")
         if not _HTTP_STATUS.fullmatch(status):
-            self._abort(
-                GrpcStreamError(
-                    f"the server sent a malformed :status {status[:64]!r} (not three ASCII digits)",
-                    grpc.StatusCode.INTERNAL,
-                    violation=True,
-                ),
-                h2.errors.ErrorCodes.PROTOCOL_ERROR,
+            self._violate(
+                f"the server sent a malformed :status {status[:64]!r} (not three ASCII digits)"
             )
             return
         if "grpc-status" in headers:  # Trailers-Only: the call ends here (StreamEnded follows)
@@ -570,26 +538,16 @@ class GrpcStream(asyncio.Protocol):
             flag = inbox[pos]
             length = int.from_bytes(inbox[pos + 1 : pos + _PREFIX], "big")
             if flag != 0:
-                self._abort(
-                    GrpcStreamError(
-                        f"the server sent a message with the compressed flag set (flag {flag}, "
-                        f"{length} bytes) although this client offers no compression "
-                        "(grpc-accept-encoding: identity)",
-                        grpc.StatusCode.INTERNAL,
-                        violation=True,
-                    ),
-                    h2.errors.ErrorCodes.PROTOCOL_ERROR,
+                self._violate(
+                    f"the server sent a message with the compressed flag set (flag {flag}, "
+                    f"{length} bytes) although this client offers no compression "
+                    "(grpc-accept-encoding: identity)"
                 )
                 return
             if length > limit:
-                self._abort(
-                    GrpcStreamError(
-                        f"the server sent a message of {length} bytes, over the max message "
-                        f"size of {limit} bytes (maxMessageBytes)",
-                        grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        violation=True,
-                    ),
-                    h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
+                self._exhausted(
+                    f"the server sent a message of {length} bytes, over the max message "
+                    f"size of {limit} bytes (maxMessageBytes)"
                 )
                 return
             start = pos + _PREFIX
@@ -600,14 +558,9 @@ class GrpcStream(asyncio.Protocol):
             pos = start + length
             if len(messages) > MAX_UNREAD_MESSAGES:
                 self._queued_cost = cost
-                self._abort(
-                    GrpcStreamError(
-                        f"the server sent more than {MAX_UNREAD_MESSAGES} messages that were "
-                        f"not read yet ({cost} bytes with their overhead): a flood",
-                        grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        violation=True,
-                    ),
-                    h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
+                self._exhausted(
+                    f"the server sent more than {MAX_UNREAD_MESSAGES} messages that were "
+                    f"not read yet ({cost} bytes with their overhead): a flood"
                 )
                 return
         if pos:
@@ -625,6 +578,21 @@ class GrpcStream(asyncio.Protocol):
         size, self._unacknowledged = self._unacknowledged, 0
         if size:
             self._h2.acknowledge_received_data(size, stream_id)
+
+    def _violate(
+        self,
+        what: str,
+        code: grpc.StatusCode = grpc.StatusCode.INTERNAL,
+        reason: h2.errors.ErrorCodes = h2.errors.ErrorCodes.PROTOCOL_ERROR,
+    ) -> None:
+        """End the stream for `what` the server sent (`_abort`)."""
+        self._abort(GrpcStreamError(what, code, violation=True), reason)
+
+    def _exhausted(self, what: str) -> None:
+        """End the stream for a flood or an overflow (`_violate`)."""
+        self._violate(
+            what, grpc.StatusCode.RESOURCE_EXHAUSTED, h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+        )
 
     def _abort(self, error: GrpcStreamError, reason: h2.errors.ErrorCodes) -> None:
         """End the stream and the connection for what the server sent: RST_STREAM with

@@ -29,7 +29,7 @@ forwarder retries it with backoff); a warning names the sink and the batch once 
 `STALL_WARNING_FRACTION` of that.
 
 A sink.v1 stream carries exactly one batch's answers between our batch and its EOT; anything
-else ends it (CONTRACT.md):
+else ends it (docs/concepts.md, "When a sink misbehaves on the wire"):
 - results beyond the batch's count, or more answer messages than the batch has datums, without
   the EOT: the stream is cut there and its answer goes to the contract check;
 - any message between batches (after a batch's EOT or the handshake, before our next batch: a
@@ -571,7 +571,7 @@ class UserSinkClient:
 
     def _cut(self, what: str) -> None:
         logger.error(
-            "%s %s; stopped reading and dropped the stream (CONTRACT.md: one result per datum, "
+            "%s %s; stopped reading and dropped the stream (sink.v1: one result per datum, "
             "then EOT)",
             self.where,
             what,
