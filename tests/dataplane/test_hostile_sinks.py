@@ -178,6 +178,7 @@ async def test_a_reconnect_whose_handshake_is_never_answered_ends_at_the_write_t
         ("flood-empty-idle", "after the handshake answer, before the first batch"),
         ("flood-byte-idle", "after the handshake answer, before the first batch"),
     ],
+    ids=["empty", "1-byte", "empty-between-batches", "1-byte-between-batches"],
 )
 async def test_a_flood_of_tiny_messages_ends_the_stream_and_the_batch_goes_again(
     h2_sink: H2SinkFactory, tmp_path: Path, behaviour: str, reason: str
