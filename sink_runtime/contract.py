@@ -15,7 +15,11 @@ from typing import Literal
 from sink_runtime.logs import ids_text
 from sink_runtime.types import Response, Status
 
-ViolationKind = Literal["count", "unknown-id", "duplicate-id", "missing-id", "status-not-allowed"]
+# "protocol": the sink broke sink.v1's stream rules (a message between batches, a flood, a
+# malformed frame or header); the data plane's sink client detects it and resets the stream.
+ViolationKind = Literal[
+    "count", "unknown-id", "duplicate-id", "missing-id", "status-not-allowed", "protocol"
+]
 ALL_STATUSES: frozenset[Status] = frozenset(Status)
 
 

@@ -10,9 +10,11 @@ Health: /readyz is 200 when the source is connected (for Kafka: brokers reachabl
 stuck on the broker), every sink is reachable and no secondary sink holds the batch past its
 retry budget; the body names what is not. /livez turns 503 when the data plane stopped making
 progress it should have made: the Kafka consumer thread stuck inside one call for
-`STUCK_CONSUMER_S`, or the forwarder without a completed step (read, write, backoff, ack) for
-longer than its longest allowed step plus `LIVENESS_SLACK_S` (`liveness_limit_s`). A blocked
-event loop answers no probe at all, which the kubelet counts as failed too.
+`STUCK_CONSUMER_S`, the forwarder without a completed step (read, write, backoff, ack) for
+longer than its longest allowed step plus `LIVENESS_SLACK_S` (`liveness_limit_s`), or start-up
+unfinished past the longest udsink `startupTimeout` plus that slack (`startup_limit_s`; each
+sink client fails its own start-up at its timeout, so this only catches what else hangs). A
+blocked event loop answers no probe at all, which the kubelet counts as failed too.
 
 Shutdown: stop reading, let the in-flight batch finish and be acknowledged within the grace
 period (`shutdownGraceMs`), then close sinks and source. Past the grace period the batch is
@@ -30,6 +32,7 @@ import gc
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
 
 from sink_runtime.config import (
@@ -181,6 +184,8 @@ class DataPlane:
         )
         self.grace_s = config.shutdown_grace_ms / 1000.0
         self.liveness_limit_s = liveness_limit_s(config)
+        self.startup_limit_s = startup_limit_s(config)
+        self._starting_since: float | None = None  # time.monotonic() while start() runs
         self._stop = asyncio.Event()
         self._abandon = asyncio.Event()
         self._started = False
@@ -207,6 +212,14 @@ class DataPlane:
         stuck_s = stalled_for() if callable(stalled_for) else 0.0
         if stuck_s > STUCK_CONSUMER_S:
             return False, f"the kafka consumer thread is stuck in one call for {stuck_s:.0f}s"
+        starting_since = self._starting_since
+        if starting_since is not None:
+            age = time.monotonic() - starting_since
+            if age > self.startup_limit_s:
+                return False, (
+                    f"start-up has not finished after {age:.0f}s (limit "
+                    f"{self.startup_limit_s:.0f}s)"
+                )
         if self._forwarding and not self.forwarder.stopping:
             age = self.forwarder.progress_age()
             if age > self.liveness_limit_s:
@@ -240,8 +253,12 @@ class DataPlane:
         """Start the HTTP server, then the sinks (waiting for them), then the source."""
         if self.http is not None:
             await self.http.start()
-        await asyncio.gather(*(s.start() for s in self.sinks.by_role().values()))
-        await self.source.start()
+        self._starting_since = time.monotonic()
+        try:
+            await asyncio.gather(*(s.start() for s in self.sinks.by_role().values()))
+            await self.source.start()
+        finally:
+            self._starting_since = None
         self._started = True
         logger.info(
             "data plane %s/%s started: source %s, sinks %s",
@@ -330,6 +347,15 @@ def liveness_limit_s(config: RuntimeConfig) -> float:
                 with contextlib.suppress(ValueError):
                     steps.append(int(timeout_ms) / 1000.0)
     return max(steps) + LIVENESS_SLACK_S
+
+
+def startup_limit_s(config: RuntimeConfig) -> float:
+    """How long start-up may take: the sinks start together, each user-defined one ready within
+    its startupTimeout (the other sinks and the sources do not wait on anything unbounded),
+    plus slack."""
+    sinks = (config.sink, config.fallback, config.on_success, config.serve)
+    timeouts = [s.startup_timeout_ms / 1000.0 for s in sinks if isinstance(s, UserSinkConfig)]
+    return max(timeouts, default=0.0) + LIVENESS_SLACK_S
 
 
 async def run_dataplane(config: RuntimeConfig, *, handle_signals: bool = True) -> int:

@@ -17,6 +17,7 @@ from sink_runtime.dataplane.protocols import Sink
 from sink_runtime.dataplane.retry import RetryPolicy
 from sink_runtime.dataplane.sinks.udsink import UserSinkClient
 from sink_runtime.dataplane.sources.file import FileSource
+from tests.dataplane.h2_sink import H2Sink
 from tests.dataplane.scripted_sink import ScriptedSink
 
 RUN_TIMEOUT_S = 30.0
@@ -24,6 +25,7 @@ RUN_TIMEOUT_S = 30.0
 FAST_RETRY = RetryPolicy(interval_s=0.005, factor=2.0, cap_s=0.02, jitter=0.0, steps=3)
 
 ScriptedFactory = Callable[..., Awaitable[ScriptedSink]]
+H2SinkFactory = Callable[..., Awaitable[H2Sink]]
 SourceFactory = Callable[[int], FileSource]
 
 
@@ -77,6 +79,15 @@ async def run_forwarder(
             await s.close()
         await source.close()
     return fwd
+
+
+async def until(condition: Callable[[], bool], what: str, within_s: float = 10.0) -> None:
+    """Wait until `condition()` holds; fail naming `what` after `within_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while not condition():
+        assert loop.time() < deadline, f"not within {within_s:g}s: {what}"
+        await asyncio.sleep(0.01)
 
 
 def udsink(server: ScriptedSink | Any, metrics: Metrics, name: str = "primary", **cfg: Any) -> Sink:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -30,6 +31,7 @@ from sink_runtime.dataplane import app
 from sink_runtime.dataplane.app import DataPlane
 from sink_runtime.dataplane.sources.generator import GeneratorSource
 from sink_runtime.types import Datum, Response
+from tests.dataplane.harness import H2SinkFactory, until
 from tests.support.recording_sink import SdkFactory
 
 PYTHON = sys.executable
@@ -188,6 +190,30 @@ async def test_hard_deadline_abandons_the_batch_unacknowledged(sdk_sink: SdkFact
     assert dp.source.committed == {}
     assert dp.metrics.value("udsink_acked_total") == 0
     assert dp.abandoned == 10
+
+
+async def test_livez_fails_while_start_up_hangs_past_its_limit(h2_sink: H2SinkFactory) -> None:
+    # A sink that accepts the stream and never answers the handshake, and a start-up limit
+    # far under its startupTimeout: /livez turns 503 before the client gives up by itself.
+    sink = await h2_sink(["silent"])
+    dp = DataPlane(_config(sink.config(startup_timeout_ms=60_000)))
+    assert dp.startup_limit_s == 60 + app.LIVENESS_SLACK_S
+    dp.startup_limit_s = 1.0
+    assert dp.http is not None
+    await dp.http.start()
+    starting = asyncio.ensure_future(dp.start())
+    try:
+        assert await http_get(dp.http.port, "/livez") == (200, "ok\n")
+        await until(lambda: not dp.liveness()[0], "/livez stayed healthy during start-up")
+        status, body = await http_get(dp.http.port, "/livez")
+    finally:
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        await dp.close()
+    assert status == 503
+    assert "start-up has not finished after" in body
+    assert "(limit 1s)" in body
 
 
 # --- the real entry point, as the container runs it ---

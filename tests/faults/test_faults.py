@@ -208,7 +208,9 @@ async def test_a_double_answer_resets_the_stream(kafka_broker: KafkaBroker, tmp_
         # The double answer costs at most the batch it confused, not every later one.
         assert twice <= 200, f"{twice} deliveries repeated\n{sc.dp.describe()}"
         assert not re.search(r"(?<!\d)0 messages treated as FAILURE", sc.dp.log())
-        assert "resetting the stream" in sc.dp.log()
+        # Reset as the second answer arrives between batches, or, when it comes after the next
+        # batch went out, by that batch's contract check.
+        assert re.search(r"between batches|resetting the stream", sc.dp.log())
 
 
 # --- 4: no delivery for a partition this member no longer owns ---

@@ -21,12 +21,26 @@ then SinkError names the sink and the last gRPC status, and the forwarder retrie
 with its backoff. Answers are returned as they came: the forwarder checks them against the
 contract, so a misbehaving sink is reported once, in one place.
 
-A batch that is not answered within `writeTimeout` is abandoned: the stream is reset and the
-batch fails (SinkError, no resend: the forwarder retries it with backoff); a warning names the
-sink and the batch once it has waited `STALL_WARNING_FRACTION` of that. A sink.v1 stream that
-sends more results than the batch has without its EOT is cut there (nothing more is read; the
-transport buffers a bounded amount, grpc_stream.py) and its answer goes to the contract check,
-which reports the count and resets the stream.
+Every wait on a sink is bounded. `start()` (server-info file, IsReady, the sink.v1 handshake)
+ends within `startupTimeout`, or raises SinkError naming what was not answered. One `write()`
+(sending, the answers, and any reconnect and resend on the way) ends within `writeTimeout`: at
+the deadline the stream is reset and the batch fails (SinkError naming what was awaited; the
+forwarder retries it with backoff); a warning names the sink and the batch once it has waited
+`STALL_WARNING_FRACTION` of that.
+
+A sink.v1 stream carries exactly one batch's answers between our batch and its EOT; anything
+else ends it (docs/concepts.md, "When a sink misbehaves on the wire"):
+- results beyond the batch's count, or more answer messages than the batch has datums, without
+  the EOT: the stream is cut there and its answer goes to the contract check;
+- any message between batches (after a batch's EOT or the handshake, before our next batch: a
+  second EOT, stray results): the transport resets the stream at once (`refuse_messages`),
+  the violation is logged and counted (kind `protocol`), and the next batch goes on a new one;
+- a flood, a peer that does not read, malformed frames or headers: the transport's bounds
+  (grpc_stream.py) reset it the same way.
+The wire has no batch ids, so this is what keeps a retried batch from taking an earlier
+attempt's answers: a sink's stray answer is caught as it arrives, before our next batch goes
+out. The stream is not replaced without cause: pynumaflow's server shuts itself down when its
+SinkFn call is cancelled.
 
 Messages are serialized here rather than by gRPC, so the encoded size is known before sending:
 an oversized batch is split, and a datum that alone exceeds the limit is answered FAILURE
@@ -147,14 +161,12 @@ class UserSinkClient:
         metrics: Metrics,
         name: str = PRIMARY,
         max_resends: int = 3,
-        reconnect_timeout_s: float = 10.0,
         server_info_poll_s: float = 0.1,
     ) -> None:
         self.config = config
         self.metrics = metrics
         self.name = name
         self.max_resends = max_resends
-        self.reconnect_timeout_s = reconnect_timeout_s
         self.server_info_poll_s = server_info_poll_s
         self.max_message_bytes = config.max_message_bytes
         self.info: serverinfo.ServerInfo | None = None
@@ -165,6 +177,7 @@ class UserSinkClient:
         self._lock = asyncio.Lock()
         self._ready = False
         self._closed = False
+        self._awaiting = "nothing"  # what a wait on the sink is for, named when it times out
 
     @property
     def where(self) -> str:
@@ -173,8 +186,10 @@ class UserSinkClient:
     # --- lifecycle ---
 
     async def start(self) -> None:
-        """Wait for the server-info file and IsReady, choose the path, open the stream."""
+        """Wait for the server-info file and IsReady, choose the path, open the stream (with
+        its handshake); all of it within startupTimeout."""
         timeout_s = self.config.startup_timeout_ms / 1000.0
+        deadline = asyncio.get_running_loop().time() + timeout_s
         try:
             self.info = await serverinfo.wait_for_server_info(
                 self.config.server_info_path, timeout_s, self.server_info_poll_s
@@ -195,8 +210,16 @@ class UserSinkClient:
             "the batch extension (udsink.v1.BatchSink)" if self.use_batch else "sink.v1.Sink",
         )
         try:
-            await self._connect(timeout_s)
+            async with asyncio.timeout_at(deadline):
+                await self._connect(deadline)
+        except TimeoutError:
+            await self._disconnect()
+            raise SinkError(
+                f"{self.where}: not ready within the start-up timeout of {timeout_s:g}s "
+                f"(startupTimeout), waiting for {self._awaiting}"
+            ) from None
         except StreamBroken as err:
+            await self._disconnect()
             raise SinkError(f"{self.where}: cannot connect: {err}") from None
 
     def is_ready(self) -> bool:
@@ -234,45 +257,57 @@ class UserSinkClient:
         return self._call is not None or self._stream is not None
 
     async def _disconnect(self) -> None:
-        call, stream, channel = self._call, self._stream, self._channel
-        self._call = self._channel = self._stream = None
+        channel = self._channel
+        self._channel = None
+        self._close_stream()
+        if channel is not None:
+            await channel.close(None)
+
+    def _close_stream(self) -> None:
+        call, stream = self._call, self._stream
+        self._call = self._stream = None
         if call is not None:
             call.cancel()
         if stream is not None:
             stream.close()
-        if channel is not None:
-            await channel.close(None)
 
-    async def _wait_ready(self, channel: grpc.aio.Channel, timeout_s: float) -> None:
+    async def _wait_ready(self, channel: grpc.aio.Channel, deadline: float) -> None:
+        """Until IsReady answers ready=true; TimeoutError at `deadline` (loop time)."""
         is_ready = channel.unary_unary(
             IS_READY,
             request_serializer=empty_pb2.Empty.SerializeToString,
             response_deserializer=sink_pb2.ReadyResponse.FromString,
         )
-        deadline = time.monotonic() + timeout_s
-        last = "no answer"
+        loop = asyncio.get_running_loop()
+        self._awaiting = "IsReady (no answer)"
         while True:
-            left = deadline - time.monotonic()
+            left = deadline - loop.time()
             if left <= 0:
-                raise StreamBroken(f"not ready within {timeout_s:.1f}s ({last})")
+                raise TimeoutError
             try:
                 answer = await is_ready(empty_pb2.Empty(), timeout=left, wait_for_ready=True)
             except grpc.aio.AioRpcError as err:
                 if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                    raise StreamBroken(
-                        f"not ready within {timeout_s:.1f}s (IsReady: {last})", err.code()
-                    ) from None
+                    raise TimeoutError from None
                 raise _rpc_failure(err, "IsReady") from None
             if answer.ready:
                 return
-            last = "IsReady answered ready=false"
-            await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+            self._awaiting = "IsReady (it answered ready=false)"
+            await asyncio.sleep(min(0.1, max(0.0, deadline - loop.time())))
 
-    async def _connect(self, timeout_s: float) -> None:
+    async def _connect(self, deadline: float) -> None:
+        """A new channel, IsReady, and a new stream; the caller bounds the whole wait."""
         await self._disconnect()
         channel = self._new_channel()
         self._channel = channel
-        await self._wait_ready(channel, timeout_s)
+        await self._wait_ready(channel, deadline)
+        await self._open_stream()
+
+    async def _open_stream(self) -> None:
+        """A new call on the channel: WriteBatch, or a SinkFn stream and its handshake."""
+        self._close_stream()
+        channel = self._channel
+        assert channel is not None
         if self.use_batch:
             self._call = cast(
                 Any,
@@ -282,27 +317,64 @@ class UserSinkClient:
                     response_deserializer=batch_pb2.SinkBatchResult.FromString,
                 ),
             )()
-        else:
-            try:
-                stream = await GrpcStream.open(
-                    self.config.socket_path,
-                    SINK_FN,
-                    authority=SINK_AUTHORITY,
-                    max_message_bytes=self.max_message_bytes,
-                )
-                self._stream = stream
-                await stream.write(_HANDSHAKE)
-                answer = await _read_reply(
-                    stream, "handshake", "handshake: the server closed the stream"
-                )
-            except GrpcStreamError as err:
-                raise _stream_failure(err, "handshake") from None
-            if not (answer.HasField("handshake") and answer.handshake.sot):
-                raise StreamBroken(
-                    "handshake: the first answer was not a handshake (CONTRACT.md: the server "
-                    "must answer the client's handshake with handshake{sot:true})"
-                )
+            self._ready = True
+            return
+        self._awaiting = (
+            "the handshake answer (the SinkFn stream is open; no handshake{sot:true} came back)"
+        )
+        try:
+            stream = await GrpcStream.open(
+                self.config.socket_path,
+                SINK_FN,
+                authority=SINK_AUTHORITY,
+                max_message_bytes=self.max_message_bytes,
+            )
+            stream.on_violation = self._violated
+            self._stream = stream
+            await stream.write(_HANDSHAKE)
+            answer = await _read_reply(
+                stream, "handshake", "handshake: the server closed the stream"
+            )
+        except GrpcStreamError as err:
+            raise _stream_failure(err, "handshake") from None
+        if not (answer.HasField("handshake") and answer.handshake.sot):
+            raise StreamBroken(
+                "handshake: the first answer was not a handshake (CONTRACT.md: the server "
+                "must answer the client's handshake with handshake{sot:true})"
+            )
+        stream.refuse_messages("after the handshake answer, before the first batch")
         self._ready = True
+
+    async def _ensure_stream(self, deadline: float) -> None:
+        """A stream ready for the next batch: the one open, or a new one (module doc)."""
+        if self._closed:
+            raise SinkError(f"{self.where}: closed")
+        stream = self._stream
+        if stream is not None and stream.broken:
+            # It ended between batches (a violation is reported as it happens): nothing of
+            # this batch went on it.
+            if stream.failure is not None and not stream.failure.violation:
+                logger.warning(
+                    "%s: the stream ended between batches (%s); reconnecting",
+                    self.where,
+                    stream.failure,
+                )
+            await self._disconnect()
+        if self._channel is None:
+            await self._connect(deadline)
+            self.metrics.sink_reconnects.labels(sink=self.name).inc()
+        elif not self._connected:
+            await self._open_stream()
+
+    def _violated(self, err: GrpcStreamError) -> None:
+        """The transport reset the sink.v1 stream for what the sink sent (grpc_stream.py)."""
+        self.metrics.contract_violations.labels(sink=self.name, kind="protocol").inc()
+        logger.error(
+            "%s broke the contract: %s; the stream was reset (the batch in flight, if any, is "
+            "sent again on a new stream)",
+            self.where,
+            err,
+        )
 
     # --- writing ---
 
@@ -314,60 +386,67 @@ class UserSinkClient:
             encoded, local = self._encode(datums)
             if not encoded:
                 return local
-            last: StreamBroken | None = None
-            for attempt in range(self.max_resends + 1):
-                try:
-                    if not self._connected:
-                        if self._closed:
-                            raise SinkError(f"{self.where}: closed")
-                        await self._connect(self.reconnect_timeout_s)
-                        self.metrics.sink_reconnects.labels(sink=self.name).inc()
-                    answers = self._answers(await self._send_in_time(encoded, len(datums)))
-                    return [*answers, *local] if local else answers
-                except StreamBroken as err:
-                    last = err
-                    self._ready = False
-                    await self._disconnect()
-                    if attempt == self.max_resends:
-                        break
-                    logger.warning(
-                        "%s: stream failed (%s); reconnecting and resending %d messages "
-                        "(resend %d of %d)",
-                        self.where,
-                        err,
-                        len(datums),
-                        attempt + 1,
-                        self.max_resends,
-                    )
-                    await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
-            assert last is not None
-            raise SinkError(
-                f"{self.where}: the batch of {len(datums)} messages could not be delivered "
-                f"after {self.max_resends} resends; last error: {last}"
-            )
+            answers = self._answers(await self._write_in_time(encoded, len(datums)))
+            return [*answers, *local] if local else answers
 
-    async def _send_in_time(self, encoded: list[bytes], datums: int) -> list[_Results]:
-        """Send one batch and read its answers within the write timeout (module doc)."""
-        send = self._send_batches if self.use_batch else self._send_stream
+    async def _write_in_time(self, encoded: list[bytes], datums: int) -> list[_Results]:
+        """One batch's answers within the write timeout, reconnects and resends included
+        (module doc)."""
         timeout_s = self.config.write_timeout_ms / 1000.0
         started = time.monotonic()
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
         warning = loop.call_later(
             timeout_s * STALL_WARNING_FRACTION, self._stalled, started, datums
         )
         try:
-            async with asyncio.timeout(timeout_s):
-                return await send(encoded)
+            async with asyncio.timeout_at(deadline):
+                return await self._deliver(encoded, datums, deadline)
         except TimeoutError:
             self.metrics.write_timeouts.labels(sink=self.name).inc()
             self._ready = False
             await self._disconnect()
             raise SinkError(
                 f"{self.where}: no answer to a batch within the write timeout of "
-                f"{timeout_s:g}s (writeTimeout); the stream was reset and the batch failed"
+                f"{timeout_s:g}s (writeTimeout), waiting for {self._awaiting}; the stream was "
+                "reset and the batch failed"
             ) from None
         finally:
             warning.cancel()
+
+    async def _deliver(self, encoded: list[bytes], datums: int, deadline: float) -> list[_Results]:
+        """Send one batch and read its answers, reconnecting and resending on a broken stream
+        up to `max_resends` times; the caller bounds the time by `deadline` (loop time)."""
+        last: StreamBroken | None = None
+        for attempt in range(self.max_resends + 1):
+            try:
+                await self._ensure_stream(deadline)
+                self._awaiting = f"the answers to the batch of {datums} messages"
+                if self.use_batch:
+                    return await self._send_batches(encoded)
+                return await self._send_stream(encoded)
+            except StreamBroken as err:
+                last = err
+                self._ready = False
+                await self._disconnect()
+                if attempt == self.max_resends:
+                    break
+                logger.warning(
+                    "%s: stream failed (%s); reconnecting and resending %d messages "
+                    "(resend %d of %d)",
+                    self.where,
+                    err,
+                    datums,
+                    attempt + 1,
+                    self.max_resends,
+                )
+                self._awaiting = "the pause before resending"
+                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+        assert last is not None
+        raise SinkError(
+            f"{self.where}: the batch of {datums} messages could not be delivered "
+            f"after {self.max_resends} resends; last error: {last}"
+        )
 
     def _stalled(self, started: float, messages: int) -> None:
         self.metrics.sink_stalls.labels(sink=self.name).inc()
@@ -447,8 +526,10 @@ class UserSinkClient:
         assert stream is not None
         replies: list[_Results] = []
         received = 0
+        count = len(messages)
         closed = "SinkFn: the server ended the stream before EOT"
         try:
+            stream.accept_messages()
             await stream.write(b"".join([*messages, _EOT]))
             while True:
                 reply = await _read_reply(stream, "SinkFn", closed)
@@ -462,25 +543,40 @@ class UserSinkClient:
                             "counted (CONTRACT.md: results go in separate messages before EOT)",
                             self.where,
                             len(reply.results),
-                            ", ".join(r.id for r in list(reply.results)[:10]),
+                            ", ".join(r.id for r in reply.results[:10]),
                         )
+                    stream.refuse_messages("between batches (after a batch's EOT)")
                     return replies
-                replies.append(reply.results)
-                received += len(reply.results)
-                if received > len(messages):
-                    # More answers than datums and still no EOT: keep no more of them; the
-                    # contract check reports the count, and the stream is not reused.
-                    logger.error(
-                        "%s sent %d results for a batch of %d without its EOT; stopped "
-                        "reading and dropped the stream",
-                        self.where,
-                        received,
-                        len(messages),
+                results = reply.results
+                received += len(results)
+                if received > count:
+                    # More answers than datums and still no EOT: keep one more than the batch
+                    # has (the contract check reports the count), read nothing more, and do
+                    # not reuse the stream.
+                    replies.append(results[: count + 1 - (received - len(results))])
+                    self._cut(f"sent {received} results for a batch of {count} without its EOT")
+                    return replies
+                replies.append(results)
+                if len(replies) > count:
+                    # Every answer message holds at least one result: this many without the
+                    # EOT is a flood (of empty messages, say).
+                    self.metrics.contract_violations.labels(sink=self.name, kind="protocol").inc()
+                    self._cut(
+                        f"sent {len(replies)} answer messages ({received} results) for a batch "
+                        f"of {count} without its EOT"
                     )
-                    await self._disconnect()
                     return replies
         except GrpcStreamError as err:
             raise _stream_failure(err, "SinkFn") from None
+
+    def _cut(self, what: str) -> None:
+        logger.error(
+            "%s %s; stopped reading and dropped the stream (sink.v1: one result per datum, "
+            "then EOT)",
+            self.where,
+            what,
+        )
+        self._close_stream()
 
     def _answers(self, replies: list[_Results]) -> Sequence[Response]:
         """The answers of one batch: `AllSucceeded` when every result is SUCCESS (the usual
