@@ -521,7 +521,14 @@ class KafkaSource:
             want = max_messages - len(messages)
             if self._record_bytes:
                 want = max(1, min(want, (max_bytes - size) // self._record_bytes))
+            epoch = self._epoch
             more = self._consume(want, wait)
+            if self._epoch != epoch and messages:
+                # A rebalance ran inside that consume: what was read before it is kept only
+                # for partitions owned all along (a partition revoked, even one given straight
+                # back, restarts from the group's commit and is read again).
+                messages = self._owned_since(messages, epoch)
+                size = sum(map(len, messages))
             if more:
                 grown = sum(map(len, more))
                 self._record_bytes = max(1, grown // len(more))
@@ -531,6 +538,16 @@ class KafkaSource:
         if size > max_bytes and len(messages) > 1:
             messages = self._within_bytes(messages, max_bytes)
         return self._batch(messages)
+
+    def _owned_since(self, messages: list[Any], epoch: int) -> list[Any]:
+        """The records of `messages` whose partitions were assigned at `epoch` or before and
+        are still assigned now."""
+        assigned = self._assigned
+        return [
+            m
+            for m in messages
+            if assigned.get((m.topic(), m.partition()), epoch + 1) <= epoch
+        ]
 
     def _within_bytes(self, messages: list[Any], max_bytes: int) -> list[Any]:
         """The longest prefix whose values fit `max_bytes` (at least one record); the rest
@@ -698,7 +715,11 @@ class KafkaSource:
         if sum(map(len, self._stash)) >= self._batch_max_bytes:
             room = min(room, 1)  # large values: serve the events, hold little more
         if room > 0:
-            self._stash += self._consume(room, 0)
+            # Not `self._stash += ...`: the consume may run the rebalance callbacks, which
+            # replace the stash with one rid of revoked partitions; the old list must not
+            # come back with those records in it.
+            more = self._consume(room, 0)
+            self._stash += more
 
     # --- acknowledging ---
 
