@@ -17,7 +17,6 @@ are here for that build as much as for this one.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,6 +40,7 @@ from sink_runtime.dataplane.sources.kafka_record import (
 )
 from sink_runtime.proto import sink_pb2
 from sink_runtime.types import EPOCH
+from tests.support.conversion import python_only
 from tests.support.strategies import wire_text
 
 KEYS_HEADER = "x-keys"
@@ -87,13 +87,14 @@ class Wrapped:
 
 
 class HeadersUnreadable(Wrapped):
-    """headers() raises, as confluent-kafka's does for a header name that is not UTF-8."""
+    """headers() raises as confluent-kafka's does for a header name that is not UTF-8."""
 
     calls = 0
 
     def headers(self) -> Any:
         self.calls += 1
-        raise ValueError("a header name is not valid UTF-8")
+        cause = UnicodeDecodeError("utf-8", b"n\xff", 1, 2, "invalid start byte")
+        raise SystemError("headers() returned a result with an exception set") from cause
 
 
 @st.composite
@@ -124,17 +125,6 @@ def source(keys_from_headers: bool = True) -> KafkaSource:
         keys_header=KEYS_HEADER,
     )
     return KafkaSource(config, metrics=Metrics())
-
-
-@contextlib.contextmanager
-def python_only() -> Iterator[None]:
-    """The source as built without the C module (the reference)."""
-    saved = kafka_record._fastrecords
-    kafka_record._fastrecords = None
-    try:
-        yield
-    finally:
-        kafka_record._fastrecords = saved
 
 
 def c_batch(batch: list[Any], keys_from_headers: bool = True) -> SourceBatch:

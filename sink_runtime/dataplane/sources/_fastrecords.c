@@ -41,6 +41,7 @@ static PyObject *slot_id, *slot_value, *slot_keys, *slot_event_time, *slot_raw, 
 static PyObject *no_raw;          /* the shared empty headers mapping */
 static PyObject *utc_from_ms;     /* int -> datetime, cached on the Python side */
 static long long max_event_time_ms; /* later timestamps are clamped: Python judges them */
+static PyObject *header_name_error; /* the ValueError's text when headers cannot be read */
 static PyObject *key_len_name;    /* "__key_len" */
 static PyObject *split_names[MAX_SPLIT_KEYS];
 static PyObject *watermark_field; /* bytes: the epoch watermark, a complete wire field */
@@ -88,12 +89,12 @@ static PyObject *call0(PyObject *obj, PyObject *name) {
 
 static PyObject *configure(PyObject *self, PyObject *args, PyObject *kw) {
     static char *names[] = {"record_type", "slots", "no_raw", "utc_from_ms",
-                            "max_event_time_ms", "key_len_name", "split_names", "tags",
-                            "watermark_field", NULL};
-    PyObject *rt, *slots, *nr, *ufm, *kln, *snames, *tags, *wf;
+                            "max_event_time_ms", "header_name_error", "key_len_name",
+                            "split_names", "tags", "watermark_field", NULL};
+    PyObject *rt, *slots, *nr, *ufm, *hne, *kln, *snames, *tags, *wf;
     long long max_ms;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOLUOOS", names, &rt, &slots, &nr, &ufm,
-                                     &max_ms, &kln, &snames, &tags, &wf))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOLUUOOS", names, &rt, &slots, &nr, &ufm,
+                                     &max_ms, &hne, &kln, &snames, &tags, &wf))
         return NULL;
     if (!PyTuple_Check(slots) || PyTuple_GET_SIZE(slots) != 6 || !PyTuple_Check(snames) ||
         PyTuple_GET_SIZE(snames) != MAX_SPLIT_KEYS || !PyTuple_Check(tags) ||
@@ -128,6 +129,7 @@ static PyObject *configure(PyObject *self, PyObject *args, PyObject *kw) {
     Py_XSETREF(no_raw, Py_NewRef(nr));
     Py_XSETREF(utc_from_ms, Py_NewRef(ufm));
     max_event_time_ms = max_ms;
+    Py_XSETREF(header_name_error, Py_NewRef(hne));
     Py_XSETREF(key_len_name, Py_NewRef(kln));
     for (Py_ssize_t i = 0; i < MAX_SPLIT_KEYS; i++)
         Py_XSETREF(split_names[i], Py_NewRef(PyTuple_GET_ITEM(snames, i)));
@@ -156,14 +158,20 @@ static PyObject *checked_headers(PyObject *msg) {
                              (PyTuple_GET_ITEM(item, 0) == NULL ||
                               PyTuple_GET_ITEM(item, 1) == NULL))) {
             Py_DECREF(headers);
-            PyErr_SetString(PyExc_ValueError, "a header name is not valid UTF-8");
+            PyErr_SetObject(PyExc_ValueError, header_name_error);
             return NULL;
         }
     }
     return headers;
 }
 
-static PyObject *headers(PyObject *self, PyObject *msg) { return checked_headers(msg); }
+static PyObject *headers(PyObject *self, PyObject *msg) {
+    if (!configured) {
+        PyErr_SetString(PyExc_RuntimeError, "_fastrecords.headers before configure()");
+        return NULL;
+    }
+    return checked_headers(msg);
+}
 
 /* A call into the message failed: an ordinary exception leaves the record to Python (0),
  * anything else (KeyboardInterrupt, SystemExit...) goes on up (-1). */

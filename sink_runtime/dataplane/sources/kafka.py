@@ -695,8 +695,7 @@ class KafkaSource:
     def _unconverted(msg: Any, datum_id: str, exc: Exception) -> RecordDatum:
         """The Datum of a record `_datum` could not convert: its value, record key and event
         time, and instead of its headers (not read again: module doc) the reason."""
-        why = exc.__cause__ if isinstance(exc, SystemError) and exc.__cause__ else exc
-        reason = f"record not converted ({type(why).__name__}: {why}); delivered without its "
+        reason = f"record not converted ({type(exc).__name__}: {exc}); delivered without its "
         reason += "headers"
         record_key = msg.key()
         keys = () if record_key is None else (record_key.decode("utf-8", errors="replace"),)

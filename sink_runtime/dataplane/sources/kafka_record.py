@@ -25,14 +25,19 @@ is clamped to it: a producer may set any int64 CreateTime, and the clamped time 
 every delivery of the record and still a valid protobuf Timestamp.
 
 `read_headers(msg)` is how the source reads a record's headers: confluent-kafka's `headers()`
-raises for a header name that is not valid UTF-8 and keeps a half-built list (holes where the
-names failed) that a second call returns; the C module's `headers()` refuses that list, so
-the record is reported as unreadable instead of crashing the process.
+fails for a header name that is not valid UTF-8 by returning a half-built list (holes where
+the names failed) with the decoding error still set, and keeps that list for every later
+call; read, a hole crashes the process. A call checked by the interpreter turns the first
+answer into a SystemError, but the specialised call Python bytecode makes does not check it
+(CPython 3.11), so `headers()` is never called from bytecode here: the C module's
+`headers()` refuses a list with holes, and without the module a C-level call makes the one
+call per record. Either way the record's headers are reported as unreadable with one
+ValueError (`HEADER_NAME_NOT_UTF8`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from functools import lru_cache
 from operator import methodcaller
@@ -50,6 +55,8 @@ NO_RAW: RawHeaders = MappingProxyType({})
 
 
 _EPOCH_WATERMARK = codec.timestamp_field(codec.WATERMARK_TAG, EPOCH)
+# Why a record's headers cannot be read (module doc), whichever path finds out.
+HEADER_NAME_NOT_UTF8 = "a header name is not valid UTF-8"
 
 # The range of event times: the milliseconds a datetime (and a protobuf Timestamp) can hold.
 MIN_EVENT_TIME_MS = -62_135_596_800_000  # 0001-01-01T00:00:00Z
@@ -236,6 +243,7 @@ else:
         no_raw=NO_RAW,
         utc_from_ms=utc_from_ms,
         max_event_time_ms=MAX_EVENT_TIME_MS,
+        header_name_error=HEADER_NAME_NOT_UTF8,
         key_len_name=KEY_LEN_HEADER,
         split_names=tuple(key_header_name(i) for i in range(16)),
         tags=tuple(
@@ -255,11 +263,23 @@ else:
 
 ACCELERATED = _fastrecords is not None
 
-# A record's headers (module doc): the C module's checked call where it is built; without it
-# the source calls `headers()` once per record.
-read_headers: Callable[[Any], Any] = (
-    methodcaller("headers") if _fastrecords is None else _fastrecords.headers
-)
+_checked_headers = None if _fastrecords is None else _fastrecords.headers
+# A call from C, whose result the interpreter checks (module doc).
+_call_headers = methodcaller("headers")
+
+
+def read_headers(msg: Any) -> Any:
+    """`msg.headers()`; ValueError(HEADER_NAME_NOT_UTF8) when they cannot be read (module doc).
+
+    Without the C module nothing can check the list a second call returns: the source calls
+    this once per record.
+    """
+    try:
+        return _call_headers(msg) if _checked_headers is None else _checked_headers(msg)
+    except SystemError as exc:
+        if isinstance(exc.__cause__, UnicodeDecodeError):
+            raise ValueError(HEADER_NAME_NOT_UTF8) from exc
+        raise
 
 
 def convert_records(
@@ -282,6 +302,7 @@ def convert_records(
 
 __all__ = [
     "ACCELERATED",
+    "HEADER_NAME_NOT_UTF8",
     "LATEST_EVENT_TIME",
     "MAX_EVENT_TIME_MS",
     "MIN_EVENT_TIME_MS",
