@@ -34,19 +34,16 @@ from confluent_kafka import Producer
 from sink_runtime import codec
 from sink_runtime.config import (
     Backoff,
-    BatchConfig,
     KafkaSinkConfig,
     KafkaSourceConfig,
-    ObservabilityConfig,
     RetryStrategy,
-    RuntimeConfig,
 )
 from sink_runtime.config.constants import SOURCE_ERROR_HEADER
 from sink_runtime.dataplane.metrics import Metrics
 from sink_runtime.dataplane.sources.kafka import KafkaSource
 from sink_runtime.types import EPOCH, Datum, Response
 from tests.support.conversion import python_only
-from tests.support.dataplane_process import DataPlaneProcess, wait_committed
+from tests.support.dataplane_process import DataPlaneProcess, kafka_to_sink, wait_committed
 from tests.support.kafka_broker import KafkaBroker, read_at_least
 from tests.support.kafka_raw import RawRecord, produce_raw
 from tests.support.recording_sink import RecordingSink, SdkFactory
@@ -248,18 +245,15 @@ async def test_every_hostile_record_is_delivered_or_routed_and_the_partition_mov
 
     recorder = RecordingSink(answer)
     sink = await sdk_sink(recorder)
-    config = RuntimeConfig(
-        source=KafkaSourceConfig(
-            brokers=[kafka_broker.bootstrap], topics=[topic], consumer_group=group
-        ),
-        sink=sink.config(),
+    config = kafka_to_sink(
+        kafka_broker,
+        topic,
+        group,
+        sink.config(),
         fallback=KafkaSinkConfig(brokers=[kafka_broker.bootstrap], topic=dlq),
-        batch=BatchConfig(size=50, timeout_ms=200),
         retry_strategy=RetryStrategy(
             backoff=Backoff(interval_ms=5, cap_ms=50, jitter=0.0, steps=3), on_failure="fallback"
         ),
-        observability=ObservabilityConfig(metrics_port=0, metrics_host="127.0.0.1"),
-        shutdown_grace_ms=10_000,
     )
     dp = DataPlaneProcess(tmp_path, config, observed=True)
     watch = CommitWatch(kafka_broker, group, topic)

@@ -579,9 +579,10 @@ class KafkaSource:
         datums: list[Datum] = []
         next_offsets: dict[Partition, int] = {}
         counts: dict[Partition, int] = {}
+        # (id, why) of the records delivered other than as written, by kind.
         malformed: list[tuple[str, str]] = []
-        clamped: list[tuple[str, int]] = []
-        unconverted: list[RecordDatum] = []
+        clamped: list[tuple[str, str]] = []
+        unconverted: list[tuple[str, str]] = []
         to_datum = self._datum
         add = datums.append
         config = self.config
@@ -620,49 +621,35 @@ class KafkaSource:
                 datum, reason = to_datum(msg, datum_id)
             except Exception as exc:
                 datum = self._unconverted(msg, datum_id, exc)
-                unconverted.append(datum)
+                unconverted.append((datum_id, datum.headers[SOURCE_ERROR_HEADER]))
             else:
                 if reason is not None:
                     malformed.append((datum_id, reason))
                 if datum.event_time is LATEST_EVENT_TIME:  # utc_from_ms clamped it
-                    clamped.append((datum_id, msg.timestamp()[1]))
+                    clamped.append((datum_id, f"timestamp {msg.timestamp()[1]} ms"))
             add(datum)
             tp = (topic, partition)
             # The highest + 1: records of the same partition may have been converted in C.
             next_offsets[tp] = max(offset + 1, next_offsets.get(tp, 0))
             counts[tp] = counts.get(tp, 0) + 1
-        if malformed:
-            self.metrics.malformed_key_headers.inc(len(malformed))
-            first_id, first_reason = malformed[0]
-            logger.warning(
-                "kafka source: %d record(s) with malformed key headers, record key used "
-                "instead; first %s: %s",
-                len(malformed),
-                first_id,
-                first_reason,
-                extra=batch_fields([i for i, _ in malformed]),
-            )
-        if clamped:
-            self.metrics.records_altered.labels(kind=TIMESTAMP_CLAMPED).inc(len(clamped))
-            logger.warning(
-                "kafka source: %d record(s) timestamped after %s, delivered with that event "
-                "time; first %s (timestamp %d ms)",
-                len(clamped),
-                LATEST_EVENT_TIME.isoformat(timespec="milliseconds"),
-                *clamped[0],
-                extra=batch_fields([i for i, _ in clamped]),
-            )
-        if unconverted:
-            self.metrics.records_altered.labels(kind=UNCONVERTIBLE).inc(len(unconverted))
-            logger.warning(
-                "kafka source: %d record(s) could not be converted, delivered without their "
-                "headers (header %s says why); first %s: %s",
-                len(unconverted),
-                SOURCE_ERROR_HEADER,
-                unconverted[0].id,
-                unconverted[0].headers[SOURCE_ERROR_HEADER],
-                extra=batch_fields(_ids(unconverted)),
-            )
+        m = self.metrics
+        _report(
+            m.malformed_key_headers,
+            malformed,
+            "with malformed key headers, record key used instead",
+        )
+        _report(
+            m.records_altered.labels(kind=TIMESTAMP_CLAMPED),
+            clamped,
+            f"timestamped after {LATEST_EVENT_TIME.isoformat(timespec='milliseconds')}, "
+            "delivered with that event time",
+        )
+        _report(
+            m.records_altered.labels(kind=UNCONVERTIBLE),
+            unconverted,
+            "could not be converted, delivered without their headers (header "
+            f"{SOURCE_ERROR_HEADER} says why)",
+        )
         return datums, next_offsets, counts
 
     def _datum(self, msg: Any, datum_id: str) -> tuple[RecordDatum, str | None]:
@@ -1060,6 +1047,22 @@ class KafkaSource:
         finally:
             self._owner.beat()
         self._set_connected(bool(md.brokers))
+
+
+def _report(counter: Any, found: list[tuple[str, str]], what: str) -> None:
+    """Count and log, once per batch, the records `found` (id, why) that were `what`."""
+    if not found:
+        return
+    counter.inc(len(found))
+    first_id, why = found[0]
+    logger.warning(
+        "kafka source: %d record(s) %s; first %s: %s",
+        len(found),
+        what,
+        first_id,
+        why,
+        extra=batch_fields([i for i, _ in found]),
+    )
 
 
 def _event_time(msg: Any) -> datetime:
