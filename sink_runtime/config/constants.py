@@ -79,6 +79,9 @@ FALLBACK_STATUS_HEADER: Final = "x-udsink-status"
 FALLBACK_ERROR_HEADER: Final = "x-udsink-error"
 FALLBACK_ATTEMPTS_HEADER: Final = "x-udsink-attempts"
 FALLBACK_SOURCE_HEADER: Final = "x-udsink-source"
+# Added by the Kafka source to a record it delivers without its own headers (they could not be
+# read): why (docs/concepts.md, "Records no producer should write").
+SOURCE_ERROR_HEADER: Final = "x-udsink-source-error"
 
 # --- librdkafka settings the data plane owns (API.md: the `config` map may not set them) ---
 # Exact names, plus every name under the prefixes. The operator refuses them at validation and

@@ -38,6 +38,12 @@ from sink_runtime.dataplane.protocols import (
 )
 
 _PREFIX = "udsink"
+# How a source record may be delivered other than as the broker holds it (label `kind`): a
+# timestamp after 9999-12-31T23:59:59.999Z clamped to it; a record that could not be converted
+# delivered without its headers, with the reason instead.
+TIMESTAMP_CLAMPED = "timestamp-clamped"
+UNCONVERTIBLE = "unconvertible"
+RECORD_ALTERATIONS = (TIMESTAMP_CLAMPED, UNCONVERTIBLE)
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 # Why a message left the primary for the fallback sink or was dropped (label `reason`).
 
@@ -96,6 +102,15 @@ class Metrics:
             "Source records whose key headers were malformed (record key used instead)",
             registry=r,
         )
+        # Kinds: RECORD_ALTERATIONS (kafka source, docs/concepts.md).
+        self.records_altered = Counter(
+            f"{_PREFIX}_records_altered",
+            "Source records delivered other than as the broker holds them, by kind",
+            ["kind"],
+            registry=r,
+        )
+        for kind in RECORD_ALTERATIONS:
+            self.records_altered.labels(kind=kind)
         self.commit_failures = Counter(
             f"{_PREFIX}_commit_failures",
             "Offset commits that failed (the batch will be redelivered)",

@@ -18,17 +18,13 @@ from typing import Any
 import pytest
 
 from sink_runtime.config import (
-    Backoff,
-    BatchConfig,
     KafkaSinkConfig,
     KafkaSourceConfig,
-    ObservabilityConfig,
-    RetryStrategy,
-    RuntimeConfig,
 )
 from sink_runtime.types import Datum, Response
 from tests.support.dataplane_process import (
     WAIT_S,
+    kafka_to_sink,
     start_data_plane,
     wait_committed,
 )
@@ -47,24 +43,6 @@ def user_sink(sdk_sink: Any) -> Any:
         return sink
 
     return start
-
-
-def _config(
-    broker: KafkaBroker, topic: str, group: str, sink: SdkSink, **overrides: Any
-) -> RuntimeConfig:
-    options: dict[str, Any] = {
-        "source": KafkaSourceConfig(
-            brokers=[broker.bootstrap], topics=[topic], consumer_group=group
-        ),
-        "sink": sink.config(),
-        "batch": BatchConfig(size=50, timeout_ms=200),
-        "retry_strategy": RetryStrategy(
-            backoff=Backoff(interval_ms=5, cap_ms=50, jitter=0.0, steps=3)
-        ),
-        "observability": ObservabilityConfig(metrics_port=0, metrics_host="127.0.0.1"),
-        "shutdown_grace_ms": 10_000,
-    }
-    return RuntimeConfig(**(options | overrides))
 
 
 def produce(broker: KafkaBroker, topic: str, count: int) -> list[str]:
@@ -103,11 +81,11 @@ async def test_kafka_to_user_sink_routes_and_commits(
         return Response.ok(d.id)
 
     sink = await user_sink(answer)
-    config = _config(
+    config = kafka_to_sink(
         kafka_broker,
         topic,
         group,
-        sink,
+        sink.config(),
         fallback=KafkaSinkConfig(brokers=[kafka_broker.bootstrap], topic=dlq),
     )
     dp = start_data_plane(tmp_path, config)
@@ -159,7 +137,7 @@ async def test_killed_and_restarted_data_plane_loses_nothing(
         consumer_group=group,
         config={"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"},
     )
-    config = _config(kafka_broker, topic, group, sink, source=source)
+    config = kafka_to_sink(kafka_broker, topic, group, sink.config(), source=source)
     first = start_data_plane(tmp_path, config)
     deadline = time.monotonic() + WAIT_S
     while len(sink.recorder.ids) < 300 and time.monotonic() < deadline:

@@ -17,11 +17,21 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 from udsink_cli.lifeline import tied_to_parent
 
-from sink_runtime.config import RuntimeConfig, constants
+from sink_runtime.config import (
+    Backoff,
+    BatchConfig,
+    KafkaSourceConfig,
+    ObservabilityConfig,
+    RetryStrategy,
+    RuntimeConfig,
+    UserSinkConfig,
+    constants,
+)
 from tests.support.kafka_broker import KafkaBroker
 from tests.support.ports import free_port
 
@@ -166,3 +176,23 @@ async def wait_committed(
             raise AssertionError(f"data plane exited ({proc.proc.returncode}):\n{proc.log()}")
         await asyncio.sleep(0.2)
     raise AssertionError(f"committed {committed}, end {end} after {WAIT_S}s:\n{proc.log()[-4000:]}")
+
+
+def kafka_to_sink(
+    broker: KafkaBroker, topic: str, group: str, sink: UserSinkConfig, **overrides: Any
+) -> RuntimeConfig:
+    """A data plane reading `topic` as `group` into `sink`: batches of 50 or 200 ms, three
+    quick retries, metrics on a free loopback port; `overrides` replace any of it."""
+    options: dict[str, Any] = {
+        "source": KafkaSourceConfig(
+            brokers=[broker.bootstrap], topics=[topic], consumer_group=group
+        ),
+        "sink": sink,
+        "batch": BatchConfig(size=50, timeout_ms=200),
+        "retry_strategy": RetryStrategy(
+            backoff=Backoff(interval_ms=5, cap_ms=50, jitter=0.0, steps=3)
+        ),
+        "observability": ObservabilityConfig(metrics_port=0, metrics_host="127.0.0.1"),
+        "shutdown_grace_ms": 10_000,
+    }
+    return RuntimeConfig(**(options | overrides))

@@ -332,13 +332,21 @@ class KafkaBroker:
         self._counter += 1
         return f"{prefix}-{self._counter}-{uuid.uuid4().hex[:8]}"
 
-    def create_topic(self, name: str, partitions: int = 1, timeout_s: float = 30.0) -> str:
-        """Create `name` and wait until its metadata shows every partition with a leader."""
+    def create_topic(
+        self,
+        name: str,
+        partitions: int = 1,
+        timeout_s: float = 30.0,
+        config: Mapping[str, str] | None = None,
+    ) -> str:
+        """Create `name` (with topic `config`) and wait until its metadata shows every
+        partition with a leader."""
         # Keep the client referenced until the future resolves: a collected client aborts it.
         admin = self.admin()
-        futures = admin.create_topics(
-            [NewTopic(name, num_partitions=partitions, replication_factor=1)]
+        topic = NewTopic(
+            name, num_partitions=partitions, replication_factor=1, config=dict(config or {})
         )
+        futures = admin.create_topics([topic])
         futures[name].result(timeout=timeout_s)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

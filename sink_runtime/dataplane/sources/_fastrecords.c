@@ -8,16 +8,26 @@
  * property test holds the two to the same Datums and the same bytes.
  *
  * One call converts a whole batch: `convert(messages, keys_from_headers, keys_header_names,
- * out, next_offsets, counts)` appends to `out`, in order, a RecordDatum for each record it converted and the
- * message itself for each record it left to Python, updates `next_offsets` (highest offset +
- * 1) and `counts` by (topic, partition) for the converted ones, and returns how many it left.
+ * out, next_offsets, counts)` appends to `out`, in order, a RecordDatum for each record it
+ * converted and the message itself for each record it left to Python, updates `next_offsets`
+ * (the largest of offset + 1 and what is there, 0 when nothing is) and `counts` by (topic,
+ * partition) for the converted ones, and returns how many it left.
  * `keys_header_names` holds the single-header layout's name: a record carrying it (and no
  * split layout) has its keys decided by Python.
  * `configure()` hands over, once, what the Python side owns: the RecordDatum class, its slot
- * descriptors, the wire tags read from the .proto, the header names, the event-time helper.
+ * descriptors, the wire tags read from the .proto, the header names, the event-time helper and
+ * the last millisecond it takes as is.
+ * `headers(msg)` is `msg.headers()`, refusing a list with holes (kafka_record.py's module doc).
+ *
+ * Messages are untrusted input (any record a producer wrote) and, in tests, any object: a
+ * call into one may fail or run Python code. A failed call leaves the record to Python (which
+ * judges it again and reports it), values of unexpected types or beyond int64 too; only a
+ * failure of this module's own work (memory) fails the batch. The batch is read from a tuple
+ * snapshot, so every message outlives the calls into it whatever those calls do to the list.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
 #include <string.h>
 
 #define MAX_SPLIT_KEYS 16
@@ -30,10 +40,12 @@ static PyObject *record_type;     /* RecordDatum */
 static PyObject *slot_id, *slot_value, *slot_keys, *slot_event_time, *slot_raw, *slot_encoded;
 static PyObject *no_raw;          /* the shared empty headers mapping */
 static PyObject *utc_from_ms;     /* int -> datetime, cached on the Python side */
+static long long max_event_time_ms; /* later timestamps are clamped: Python judges them */
+static PyObject *header_name_error; /* the ValueError's text when headers cannot be read */
 static PyObject *key_len_name;    /* "__key_len" */
 static PyObject *split_names[MAX_SPLIT_KEYS];
 static PyObject *watermark_field; /* bytes: the epoch watermark, a complete wire field */
-static PyObject *empty_bytes, *empty_tuple;
+static PyObject *empty_bytes, *empty_tuple, *one;
 static PyObject *s_error, *s_topic, *s_partition, *s_offset, *s_value, *s_key, *s_headers,
     *s_timestamp;
 static unsigned char tag_id, tag_value, tag_keys, tag_headers, tag_entry_key, tag_entry_value,
@@ -76,11 +88,13 @@ static PyObject *call0(PyObject *obj, PyObject *name) {
 }
 
 static PyObject *configure(PyObject *self, PyObject *args, PyObject *kw) {
-    static char *names[] = {"record_type", "slots", "no_raw", "utc_from_ms", "key_len_name",
+    static char *names[] = {"record_type", "slots", "no_raw", "utc_from_ms",
+                            "max_event_time_ms", "header_name_error", "key_len_name",
                             "split_names", "tags", "watermark_field", NULL};
-    PyObject *rt, *slots, *nr, *ufm, *kln, *snames, *tags, *wf;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOUOOS", names, &rt, &slots, &nr, &ufm, &kln,
-                                     &snames, &tags, &wf))
+    PyObject *rt, *slots, *nr, *ufm, *hne, *kln, *snames, *tags, *wf;
+    long long max_ms;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOLUUOOS", names, &rt, &slots, &nr, &ufm,
+                                     &max_ms, &hne, &kln, &snames, &tags, &wf))
         return NULL;
     if (!PyTuple_Check(slots) || PyTuple_GET_SIZE(slots) != 6 || !PyTuple_Check(snames) ||
         PyTuple_GET_SIZE(snames) != MAX_SPLIT_KEYS || !PyTuple_Check(tags) ||
@@ -114,6 +128,8 @@ static PyObject *configure(PyObject *self, PyObject *args, PyObject *kw) {
     Py_XSETREF(slot_encoded, Py_NewRef(PyTuple_GET_ITEM(slots, 5)));
     Py_XSETREF(no_raw, Py_NewRef(nr));
     Py_XSETREF(utc_from_ms, Py_NewRef(ufm));
+    max_event_time_ms = max_ms;
+    Py_XSETREF(header_name_error, Py_NewRef(hne));
     Py_XSETREF(key_len_name, Py_NewRef(kln));
     for (Py_ssize_t i = 0; i < MAX_SPLIT_KEYS; i++)
         Py_XSETREF(split_names[i], Py_NewRef(PyTuple_GET_ITEM(snames, i)));
@@ -127,6 +143,55 @@ static PyObject *configure(PyObject *self, PyObject *args, PyObject *kw) {
     tag_event_time = t[6];
     configured = 1;
     Py_RETURN_NONE;
+}
+
+/* msg.headers(), refusing a list with holes: confluent-kafka's Message, asked for headers of
+ * which a name is not valid UTF-8, raises once and keeps the list it was building (the failed
+ * name a NULL in its tuple), which every later call returns. Read from Python, a hole crashes
+ * the process. A new reference, or NULL with an exception. */
+static PyObject *checked_headers(PyObject *msg) {
+    PyObject *headers = call0(msg, s_headers);
+    if (headers == NULL || !PyList_Check(headers)) return headers;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(headers); i++) {
+        PyObject *item = PyList_GET_ITEM(headers, i);
+        if (item == NULL || (PyTuple_Check(item) && PyTuple_GET_SIZE(item) == 2 &&
+                             (PyTuple_GET_ITEM(item, 0) == NULL ||
+                              PyTuple_GET_ITEM(item, 1) == NULL))) {
+            Py_DECREF(headers);
+            PyErr_SetObject(PyExc_ValueError, header_name_error);
+            return NULL;
+        }
+    }
+    return headers;
+}
+
+static PyObject *headers(PyObject *self, PyObject *msg) {
+    if (!configured) {
+        PyErr_SetString(PyExc_RuntimeError, "_fastrecords.headers before configure()");
+        return NULL;
+    }
+    return checked_headers(msg);
+}
+
+/* A call into the message failed: an ordinary exception leaves the record to Python (0),
+ * anything else (KeyboardInterrupt, SystemExit...) goes on up (-1). */
+static int left_after_failure(void) {
+    if (!PyErr_ExceptionMatches(PyExc_Exception)) return -1;
+    PyErr_Clear();
+    return 0;
+}
+
+/* *out = v as a long long; 0 (no exception) when v is not an int or does not fit. */
+static int as_int64(PyObject *v, long long *out) {
+    if (!PyLong_CheckExact(v)) return 0;
+    int overflow;
+    *out = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow) return 0;
+    if (*out == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
 }
 
 /* Keys from a well-formed split layout in `raw` (all values are ASCII bytes here), as a new
@@ -162,12 +227,12 @@ static PyObject *split_keys(PyObject *raw, PyObject *count_bytes) {
 /* The record key as the single key (UTF-8 with replacement), or no keys. */
 static PyObject *fallback_keys(PyObject *msg) {
     PyObject *key = call0(msg, s_key);
-    if (key == NULL) return NULL;
+    if (key == NULL) return left_after_failure() < 0 ? NULL : Py_NewRef(Py_None);
     if (key == Py_None) {
         Py_DECREF(key);
         return Py_NewRef(empty_tuple);
     }
-    if (!PyBytes_Check(key)) {
+    if (!PyBytes_CheckExact(key)) {
         Py_DECREF(key);
         return Py_NewRef(Py_None); /* leave it to Python */
     }
@@ -187,22 +252,26 @@ static int convert_one(PyObject *msg, int keys_from_headers, PyObject *keys_head
              *event_time = NULL, *encoded = NULL, *d = NULL, *tp = NULL;
     int result = -1;
     err = call0(msg, s_error);
-    if (err == NULL) goto done;
+    if (err == NULL) goto call_failed;
     if (err != Py_None) { result = 0; goto done; }
     ts = call0(msg, s_timestamp);
-    if (ts == NULL) goto done;
-    if (!PyTuple_Check(ts) || PyTuple_GET_SIZE(ts) != 2) { result = 0; goto done; }
-    long ts_type = PyLong_AsLong(PyTuple_GET_ITEM(ts, 0));
-    long long ts_ms = PyLong_AsLongLong(PyTuple_GET_ITEM(ts, 1));
-    if (PyErr_Occurred()) goto done;
-    if (ts_type == 0 || ts_ms < 0) { result = 0; goto done; } /* no timestamp: Python */
+    if (ts == NULL) goto call_failed;
+    if (!PyTuple_CheckExact(ts) || PyTuple_GET_SIZE(ts) != 2) { result = 0; goto done; }
+    long long ts_type, ts_ms;
+    if (!as_int64(PyTuple_GET_ITEM(ts, 0), &ts_type) ||
+        !as_int64(PyTuple_GET_ITEM(ts, 1), &ts_ms)) {
+        result = 0;
+        goto done;
+    }
+    /* No timestamp (the read time), or one past the event time range (clamped): Python. */
+    if (ts_type == 0 || ts_ms < 0 || ts_ms > max_event_time_ms) { result = 0; goto done; }
     value = call0(msg, s_value);
-    if (value == NULL) goto done;
+    if (value == NULL) goto call_failed;
     if (value == Py_None) {
         Py_SETREF(value, Py_NewRef(empty_bytes));
-    } else if (!PyBytes_Check(value)) { result = 0; goto done; }
-    headers = call0(msg, s_headers);
-    if (headers == NULL) goto done;
+    } else if (!PyBytes_CheckExact(value)) { result = 0; goto done; }
+    headers = checked_headers(msg);
+    if (headers == NULL) goto call_failed;
     Py_ssize_t nheaders = 0;
     if (headers != Py_None) {
         if (!PyList_Check(headers)) { result = 0; goto done; }
@@ -255,13 +324,15 @@ static int convert_one(PyObject *msg, int keys_from_headers, PyObject *keys_head
     topic = call0(msg, s_topic);
     partition = topic ? call0(msg, s_partition) : NULL;
     offset = partition ? call0(msg, s_offset) : NULL;
-    if (offset == NULL) goto done;
-    if (!PyUnicode_Check(topic) || !PyLong_Check(partition) || !PyLong_Check(offset)) {
+    if (offset == NULL) goto call_failed;
+    /* Exact types: hashing them (the offsets dicts) and formatting them run no Python code.
+     * An offset of INT64_MAX is Python's: its next offset, 2**63, is no long long. */
+    long long off, part;
+    if (!PyUnicode_CheckExact(topic) || !as_int64(partition, &part) || !as_int64(offset, &off) ||
+        off == LLONG_MAX) {
         result = 0;
         goto done;
     }
-    long long off = PyLong_AsLongLong(offset);
-    if (off == -1 && PyErr_Occurred()) goto done;
     id = PyUnicode_FromFormat("%U:%S:%S", topic, partition, offset);
     if (id == NULL) goto done;
     PyObject *ms = PyLong_FromLongLong(ts_ms);
@@ -338,6 +409,9 @@ build:
     *offset_out = off;
     result = 1;
     goto done;
+call_failed:
+    result = left_after_failure();
+    goto done;
 not_utf8: /* a lone surrogate in a key or a header name: Python's rules decide */
     PyErr_Clear();
     result = 0;
@@ -359,6 +433,39 @@ done:
     return result;
 }
 
+/* next_offsets[tp] = max(off + 1, next_offsets.get(tp, 0)), as kafka.py computes it, and
+ * counts[tp] += 1; off < LLONG_MAX (convert_one leaves that one to Python). 0, or -1 with an
+ * exception. */
+static int count_converted(PyObject *next_offsets, PyObject *counts, PyObject *tp,
+                           long long off) {
+    PyObject *next = PyLong_FromLongLong(off + 1);
+    if (next == NULL) return -1;
+    PyObject *prev = PyDict_GetItemWithError(next_offsets, tp);
+    Py_XINCREF(prev); /* held across the comparison, which may run Python code */
+    if (prev == NULL && PyErr_Occurred()) goto fail;
+    if (prev == NULL) prev = PyLong_FromLong(0);
+    if (prev == NULL) goto fail;
+    int later = PyObject_RichCompareBool(prev, next, Py_GT);
+    if (later < 0) goto fail;
+    if (later) Py_SETREF(next, Py_NewRef(prev));
+    Py_CLEAR(prev);
+    if (PyDict_SetItem(next_offsets, tp, next) < 0) goto fail;
+    Py_CLEAR(next);
+    PyObject *count = PyDict_GetItemWithError(counts, tp);
+    Py_XINCREF(count);
+    if (count == NULL && PyErr_Occurred()) goto fail;
+    PyObject *more = count == NULL ? PyLong_FromLong(1) : PyNumber_Add(count, one);
+    Py_XDECREF(count);
+    if (more == NULL) goto fail;
+    int set = PyDict_SetItem(counts, tp, more);
+    Py_DECREF(more);
+    return set;
+fail:
+    Py_XDECREF(next);
+    Py_XDECREF(prev);
+    return -1;
+}
+
 static PyObject *convert(PyObject *self, PyObject *args) {
     PyObject *messages, *keys_header_names, *out, *next_offsets, *counts;
     int keys_from_headers;
@@ -370,48 +477,38 @@ static PyObject *convert(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_RuntimeError, "_fastrecords.convert before configure()");
         return NULL;
     }
+    PyObject *batch = PyList_AsTuple(messages); /* holds every message (file comment) */
+    if (batch == NULL) return NULL;
     Py_ssize_t left = 0;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(messages); i++) {
-        PyObject *msg = PyList_GET_ITEM(messages, i);
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(batch); i++) {
+        PyObject *msg = PyTuple_GET_ITEM(batch, i);
         PyObject *d = NULL, *tp = NULL;
         long long off = 0;
         int r = convert_one(msg, keys_from_headers, keys_header_names, &d, &tp, &off);
-        if (r < 0) return NULL;
+        if (r < 0) goto fail;
         if (r == 0) {
             left++;
-            if (PyList_Append(out, msg) < 0) return NULL;
+            if (PyList_Append(out, msg) < 0) goto fail;
             continue;
         }
-        int ok = PyList_Append(out, d) == 0;
+        int ok = PyList_Append(out, d) == 0 &&
+                 count_converted(next_offsets, counts, tp, off) == 0;
         Py_DECREF(d);
-        if (ok) {
-            /* next offset: the highest + 1 (Python may convert earlier records later) */
-            PyObject *prev = PyDict_GetItemWithError(next_offsets, tp);
-            long long next = off + 1;
-            if (prev != NULL) {
-                long long p = PyLong_AsLongLong(prev);
-                if (p > next) next = p;
-            }
-            PyObject *nx = PyErr_Occurred() ? NULL : PyLong_FromLongLong(next);
-            ok = nx != NULL && PyDict_SetItem(next_offsets, tp, nx) == 0;
-            Py_XDECREF(nx);
-        }
-        if (ok) {
-            PyObject *prev = PyDict_GetItemWithError(counts, tp);
-            long c = prev ? PyLong_AsLong(prev) : 0;
-            PyObject *cn = PyErr_Occurred() ? NULL : PyLong_FromLong(c + 1);
-            ok = cn != NULL && PyDict_SetItem(counts, tp, cn) == 0;
-            Py_XDECREF(cn);
-        }
         Py_DECREF(tp);
-        if (!ok) return NULL;
+        if (!ok) goto fail;
     }
+    Py_DECREF(batch);
     return PyLong_FromSsize_t(left);
+fail:
+    Py_DECREF(batch);
+    return NULL;
 }
 
 static PyMethodDef methods[] = {
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
      "Hand over the Python side's classes, names and wire tags (once)."},
+    {"headers", headers, METH_O,
+     "msg.headers(), refusing a list with holes (see the file's comment)."},
     {"convert", convert, METH_VARARGS,
      "convert(messages, keys_from_headers, keys_header_names, out, next_offsets, counts) -> "
      "records left"},
@@ -425,6 +522,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastrecords",
 PyMODINIT_FUNC PyInit__fastrecords(void) {
     empty_bytes = PyBytes_FromStringAndSize("", 0);
     empty_tuple = PyTuple_New(0);
+    one = PyLong_FromLong(1);
     s_error = PyUnicode_InternFromString("error");
     s_topic = PyUnicode_InternFromString("topic");
     s_partition = PyUnicode_InternFromString("partition");
@@ -433,8 +531,8 @@ PyMODINIT_FUNC PyInit__fastrecords(void) {
     s_key = PyUnicode_InternFromString("key");
     s_headers = PyUnicode_InternFromString("headers");
     s_timestamp = PyUnicode_InternFromString("timestamp");
-    if (!empty_bytes || !empty_tuple || !s_error || !s_topic || !s_partition || !s_offset ||
-        !s_value || !s_key || !s_headers || !s_timestamp)
+    if (!empty_bytes || !empty_tuple || !one || !s_error || !s_topic || !s_partition ||
+        !s_offset || !s_value || !s_key || !s_headers || !s_timestamp)
         return NULL;
     return PyModule_Create(&module);
 }

@@ -43,7 +43,15 @@ Guarantees and choices:
 - Datum: id `<topic>:<partition>:<offset>`; keys from the key headers when `keysFromHeaders`
   and well formed, else the record key as the single key, else no keys (malformed key
   headers are counted in `malformed_key_headers`); event time from the record timestamp
-  (the read time when the record has none); value `b""` for a null value.
+  (the read time when the record has none or a negative one; a timestamp after
+  9999-12-31T23:59:59.999Z is clamped to it, counted in `records_altered`); value `b""` for a
+  null value.
+- Every record a broker delivers ends in the batch: one that cannot be converted (its
+  headers unreadable: confluent-kafka raises for a header name that is not valid UTF-8) is
+  delivered with its value, record key and event time, and instead of its headers the reason
+  in header `x-udsink-source-error` (counted in `records_altered`), so the sink and the
+  failure policy decide and the partition keeps moving. A failure of the batch itself (a fatal
+  consumer error) puts every record consumed for it back to be read first next time.
 - Headers are text: values are decoded as UTF-8, with invalid bytes replaced by U+FFFD (the
   gRPC contract carries strings); a key header that is not valid UTF-8 makes the key headers
   malformed. A null header value becomes "". Kafka allows repeated header names; the Datum
@@ -68,7 +76,7 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Kafka
 from confluent_kafka import TopicPartition as KafkaPartition
 
 from sink_runtime.config import DEFAULT_BATCH_MAX_BYTES, KafkaSourceConfig
-from sink_runtime.config.constants import KEY_LEN_HEADER
+from sink_runtime.config.constants import KEY_LEN_HEADER, SOURCE_ERROR_HEADER
 from sink_runtime.dataplane.kafka_settings import (
     ErrorThrottle,
     LibrdkafkaLog,
@@ -82,15 +90,17 @@ from sink_runtime.dataplane.keyheaders import (
     NoKeyHeaders,
     key_header_name,
 )
-from sink_runtime.dataplane.metrics import Metrics
+from sink_runtime.dataplane.metrics import TIMESTAMP_CLAMPED, UNCONVERTIBLE, Metrics
 from sink_runtime.dataplane.protocols import SourceBatch
 from sink_runtime.dataplane.sources.kafka_record import (
     ACCELERATED,
+    LATEST_EVENT_TIME,
     NO_RAW,
     RawHeaders,
     RecordDatum,
     convert_records,
     header_text,
+    read_headers,
     record_datum,
     utc_from_ms,
 )
@@ -562,17 +572,51 @@ class KafkaSource:
         return messages
 
     def _batch(self, messages: list[Any]) -> SourceBatch:
+        try:
+            datums, next_offsets, counts = self._convert(messages)
+        except BaseException:
+            # Consumed, and neither delivered nor covered by a token: read first next time
+            # (the stash), so no later batch's commit passes them.
+            self._stash[:0] = messages
+            raise
+        if datums:
+            self._set_connected(True)
+        token = None
+        if datums:
+            self._seq += 1
+            token = BatchToken(self._seq, next_offsets, counts, self._epoch)
+            self._pending.append(token)
+        return SourceBatch(datums=datums, token=token)
+
+    def _convert(
+        self, messages: list[Any]
+    ) -> tuple[list[Datum], dict[Partition, int], dict[Partition, int]]:
+        """The batch's datums, next offset and count per partition: every record consumed is
+        in them (module doc) except records with an error."""
         datums: list[Datum] = []
         next_offsets: dict[Partition, int] = {}
         counts: dict[Partition, int] = {}
+        # (id, why) of the records delivered other than as written, by kind.
         malformed: list[tuple[str, str]] = []
+        clamped: list[tuple[str, str]] = []
+        unconverted: list[tuple[str, str]] = []
         to_datum = self._datum
         add = datums.append
         config = self.config
         # The C module converts the usual records; what it leaves comes back as messages.
-        converted = convert_records(
-            messages, config.keys_from_headers, config.keys_header, next_offsets, counts
-        )
+        try:
+            converted = convert_records(
+                messages, config.keys_from_headers, config.keys_header, next_offsets, counts
+            )
+        except Exception:
+            logger.exception(
+                "kafka source: the C conversion failed on a batch of %d record(s); converted "
+                "in Python instead",
+                len(messages),
+            )
+            next_offsets.clear()
+            counts.clear()
+            converted = messages
         for msg in converted:
             if type(msg) is RecordDatum:
                 add(msg)
@@ -582,42 +626,58 @@ class KafkaSource:
                 self._on_record_error(err, msg)
                 continue
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-            datum, reason = to_datum(msg, f"{topic}:{partition}:{offset}")
-            if reason is not None:
-                malformed.append((datum.id, reason))
+            if topic is None or partition is None or offset is None:
+                self._errors.warning(
+                    "no position",
+                    f"kafka source: a record without a position ({topic}[{partition}] at "
+                    f"offset {offset}) is not delivered",
+                )
+                continue
+            datum_id = f"{topic}:{partition}:{offset}"
+            try:
+                datum, reason = to_datum(msg, datum_id)
+            except Exception as exc:
+                datum = self._unconverted(msg, datum_id, exc)
+                unconverted.append((datum_id, datum.headers[SOURCE_ERROR_HEADER]))
+            else:
+                if reason is not None:
+                    malformed.append((datum_id, reason))
+                if datum.event_time is LATEST_EVENT_TIME:  # utc_from_ms clamped it
+                    clamped.append((datum_id, f"timestamp {msg.timestamp()[1]} ms"))
             add(datum)
             tp = (topic, partition)
             # The highest + 1: records of the same partition may have been converted in C.
             next_offsets[tp] = max(offset + 1, next_offsets.get(tp, 0))
             counts[tp] = counts.get(tp, 0) + 1
-        if datums:
-            self._set_connected(True)
-        if malformed:
-            self.metrics.malformed_key_headers.inc(len(malformed))
-            first_id, first_reason = malformed[0]
-            logger.warning(
-                "kafka source: %d record(s) with malformed key headers, record key used "
-                "instead; first %s: %s",
-                len(malformed),
-                first_id,
-                first_reason,
-                extra=batch_fields([i for i, _ in malformed]),
-            )
-        token = None
-        if datums:
-            self._seq += 1
-            token = BatchToken(self._seq, next_offsets, counts, self._epoch)
-            self._pending.append(token)
-        return SourceBatch(datums=datums, token=token)
+        m = self.metrics
+        _report(
+            m.malformed_key_headers,
+            malformed,
+            "with malformed key headers, record key used instead",
+        )
+        _report(
+            m.records_altered.labels(kind=TIMESTAMP_CLAMPED),
+            clamped,
+            f"timestamped after {LATEST_EVENT_TIME.isoformat(timespec='milliseconds')}, "
+            "delivered with that event time",
+        )
+        _report(
+            m.records_altered.labels(kind=UNCONVERTIBLE),
+            unconverted,
+            "could not be converted, delivered without their headers (header "
+            f"{SOURCE_ERROR_HEADER} says why)",
+        )
+        return datums, next_offsets, counts
 
     def _datum(self, msg: Any, datum_id: str) -> tuple[RecordDatum, str | None]:
         """One record as a Datum, and the reason its key headers were malformed (if so).
 
         Runs once per record: the keys are decided here, the headers stay bytes until a sink
         reads them (kafka_record.py); well-formed split key headers take a fast path, anything
-        else goes through `_headers_for_keys` and the codec.
+        else goes through `_headers_for_keys` and the codec. Raises when the record cannot be
+        converted (`_unconverted` then stands in).
         """
-        headers = msg.headers()
+        headers = read_headers(msg)
         record_key = msg.key()
         fallback_keys: tuple[str, ...] = (
             () if record_key is None else (record_key.decode("utf-8", errors="replace"),)
@@ -633,13 +693,18 @@ class KafkaSource:
                     keys = found
                 else:
                     keys, reason = self._keys_from_headers(_headers_for_keys(raw.items()), keys)
-        ts_type, ts_ms = msg.timestamp()
-        event_time = (
-            datetime.now(UTC)
-            if ts_type == TIMESTAMP_NOT_AVAILABLE or ts_ms < 0
-            else utc_from_ms(ts_ms)
-        )
-        return record_datum(datum_id, msg.value() or b"", keys, event_time, raw), reason
+        return record_datum(datum_id, msg.value() or b"", keys, _event_time(msg), raw), reason
+
+    @staticmethod
+    def _unconverted(msg: Any, datum_id: str, exc: Exception) -> RecordDatum:
+        """The Datum of a record `_datum` could not convert: its value, record key and event
+        time, and instead of its headers (not read again: module doc) the reason."""
+        reason = f"record not converted ({type(exc).__name__}: {exc}); delivered without its "
+        reason += "headers"
+        record_key = msg.key()
+        keys = () if record_key is None else (record_key.decode("utf-8", errors="replace"),)
+        raw = {SOURCE_ERROR_HEADER: reason.encode()}
+        return record_datum(datum_id, msg.value() or b"", keys, _event_time(msg), raw)
 
     def _keys_from_headers(
         self, decoded: _Decoded, fallback: tuple[str, ...]
@@ -1003,6 +1068,31 @@ class KafkaSource:
         finally:
             self._owner.beat()
         self._set_connected(bool(md.brokers))
+
+
+def _report(counter: Any, found: list[tuple[str, str]], what: str) -> None:
+    """Count and log, once per batch, the records `found` (id, why) that were `what`."""
+    if not found:
+        return
+    counter.inc(len(found))
+    first_id, why = found[0]
+    logger.warning(
+        "kafka source: %d record(s) %s; first %s: %s",
+        len(found),
+        what,
+        first_id,
+        why,
+        extra=batch_fields([i for i, _ in found]),
+    )
+
+
+def _event_time(msg: Any) -> datetime:
+    """The record's timestamp; the read time when it has none or a negative one (Kafka's
+    timestamps are not negative: -1 means none)."""
+    ts_type, ts_ms = msg.timestamp()
+    if ts_type == TIMESTAMP_NOT_AVAILABLE or ts_ms < 0:
+        return datetime.now(UTC)
+    return utc_from_ms(ts_ms)
 
 
 def _coordinates(datum_id: str) -> tuple[str, int, int]:

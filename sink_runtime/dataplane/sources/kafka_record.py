@@ -18,13 +18,29 @@ rest stays as the record had it:
 (built with the package where a compiler is present) for the records whose answer needs no
 judgement, and hands every other record back for kafka.py's Python path, which is the
 reference the C code mirrors; without the module every record takes the Python path.
+
+Event time: `utc_from_ms` is exact for every millisecond a datetime holds (integer arithmetic,
+no float), and a timestamp after the last one (9999-12-31T23:59:59.999Z, `MAX_EVENT_TIME_MS`)
+is clamped to it: a producer may set any int64 CreateTime, and the clamped time is the same on
+every delivery of the record and still a valid protobuf Timestamp.
+
+`read_headers(msg)` is how the source reads a record's headers: confluent-kafka's `headers()`
+fails for a header name that is not valid UTF-8 by returning a half-built list (holes where
+the names failed) with the decoding error still set, and keeps that list for every later
+call; read, a hole crashes the process. A call checked by the interpreter turns the first
+answer into a SystemError, but the specialised call Python bytecode makes does not check it
+(CPython 3.11), so `headers()` is never called from bytecode here: the C module's
+`headers()` refuses a list with holes, and without the module a C-level call makes the one
+call per record. Either way the record's headers are reported as unreadable with one
+ValueError (`HEADER_NAME_NOT_UTF8`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
+from operator import methodcaller
 from types import MappingProxyType
 from typing import Any, TypeAlias, TypeVar
 
@@ -39,6 +55,14 @@ NO_RAW: RawHeaders = MappingProxyType({})
 
 
 _EPOCH_WATERMARK = codec.timestamp_field(codec.WATERMARK_TAG, EPOCH)
+# Why a record's headers cannot be read (module doc), whichever path finds out.
+HEADER_NAME_NOT_UTF8 = "a header name is not valid UTF-8"
+
+# The range of event times: the milliseconds a datetime (and a protobuf Timestamp) can hold.
+MIN_EVENT_TIME_MS = -62_135_596_800_000  # 0001-01-01T00:00:00Z
+MAX_EVENT_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+# The event time of every record timestamped after MAX_EVENT_TIME_MS: this one object.
+LATEST_EVENT_TIME = EPOCH + timedelta(milliseconds=MAX_EVENT_TIME_MS)
 
 # Wire fields of small header values and keys, by value. Bounded: cleared when full (a
 # record's fields are then simply computed again), so memory stays small whatever the keys.
@@ -106,8 +130,12 @@ def _new_event_time_field(event_time: datetime) -> bytes:
 
 @lru_cache(maxsize=4096)
 def utc_from_ms(ts_ms: int) -> datetime:
+    """The UTC time `ts_ms` milliseconds after the epoch, exactly; clamped to the datetime
+    range (any int: LATEST_EVENT_TIME itself for every time after it)."""
     # Records read together mostly share their millisecond: cached by value.
-    return datetime.fromtimestamp(ts_ms / 1000, UTC)
+    if ts_ms > MAX_EVENT_TIME_MS:
+        return LATEST_EVENT_TIME
+    return EPOCH + timedelta(milliseconds=max(ts_ms, MIN_EVENT_TIME_MS))
 
 
 class RecordDatum(codec.LazyDatum):
@@ -214,6 +242,8 @@ else:
         ),
         no_raw=NO_RAW,
         utc_from_ms=utc_from_ms,
+        max_event_time_ms=MAX_EVENT_TIME_MS,
+        header_name_error=HEADER_NAME_NOT_UTF8,
         key_len_name=KEY_LEN_HEADER,
         split_names=tuple(key_header_name(i) for i in range(16)),
         tags=tuple(
@@ -232,6 +262,24 @@ else:
     )
 
 ACCELERATED = _fastrecords is not None
+
+_checked_headers = None if _fastrecords is None else _fastrecords.headers
+# A call from C, whose result the interpreter checks (module doc).
+_call_headers = methodcaller("headers")
+
+
+def read_headers(msg: Any) -> Any:
+    """`msg.headers()`; ValueError(HEADER_NAME_NOT_UTF8) when they cannot be read (module doc).
+
+    Without the C module nothing can check the list a second call returns: the source calls
+    this once per record.
+    """
+    try:
+        return _call_headers(msg) if _checked_headers is None else _checked_headers(msg)
+    except SystemError as exc:
+        if isinstance(exc.__cause__, UnicodeDecodeError):
+            raise ValueError(HEADER_NAME_NOT_UTF8) from exc
+        raise
 
 
 def convert_records(
@@ -254,12 +302,17 @@ def convert_records(
 
 __all__ = [
     "ACCELERATED",
+    "HEADER_NAME_NOT_UTF8",
+    "LATEST_EVENT_TIME",
+    "MAX_EVENT_TIME_MS",
+    "MIN_EVENT_TIME_MS",
     "NO_RAW",
     "RawHeaders",
     "RecordDatum",
     "convert_records",
     "header_text",
     "headers_as_text",
+    "read_headers",
     "record_datum",
     "utc_from_ms",
 ]
