@@ -79,12 +79,13 @@ ending:
   A finite input (--input, or a generator with a count) ends the run when it is done. A message
   that still fails after the retry budget (spec.sink.retryStrategy.backoff.steps) ends it too
   under onFailure retry, with the ids that never succeeded and exit code 1; --on-failure drop
-  or fallback decides otherwise for this run. Ctrl-C (or SIGTERM, SIGHUP) ends the run within
-  {STOP_BOUND_S:g}s: the sink has up to {DRAIN_S:g}s to answer the in-flight batch, then every \
-sink gets SIGTERM
-  and the rest of the time ({SINK_EXIT_S:g}s after a whole {DRAIN_S:g}s) to exit before SIGKILL; \
-a second Ctrl-C quits
-  at once. Nothing unanswered is committed; no sink outlives the run.
+  or fallback decides otherwise for this run.
+  Ctrl-C (or SIGTERM, SIGHUP) ends the run within {STOP_BOUND_S:g}s: the sink has up to \
+{DRAIN_S:g}s to answer the
+  in-flight batch, then every sink gets SIGTERM and the rest of the time ({SINK_EXIT_S:g}s \
+after a whole {DRAIN_S:g}s)
+  to exit before SIGKILL. A second Ctrl-C quits at once. Nothing unanswered is committed; no
+  sink outlives the run.
 
 exit codes (and the summary's outcome; --json prints the summary on every one of them):
   0 completed (dropped messages are named in the summary's first line), 1 the run failed
