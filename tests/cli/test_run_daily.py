@@ -163,7 +163,9 @@ def test_on_failure_fallback_without_a_fallback_sink_is_invalid_input(tmp_path: 
     assert "spec.sink.fallback" in done.stderr
 
 
-def test_second_ctrl_c_quits_at_once_committing_nothing_unanswered(tmp_path: Path) -> None:
+def hung_batch(tmp_path: Path) -> tuple[Running, int]:
+    """A run whose sink holds a batch of 3 forever (its handler hangs on the second): the run,
+    once the sink has the batch, and the sink's pid."""
     udsink_file = write_udsink(tmp_path / "udsink.yaml", REPLAY_SPEC.format(batch=10))
     run = Running(
         "-f",
@@ -178,6 +180,11 @@ def test_second_ctrl_c_quits_at_once_committing_nothing_unanswered(tmp_path: Pat
     )
     run.wait_for("the sink got the batch", lambda: len(records(tmp_path / PRIMARY_RECORDS)) == 3)
     sink_pid = read_pid(tmp_path / PRIMARY_PID)
+    return run, sink_pid
+
+
+def test_second_ctrl_c_quits_at_once_committing_nothing_unanswered(tmp_path: Path) -> None:
+    run, sink_pid = hung_batch(tmp_path)
     run.proc.send_signal(signal.SIGINT)
     run.wait_for_stderr("Ctrl-C again to quit at once")
     run.proc.send_signal(signal.SIGINT)
@@ -194,20 +201,7 @@ def test_second_ctrl_c_quits_at_once_committing_nothing_unanswered(tmp_path: Pat
 
 
 def test_ctrl_c_with_a_hung_handler_ends_within_the_bound_it_states(tmp_path: Path) -> None:
-    udsink_file = write_udsink(tmp_path / "udsink.yaml", REPLAY_SPEC.format(batch=10))
-    run = Running(
-        "-f",
-        udsink_file,
-        "--sink-cmd",
-        sink_cmd("recording_sink.py"),
-        "--input",
-        cases_file(tmp_path / "cases.jsonl", [None, "hang", None]),
-        "--json",
-        env=run_env(tmp_path),
-        cwd=tmp_path,
-    )
-    run.wait_for("the sink got the batch", lambda: len(records(tmp_path / PRIMARY_RECORDS)) == 3)
-    sink_pid = read_pid(tmp_path / PRIMARY_PID)
+    run, sink_pid = hung_batch(tmp_path)
     signalled = time.monotonic()
     run.proc.send_signal(signal.SIGINT)
     # What it waits for, said when it starts waiting.
