@@ -105,7 +105,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 class Stopped(BaseException):
-    """A stop signal before or after the run's own handling of it (planning, probing)."""
+    """A stop signal before the run handles signals itself (planning, probing the brokers)."""
 
     def __init__(self, sig: signal.Signals) -> None:
         super().__init__(sig.name)
@@ -224,8 +224,9 @@ def _output(args: argparse.Namespace, err: TextIO) -> Output:
 
 
 def main(argv: Sequence[str]) -> int:
-    """Every exit path prints a summary (`run_summary`): a table, or with --json one JSON
-    object on stdout whose `outcome` and `reason` say how the run ended."""
+    """With --json every exit path prints one summary object (`run_summary`) whose `outcome`
+    and `reason` say how the run ended; without, a run that ran prints its table, and one
+    that could not start says why on stderr only."""
     as_json = wants_json(argv)
     for sig in STOP_SIGNALS:
         signal.signal(sig, _raise_stopped)

@@ -118,11 +118,11 @@ class LocalRun:
         self.dataplane: DataPlane | None = None
         self.never_succeeded: dict[str, str] = {}
         self.abandoned = 0
-        self.forced = False
+        # Set once nothing is waited for any more (a second signal, the stop's bound).
         self._forced = asyncio.Event()
         self._stopping = asyncio.Event()
         self._dp_task: asyncio.Future[None] | None = None
-        # Set by the first stop signal: by then the run has ended (STOP_BOUND_S).
+        # When the run must have ended, set by the first stop signal (STOP_BOUND_S after it).
         self._deadline: float | None = None
         self._stopping_sinks = False
 
@@ -139,7 +139,6 @@ class LocalRun:
     def _quit_now(self) -> None:
         """Cancel the data plane where it stands (the sinks are killed next); the in-flight
         batch stays unacknowledged."""
-        self.forced = True
         self._forced.set()
         if self.dataplane is not None and self._dp_task is not None and not self._dp_task.done():
             self.abandoned = self.dataplane.in_flight
@@ -148,7 +147,7 @@ class LocalRun:
     def _on_signal(self, sig: signal.Signals) -> None:
         if self._stopping.is_set() or self._stopping_sinks:
             # A second signal, or one while the sinks are being stopped: no more waiting.
-            if not self.forced:
+            if not self._forced.is_set():
                 self.output.line(
                     "udsink run: quitting at once: the in-flight batch stays uncommitted; "
                     "sinks are killed"
@@ -298,7 +297,7 @@ class LocalRun:
         loop = asyncio.get_running_loop()
         grace = SINK_STOP_GRACE_S if self._deadline is None else self._deadline - loop.time()
         running = [s for s in self.sinks if s.running()]
-        at_once = self.forced or grace <= 0
+        at_once = self._forced.is_set() or grace <= 0
         for sink in running:
             sink.send(signal.SIGKILL if at_once else signal.SIGTERM)
         # Each sink's exit is waited for in a thread; every one of them ends, by SIGKILL last.
@@ -309,7 +308,7 @@ class LocalRun:
             forced.cancel()
         for sink in running:
             if sink.running():
-                if not self.forced:
+                if not self._forced.is_set():
                     self.output.line(
                         f"udsink run: the {sink.describe()} did not exit within {grace:.1f}s "
                         "of SIGTERM: killed"
