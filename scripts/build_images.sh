@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Build the project's three images from images/*/Dockerfile with whichever builder is present:
+# Build the project's four images from images/*/Dockerfile with whichever builder is present:
 # docker (BuildKit), podman or buildah. The tag is the one version of the project (pyproject.toml's
 # `version`, which is also the chart's appVersion); the names are the chart's defaults, so a chart
 # installed without image values runs exactly these images.
 #
-#   scripts/build_images.sh                 # all three
-#   scripts/build_images.sh runtime         # some of: runtime operator example-sinks
+#   scripts/build_images.sh                 # all four
+#   scripts/build_images.sh runtime         # some of: sdk runtime operator example-sinks
 #
 # Settings (environment):
 #   UDSINK_IMAGE_BUILDER   docker | podman | buildah (default: the first one found, in that order;

@@ -75,14 +75,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+# Between a text line's message and its fields: a message may end in any text a sink wrote
+# (its error), so the fields are set apart where a person sees them.
+TEXT_FIELDS_SEPARATOR = " | "
+
+
 class TextFormatter(logging.Formatter):
-    """`time LEVEL logger: message key=value ...`, for terminals."""
+    """`time LEVEL logger: message | key=value ...`, for terminals."""
 
     def format(self, record: logging.LogRecord) -> str:
         fields = " ".join(f"{k}={v}" for k, v in _extras(record).items())
         line = f"{_timestamp(record)} {record.levelname} {record.name}: {record.getMessage()}"
         if fields:
-            line += " " + fields
+            line += TEXT_FIELDS_SEPARATOR + fields
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

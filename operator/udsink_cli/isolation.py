@@ -332,9 +332,10 @@ def _runnable(program: str, cwd: Path | None) -> bool:
 
 
 def remove_container(engine: Sequence[str], name: str) -> None:
-    """Stop and remove the container `name` (nothing happens when it is already gone)."""
+    """Remove the container `name` at once (nothing happens when it is already gone): called
+    once the sink had its time to stop (the engine's client passes SIGTERM on to it)."""
     subprocess.run(
-        [*engine, "rm", "--force", "--time", "5", name],
+        [*engine, "rm", "--force", "--time", "0", name],
         capture_output=True,
         check=False,
         timeout=60,

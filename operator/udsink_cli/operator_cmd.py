@@ -8,16 +8,39 @@ command runs, so the other commands work without them.
 from __future__ import annotations
 
 import argparse
+import json
 import secrets
 import sys
 from collections.abc import Sequence
 from typing import get_args
 
-from udsink_operator import constants
+from pydantic import ValidationError
+from udsink_operator import api, constants
 
 from sink_runtime.config.constants import LogFormat, SidecarMode
 
 EXIT_INVALID = 2  # invalid input: a kubeconfig that cannot be used, a port that is taken
+RUNTIME_RESOURCES_HELP = (
+    "defaults of the runtime container's resources, as JSON in a container's resources shape, "
+    'e.g. \'{"requests": {"cpu": "250m"}, "limits": {"cpu": "1"}}\'. Each resource named '
+    "replaces both of its built-in values (cpu 100m..2; memory: the data plane's memory bound "
+    "for the UDSink's settings); a UDSink's spec.runtime.resources replaces these in turn"
+)
+
+
+def runtime_resources_arg(text: str) -> api.Resources:
+    """--runtime-resources: a JSON object checked like spec.runtime.resources."""
+    try:
+        given = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not JSON ({err.msg}): {text!r}") from None
+    try:
+        return api.Resources.model_validate(given)
+    except ValidationError as err:
+        issues = api.format_errors(err, api.Resources).issues
+        raise argparse.ArgumentTypeError(
+            "; ".join(i.removeprefix("(root): ") for i in issues)
+        ) from None
 
 
 def operator_parser() -> argparse.ArgumentParser:
@@ -82,6 +105,12 @@ def operator_parser() -> argparse.ArgumentParser:
         help="runtime image for UDSinks that do not set spec.runtime.image",
     )
     parser.add_argument(
+        "--runtime-resources",
+        type=runtime_resources_arg,
+        metavar="JSON",
+        help=RUNTIME_RESOURCES_HELP,
+    )
+    parser.add_argument(
         "--sidecars",
         choices=("auto", *get_args(SidecarMode)),
         default="auto",
@@ -134,6 +163,7 @@ def operator_main(argv: Sequence[str]) -> int:
     cluster = Cluster(configuration)
     options = handlers.OperatorOptions(
         runtime_image=args.runtime_image,
+        runtime_resources=args.runtime_resources,
         sidecars=args.sidecars,
         recheck_interval=args.recheck_interval,
         check_secrets=args.secret_check,

@@ -15,6 +15,7 @@ from udsink_operator import api, build, constants, yamlout
 
 from sink_runtime.config.constants import SidecarMode
 from udsink_cli.manifests import InputError, is_udsink, kinds_found, read_documents
+from udsink_cli.operator_cmd import RUNTIME_RESOURCES_HELP, runtime_resources_arg
 
 EXIT_INVALID = 2  # invalid input: the file, its YAML, or a UDSink in it
 
@@ -44,13 +45,23 @@ def render_main(argv: Sequence[str], out: TextIO | None = None, err: TextIO | No
         "--runtime-image", default=constants.DEFAULT_RUNTIME_IMAGE, help="default runtime image"
     )
     parser.add_argument(
+        "--runtime-resources",
+        type=runtime_resources_arg,
+        metavar="JSON",
+        help=RUNTIME_RESOURCES_HELP + " (the operator's --runtime-resources)",
+    )
+    parser.add_argument(
         "--sidecars",
         choices=get_args(SidecarMode),
         default="native",
         help="native sidecars (Kubernetes >= 1.29) or plain containers",
     )
     args = parser.parse_args(list(argv))
-    options = build.BuildOptions(runtime_image=args.runtime_image, sidecars=args.sidecars)
+    options = build.BuildOptions(
+        runtime_image=args.runtime_image,
+        sidecars=args.sidecars,
+        runtime_resources=args.runtime_resources,
+    )
     try:
         docs = read_documents(args.filename)
     except InputError as error:

@@ -171,22 +171,31 @@ class SidecarProcess:
             lines.append("it wrote nothing to stderr")
         return "\n".join(lines)
 
-    def stop(self, grace_s: float = 5.0) -> None:
-        """SIGTERM, then SIGKILL after the grace period (at once for 0); remove its sockets."""
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def wait(self) -> None:
+        """Block until the sink's process has exited."""
+        if self._proc is not None:
+            self._proc.wait()
+
+    def send(self, sig: signal.Signals) -> None:
+        """Send `sig` to the sink's process group (its children too), if it still runs."""
+        if self.running():
+            assert self._proc is not None
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM if grace_s > 0 else signal.SIGKILL)
-            try:
-                proc.wait(timeout=grace_s if grace_s > 0 else None)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                os.killpg(self._proc.pid, sig)
+
+    def finish(self) -> None:
+        """After it exited (or was killed): reap it, collect its last output, undo its launch
+        (the container, the namespace's stash) and remove its sockets."""
+        if self._proc is not None:
+            self.send(signal.SIGKILL)  # never reap a sink that still runs: it would block
+            self._proc.wait()
         for pump in self._pumps:
             pump.join(timeout=1.0)
         if self._launch is not None:
-            self._launch.undo()  # launch hook: remove the container / the namespace's stash
+            self._launch.undo()
         cfg = self.config
         for path in (cfg.socket_path, cfg.server_info_path):
             Path(path).unlink(missing_ok=True)

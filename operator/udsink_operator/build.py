@@ -37,6 +37,7 @@ from sink_runtime.config import (
     SinkConfig,
     TlsFiles,
     UserSinkConfig,
+    memory,
 )
 from sink_runtime.config import constants as rc
 from udsink_operator import api, constants
@@ -53,6 +54,9 @@ class BuildOptions:
     # native: initContainers with restartPolicy Always (Kubernetes >= 1.29);
     # plain: ordinary containers, for older clusters (no start/stop ordering).
     sidecars: SidecarMode = "native"
+    # The operator-wide defaults of the runtime container's resources (the chart's
+    # runtime.resources), between the built-in ones and a UDSink's own (`runtime_resources`).
+    runtime_resources: api.Resources | None = None
 
 
 @dataclass(frozen=True)
@@ -391,7 +395,37 @@ def sockets_mount() -> Manifest:
     return {"name": constants.VOLUME_SOCKETS, "mountPath": rc.SOCKET_DIR}
 
 
-def runtime_plan(udsink: api.UDSink, options: BuildOptions) -> ContainerPlan:
+def default_runtime_resources(config: RuntimeConfig) -> api.Resources:
+    """The built-in resources of the runtime container: a CPU request and limit, and the
+    data plane's memory bound for `config` as memory request and limit (memory cannot be
+    taken back from a process, so the pod is sized for what it may hold)."""
+    mem = f"{memory.in_mib(memory.memory_bound(config))}Mi"
+    return api.Resources(
+        requests={"cpu": constants.DEFAULT_RUNTIME_CPU_REQUEST, "memory": mem},
+        limits={"cpu": constants.DEFAULT_RUNTIME_CPU_LIMIT, "memory": mem},
+    )
+
+
+def runtime_resources(
+    config: RuntimeConfig, operator_wide: api.Resources | None, own: api.Resources | None
+) -> Manifest:
+    """The runtime container's resources: the built-in defaults, then the operator's, then
+    the UDSink's. A layer that names a resource (in requests or limits) replaces both of its
+    values below it, so each request and its limit come from one layer and stay consistent."""
+    merged: dict[str, dict[str, str]] = {"requests": {}, "limits": {}}
+    for layer in (default_runtime_resources(config), operator_wide, own):
+        if layer is None:
+            continue
+        given = {"requests": layer.requests or {}, "limits": layer.limits or {}}
+        named = set(given["requests"]) | set(given["limits"])
+        for part, values in merged.items():
+            for name in named:
+                values.pop(name, None)
+            values.update(given[part])
+    return {part: dict(sorted(values.items())) for part, values in merged.items() if values}
+
+
+def runtime_plan(udsink: api.UDSink, options: BuildOptions, config: RuntimeConfig) -> ContainerPlan:
     runtime = udsink.spec.runtime
     mounts: list[Manifest] = [
         {"name": constants.VOLUME_CONFIG, "mountPath": rc.CONFIG_DIR, "readOnly": True},
@@ -420,7 +454,7 @@ def runtime_plan(udsink: api.UDSink, options: BuildOptions) -> ContainerPlan:
         pull_policy=runtime.image_pull_policy,
         command=constants.RUNTIME_COMMAND,
         args=constants.RUNTIME_ARGS,
-        resources=_dump(runtime.resources),
+        resources=runtime_resources(config, options.runtime_resources, runtime.resources),
         mounts=mounts,
         ports=[{"name": rc.METRICS_PORT_NAME, "containerPort": rc.METRICS_PORT, "protocol": "TCP"}],
         probes={
@@ -525,11 +559,30 @@ def volumes(udsink: api.UDSink) -> list[Manifest]:
     return result
 
 
-def pod_spec(udsink: api.UDSink, options: BuildOptions) -> Manifest:
+def spread_constraints(udsink: api.UDSink) -> list[Manifest]:
+    """spec.pod.topologySpreadConstraints, each without a labelSelector counting this
+    UDSink's pods; when absent, replicas spread over nodes as a preference. Independent of
+    the replica count: a pod template that changed with it would roll every pod whenever an
+    autoscaler crossed one replica."""
+    own = {"matchLabels": selector_labels(udsink.metadata.name)}
+    given = udsink.spec.pod.topology_spread_constraints
+    if given is None:
+        return [
+            {
+                "maxSkew": 1,
+                "topologyKey": constants.HOSTNAME_TOPOLOGY_KEY,
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": own,
+            }
+        ]
+    return [{"labelSelector": own, **_dump_all([c])[0]} for c in given]
+
+
+def pod_spec(udsink: api.UDSink, options: BuildOptions, config: RuntimeConfig) -> Manifest:
     spec = udsink.spec
     pod = spec.pod
     native = options.sidecars == "native"
-    runtime = build_container(runtime_plan(udsink, options))
+    runtime = build_container(runtime_plan(udsink, options, config))
     sidecars = [build_container(plan) for plan in sidecar_plans(spec, native)]
     grace = api.duration_ms(spec.runtime.shutdown_grace_period) // 1000
     result: Manifest = {}
@@ -546,6 +599,7 @@ def pod_spec(udsink: api.UDSink, options: BuildOptions) -> Manifest:
         "nodeSelector": pod.node_selector or None,
         "tolerations": _dump_all(pod.tolerations) or None,
         "affinity": _dump(pod.affinity) or None,
+        "topologySpreadConstraints": spread_constraints(udsink) or None,
         "priorityClassName": pod.priority_class_name,
         "imagePullSecrets": _dump_all(pod.image_pull_secrets) or None,
         "runtimeClassName": pod.runtime_class_name,
@@ -554,7 +608,9 @@ def pod_spec(udsink: api.UDSink, options: BuildOptions) -> Manifest:
     return result
 
 
-def build_deployment(udsink: api.UDSink, hash_: str, options: BuildOptions) -> Manifest:
+def build_deployment(
+    udsink: api.UDSink, config: RuntimeConfig, hash_: str, options: BuildOptions
+) -> Manifest:
     name = udsink.metadata.name
     extra = udsink.spec.pod.metadata or api.PodMetadata.model_validate({})
     # Ours last: a user's pod label never overrides the selector (reserved keys are refused
@@ -570,7 +626,7 @@ def build_deployment(udsink: api.UDSink, hash_: str, options: BuildOptions) -> M
             "selector": {"matchLabels": selector_labels(name)},
             "template": {
                 "metadata": {"labels": labels, "annotations": annotations},
-                "spec": pod_spec(udsink, options),
+                "spec": pod_spec(udsink, options, config),
             },
         },
     }
@@ -631,6 +687,6 @@ def build(udsink: api.UDSink, options: BuildOptions | None = None) -> Children:
         config=config,
         config_map=stamp_applied_hash(build_config_map(udsink, config_json)),
         service=stamp_applied_hash(build_service(udsink)),
-        deployment=stamp_applied_hash(build_deployment(udsink, hash_, opts)),
+        deployment=stamp_applied_hash(build_deployment(udsink, config, hash_, opts)),
         config_hash=hash_,
     )

@@ -52,6 +52,16 @@ DEFAULT_RUNTIME_IMAGE: Final = "ghcr.io/udsink/udsink:0.1.0"
 RUNTIME_COMMAND: Final = ("python", "-m", "sink_runtime.dataplane")
 RUNTIME_ARGS: Final = ("--config", runtime.CONFIG_PATH)
 SHUTDOWN_MARGIN_SECONDS: Final = 5
+# The runtime container's default CPU: a request for what a data plane uses at moderate rates
+# (docs/benchmarks.md: 7-25 µs of its own CPU per message, so 100m carries 4,000 messages/s
+# or more), and a limit of two cores, more than its busiest measured run used, so that a
+# namespace whose ResourceQuota counts limits.cpu admits the pod. Its memory request and
+# limit are the data plane's memory bound (sink_runtime.config.memory), computed per UDSink.
+DEFAULT_RUNTIME_CPU_REQUEST: Final = "100m"
+DEFAULT_RUNTIME_CPU_LIMIT: Final = "2"
+# Spread by node when the user gives no spec.pod.topologySpreadConstraints: a preference, so
+# a single-node cluster still runs every replica.
+HOSTNAME_TOPOLOGY_KEY: Final = "kubernetes.io/hostname"
 # Pods run as this user and group unless spec.pod.securityContext says otherwise (restricted
 # Pod Security Standard; one shared user so the runtime can connect to the sinks' sockets).
 DEFAULT_UID: Final = 65532

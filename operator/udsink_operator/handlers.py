@@ -266,6 +266,8 @@ class OperatorOptions:
     """What `udsink operator` lets the user choose besides where to watch."""
 
     runtime_image: str = constants.DEFAULT_RUNTIME_IMAGE
+    # Defaults of the runtime container's resources (BuildOptions.runtime_resources).
+    runtime_resources: api.Resources | None = None
     sidecars: SidecarChoice = "auto"
     # How often UDSinks in phase Failed are reconciled again (a missing Secret may appear).
     recheck_interval: float = 60.0
@@ -349,7 +351,11 @@ def build_registry(
     initial = "native" if options.sidecars == "auto" else options.sidecars
     reconciler = Reconciler(
         cluster,
-        build.BuildOptions(runtime_image=options.runtime_image, sidecars=initial),
+        build.BuildOptions(
+            runtime_image=options.runtime_image,
+            sidecars=initial,
+            runtime_resources=options.runtime_resources,
+        ),
         check_secrets=options.check_secrets,
     )
     resource = (constants.GROUP, constants.VERSION, constants.PLURAL)

@@ -124,3 +124,9 @@ SELECTOR_VALUES = Message("operator {operator} needs {needs}")
 SELECTOR_NUMBER = Message("operator {operator} compares with an integer (got {value})")
 MATCH_FIELDS_KEY = Message("matchFields supports only key metadata.name with operator In or NotIn")
 LOCALHOST_PROFILE_TYPE = Message("localhostProfile is only for type Localhost (got type {type})")
+MIN_DOMAINS = Message(
+    "minDomains applies to whenUnsatisfiable DoNotSchedule only (got whenUnsatisfiable {when})"
+)
+SPREAD_PAIRS = Message(
+    "each topologyKey and whenUnsatisfiable pair may appear once (repeated: {repeated})"
+)

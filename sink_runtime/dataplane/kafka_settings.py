@@ -25,6 +25,7 @@ from sink_runtime.config import (
     KafkaSourceConfig,
     SaslFiles,
     TlsFiles,
+    memory,
     owned_kafka_key,
 )
 
@@ -47,13 +48,13 @@ PRODUCER_DEFAULTS: Mapping[str, str] = {
 # that then waits on an empty queue: measured on bench/dataplane_e2e.py's topic, reading and
 # converting 1 KiB records went from 82,000 to 222,000 records/s with 10 ms.
 # queued.max.messages.kbytes, fetch.max.bytes: librdkafka's prefetch, the part of the data
-# plane's memory that does not depend on the batch (librdkafka's own: a 64 MiB queue that
-# one fetch of up to 50 MiB may overshoot); docs/operations.md, "Memory", has the formula.
+# plane's memory that does not depend on the batch (sink_runtime.config.memory has the bound
+# they enter and their defaults; docs/operations.md, "Memory", the formula).
 CONSUMER_DEFAULTS: Mapping[str, str] = {
     "enable.partition.eof": "false",
     "fetch.queue.backoff.ms": "10",
-    "queued.max.messages.kbytes": "16384",
-    "fetch.max.bytes": str(16 * 1024 * 1024),
+    memory.QUEUE_KBYTES_KEY: str(memory.DEFAULT_QUEUE_KBYTES),
+    memory.FETCH_BYTES_KEY: str(memory.DEFAULT_FETCH_BYTES),
 }
 DEFAULT_DELIVERY_TIMEOUT_MS = 30_000
 

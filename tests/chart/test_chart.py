@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from udsink_cli import operator_cmd
-from udsink_operator import constants
+from udsink_operator import api, build, constants
 from udsink_operator.api import parse_udsink
 
 from tests.support.chart import (
@@ -47,6 +47,7 @@ MODES = {
     ),
     "namespaced": NAMESPACED,
     "namespaced-ha": (*NAMESPACED, "--set", "replicaCount=2"),
+    "network-policy": ("--set", "networkPolicy.enabled=true"),
 }
 
 
@@ -176,6 +177,7 @@ def test_operator_args_are_udsink_operator_flags(helm_bin: Path) -> None:
     assert not args.no_scanning
     assert args.standalone  # one replica: no leader election
     assert args.runtime_image == constants.DEFAULT_RUNTIME_IMAGE
+    assert args.runtime_resources is None  # the operator's built-in defaults
     assert args.sidecars == "auto"
     assert args.secret_check  # referenced Secrets are checked unless secretCheck=false
     assert not args.verbose and args.log_format == "json"
@@ -204,6 +206,24 @@ def test_operator_args_for_namespaces_and_leader_election(helm_bin: Path) -> Non
     (deployment,) = kinds(docs, "Deployment")
     assert deployment["spec"]["replicas"] == 2
     assert "strategy" not in deployment["spec"]  # rolling: the peering keeps one active
+
+
+def test_runtime_resources_reach_the_operator_as_its_defaults(helm_bin: Path) -> None:
+    docs = render(
+        helm_bin,
+        *("--set", "runtime.resources.requests.cpu=250m"),
+        *("--set-string", "runtime.resources.limits.memory=1Gi"),
+    )
+    args = operator_cmd.operator_parser().parse_args(operator_container(docs)["args"][1:])
+    assert args.runtime_resources == api.Resources.model_validate(
+        {"requests": {"cpu": "250m"}, "limits": {"memory": "1Gi"}}
+    )
+    # What the operator then builds: these replace the built-in cpu and memory values.
+    udsink = parse_udsink(yaml.safe_load((ROOT / "examples/01-minimal/udsink.yaml").read_text()))
+    options = build.BuildOptions(runtime_resources=args.runtime_resources)
+    pod = build.build(udsink, options).deployment["spec"]["template"]["spec"]
+    runtime = next(c for c in pod["containers"] if c["name"] == "runtime")
+    assert runtime["resources"] == {"requests": {"cpu": "250m"}, "limits": {"memory": "1Gi"}}
 
 
 def test_operator_pod_is_restricted(helm_bin: Path) -> None:
@@ -306,6 +326,10 @@ BAD_VALUES = [
     (("--set", "imagee.tag=1.0"), ["additional properties 'imagee' not allowed"]),
     (("--set", "healthPort=80"), ["/healthPort", "minimum"]),
     (("--set", "secretCheck=off"), ["/secretCheck", "boolean"]),
+    (
+        ("--set", "runtime.resources.requests.gpu=1"),
+        ["/runtime/resources/requests", "additional properties 'gpu' not allowed"],
+    ),
     (
         ("--set", "watch.namespaces={shop}"),
         ["watch.namespaces is [shop]", "watch.clusterWide is true", "watch.clusterWide=false"],

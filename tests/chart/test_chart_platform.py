@@ -350,7 +350,10 @@ def named_objects(docs: list[Doc]) -> list[Doc]:
 def test_name_overrides_reach_every_object(
     helm_bin: Path, values: tuple[str, ...], prefix: str, app_name: str
 ) -> None:
-    everything = ("--set", "replicaCount=2", "--set", "metrics.serviceMonitor.enabled=true")
+    everything = (
+        *("--set", "replicaCount=2", "--set", "metrics.serviceMonitor.enabled=true"),
+        *("--set", "networkPolicy.enabled=true"),
+    )
     monitoring = (
         "--set",
         "metrics.dashboards.enabled=true",
@@ -398,6 +401,7 @@ def test_every_object_and_pod_carries_version_chart_and_common_labels(helm_bin: 
             "metrics.dashboards.enabled=true",
         ),
         *("--set", "metrics.prometheusRule.enabled=true", "--set", "podLabels.team=ops"),
+        *("--set", "networkPolicy.enabled=true"),
         tests=True,
     )
     check_all(docs)
@@ -411,6 +415,85 @@ def test_every_object_and_pod_carries_version_chart_and_common_labels(helm_bin: 
     assert "commonLabels sets app.kubernetes.io/name, a label the chart sets itself" in stderr
     stderr = refused(helm_bin, "--set", "podLabels.helm\\.sh/chart=mine")
     assert "podLabels sets helm.sh/chart, a label the chart sets itself" in stderr
+
+
+# --- the operator's NetworkPolicy ---
+
+NETWORK_POLICY = ("--set", "networkPolicy.enabled=true")
+
+
+def test_network_policy_is_off_by_default(helm_bin: Path) -> None:
+    assert not kinds(render(helm_bin), "NetworkPolicy")
+
+
+def test_network_policy_admits_only_what_the_operator_and_helm_test_need(
+    helm_bin: Path,
+) -> None:
+    docs = render(helm_bin, *NETWORK_POLICY, tests=True)
+    check_all(docs)
+    (policy,) = kinds(docs, "NetworkPolicy")
+    spec = policy["spec"]
+    deployment = deployment_of(docs)
+    assert spec["podSelector"] == deployment["spec"]["selector"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    # In: the `helm test` pod only (the kubelet's probes come from the node), to the ports
+    # the operator container names.
+    (rule,) = spec["ingress"]
+    (test_pod,) = [d for d in hook_pods(docs) if d["kind"] == "Pod"]
+    (peer,) = rule["from"]
+    assert set(peer) == {"podSelector"}
+    assert peer["podSelector"]["matchLabels"].items() <= test_pod["metadata"]["labels"].items()
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert not peer["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    named = {p["name"] for p in operator_container(docs)["ports"]}
+    assert {p["port"] for p in rule["ports"]} == named == {"health", "metrics"}
+    # Out: the API server's ports (any address unless told) and DNS, nothing else.
+    api_server, dns = spec["egress"]
+    assert api_server == {
+        "ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]
+    }
+    assert dns["ports"] == [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
+    assert dns["to"] == [
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}
+    ]
+
+
+def test_network_policy_values(helm_bin: Path) -> None:
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mon"}}}
+    proxy = {"to": [{"ipBlock": {"cidr": "10.9.0.0/16"}}], "ports": [{"port": 3128}]}
+    docs = render(
+        helm_bin,
+        *NETWORK_POLICY,
+        *("--set", "networkPolicy.apiServer.cidrs={10.0.0.10/32,10.0.0.11/32}"),
+        *("--set", "networkPolicy.apiServer.ports={6443}"),
+        *("--set-json", f"networkPolicy.metricsFrom=[{json.dumps(monitoring)}]"),
+        *("--set-json", "networkPolicy.dnsTo=[]"),
+        *("--set-json", f"networkPolicy.extraEgress=[{json.dumps(proxy)}]"),
+    )
+    check_all(docs)
+    (policy,) = kinds(docs, "NetworkPolicy")
+    _helm_test, scraper = policy["spec"]["ingress"]
+    assert scraper == {"from": [monitoring], "ports": [{"port": "metrics", "protocol": "TCP"}]}
+    assert policy["spec"]["egress"] == [
+        {
+            "ports": [{"port": 6443, "protocol": "TCP"}],
+            "to": [{"ipBlock": {"cidr": "10.0.0.10/32"}}, {"ipBlock": {"cidr": "10.0.0.11/32"}}],
+        },
+        proxy,
+    ]
+    # Without the operator's metrics port there is nothing to scrape, nor to test there.
+    docs = render(
+        helm_bin,
+        *NETWORK_POLICY,
+        *("--set", "metrics.operatorPort=0"),
+        *("--set-json", f"networkPolicy.metricsFrom=[{json.dumps(monitoring)}]"),
+    )
+    (policy,) = kinds(docs, "NetworkPolicy")
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "health", "protocol": "TCP"}]
+    assert "/networkPolicy/apiServer/cidrs/0" in refused(
+        helm_bin, *NETWORK_POLICY, "--set", "networkPolicy.apiServer.cidrs={10.0.0.10}"
+    )
 
 
 # --- revisionHistoryLimit, priorityClassName ---

@@ -52,8 +52,10 @@ def udsink_argv(*args: str | Path) -> list[str]:
 
 
 def run_env(record_dir: Path, **extra: str) -> dict[str, str]:
-    """The environment of `udsink run` and so of its sinks; the log format is its default."""
-    env = {**os.environ, "RECORD_DIR": str(record_dir), **extra}
+    """The environment of `udsink run` and so of its sinks, as a user with this venv activated
+    has it (`python` in a sink command is this venv's); the log format is its default."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "PATH": path, "RECORD_DIR": str(record_dir), **extra}
     env.pop(constants.LOG_FORMAT_ENV, None)
     return env
 

@@ -170,7 +170,10 @@ def test_run_help_documents_input_commands_output_and_exit_codes() -> None:
         "--on-failure",
         "2 invalid input",
         "130 Ctrl-C",
-        "a second Ctrl-C quits at once",
+        "A second Ctrl-C quits at once",
+        # What a stop waits for, and its bound.
+        "ends the run within 10s: the sink has up to 8s to answer the",
+        "every sink gets SIGTERM",
     ):
         assert needle in text, f"{needle!r} not in udsink run --help"
 

@@ -8,10 +8,14 @@ with our SDK) recorded under RECORD_DIR. Sockets go to a private directory under
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shlex
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ from tests.cli.runner import (
     RUN_TIMEOUT_S,
     SINKS,
     Finished,
+    Running,
     assert_one_message,
     process_exists,
     read_pid,
@@ -36,6 +41,14 @@ from tests.cli.runner import (
     wait_for,
     write_udsink,
 )
+from tests.support.ports import free_port
+
+# What --json prints on every exit path, a completed run or one that never started.
+SUMMARY_KEYS = {
+    *("headline", "name", "outcome", "reason", "exit_code", "on_failure", "messages"),
+    *("attempts", "abandoned", "never_succeeded", "elapsed_s", "rate_per_s"),
+}
+
 
 # --- 1. The quickstart end to end ---
 
@@ -60,6 +73,7 @@ def test_quickstart_runs_end_to_end_from_any_directory(tmp_path: Path) -> None:
     )
     assert done.code == 0, done.stderr
     summary = done.summary()
+    assert set(summary) == SUMMARY_KEYS
     assert summary["name"] == "quickstart"
     assert summary["outcome"] == "completed"
     assert summary["exit_code"] == 0
@@ -114,6 +128,51 @@ def test_input_file_delivers_every_line_with_keys_and_headers(tmp_path: Path) ->
     ]
     counts = done.summary()["messages"]
     assert counts["read"] == counts["written"] == counts["acked"] == len(cases), counts
+
+
+# --- 2b. The sink command runs as typed: `python` is the user's, not udsink's ---
+
+
+def test_python_in_the_sink_command_is_the_one_the_users_shell_finds(tmp_path: Path) -> None:
+    # Another venv, active in the user's shell: its `python` sees a package udsink's own
+    # interpreter does not have, as a pynumaflow venv has pynumaflow.
+    site = tmp_path / "sink-venv" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "only_in_the_sink_venv.py").write_text("WHERE = 'sink venv'\n", encoding="utf-8")
+    venv_bin = tmp_path / "sink-venv" / "bin"
+    venv_bin.mkdir()
+    python = venv_bin / "python"
+    python.write_text(
+        f'#!/bin/sh\nPYTHONPATH={site} exec {shlex.quote(sys.executable)} "$@"\n',
+        encoding="utf-8",
+    )
+    python.chmod(0o755)
+    sink = tmp_path / "sink.py"
+    sink.write_text(
+        "import runpy\n"
+        "import only_in_the_sink_venv  # ModuleNotFoundError under any other python\n"
+        f"runpy.run_path({str(SINKS / 'recording_sink.py')!r}, run_name='__main__')\n",
+        encoding="utf-8",
+    )
+    env = run_env(tmp_path)
+    env["PATH"] = os.pathsep.join([str(venv_bin), env["PATH"]])
+    done = udsink_run(
+        "-f",
+        QUICKSTART,
+        "--sink-cmd",
+        "python sink.py",
+        "--count",
+        "20",
+        "--rate",
+        "0",
+        "--json",
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.code == 0, done.stderr
+    assert "ModuleNotFoundError" not in done.stderr
+    assert done.summary()["messages"]["acked"] == 20
+    assert len(records(tmp_path / f"{constants.CONTAINER_UDSINK}.jsonl")) == 20
 
 
 # --- 3. A sink that crashes mid-run ---
@@ -172,7 +231,6 @@ def test_sink_exiting_at_start_is_one_message_with_its_stderr(tmp_path: Path) ->
         cwd=tmp_path,
     )
     assert done.code == 1, done.stderr
-    assert done.stdout == ""
     assert_one_message(
         done.stderr,
         "broken_sink.py",
@@ -180,6 +238,15 @@ def test_sink_exiting_at_start_is_one_message_with_its_stderr(tmp_path: Path) ->
         "stderr lines:",
         "  | RuntimeError: cannot connect to database postgres://db.invalid:5432/orders",
     )
+    # A script reading --json gets the summary with the same reason, nothing counted.
+    summary = done.summary()
+    assert (summary["outcome"], summary["exit_code"]) == ("failed", 1)
+    assert "broken_sink.py" in summary["reason"]
+    assert "cannot connect to database" in summary["reason"]
+    assert summary["headline"] == (f"quickstart: failed: {summary['reason'].splitlines()[0]}"), (
+        "one line, the reason's first"
+    )
+    assert set(summary["messages"].values()) == {0}
 
 
 def test_sink_never_writing_server_info_times_out_and_is_stopped(tmp_path: Path) -> None:
@@ -209,6 +276,9 @@ def test_sink_never_writing_server_info_times_out_and_is_stopped(tmp_path: Path)
     )
     assert not process_exists(read_pid(tmp_path / f"{constants.CONTAINER_UDSINK}.pid"))
     assert list(socks.iterdir()) == []
+    summary = done.summary()
+    assert (summary["outcome"], summary["exit_code"]) == ("failed", 1)
+    assert "did not write its server-info file" in summary["reason"]
 
 
 # --- 5. Ctrl-C and SIGTERM: summary, exit code, nothing left behind ---
@@ -350,13 +420,15 @@ def test_socket_dir_that_is_not_a_directory_is_one_line(tmp_path: Path) -> None:
         "-f", QUICKSTART, "--socket-dir", not_a_dir, "--json", env=run_env(tmp_path), cwd=tmp_path
     )
     assert done.code == 2, done.stderr
-    message = f"udsink run: --socket-dir {not_a_dir} is not a directory"
-    assert done.stderr.strip() == message
+    message = f"--socket-dir {not_a_dir} is not a directory"
+    assert done.stderr.strip() == f"udsink run: {message}"
     # --json readers get the reason on stdout, not an empty document.
-    assert done.summary() == {
-        "headline": message,
-        "outcome": "error",
-        "reason": message.removeprefix("udsink run: "),
+    summary = done.summary()
+    assert {k: summary[k] for k in ("headline", "name", "outcome", "reason", "exit_code")} == {
+        "headline": f"quickstart: invalid: {message}",
+        "name": "quickstart",
+        "outcome": "invalid",
+        "reason": message,
         "exit_code": 2,
     }
 
@@ -387,7 +459,103 @@ def test_podman_with_only_crun_on_a_hybrid_host_says_to_install_runc(tmp_path: P
         assert "/crun)" in done.stderr
 
 
-# --- 7. The fallback sink as a second local subprocess ---
+# --- 7. --json: a summary with the reason on every exit path ---
+
+
+def kafka_udsink(path: Path, port: int) -> Path:
+    """A UDSink reading a Kafka broker at a local port nothing listens on."""
+    spec = GENERATOR_SPEC.replace(
+        "generator: {rate: 0, count: 1000, valueSize: 16, keyCount: 2}",
+        f"kafka: {{brokers: ['127.0.0.1:{port}'], topics: [orders]}}",
+    )
+    assert "kafka:" in spec
+    return write_udsink(path, spec)
+
+
+def exit_path_args(case: str, tmp_path: Path) -> list[str | Path]:
+    """The arguments of one way `udsink run` ends before its data plane runs."""
+    recorder = ["--sink-cmd", sink_cmd("recording_sink.py")]
+    if case == "option":
+        return ["-f", QUICKSTART, "--count", "-1"]
+    if case == "no-file-option":
+        return ["--count", "3"]
+    if case == "missing-file":
+        return ["-f", tmp_path / "absent.yaml", *recorder]
+    if case == "input-line":
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text('{"value": "ok"}\nnot json\n', encoding="utf-8")
+        return ["-f", QUICKSTART, *recorder, "--input", bad]
+    if case == "command-not-found":
+        return ["-f", QUICKSTART, "--sink-cmd", "no-such-sink-program --port 1"]
+    assert case == "brokers-silent"
+    return ["-f", kafka_udsink(tmp_path / "kafka.yaml", free_port()), *recorder]
+
+
+EXIT_PATHS = {
+    "option": (2, "invalid", None, "--count must be >= 0 (got -1)"),
+    "no-file-option": (2, "invalid", None, "the following arguments are required: -f"),
+    "missing-file": (2, "invalid", None, "absent.yaml"),
+    "input-line": (2, "invalid", "quickstart", "--input"),
+    "command-not-found": (1, "failed", "quickstart", "no-such-sink-program"),
+    "brokers-silent": (1, "failed", "local-test", "not reachable within 5s"),
+}
+
+
+@pytest.mark.parametrize("case", EXIT_PATHS)
+def test_json_summary_names_the_reason_on_every_exit_path(tmp_path: Path, case: str) -> None:
+    code, outcome, name, reason = EXIT_PATHS[case]
+    done = udsink_run(
+        *exit_path_args(case, tmp_path), "--json", env=run_env(tmp_path), cwd=tmp_path
+    )
+    assert done.code == code, done.stderr
+    summary = done.summary()
+    assert set(summary) == SUMMARY_KEYS, summary
+    assert (summary["outcome"], summary["exit_code"], summary["name"]) == (outcome, code, name)
+    assert reason in summary["reason"], summary
+    assert (
+        summary["headline"]
+        == f"{name or 'udsink run'}: {outcome}: " + (summary["reason"].splitlines()[0])
+    )
+    assert set(summary["messages"].values()) == {0}
+    # The person at the terminal reads the same reason on stderr.
+    assert f"udsink run: {summary['reason'].splitlines()[0]}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def rdkafka_running(pid: int) -> bool:
+    """librdkafka's main thread runs in `pid` (it names its threads rdk:*)."""
+    tasks = Path(f"/proc/{pid}/task")
+    names = []
+    for task in tasks.iterdir() if tasks.exists() else []:
+        with contextlib.suppress(OSError):
+            names.append((task / "comm").read_text(encoding="utf-8").strip())
+    return "rdk:main" in names
+
+
+def test_signal_while_probing_the_brokers_still_prints_the_summary(tmp_path: Path) -> None:
+    udsink_file = kafka_udsink(tmp_path / "kafka.yaml", free_port())
+    run = Running(
+        "-f",
+        udsink_file,
+        "--sink-cmd",
+        sink_cmd("recording_sink.py"),
+        "--json",
+        env=run_env(tmp_path),
+        cwd=tmp_path,
+    )
+    # Before any sink starts, while the brokers are asked for up to 5 s.
+    run.wait_for("the Kafka probe", lambda: rdkafka_running(run.proc.pid))
+    run.proc.send_signal(signal.SIGTERM)
+    done = run.finish(RUN_TIMEOUT_S)
+    assert done.code == 143, done.stderr
+    summary = done.summary()
+    assert (summary["outcome"], summary["exit_code"]) == ("terminated", 143)
+    assert summary["reason"] == "terminated (SIGTERM) before the sinks started"
+    assert not (tmp_path / f"{constants.CONTAINER_UDSINK}.pid").exists()
+    assert "Traceback" not in done.stderr
+
+
+# --- 8. The fallback sink as a second local subprocess ---
 
 # The source is replaced by --input.
 FALLBACK_SPEC = """\

@@ -22,7 +22,7 @@ from fcntl import ioctl
 from pathlib import Path
 from typing import Any
 
-from udsink_cli.run import OUTCOMES
+from udsink_cli.run import DRAIN_S, OUTCOMES, STOP_BOUND_S
 
 from sink_runtime.config import constants
 from sink_runtime.dataplane.metrics import ATTEMPT_COUNTS, MESSAGE_COUNTS
@@ -109,6 +109,11 @@ def test_replay_that_keeps_failing_ends_after_the_budget_naming_the_ids(tmp_path
     assert attempts["failed"] >= 2 * 3  # the first delivery and two retries, at least
     assert "--on-failure" in summary["reason"]
     assert "udsink run: 2 messages still failed after 2 retries" in done.stderr
+    # The log line ends its message with the sink's error, then its fields, set apart.
+    failed = next(line for line in done.stderr.splitlines() if "messages FAILED" in line)
+    message, fields = failed.split(" | ")
+    assert message.endswith(": the test asked for a FAILURE"), failed
+    assert fields == "batch_size=2 ids=['file:0:2', 'file:0:4']", failed
 
 
 def test_replay_summary_first_line_names_the_ids_and_fits_80_columns(tmp_path: Path) -> None:
@@ -158,7 +163,9 @@ def test_on_failure_fallback_without_a_fallback_sink_is_invalid_input(tmp_path: 
     assert "spec.sink.fallback" in done.stderr
 
 
-def test_second_ctrl_c_quits_at_once_committing_nothing_unanswered(tmp_path: Path) -> None:
+def hung_batch(tmp_path: Path) -> tuple[Running, int]:
+    """A run whose sink holds a batch of 3 forever (its handler hangs on the second): the run,
+    once the sink has the batch, and the sink's pid."""
     udsink_file = write_udsink(tmp_path / "udsink.yaml", REPLAY_SPEC.format(batch=10))
     run = Running(
         "-f",
@@ -173,6 +180,11 @@ def test_second_ctrl_c_quits_at_once_committing_nothing_unanswered(tmp_path: Pat
     )
     run.wait_for("the sink got the batch", lambda: len(records(tmp_path / PRIMARY_RECORDS)) == 3)
     sink_pid = read_pid(tmp_path / PRIMARY_PID)
+    return run, sink_pid
+
+
+def test_second_ctrl_c_quits_at_once_committing_nothing_unanswered(tmp_path: Path) -> None:
+    run, sink_pid = hung_batch(tmp_path)
     run.proc.send_signal(signal.SIGINT)
     run.wait_for_stderr("Ctrl-C again to quit at once")
     run.proc.send_signal(signal.SIGINT)
@@ -185,6 +197,32 @@ def test_second_ctrl_c_quits_at_once_committing_nothing_unanswered(tmp_path: Pat
     assert summary["outcome"] == "interrupted"
     assert summary["messages"]["acked"] == 0
     assert summary["abandoned"] == 3
+    assert not alive(sink_pid)
+
+
+def test_ctrl_c_with_a_hung_handler_ends_within_the_bound_it_states(tmp_path: Path) -> None:
+    run, sink_pid = hung_batch(tmp_path)
+    signalled = time.monotonic()
+    run.proc.send_signal(signal.SIGINT)
+    # What it waits for, said when it starts waiting.
+    run.wait_for_stderr(
+        f"stopping within {STOP_BOUND_S:g}s: the sink has up to {DRAIN_S:g}s to answer the "
+        "in-flight batch (3 messages; left uncommitted if it does not)"
+    )
+    try:
+        run.proc.wait(timeout=RUN_TIMEOUT_S)
+    finally:
+        took = time.monotonic() - signalled
+        done = run.finish(timeout_s=RUN_TIMEOUT_S)
+    # The handler never returns and the sink ignores SIGTERM while it hangs: the run waits
+    # the batch's share of the bound, then kills the sink when the bound is up (before:
+    # 10 s for the batch, then 5.4 s more for the sink). The slack covers a loaded machine.
+    assert DRAIN_S <= took <= STOP_BOUND_S + 2.5, f"{took:.1f}s:\n{done.stderr}"
+    assert done.code == 130, done.stderr
+    assert "did not exit within" in done.stderr and "of SIGTERM: killed" in done.stderr
+    summary = done.summary()
+    assert summary["outcome"] == "interrupted"
+    assert (summary["messages"]["acked"], summary["abandoned"]) == (0, 3)
     assert not alive(sink_pid)
 
 

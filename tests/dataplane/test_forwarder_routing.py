@@ -69,6 +69,30 @@ async def test_batches_stay_in_order_while_one_is_retried(
     assert source.acked_ids == ids(6)
 
 
+async def test_retries_go_in_source_order_and_a_shorter_nack_comes_back_first(
+    sdk_sink: SdkFactory, file_source: SourceFactory
+) -> None:
+    # docs/concepts.md, "Order per partition": in the first batch 2 and 4 fail once, 5 and 6
+    # are held (NACK) for 1 s and 50 ms.
+    held_ms = {"file:0:5": 1000, "file:0:6": 50}
+
+    def answer(d: Datum, n: int) -> Response:
+        if n == 1 and d.id in ("file:0:2", "file:0:4"):
+            return Response.failure(d.id, "db timeout")
+        if n == 1 and d.id in held_ms:
+            return Response.nack(d.id, delay=held_ms[d.id])
+        return Response.ok(d.id)
+
+    primary = await sdk_sink(answer)
+    metrics = Metrics()
+    source = file_source(12)
+    await run_forwarder(source, Sinks(udsink(primary, metrics)), metrics=metrics, batch_size=6)
+    first, second = ids(12)[:6], ids(12)[6:]
+    retried = ["file:0:2", "file:0:4", "file:0:6", "file:0:5"]
+    assert primary.recorder.ids == [*first, *retried, *second]
+    assert source.acked_ids == ids(12)
+
+
 def always_fail(target: str) -> Answer:
     def answer(d: Datum, n: int) -> Response:
         if d.id == target:

@@ -22,6 +22,7 @@ import yaml
 from udsink_operator import constants
 
 from sink_runtime.config import constants as runtime_constants
+from sink_runtime.config import memory as runtime_memory
 from tests.e2e.conftest import (
     EXAMPLE_SINKS_IMAGE,
     ControlPlane,
@@ -229,6 +230,7 @@ def test_three_replicas_share_the_partitions(
     wait_ready(plane, operator, NAMESPACE, "shared", pods=1)
     plane.kubectl("scale", "udsink/shared", "--replicas=3", "-n", NAMESPACE)
     wait_ready(plane, operator, NAMESPACE, "shared", pods=3)
+    check_resources_and_spread(plane, "shared", pods=3)
     sent = 600
     broker.produce(source, keyed_records(0, sent))
     wait.all_stored(broker, "shared", source, output, sent)
@@ -236,6 +238,40 @@ def test_three_replicas_share_the_partitions(
     assert sum(reads) >= sent
     assert sum(1 for r in reads if r > 0) >= 2, f"one pod read everything: {reads}"
     plane.kubectl("delete", "udsink", "shared", "-n", NAMESPACE, "--timeout=60s")
+
+
+def check_resources_and_spread(plane: ControlPlane, name: str, pods: int) -> None:
+    """The operator's defaults as the real API server stored them and the node runs them:
+    the runtime container's requests and limits (its memory bound: a Kafka source and a
+    user-defined sink, every default), and spreading by node, a preference that still lets
+    every replica run on this one node."""
+    memory = f"{runtime_memory.default_kafka_bound_mib(user_sink=True)}Mi"
+    resources = {
+        "requests": {"cpu": constants.DEFAULT_RUNTIME_CPU_REQUEST, "memory": memory},
+        "limits": {"cpu": constants.DEFAULT_RUNTIME_CPU_LIMIT, "memory": memory},
+    }
+    spread = [
+        {
+            "maxSkew": 1,
+            "topologyKey": constants.HOSTNAME_TOPOLOGY_KEY,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": {constants.LABEL_UDSINK: name}},
+        }
+    ]
+    deployment = plane.get_json("deployment", name, "-n", NAMESPACE)
+    template = deployment["spec"]["template"]["spec"]
+    assert template["topologySpreadConstraints"] == spread, template
+    found = pods_of(plane, NAMESPACE, name)
+    assert len(found) == pods
+    for pod in found:
+        runtime = next(
+            c for c in pod["spec"]["containers"] if c["name"] == runtime_constants.CONTAINER_RUNTIME
+        )
+        assert runtime["resources"] == resources, runtime
+        assert pod["spec"]["topologySpreadConstraints"] == spread, pod["spec"]
+        assert pod["spec"].get("nodeName"), pod["metadata"]["name"]
+        # Requests below limits (the sink sidecar sets none): the kubelet's Burstable class.
+        assert pod["status"]["qosClass"] == "Burstable", pod["status"]
 
 
 class Producer(threading.Thread):

@@ -91,6 +91,21 @@ async def test_create_builds_owned_children_and_reports_status(
     assert [c["name"] for c in pod["initContainers"]] == [rc.CONTAINER_UDSINK]
     assert [c["name"] for c in pod["containers"]] == [rc.CONTAINER_RUNTIME]
     assert deployment["spec"]["replicas"] == 2
+    # Pods a platform team accepts: the runtime's resources (its memory bound: a generator
+    # and a user-defined sink, 75 MiB + 6 x 16 MiB) and the two replicas spread over nodes.
+    (runtime,) = pod["containers"]
+    assert runtime["resources"] == {
+        "requests": {"cpu": constants.DEFAULT_RUNTIME_CPU_REQUEST, "memory": "171Mi"},
+        "limits": {"cpu": constants.DEFAULT_RUNTIME_CPU_LIMIT, "memory": "171Mi"},
+    }
+    assert pod["topologySpreadConstraints"] == [
+        {
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": {constants.LABEL_UDSINK: "orders"}},
+        }
+    ]
     config = parse_config(config_map["data"][rc.CONFIG_FILE])
     assert config.sink.type == "udsink"
     assert config.namespace == NAMESPACE

@@ -49,9 +49,15 @@ async def test_operator_command_runs_against_a_cluster(
     liveness = f"http://127.0.0.1:{liveness_port}/healthz"
     metrics_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    # The chart's runtime.resources: a CPU request alone (so no CPU limit) for every UDSink.
+    resources = '{"requests": {"cpu": "250m"}}'
     process = await asyncio.create_subprocess_exec(
         *operator_command(
-            NAMESPACE, config, liveness_port=liveness_port, metrics_port=metrics_port
+            NAMESPACE,
+            config,
+            liveness_port=liveness_port,
+            metrics_port=metrics_port,
+            extra=("--runtime-resources", resources),
         ),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -59,7 +65,9 @@ async def test_operator_command_runs_against_a_cluster(
     )
     try:
         await create(emulator, UDSINK_PATH, udsink_object())
-        await eventually(lambda: stored(emulator, "apps/v1/deployments", "orders"), within=30)
+        deployment = await eventually(
+            lambda: stored(emulator, "apps/v1/deployments", "orders"), within=30
+        )
         assert await becomes_healthy(liveness)
         pending = 'udsink_operator_udsinks{phase="Pending"} 1.0'
         async with aiohttp.ClientSession() as session:
@@ -77,6 +85,13 @@ async def test_operator_command_runs_against_a_cluster(
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
 
     assert process.returncode == 0, stderr.decode()[-2000:]
+    # The operator-wide defaults replaced the built-in CPU values; memory is still the bound
+    # (a generator source and a user-defined sink: 75 MiB + 6 batches of 16 MiB).
+    (runtime,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert runtime["resources"] == {
+        "requests": {"cpu": "250m", "memory": "171Mi"},
+        "limits": {"memory": "171Mi"},
+    }
     # Both the operator's own calls and kopf's watches authenticated with the kubeconfig.
     from_operator = [r for r in emulator if not r.headers.get("User-Agent", "").startswith("kmock")]
     assert from_operator

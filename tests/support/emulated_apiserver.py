@@ -17,7 +17,7 @@ import copy
 import itertools
 import sys
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -442,15 +442,21 @@ async def delete(emu: ApplyingEmulator, path: str) -> None:
 
 
 def operator_command(
-    namespace: str, kubeconfig: Path, *, liveness_port: int, metrics_port: int = 0
+    namespace: str,
+    kubeconfig: Path,
+    *,
+    liveness_port: int,
+    metrics_port: int = 0,
+    extra: Sequence[str] = (),
 ) -> list[str]:
     """`udsink operator` as a process logged in to the emulator with `kubeconfig`: one
     namespace, no leader election, no scanning, native sidecars, its own probe ports (the
-    defaults may be taken by another operator on this machine)."""
+    defaults may be taken by another operator on this machine), then `extra` flags."""
     return [
         *(sys.executable, "-m", "udsink_cli.main", "operator"),
         *("--namespace", namespace, "--standalone", "--no-scanning"),
         *("--kubeconfig", str(kubeconfig), "--sidecars", "native"),
         *("--liveness", f"http://127.0.0.1:{liveness_port}/healthz"),
         *("--metrics-port", str(metrics_port)),
+        *extra,
     ]

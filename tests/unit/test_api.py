@@ -98,6 +98,18 @@ def required_node_term(term: dict[str, Any]) -> dict[str, Any]:
 
 
 # (spec, the exact issue). Each row is one rule of API.md or a bound of a field.
+def spread(**constraint: Any) -> dict[str, Any]:
+    """A spec with one topology spread constraint: a zone, DoNotSchedule, unless changed."""
+    given = {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone"}
+    return spec(
+        pod={
+            "topologySpreadConstraints": [
+                {**given, "whenUnsatisfiable": "DoNotSchedule", **constraint}
+            ]
+        }
+    )
+
+
 INVALID: list[tuple[str, dict[str, Any], str]] = [
     (
         "source-none",
@@ -496,6 +508,36 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "run-as-root",
         spec(pod={"securityContext": {"runAsUser": 0}}),
         "spec.pod.securityContext.runAsUser: Input should be greater than or equal to 1 (got 0)",
+    ),
+    (
+        "spread-min-domains",
+        spread(whenUnsatisfiable="ScheduleAnyway", minDomains=3),
+        "spec.pod.topologySpreadConstraints[0]: minDomains applies to whenUnsatisfiable "
+        "DoNotSchedule only (got whenUnsatisfiable ScheduleAnyway)",
+    ),
+    (
+        "spread-pair-twice",
+        spec(
+            pod={
+                "topologySpreadConstraints": [
+                    {"maxSkew": s, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": w}
+                    for s, w in ((1, "DoNotSchedule"), (2, "ScheduleAnyway"), (3, "DoNotSchedule"))
+                ]
+            }
+        ),
+        "spec.pod: each topologyKey and whenUnsatisfiable pair may appear once (repeated: "
+        "kubernetes.io/hostname DoNotSchedule)",
+    ),
+    (
+        "spread-skew-zero",
+        spread(maxSkew=0),
+        "spec.pod.topologySpreadConstraints[0].maxSkew: Input should be greater than or equal "
+        "to 1 (got 0)",
+    ),
+    (
+        "spread-key",
+        spread(topologyKey="a b"),
+        "spec.pod.topologySpreadConstraints[0].topologyKey: must be a label key",
     ),
     (
         "desired-phase",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,8 @@ from sink_runtime.config import (
 )
 from sink_runtime.config import constants as rc
 from tests.support.kube_schemas import LATEST, check_manifest
+
+ROOT = Path(__file__).resolve().parents[2]
 
 Doc = dict[str, Any]
 
@@ -529,6 +532,120 @@ def test_runtime_image_and_resources() -> None:
         pod_of(children(udsink(), build.BuildOptions(runtime_image="img:9"))), "runtime"
     )
     assert default["image"] == "img:9"
+
+
+# The built-in resources of the runtime container, by its settings: the memory bound worked
+# out by hand from docs/operations.md ("Memory"): 75 MiB + prefetch queue + one fetch + n x
+# batch.maxBytes (n = 6 with a user-defined sink, else 4).
+KAFKA_LOG = {"sink": {"log": {}}}
+MEMORY_BOUNDS = [
+    ("kafka-user-sink", {}, 75 + 16 + 16 + 6 * 16),
+    ("kafka-log-sink", KAFKA_LOG, 75 + 16 + 16 + 4 * 16),
+    (
+        "larger-batches-and-queue",
+        {
+            "batch": {"maxBytes": 64 * 1024 * 1024},
+            "source": {
+                "kafka": {
+                    "brokers": ["kafka:9092"],
+                    "topics": ["orders"],
+                    "config": {"queued.max.messages.kbytes": "65536", "fetch.max.bytes": "8388608"},
+                }
+            },
+        },
+        75 + 64 + 8 + 6 * 64,
+    ),
+    ("generator-no-prefetch", {"source": {"generator": {}}, **KAFKA_LOG}, 75 + 4 * 16),
+    (
+        "user-sink-as-fallback",
+        {"sink": {"log": {}, "fallback": USER_SINK}},
+        75 + 16 + 16 + 6 * 16,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("spec", "mib"), [m[1:] for m in MEMORY_BOUNDS], ids=[m[0] for m in MEMORY_BOUNDS]
+)
+def test_runtime_resources_default_to_the_memory_bound_of_its_settings(spec: Doc, mib: int) -> None:
+    runtime = container(pod_of(children(udsink(**spec))), "runtime")
+    memory = f"{mib}Mi"
+    assert runtime["resources"] == {
+        "requests": {"cpu": constants.DEFAULT_RUNTIME_CPU_REQUEST, "memory": memory},
+        "limits": {"cpu": constants.DEFAULT_RUNTIME_CPU_LIMIT, "memory": memory},
+    }
+
+
+def test_operations_doc_quotes_the_bounds_the_operator_applies() -> None:
+    text = " ".join((ROOT / "docs" / "operations.md").read_text(encoding="utf-8").split())
+    user_sink, built_in = MEMORY_BOUNDS[0][2], MEMORY_BOUNDS[1][2]
+    assert f"= {built_in} MiB, or {user_sink} MiB with a user-defined sink" in text
+
+
+def test_resources_layers_replace_whole_resources() -> None:
+    # The operator's defaults (the chart's runtime.resources): a CPU request alone, so no
+    # CPU limit; an extra resource. The UDSink's own: a memory limit alone.
+    operator_wide = api.Resources.model_validate(
+        {"requests": {"cpu": "250m", "ephemeral-storage": "1Gi"}}
+    )
+    options = build.BuildOptions(runtime_resources=operator_wide)
+    runtime = container(pod_of(children(udsink(), options)), "runtime")
+    assert runtime["resources"] == {
+        "requests": {"cpu": "250m", "ephemeral-storage": "1Gi", "memory": "203Mi"},
+        "limits": {"memory": "203Mi"},
+    }
+    own = udsink(runtime={"resources": {"limits": {"memory": "1Gi"}}})
+    runtime = container(pod_of(children(own, options)), "runtime")
+    assert runtime["resources"] == {
+        "requests": {"cpu": "250m", "ephemeral-storage": "1Gi"},
+        "limits": {"memory": "1Gi"},  # the API server makes the request equal to it
+    }
+    # Nothing named: every default stays.
+    runtime = container(pod_of(children(udsink(runtime={"resources": {}}))), "runtime")
+    assert set(runtime["resources"]["limits"]) == {"cpu", "memory"}
+
+
+# --- spreading the replicas ---
+
+OWN_PODS = {"matchLabels": {constants.LABEL_UDSINK: "orders"}}
+
+
+@pytest.mark.parametrize("replicas", [1, 3])
+def test_replicas_spread_over_nodes_by_default_whatever_their_number(replicas: int) -> None:
+    # The same pod template for any replica count: scaling never rolls the pods.
+    pod = pod_of(children(udsink(replicas=replicas)))
+    assert pod["topologySpreadConstraints"] == [
+        {
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": OWN_PODS,
+        }
+    ]
+
+
+def test_given_spread_constraints_count_the_udsinks_pods_unless_they_select() -> None:
+    zone = {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone"}
+    given = [
+        {**zone, "whenUnsatisfiable": "DoNotSchedule", "minDomains": 3},
+        {
+            **zone,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": {"team": "a"}},
+            "matchLabelKeys": ["pod-template-hash"],
+            "nodeTaintsPolicy": "Honor",
+        },
+    ]
+    pod = pod_of(children(udsink(pod={"topologySpreadConstraints": given})))
+    assert pod["topologySpreadConstraints"] == [
+        {**given[0], "labelSelector": OWN_PODS},
+        given[1],
+    ]
+
+
+def test_an_empty_spread_list_spreads_nothing() -> None:
+    pod = pod_of(children(udsink(pod={"topologySpreadConstraints": []})))
+    assert "topologySpreadConstraints" not in pod
 
 
 SIDECAR_LAYOUTS = [

@@ -334,6 +334,24 @@ REFUSED: list[tuple[str, Any, str]] = [
         ".spec.batch.timeout: must be a Go-style duration",
     ),
     (
+        "spread-min-domains",
+        _set(
+            "pod",
+            {
+                "topologySpreadConstraints": [
+                    {
+                        "maxSkew": 1,
+                        "topologyKey": "topology.kubernetes.io/zone",
+                        "whenUnsatisfiable": "ScheduleAnyway",
+                        "minDomains": 2,
+                    }
+                ]
+            },
+        ),
+        ".spec.pod.topologySpreadConstraints[0]: minDomains applies to whenUnsatisfiable "
+        "DoNotSchedule only (got whenUnsatisfiable ScheduleAnyway)",
+    ),
+    (
         "static-key-header",
         _set("sink.fallback.kafka.headers.static", {"__key_0": "x"}),
         ".spec.sink.fallback.kafka.headers.static: header names starting with '__key' carry keys "
@@ -384,6 +402,7 @@ SAME_WORDS = {
     "node-affinity-in-without-values",
     "absolute-localhost-profile",
     "duration-overflow",
+    "spread-min-domains",
     "static-key-header",
 }
 

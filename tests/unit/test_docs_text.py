@@ -3,7 +3,11 @@
 - docs/operations.md's table of log lines: each quoted text occurs in the code that logs, so
   a reader who searches the logs for it finds the line;
 - the examples' shell commands run from the repository root: every file they pass with
-  `-f`/`--filename`/`--patch-file` exists at that path.
+  `-f`/`--filename`/`--patch-file` exists at that path;
+- docs/install.md: the helm it tells how to build is the one scripts/ensure_helm.sh builds,
+  it names every image scripts/build_images.sh builds, its pull-secret snippet is a valid
+  part of a UDSink, and its NetworkPolicy for UDSink pods is a valid object that selects the
+  pods the operator builds and admits their metrics port.
 """
 
 from __future__ import annotations
@@ -14,6 +18,11 @@ import shlex
 from pathlib import Path
 
 import pytest
+import yaml
+from udsink_operator import api, build
+
+from sink_runtime.config import constants as rc
+from tests.support.kube_schemas import LATEST, check_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS = ROOT / "docs" / "operations.md"
@@ -89,3 +98,55 @@ def test_no_doc_installs_udsink_from_a_package_index() -> None:
         for line in doc.read_text(encoding="utf-8").splitlines():
             found = re.search(r"pip install ['\"]?udsink\b(?!==<version>)", line)
             assert not found, f"{doc.name}: {line}"
+
+
+def test_install_doc_network_policy_fits_the_pods_the_operator_builds() -> None:
+    section = _section((ROOT / "docs" / "install.md").read_text(encoding="utf-8"), "### Network")
+    blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
+    (policy,) = [yaml.safe_load(b) for b in blocks if "kind: NetworkPolicy" in b]
+    check_manifest(policy, LATEST)
+    example = ROOT / "examples" / "02-fallback" / "udsink.yaml"
+    udsink = api.parse_udsink(yaml.safe_load(example.read_text(encoding="utf-8")))
+    template = build.build(udsink).deployment["spec"]["template"]
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert selector.items() <= template["metadata"]["labels"].items()
+    (runtime,) = template["spec"]["containers"]
+    (ingress,) = policy["spec"]["ingress"]
+    (port,) = ingress["ports"]
+    assert runtime["ports"] == [
+        {"name": port["port"], "containerPort": rc.METRICS_PORT, "protocol": port["protocol"]}
+    ]
+    allowed = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
+    assert udsink.spec.source.kafka is not None
+    assert {int(b.rsplit(":", 1)[1]) for b in udsink.spec.source.kafka.brokers} <= allowed
+
+
+INSTALL = ROOT / "docs" / "install.md"
+
+
+def test_install_doc_builds_the_helm_the_tests_use() -> None:
+    script = (ROOT / "scripts" / "ensure_helm.sh").read_text(encoding="utf-8")
+    (version,) = re.findall(r'HELM_VERSION="\$\{UDSINK_HELM_VERSION:-(v[0-9.]+)\}"', script)
+    section = _section(INSTALL.read_text(encoding="utf-8"), "## Getting helm")
+    assert "scripts/ensure_helm.sh" in section
+    assert f"({version})" in section and f"helm-{version}/" in section
+
+
+def test_install_doc_names_every_image_the_build_script_builds() -> None:
+    script = (ROOT / "scripts" / "build_images.sh").read_text(encoding="utf-8")
+    names = re.findall(r"^\s+\[[a-z-]+\]=([a-z-]+)$", script, flags=re.MULTILINE)
+    assert len(names) == 4, names
+    table = _section(INSTALL.read_text(encoding="utf-8"), "## 0. The images")
+    for name in names:
+        assert f"| `ghcr.io/udsink/{name}` |" in table, name
+
+
+def test_install_doc_pull_secret_goes_into_the_udsinks_pods() -> None:
+    text = INSTALL.read_text(encoding="utf-8")
+    assert "patch serviceaccount" not in text
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
+    (snippet,) = [yaml.safe_load(b) for b in blocks if "imagePullSecrets" in b]
+    example = yaml.safe_load((ROOT / "examples" / "01-minimal" / "udsink.yaml").read_text())
+    example["spec"].update(snippet["spec"])
+    pod = build.build(api.parse_udsink(example)).deployment["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == snippet["spec"]["pod"]["imagePullSecrets"]

@@ -39,7 +39,19 @@ def test_json_lines_carry_the_batch_fields() -> None:
 
 def test_text_lines_carry_the_batch_fields() -> None:
     line = TextFormatter().format(record(batch_size=1, ids=["a"]))
-    assert line.endswith("ERROR sink_runtime.server: m x batch_size=1 ids=['a']")
+    assert line.endswith("ERROR sink_runtime.server: m x | batch_size=1 ids=['a']")
+
+
+def test_text_lines_set_the_fields_apart_from_a_message_ending_in_a_sinks_words() -> None:
+    # A FAILURE's error text is the sink's own and ends the message.
+    r = logging.makeLogRecord({"name": "f", "levelname": "WARNING", "msg": "FAILED: %s"})
+    r.args = ("every 10th",)
+    r.__dict__.update(batch_fields(["file:0:10"]))
+    line = TextFormatter().format(r)
+    message, fields = line.split(": ", 1)[1].split(" | ")
+    assert message == "FAILED: every 10th"
+    assert fields == "batch_size=1 ids=['file:0:10']"
+    assert " | " not in TextFormatter().format(record())  # no fields, no separator
 
 
 def test_bad_level_or_format_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

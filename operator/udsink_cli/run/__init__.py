@@ -36,11 +36,22 @@ OUTCOMES: Mapping[str, int] = {
     "completed": EXIT_OK,  # the input ended; every message read reached an outcome
     "gave-up": EXIT_FAILED,  # a finite input's messages kept failing past the retry budget
     "sink-exited": EXIT_FAILED,  # a sink process ended while the run needed it
-    "failed": EXIT_FAILED,  # the data plane could not run (its error is the reason)
+    # The run could not start or go on: a sink that never came up, brokers that do not
+    # answer, the data plane's own error.
+    "failed": EXIT_FAILED,
+    "invalid": EXIT_USAGE,  # the file, its YAML, the UDSink, an --input line or an option
     "hung-up": 129,  # SIGHUP (the terminal closed)
     "interrupted": 130,  # SIGINT (Ctrl-C)
     "terminated": 143,  # SIGTERM
 }
+OUTCOME_OF_CODE: Mapping[int, str] = {EXIT_FAILED: "failed", EXIT_USAGE: "invalid"}
+
+# A stop signal (Ctrl-C, SIGTERM, SIGHUP) ends a run within STOP_BOUND_S: the in-flight batch
+# gets DRAIN_S of it to be answered and committed, then the sinks get SIGTERM and the rest of
+# the time to exit before SIGKILL. A second signal quits at once.
+STOP_BOUND_S = 10.0
+SINK_EXIT_S = 2.0
+DRAIN_S = STOP_BOUND_S - SINK_EXIT_S
 
 
 class RunError(Exception):
@@ -49,3 +60,7 @@ class RunError(Exception):
     def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
         super().__init__(message)
         self.code = code
+
+    @property
+    def outcome(self) -> str:
+        return OUTCOME_OF_CODE[self.code]

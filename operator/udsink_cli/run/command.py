@@ -7,11 +7,16 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
+import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO, get_args
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, get_args
+
+from udsink_operator.api import UDSink
 
 from sink_runtime.config import KafkaSourceConfig, constants
 from sink_runtime.dataplane.metrics import ATTEMPT_COUNTS, MESSAGE_COUNTS
@@ -19,15 +24,24 @@ from sink_runtime.dataplane.sinks import log as log_sink
 from sink_runtime.dataplane.sources.file import FileSourceError, parse_file
 from sink_runtime.logs import configure_logging
 from udsink_cli.manifests import STDIN, InputError, load_udsink
-from udsink_cli.run import EXIT_FAILED, EXIT_OK, EXIT_USAGE, RunError
-from udsink_cli.run.console import STALL_SHOWN_AFTER_S, LogSinkLines, Output, render_summary
-from udsink_cli.run.plan import (
-    COMMAND_ANNOTATIONS,
-    SHUTDOWN_GRACE_S,
-    check_kafka_reachable,
-    plan_run,
+from udsink_cli.run import (
+    DRAIN_S,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    SINK_EXIT_S,
+    STOP_BOUND_S,
+    RunError,
 )
-from udsink_cli.run.session import DEFAULT_STARTUP_TIMEOUT_S, LocalRun, Outcome
+from udsink_cli.run.console import STALL_SHOWN_AFTER_S, LogSinkLines, Output, render_summary
+from udsink_cli.run.plan import COMMAND_ANNOTATIONS, check_kafka_reachable, plan_run
+from udsink_cli.run.session import (
+    DEFAULT_STARTUP_TIMEOUT_S,
+    STOP_SIGNALS,
+    LocalRun,
+    Outcome,
+    run_summary,
+)
 from udsink_cli.sidecars import SidecarError
 
 if TYPE_CHECKING:
@@ -42,9 +56,11 @@ local sink commands:
   the UDSink's annotations {COMMAND_ANNOTATIONS[constants.CONTAINER_UDSINK]},
   {COMMAND_ANNOTATIONS[constants.CONTAINER_FALLBACK]},
   {COMMAND_ANNOTATIONS[constants.CONTAINER_ON_SUCCESS]}, run from the
-  UDSink file's directory. A leading `python`/`python3` becomes the interpreter running udsink.
-  The command sees spec.*.udsink.container.env's literal values ({constants.CONTAINER_TYPE_ENV}
-  and the socket paths are set by udsink); the container image is not run.
+  UDSink file's directory. The command runs as typed, split into words as a shell splits them
+  (no pipes or variables: use sh -c '...' for those); its program is found on your PATH, as
+  your shell finds it (`python` is your active venv's). The command sees the literal values
+  of spec.*.udsink.container.env ({constants.CONTAINER_TYPE_ENV} and the socket paths are set
+  by udsink); the container image is not run.
 
 --input FILE (JSON lines, one message per line; blank lines skipped):
   {{"value": "text"}} or {{"valueBase64": "AAEC"}}, optional "keys": ["k1", "k2"],
@@ -63,19 +79,52 @@ ending:
   A finite input (--input, or a generator with a count) ends the run when it is done. A message
   that still fails after the retry budget (spec.sink.retryStrategy.backoff.steps) ends it too
   under onFailure retry, with the ids that never succeeded and exit code 1; --on-failure drop
-  or fallback decides otherwise for this run. Ctrl-C finishes the in-flight batch (up to
-  {SHUTDOWN_GRACE_S:g}s); a second Ctrl-C quits at once. Nothing unanswered is committed; no
+  or fallback decides otherwise for this run.
+  Ctrl-C (or SIGTERM, SIGHUP) ends the run within {STOP_BOUND_S:g}s: the sink has up to \
+{DRAIN_S:g}s to answer the
+  in-flight batch, then every sink gets SIGTERM and the rest of the time ({SINK_EXIT_S:g}s \
+after a whole {DRAIN_S:g}s)
+  to exit before SIGKILL. A second Ctrl-C quits at once. Nothing unanswered is committed; no
   sink outlives the run.
 
-exit codes:
-  0 completed (dropped messages are named in the summary's first line), 1 the run failed (a
-  message never succeeded, a sink exited, the data plane stopped), 2 invalid input (file,
-  YAML, UDSink, --input line, options), 129 SIGHUP, 130 Ctrl-C, 143 SIGTERM.
+exit codes (and the summary's outcome; --json prints the summary on every one of them):
+  0 completed (dropped messages are named in the summary's first line), 1 the run failed
+  (gave-up: a message never succeeded; sink-exited; failed: a sink never came up, the brokers
+  did not answer, the data plane stopped), 2 invalid input (invalid: file, YAML, UDSink,
+  --input line, options), 129 SIGHUP (hung-up), 130 Ctrl-C (interrupted), 143 SIGTERM
+  (terminated). The summary's reason says why.
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is a RunError: the run's summary says it like any other."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        raise RunError(message, EXIT_USAGE)
+
+
+class Stopped(BaseException):
+    """A stop signal before the run handles signals itself (planning, probing the brokers)."""
+
+    def __init__(self, sig: signal.Signals) -> None:
+        super().__init__(sig.name)
+        self.sig = sig
+
+
+def _raise_stopped(signum: int, _frame: object) -> None:
+    raise Stopped(signal.Signals(signum))
+
+
+def wants_json(argv: Sequence[str]) -> bool:
+    """Whether --json was asked for, read before the arguments are known to be valid."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--json", action="store_true")
+    return bool(p.parse_known_args(list(argv))[0].json)
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="udsink run",
         description="Run a UDSink locally: the data plane in-process, each user-defined sink as "
         "a local subprocess on a socket in a private temp directory.",
@@ -175,71 +224,109 @@ def _output(args: argparse.Namespace, err: TextIO) -> Output:
 
 
 def main(argv: Sequence[str]) -> int:
-    args = parse_args(argv)
+    """With --json every exit path prints one summary object (`run_summary`) whose `outcome`
+    and `reason` say how the run ended; without, a run that ran prints its table, and one
+    that could not start says why on stderr only."""
+    as_json = wants_json(argv)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _raise_stopped)
     err = sys.stderr
-    output = _output(args, err)
+    started = time.monotonic()
+    name: str | None = None
     try:
+        args = parse_args(argv)
+        output = _output(args, err)
         try:
             udsink = load_udsink(args.filename)
         except InputError as e:
             raise RunError(str(e), EXIT_USAGE) from None
-        input_file = args.input.resolve() if args.input else None
-        if input_file is not None:
-            try:  # every line checked before any sink starts
-                parse_file(input_file)
-            except FileSourceError as e:
-                raise RunError(f"--input {e}", EXIT_USAGE) from None
-        file_dir = Path.cwd() if args.filename == STDIN else Path(args.filename).resolve().parent
-        with _private_dir(args.socket_dir) as tmp:
-            # Absolute: the sinks run from the UDSink file's directory, not from ours.
-            socket_dir = Path(tmp).resolve()
-            plan = plan_run(
-                udsink,
-                file_dir=file_dir,
-                invoked_from=Path.cwd(),
-                socket_dir=socket_dir,
-                overrides={
-                    constants.CONTAINER_UDSINK: args.sink_cmd,
-                    constants.CONTAINER_FALLBACK: args.fallback_cmd,
-                    constants.CONTAINER_ON_SUCCESS: args.on_success_cmd,
-                },
-                input_file=input_file,
-                count=args.count,
-                rate=args.rate,
-                log_level=args.log_level,
-                metrics_port=args.metrics_port,
-                sink_image=args.sink_image,
-                on_failure=args.on_failure,
-            )
-            if isinstance(plan.config.source, KafkaSourceConfig):
-                check_kafka_reachable(plan.config.source, KAFKA_PROBE_TIMEOUT_S)
-            for note in plan.notes:
-                output.line(f"note: {note}")
-            run = LocalRun(
-                plan,
-                socket_dir,
-                output=output,
-                show_sinks=not args.hide_sink_output,
-                startup_timeout_s=args.startup_timeout,
-            )
-            try:
-                asyncio.run(run.run())
-            except SidecarError as e:
-                raise RunError(str(e)) from None
-            except Exception as e:  # the data plane could not run; say why in one line
-                if run.outcome.code == EXIT_OK:  # else the first reason (a crash, a signal) stands
-                    run.outcome = Outcome("failed", f"the data plane stopped: {e}")
-            summary = run.report()
+        name = udsink.metadata.name
+        summary = _run(args, udsink, output)
     except RunError as e:
         print(f"udsink run: {e}", file=err)
-        if args.json:  # a machine reading stdout gets the reason too, never nothing
-            failed = {"outcome": "error", "reason": str(e), "exit_code": e.code}
-            print(json.dumps({"headline": f"udsink run: {e}", **failed}, indent=2))
+        summary = run_summary(name, Outcome(e.outcome, str(e)), elapsed_s=_since(started))
+        _print_summary(summary, as_json, quiet=True)
         return e.code
-    if args.json:
+    except Stopped as stop:
+        outcome, reason = STOP_SIGNALS[stop.sig]
+        why = f"{reason} before the sinks started"
+        print(f"udsink run: {why}", file=err)
+        summary = run_summary(name, Outcome(outcome, why), elapsed_s=_since(started))
+        _print_summary(summary, as_json, quiet=True)
+        return int(summary["exit_code"])
+    except Exception as e:  # a bug of ours: its traceback for the report, the summary anyway
+        traceback.print_exc(file=err)
+        why = f"udsink run failed unexpectedly: {type(e).__name__}: {e}"
+        summary = run_summary(name, Outcome("failed", why), elapsed_s=_since(started))
+        _print_summary(summary, as_json, quiet=True)
+        return EXIT_FAILED
+    _print_summary(summary, as_json)
+    if summary["exit_code"] == EXIT_FAILED:
+        print(f"udsink run: {summary['reason']}", file=err)
+    return int(summary["exit_code"])
+
+
+def _since(started: float) -> float:
+    return time.monotonic() - started
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool, *, quiet: bool = False) -> None:
+    """--json: the summary as JSON; else the table, unless `quiet` (the run never started:
+    the error on stderr says it all)."""
+    for sig in STOP_SIGNALS:  # a late signal must not cut it short
+        signal.signal(sig, signal.SIG_IGN)
+    if as_json:
         print(json.dumps(summary, indent=2))
-    else:
+    elif not quiet:
         render_summary(summary, sys.stdout)
-    if run.outcome.code == EXIT_FAILED:
-        print(f"udsink run: {run.outcome.reason}", file=err)
-    return run.outcome.code
+
+
+def _run(args: argparse.Namespace, udsink: UDSink, output: Output) -> dict[str, Any]:
+    """The run from a valid UDSink to its summary; RunError for what stops it first."""
+    input_file = args.input.resolve() if args.input else None
+    if input_file is not None:
+        try:  # every line checked before any sink starts
+            parse_file(input_file)
+        except FileSourceError as e:
+            raise RunError(f"--input {e}", EXIT_USAGE) from None
+    file_dir = Path.cwd() if args.filename == STDIN else Path(args.filename).resolve().parent
+    with _private_dir(args.socket_dir) as tmp:
+        # Absolute: the sinks run from the UDSink file's directory, not from ours.
+        socket_dir = Path(tmp).resolve()
+        plan = plan_run(
+            udsink,
+            file_dir=file_dir,
+            invoked_from=Path.cwd(),
+            socket_dir=socket_dir,
+            overrides={
+                constants.CONTAINER_UDSINK: args.sink_cmd,
+                constants.CONTAINER_FALLBACK: args.fallback_cmd,
+                constants.CONTAINER_ON_SUCCESS: args.on_success_cmd,
+            },
+            input_file=input_file,
+            count=args.count,
+            rate=args.rate,
+            log_level=args.log_level,
+            metrics_port=args.metrics_port,
+            sink_image=args.sink_image,
+            on_failure=args.on_failure,
+        )
+        if isinstance(plan.config.source, KafkaSourceConfig):
+            check_kafka_reachable(plan.config.source, KAFKA_PROBE_TIMEOUT_S)
+        for note in plan.notes:
+            output.line(f"note: {note}")
+        run = LocalRun(
+            plan,
+            socket_dir,
+            output=output,
+            show_sinks=not args.hide_sink_output,
+            startup_timeout_s=args.startup_timeout,
+        )
+        try:
+            asyncio.run(run.run())
+        except SidecarError as e:
+            raise RunError(str(e)) from None
+        except Exception as e:  # the data plane could not run; say why in one line
+            if run.outcome.code == EXIT_OK:  # else the first reason (a crash, a signal) stands
+                run.outcome = Outcome("failed", f"the data plane stopped: {e}")
+        return run.report()

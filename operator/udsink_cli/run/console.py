@@ -38,7 +38,8 @@ def stall_lines(writing: Mapping[str, tuple[float, int]], now: float) -> list[st
 def headline(summary: Mapping[str, Any]) -> str:
     """The summary's first line: how the run ended, and any message not delivered."""
     m = summary["messages"]
-    name, outcome = summary["name"], summary["outcome"]
+    # No name when the UDSink could not be read.
+    name, outcome = summary["name"] or "udsink run", summary["outcome"]
     if outcome == "completed":
         line = f"{name}: completed: {m['read']:,} messages read, {m['acked']:,} acked"
     elif outcome == "gave-up":

@@ -6,8 +6,9 @@ sockets and a local source, and each user-defined sink's local command, image an
 
 from __future__ import annotations
 
+import os
 import shlex
-import sys
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from sink_runtime.config import (
     constants,
 )
 from udsink_cli.isolation import ImageSink, image_sinks
-from udsink_cli.run import EXIT_USAGE, RunError
+from udsink_cli.run import DRAIN_S, EXIT_USAGE, RunError
 from udsink_cli.sidecars import ROLES
 
 ANNOTATION_PREFIX = "local.udsink.dev/"
@@ -41,27 +42,38 @@ FLAGS: Mapping[constants.ContainerType, str] = {
     constants.CONTAINER_FALLBACK: "--fallback-cmd",
     constants.CONTAINER_ON_SUCCESS: "--on-success-cmd",
 }
-# The data plane's grace period for the in-flight batch when the run stops.
-SHUTDOWN_GRACE_S = 10.0
 
 
 def split_command(text: str) -> list[str]:
-    argv = shlex.split(text)
-    if argv and argv[0] in {"python", "python3"}:
-        argv[0] = sys.executable
-    return argv
+    """A command line as a shell splits it into words (no pipes, no variables, no `~`)."""
+    return shlex.split(text)
+
+
+def resolve_program(argv: list[str], path: str | None) -> list[str]:
+    """`argv` with its program found as the user's shell finds it: a name without a slash is
+    looked up in `path` (the PATH of the environment `udsink run` was started from, so an
+    activated venv's `python` is that venv's); a path is left as it is, relative to the
+    directory the command runs from. A name found nowhere is left for the start to report."""
+    if not argv or "/" in argv[0]:
+        return argv
+    found = shutil.which(argv[0], path=path)
+    return argv if found is None else [found, *argv[1:]]
 
 
 def sink_commands(
-    udsink: UDSink, overrides: Mapping[constants.ContainerType, str | None]
+    udsink: UDSink,
+    overrides: Mapping[constants.ContainerType, str | None],
+    path: str | None = None,
 ) -> dict[constants.ContainerType, list[str]]:
-    """The local command of each user-defined sink the config uses."""
+    """The local command of each user-defined sink the config uses, its program resolved
+    with `path` (default: this process's PATH)."""
     annotations = udsink.metadata.annotations
+    search = os.environ.get("PATH", os.defpath) if path is None else path
     out: dict[constants.ContainerType, list[str]] = {}
     for ctype, annotation in COMMAND_ANNOTATIONS.items():
         text = overrides.get(ctype) or annotations.get(annotation)
         if text:
-            out[ctype] = split_command(text)
+            out[ctype] = resolve_program(split_command(text), search)
     return out
 
 
@@ -176,7 +188,7 @@ def plan_run(
                 log_level=log_level,  # type: ignore[arg-type]
                 log_format="text",
             ),
-            "shutdown_grace_ms": int(SHUTDOWN_GRACE_S * 1000),
+            "shutdown_grace_ms": int(DRAIN_S * 1000),
         }
     )
     commands = sink_commands(udsink, overrides)

@@ -8,16 +8,17 @@ import asyncio
 import contextlib
 import signal
 import time
+from asyncio import FIRST_COMPLETED
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sink_runtime.dataplane.app import DataPlane
-from sink_runtime.dataplane.metrics import Metrics, counts
-from udsink_cli.run import OUTCOMES
+from sink_runtime.dataplane.metrics import Counts, Metrics, counts
+from udsink_cli.run import DRAIN_S, OUTCOMES, STOP_BOUND_S
 from udsink_cli.run.console import Output, headline, progress_line, stall_lines
-from udsink_cli.run.plan import SHUTDOWN_GRACE_S, Plan
+from udsink_cli.run.plan import Plan
 from udsink_cli.sidecars import SidecarError, SidecarProcess
 
 if TYPE_CHECKING:
@@ -29,6 +30,9 @@ STOP_SIGNALS: Mapping[signal.Signals, tuple[str, str]] = {
     signal.SIGHUP: ("hung-up", "hung up (SIGHUP)"),
 }
 DEFAULT_STARTUP_TIMEOUT_S = 30.0
+# When the run ends without a signal (the input ended, a sink exited, the budget ran out), the
+# sinks get this long to exit after SIGTERM.
+SINK_STOP_GRACE_S = 5.0
 
 
 @dataclass
@@ -39,6 +43,37 @@ class Outcome:
     @property
     def code(self) -> int:
         return OUTCOMES[self.name]
+
+
+def run_summary(
+    name: str | None,
+    outcome: Outcome,
+    *,
+    counted: Counts | None = None,
+    on_failure: str | None = None,
+    abandoned: int = 0,
+    never_succeeded: Mapping[str, str] | None = None,
+    elapsed_s: float = 0.0,
+) -> dict[str, Any]:
+    """What --json prints, its first line (`headline`) first: the same keys on every exit
+    path, counted or not (a run that never started counts zeros)."""
+    c = counted or Counts()
+    summary: dict[str, Any] = {
+        "name": name,
+        "outcome": outcome.name,
+        "reason": outcome.reason,
+        "exit_code": outcome.code,
+        "on_failure": on_failure,
+        "messages": c.messages(),
+        "attempts": c.attempts(),
+        "abandoned": abandoned,
+        "never_succeeded": [
+            {"id": i, "last": last} for i, last in sorted((never_succeeded or {}).items())
+        ],
+        "elapsed_s": round(elapsed_s, 3),
+        "rate_per_s": round(c.read / elapsed_s, 1) if elapsed_s > 0 else 0.0,
+    }
+    return {"headline": headline(summary), **summary}
 
 
 class LocalRun:
@@ -83,9 +118,13 @@ class LocalRun:
         self.dataplane: DataPlane | None = None
         self.never_succeeded: dict[str, str] = {}
         self.abandoned = 0
-        self.forced = False
+        # Set once nothing is waited for any more (a second signal, the stop's bound).
+        self._forced = asyncio.Event()
         self._stopping = asyncio.Event()
         self._dp_task: asyncio.Future[None] | None = None
+        # When the run must have ended, set by the first stop signal (STOP_BOUND_S after it).
+        self._deadline: float | None = None
+        self._stopping_sinks = False
 
     def _stop(self, outcome: Outcome, *, abandon_in_flight: bool = False) -> None:
         """Stop once with `outcome` (the first reason stands); abandon: do not drain."""
@@ -98,29 +137,48 @@ class LocalRun:
             self.dataplane.stop(abandon_in_flight=abandon_in_flight)
 
     def _quit_now(self) -> None:
-        """The second Ctrl-C: cancel the data plane where it stands (the sinks are killed next);
-        the in-flight batch stays unacknowledged."""
+        """Cancel the data plane where it stands (the sinks are killed next); the in-flight
+        batch stays unacknowledged."""
+        self._forced.set()
         if self.dataplane is not None and self._dp_task is not None and not self._dp_task.done():
             self.abandoned = self.dataplane.in_flight
             self._dp_task.cancel()
 
     def _on_signal(self, sig: signal.Signals) -> None:
-        if not self._stopping.is_set():
-            name, reason = STOP_SIGNALS[sig]
-            self._stop(Outcome(name, reason))
-            if self.dataplane is not None:
+        if self._stopping.is_set() or self._stopping_sinks:
+            # A second signal, or one while the sinks are being stopped: no more waiting.
+            if not self._forced.is_set():
                 self.output.line(
-                    f"udsink run: stopping: finishing the in-flight batch (up to "
-                    f"{SHUTDOWN_GRACE_S:g}s); Ctrl-C again to quit at once"
+                    "udsink run: quitting at once: the in-flight batch stays uncommitted; "
+                    "sinks are killed"
                 )
+                self._quit_now()
             return
-        if self.forced:
-            return
-        self.forced = True
+        name, reason = STOP_SIGNALS[sig]
+        self._stop(Outcome(name, reason))
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + STOP_BOUND_S
+        loop.call_at(self._deadline, self._stop_bound_reached)
+        waits = ""
+        if self.dataplane is not None:
+            waits = (
+                f"the sink has up to {DRAIN_S:g}s to answer the in-flight batch "
+                f"({self.dataplane.in_flight} messages; left uncommitted if it does not), then "
+            )
         self.output.line(
-            "udsink run: quitting at once: the in-flight batch stays uncommitted; sinks are killed"
+            f"udsink run: stopping within {STOP_BOUND_S:g}s: {waits}every sink gets SIGTERM "
+            f"and the rest of the {STOP_BOUND_S:g}s to exit before SIGKILL; Ctrl-C again to "
+            "quit at once"
         )
-        self._quit_now()
+
+    def _stop_bound_reached(self) -> None:
+        """STOP_BOUND_S after the first signal: whatever still runs is cancelled or killed."""
+        if self._dp_task is not None and not self._dp_task.done():
+            self.output.line(
+                f"udsink run: still stopping after {STOP_BOUND_S:g}s: quitting now; the "
+                "in-flight batch stays uncommitted"
+            )
+            self._quit_now()
 
     async def _sinks_ready(self) -> bool:
         """Wait for every sink's server-info file; False when Ctrl-C/SIGTERM came first."""
@@ -225,32 +283,49 @@ class LocalRun:
             for task in background:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await self._stop_sinks()
             for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
-            for sink in self.sinks:
-                sink.stop(grace_s=0.0 if self.forced else 5.0)
+                # The run is over: a late signal must not cut the summary short.
+                signal.signal(sig, signal.SIG_IGN)
 
-    def summary(self) -> dict[str, Any]:
-        c = counts(self.metrics)
-        elapsed = time.monotonic() - self.started
-        abandoned = self.abandoned or (self.dataplane.abandoned if self.dataplane else 0)
-        return {
-            "name": self.plan.config.name,
-            "outcome": self.outcome.name,
-            "reason": self.outcome.reason,
-            "exit_code": self.outcome.code,
-            "on_failure": self.plan.config.retry_strategy.on_failure,
-            "messages": c.messages(),
-            "attempts": c.attempts(),
-            "abandoned": abandoned,
-            "never_succeeded": [
-                {"id": i, "last": last} for i, last in sorted(self.never_succeeded.items())
-            ],
-            "elapsed_s": round(elapsed, 3),
-            "rate_per_s": round(c.read / elapsed, 1) if elapsed > 0 else 0.0,
-        }
+    async def _stop_sinks(self) -> None:
+        """SIGTERM to every sink, then SIGKILL to those still running when their time is up:
+        SINK_STOP_GRACE_S, or what remains of STOP_BOUND_S after a stop signal, or none after
+        a second signal."""
+        self._stopping_sinks = True
+        loop = asyncio.get_running_loop()
+        grace = SINK_STOP_GRACE_S if self._deadline is None else self._deadline - loop.time()
+        running = [s for s in self.sinks if s.running()]
+        at_once = self._forced.is_set() or grace <= 0
+        for sink in running:
+            sink.send(signal.SIGKILL if at_once else signal.SIGTERM)
+        # Each sink's exit is waited for in a thread; every one of them ends, by SIGKILL last.
+        exited: asyncio.Future[Any] = asyncio.gather(*(asyncio.to_thread(s.wait) for s in running))
+        if not at_once:
+            forced: asyncio.Future[Any] = asyncio.ensure_future(self._forced.wait())
+            await asyncio.wait({exited, forced}, timeout=grace, return_when=FIRST_COMPLETED)
+            forced.cancel()
+        for sink in running:
+            if sink.running():
+                if not self._forced.is_set():
+                    self.output.line(
+                        f"udsink run: the {sink.describe()} did not exit within {grace:.1f}s "
+                        "of SIGTERM: killed"
+                    )
+                sink.send(signal.SIGKILL)
+        await exited
+        for sink in self.sinks:
+            sink.finish()
 
     def report(self) -> dict[str, Any]:
-        """The summary with its first line (`headline`) first: what --json prints."""
-        summary = self.summary()
-        return {"headline": headline(summary), **summary}
+        """The summary --json prints (`run_summary`)."""
+        return run_summary(
+            self.plan.config.name,
+            self.outcome,
+            counted=counts(self.metrics),
+            on_failure=self.plan.config.retry_strategy.on_failure,
+            abandoned=self.abandoned or (self.dataplane.abandoned if self.dataplane else 0),
+            never_succeeded=self.never_succeeded,
+            elapsed_s=time.monotonic() - self.started,
+        )

@@ -50,6 +50,7 @@ from udsink_operator.api.kube import (
     Resources,
     SeccompProfile,
     Toleration,
+    TopologySpreadConstraint,
     WeightedPodAffinityTerm,
     quantity_value,
 )
@@ -225,6 +226,7 @@ __all__ = [
     "Tls",
     "Toleration",
     "Topic",
+    "TopologySpreadConstraint",
     "UDSink",
     "UDSinkSpec",
     "UDSinkStatus",

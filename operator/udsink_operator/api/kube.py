@@ -28,6 +28,7 @@ from udsink_operator.api.schema import (
     DnsLabel,
     DnsSubdomain,
     EnvName,
+    LabelKey,
     LabelValue,
     Matches,
     Name253,
@@ -658,6 +659,61 @@ class LocalObjectReference(_Model):
     name: DnsSubdomain = Field(description="Name of the Secret.")
 
 
+class TopologySpreadConstraint(_Model):
+    """How the pods spread over a topology (nodes, zones), as in a Kubernetes pod."""
+
+    cel_rules = (
+        cel(
+            "!has(self.minDomains) || self.whenUnsatisfiable == 'DoNotSchedule'",
+            messages.MIN_DOMAINS.text(when="ScheduleAnyway"),
+            messages.MIN_DOMAINS.cel(when="self.whenUnsatisfiable"),
+        ),
+    )
+
+    max_skew: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        description="How many more of the pods one domain may hold than the emptiest."
+    )
+    topology_key: LabelKey = Field(
+        description=(
+            "Node label whose values are the domains, e.g. kubernetes.io/hostname or "
+            "topology.kubernetes.io/zone."
+        )
+    )
+    when_unsatisfiable: Literal["DoNotSchedule", "ScheduleAnyway"] = Field(
+        description=(
+            "DoNotSchedule (a pod stays Pending rather than exceed maxSkew) or ScheduleAnyway "
+            "(the scheduler prefers the domains that lower the skew)."
+        )
+    )
+    label_selector: LabelSelector | None = Field(
+        default=None, description="The pods counted. Default: this UDSink's pods."
+    )
+    min_domains: Annotated[int, Field(ge=1, le=10_000)] | None = Field(
+        default=None,
+        description="With DoNotSchedule: fewer eligible domains than this count as skew.",
+    )
+    node_affinity_policy: Literal["Honor", "Ignore"] | None = Field(
+        default=None,
+        description="Whether the pods' node affinity and selector limit the domains counted.",
+    )
+    node_taints_policy: Literal["Honor", "Ignore"] | None = Field(
+        default=None, description="Whether node taints the pods do not tolerate limit them."
+    )
+    match_label_keys: Annotated[list[LabelKey], Field(max_length=16)] | None = Field(
+        default=None,
+        description=(
+            "Pod label keys whose values, taken from the pod being scheduled, narrow the pods "
+            "counted (e.g. pod-template-hash: only the same rollout's)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _min_domains(self) -> TopologySpreadConstraint:
+        if self.min_domains is not None and self.when_unsatisfiable != "DoNotSchedule":
+            raise refused(messages.MIN_DOMAINS.text(when=self.when_unsatisfiable))
+        return self
+
+
 class Pod(_Model):
     """Pod-level settings of the Deployment's pods."""
 
@@ -678,9 +734,30 @@ class Pod(_Model):
         default=None, description="Tolerated taints."
     )
     affinity: Affinity | None = Field(default=None, description="Scheduling constraints.")
+    topology_spread_constraints: (
+        Annotated[list[TopologySpreadConstraint], Field(max_length=16)] | None
+    ) = Field(
+        default=None,
+        description=(
+            "How the replicas spread over nodes or zones; a constraint without labelSelector "
+            "counts this UDSink's pods. Default (absent): maxSkew 1 over "
+            f"{constants.HOSTNAME_TOPOLOGY_KEY}, ScheduleAnyway: the replicas go to different "
+            "nodes where the scheduler can, and still run where there is one node. [] for no "
+            "spreading."
+        ),
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["topologyKey", "whenUnsatisfiable"],
+        },
+    )
     priority_class_name: DnsSubdomain | None = Field(default=None, description="Priority class.")
     image_pull_secrets: Annotated[list[LocalObjectReference], Field(max_length=16)] | None = Field(
-        default=None, description="Secrets used to pull the images."
+        default=None,
+        description=(
+            "Secrets (type kubernetes.io/dockerconfigjson, in the UDSink's namespace) the "
+            "kubelet pulls every image of the pods with: the runtime's, the sinks' and the "
+            "sidecars'."
+        ),
     )
     security_context: PodSecurityContext | None = Field(
         default=None, description="User and groups of the pods."
@@ -698,4 +775,14 @@ class Pod(_Model):
     @model_validator(mode="after")
     def _unique_sidecars(self) -> Pod:
         _unique([c.name for c in self.sidecars or []], "sidecar names")
+        return self
+
+    @model_validator(mode="after")
+    def _unique_spread_pairs(self) -> Pod:
+        # The API server refuses a repeated pair itself (a list keyed by the pair).
+        given = self.topology_spread_constraints or []
+        pairs = [f"{c.topology_key} {c.when_unsatisfiable}" for c in given]
+        repeated = sorted({p for p in pairs if pairs.count(p) > 1})
+        if repeated:
+            raise refused(messages.SPREAD_PAIRS.text(repeated=", ".join(repeated)))
         return self

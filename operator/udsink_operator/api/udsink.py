@@ -20,7 +20,7 @@ from pydantic import (
 
 from sink_runtime import config as rc
 from sink_runtime.config import constants as runtime_constants
-from sink_runtime.config import owned_kafka_key
+from sink_runtime.config import memory, owned_kafka_key
 from sink_runtime.config.errors import refused
 from udsink_operator import constants, messages
 from udsink_operator.api.kube import (
@@ -629,7 +629,21 @@ class Runtime(_Model):
     image_pull_policy: PullPolicy | None = Field(
         default=None, description="Always, IfNotPresent or Never. Default: Kubernetes' default."
     )
-    resources: Resources | None = Field(default=None, description="CPU and memory of the runtime.")
+    resources: Resources | None = Field(
+        default=None,
+        description=(
+            "CPU and memory of the runtime. Each resource named here (in requests or limits) "
+            "replaces both of its default values; the others keep theirs (a cpu request alone: "
+            "no cpu limit). Defaults: the operator's (the chart's runtime.resources), else "
+            f"requests cpu {constants.DEFAULT_RUNTIME_CPU_REQUEST}, limits cpu "
+            f"{constants.DEFAULT_RUNTIME_CPU_LIMIT}, and memory request = limit = the data "
+            "plane's memory bound, from batch.maxBytes, the Kafka source's "
+            f"{memory.QUEUE_KBYTES_KEY} and {memory.FETCH_BYTES_KEY}, and whether a sink is "
+            f"user-defined ({memory.default_kafka_bound_mib(user_sink=True)}Mi with their "
+            f"defaults and a user-defined sink, {memory.default_kafka_bound_mib(user_sink=False)}"
+            "Mi with a built-in one)."
+        ),
+    )
     log_level: runtime_constants.LogLevel = Field(
         default="info", description="debug, info, warning or error."
     )
