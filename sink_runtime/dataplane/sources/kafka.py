@@ -553,11 +553,7 @@ class KafkaSource:
         """The records of `messages` whose partitions were assigned at `epoch` or before and
         are still assigned now."""
         assigned = self._assigned
-        return [
-            m
-            for m in messages
-            if assigned.get((m.topic(), m.partition()), epoch + 1) <= epoch
-        ]
+        return [m for m in messages if assigned.get((m.topic(), m.partition()), epoch + 1) <= epoch]
 
     def _within_bytes(self, messages: list[Any], max_bytes: int) -> list[Any]:
         """The longest prefix whose values fit `max_bytes` (at least one record); the rest
