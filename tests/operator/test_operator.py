@@ -73,6 +73,10 @@ async def test_create_builds_owned_children_and_reports_status(
         config_map = await eventually(lambda: stored(emulator, CONFIGMAPS, "orders-config"))
         service = await eventually(lambda: stored(emulator, SERVICES, "orders-metrics"))
         status = await eventually(lambda: _status(emulator).get("phase") and _status(emulator))
+        # kopf posts events from a task of its own, after the handler that made them.
+        applied = await eventually(
+            lambda: [e for e in events(emulator) if e["reason"] == "Applied"]
+        )
 
     for child in (deployment, config_map, service):
         assert child["metadata"]["ownerReferences"] == [
@@ -116,8 +120,7 @@ async def test_create_builds_owned_children_and_reports_status(
     assert status["selector"] == "udsink.dev/name=orders"
     assert _condition({"status": status}, "ConfigValid")["status"] == "True"
     assert _condition({"status": status}, "Ready")["status"] == "False"
-    applied = [e for e in events(emulator) if e["reason"] == "Applied"]
-    assert applied and "Deployment/orders" in applied[0]["message"]
+    assert "Deployment/orders" in applied[0]["message"]
 
 
 async def test_update_changes_config_hash_and_rolls_the_deployment(
