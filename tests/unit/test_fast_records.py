@@ -116,18 +116,14 @@ def test_the_c_module_is_built() -> None:
 @given(batch=messages(), keys_from_headers=st.booleans())
 def test_the_batch_is_the_python_paths_batch(batch: list[Any], keys_from_headers: bool) -> None:
     src = source(keys_from_headers)
-    built = src._batch(list(batch))
+    built: list[Any] = []
+    spans = src._convert(list(batch), built, [])
     expected, next_offsets, counts = python_batch(src, batch)
-    assert len(built.datums) == len(expected)
+    assert len(built) == len(expected)
     read = [m for m in batch if m.error() is None]
-    for got, want, msg in zip(built.datums, expected, read, strict=True):
-        same_datum(got, want, msg)  # type: ignore[arg-type]
-    token = built.token
-    if expected:
-        assert token is not None
-        assert token.next_offsets == next_offsets and token.counts == counts
-    else:
-        assert token is None
+    for got, want, msg in zip(built, expected, read, strict=True):
+        same_datum(got, want, msg)
+    assert spans == {tp: (offset, counts[tp]) for tp, offset in next_offsets.items()}
 
 
 def test_the_usual_records_are_converted_in_c() -> None:
