@@ -23,10 +23,11 @@ Guarantees and choices:
   partition that comes back, to this member or another, is read again from the group's
   committed offset, so what was read and dropped is delivered then. A lost partition (the
   session expired, the member was evicted) ends the same way, without the commit.
-- `ack(batch)` marks the batch handled and returns once the next commit was answered by the
-  broker (at most `COMMIT_WAIT_S` later, or at once when no commit can be made), with the
-  number of handled records commits confirmed since the previous ack returned (so the sum
-  over all acks is the number of handled records committed, each counted once). Commits are
+- `ack(batch)` marks the batch handled and returns once the commit it joined was answered by
+  the broker (at most `COMMIT_WAIT_S` later, or at once when no commit can be made), with the
+  number of handled records that commit confirmed; records a commit confirms after their
+  acks were answered (a retry, a commit made at a revocation) are counted in `acked` by the
+  source itself, so each handled record committed is counted once. Commits are
   asynchronous: the owner thread never waits on the broker, and the answer is served by its
   next consume() (commit answers are queued ahead of fetched records; measured). Acked
   batches are committed together at most every `COMMIT_INTERVAL_S`, one commit at a time: a
@@ -366,7 +367,6 @@ class KafkaSource:
         self._stash: list[_Chunk] = []  # records consumed while serving events, read first
         self._waiters: list[_Waiter] = []
         self._commits: dict[int, _Commit] = {}  # by ledger commit id, awaiting their answer
-        self._durable = 0  # handled records commits confirmed, not reported by an ack yet
         self._last_commit = 0.0
         self._commit_not_before = 0.0  # after a failed commit
         self._batch_max_bytes = batch_max_bytes
@@ -742,9 +742,8 @@ class KafkaSource:
                 dropped.append(d.id)
         if dropped:
             logger.warning(
-                "kafka source: not delivering %d message(s) of %s: revoked since they were "
-                "read; the partition is read again from the group's committed offset by "
-                "whoever owns it now",
+                "kafka source: not delivering %d message(s) of %s: revoked since they were read; "
+                "whoever owns the partition now reads them again from the committed offset",
                 len(dropped),
                 _ranges(dropped),
                 extra=batch_fields(dropped),
@@ -865,12 +864,18 @@ class KafkaSource:
 
     def _answered(self, commit_id: int, failed: set[Partition], err: Any) -> None:
         commit = self._commits.pop(commit_id)
-        self._durable += self._ledger.commit_answered(commit_id, failed)
+        confirmed = self._ledger.commit_answered(commit_id, failed)
         if failed:
             self._commit_failed(err, {p: commit.offsets[p] for p in failed})
         else:
             self._set_connected(True)
-        self._settle([w for w in self._waiters if w.commit == commit_id])
+        waiters = [w for w in self._waiters if w.commit == commit_id]
+        if waiters:
+            self._settle(waiters, confirmed)
+        elif confirmed:
+            # Their acks were answered already (a retried commit, one made at a revocation):
+            # counted here, as the forwarder counts what ack() returns.
+            self.metrics.acked.inc(confirmed)
 
     def _give_up_commits(self) -> None:
         """The consumer goes away: the commits it was given stay unanswered here (the broker
@@ -880,14 +885,14 @@ class KafkaSource:
             self._ledger.commit_answered(commit_id, set(commit.offsets))
         self._settle(self._waiters)
 
-    def _settle(self, waiters: list[_Waiter]) -> None:
-        """Answer these acks with what commits confirmed since the last answer."""
+    def _settle(self, waiters: list[_Waiter], confirmed: int = 0) -> None:
+        """Answer these acks; the first one with the `confirmed` records of their commit."""
         if not waiters:
             return
         self._waiters = [w for w in self._waiters if w not in waiters]
         for w in waiters:
-            durable, self._durable = self._durable, 0
-            w.loop.call_soon_threadsafe(_settle, w.future, durable, None)
+            w.loop.call_soon_threadsafe(_settle, w.future, confirmed, None)
+            confirmed = 0
 
     def _commit_failed(self, err: Any, offsets: dict[Partition, int]) -> None:
         self.metrics.commit_failures.inc()
