@@ -55,13 +55,7 @@ async def test_broker_outages_never_deadlock_and_numbers_tell_the_truth(
         with data_plane(tmp_path, config) as dp:
             produced = 0
             for n in range(rounds):
-                broker.produce(
-                    topic,
-                    [
-                        {"value": str(produced + i).encode(), "partition": (produced + i) % 4}
-                        for i in range(per_round)
-                    ],
-                )
+                produce_numbered(broker, topic, per_round, 4, start=produced)
                 produced += per_round
                 await asyncio.sleep(r.uniform(0.2, 1.5))  # mid-stream: commits in flight
                 if r.random() < 0.5:
@@ -135,13 +129,7 @@ async def test_repeated_broker_stops_the_data_plane_resumes_by_itself(
             assert dp.proc is not None
             produced = 0
             for n in range(rounds):
-                broker.produce(
-                    topic,
-                    [
-                        {"value": str(produced + i).encode(), "partition": (produced + i) % 4}
-                        for i in range(per_round)
-                    ],
-                )
+                produce_numbered(broker, topic, per_round, 4, start=produced)
                 before = produced
                 produced += per_round
                 await eventually(

@@ -38,6 +38,7 @@ from sink_runtime.dataplane.sources.offset_ledger import (
     Ended,
     OffsetLedger,
     Partition,
+    ReadToken,
     Spans,
     still_owned,
 )
@@ -465,13 +466,18 @@ def t(n: int) -> Partition:
     return ("t", n)
 
 
+def read_now(ledger: OffsetLedger, spans: Spans) -> ReadToken:
+    """A batch of records the consumer returned just now (in the current tenures)."""
+    token, refused = ledger.read([(ledger.generation, spans)])
+    assert token is not None and refused == [set()]
+    return token
+
+
 def test_commits_stop_at_the_first_record_not_handled() -> None:
     ledger = OffsetLedger()
     ledger.assign([t(0)])
-    gen = ledger.generation
-    first, _ = ledger.read([(gen, {t(0): (10, 10)})])
-    second, _ = ledger.read([(gen, {t(0): (20, 10)})])
-    assert first is not None and second is not None
+    first = read_now(ledger, {t(0): (10, 10)})
+    second = read_now(ledger, {t(0): (20, 10)})
     ledger.handled(second)
     assert ledger.committable() == {}  # the first batch is still in flight
     ledger.handled(first)
@@ -497,8 +503,7 @@ def test_records_returned_before_an_assignment_are_refused() -> None:
 def test_a_batch_read_in_an_ended_tenure_is_neither_delivered_nor_committed() -> None:
     ledger = OffsetLedger()
     ledger.assign([t(0)])
-    token, _ = ledger.read([(ledger.generation, {t(0): (30, 30)})])
-    assert token is not None
+    token = read_now(ledger, {t(0): (30, 30)})
     ended = ledger.end([t(0)])
     assert ended == {t(0): Ended(read_to=30, committed=-1)}
     ledger.assign([t(0)])
@@ -510,14 +515,11 @@ def test_a_batch_read_in_an_ended_tenure_is_neither_delivered_nor_committed() ->
 def test_a_late_answer_confirms_its_own_tenure_only() -> None:
     ledger = OffsetLedger()
     ledger.assign([t(0)])
-    token, _ = ledger.read([(ledger.generation, {t(0): (40, 40)})])
-    assert token is not None
-    ledger.handled(token)
+    ledger.handled(read_now(ledger, {t(0): (40, 40)}))
     at_revocation = ledger.commit_sent(ledger.committable([t(0)]))
     ledger.end([t(0)])
     ledger.assign([t(0)])  # restarts at the committed offset, which may still be below 40
-    again, _ = ledger.read([(ledger.generation, {t(0): (10, 10)})])
-    assert again is not None
+    again = read_now(ledger, {t(0): (10, 10)})
     assert ledger.commit_answered(at_revocation) == 40  # it covered 40 handled records
     assert ledger.committable() == {}  # the new tenure has handled nothing yet
     ledger.handled(again)
@@ -527,9 +529,7 @@ def test_a_late_answer_confirms_its_own_tenure_only() -> None:
 def test_a_refused_commit_is_offered_again_and_counts_once() -> None:
     ledger = OffsetLedger()
     ledger.assign([t(0), t(1)])
-    token, _ = ledger.read([(ledger.generation, {t(0): (3, 3), t(1): (4, 4)})])
-    assert token is not None
-    ledger.handled(token)
+    ledger.handled(read_now(ledger, {t(0): (3, 3), t(1): (4, 4)}))
     first = ledger.commit_sent(ledger.committable())
     assert ledger.committable() == {}  # sent, not answered: not offered twice
     assert ledger.commit_answered(first, failed={t(1)}) == 3
