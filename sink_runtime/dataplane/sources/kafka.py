@@ -765,7 +765,8 @@ class KafkaSource:
     # --- acknowledging and committing ---
 
     async def ack(self, batch: SourceBatch) -> int:
-        """Mark `batch` handled and commit; the handled records commits confirmed meanwhile."""
+        """Mark `batch` handled and commit; how many handled records the commit it joined
+        confirmed (module doc)."""
         token = batch.token
         if token is None:
             return 0  # an empty batch has nothing to commit
