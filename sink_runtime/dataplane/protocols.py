@@ -56,9 +56,10 @@ class Source(Protocol):
     async def ack(self, batch: SourceBatch) -> int:
         """Every datum of `batch` reached a terminal outcome: make that durable (commit).
 
-        Returns how many of its messages are durable now (0 when the commit failed: they are
-        redelivered). Must not raise for a partition that was revoked meanwhile: its datums
-        will be redelivered to the new owner, which is at-least-once.
+        Returns how many handled messages this made durable, for `udsink_acked_total` (0 when
+        the commit failed: they are redelivered, or a later commit covers them). Must not raise
+        for a partition that was revoked meanwhile: its datums will be redelivered to the new
+        owner, which is at-least-once.
         """
         ...
 

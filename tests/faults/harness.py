@@ -183,12 +183,15 @@ async def eventually(
         await asyncio.sleep(0.25)
 
 
-def produce_numbered(broker: KafkaBroker, topic: str, count: int, partitions: int = 1) -> None:
+def produce_numbered(
+    broker: KafkaBroker, topic: str, count: int, partitions: int = 1, start: int = 0
+) -> None:
+    """Records numbered `start` .. `start + count - 1`, round-robin over the partitions."""
     broker.produce(
         topic,
         [
             {"value": str(i).encode(), "key": f"k{i % 7}".encode(), "partition": i % partitions}
-            for i in range(count)
+            for i in range(start, start + count)
         ],
     )
 

@@ -55,13 +55,7 @@ async def test_broker_outages_never_deadlock_and_numbers_tell_the_truth(
         with data_plane(tmp_path, config) as dp:
             produced = 0
             for n in range(rounds):
-                broker.produce(
-                    topic,
-                    [
-                        {"value": str(produced + i).encode(), "partition": (produced + i) % 4}
-                        for i in range(per_round)
-                    ],
-                )
+                produce_numbered(broker, topic, per_round, 4, start=produced)
                 produced += per_round
                 await asyncio.sleep(r.uniform(0.2, 1.5))  # mid-stream: commits in flight
                 if r.random() < 0.5:
@@ -116,6 +110,59 @@ async def test_sigterm_during_a_broker_outage_exits(
             broker.start()
             assert code is not None, f"still running 40 s after SIGTERM\n{dp.describe()}"
             assert_commits_covered(broker, grp, topic, sink.ids(), dp)
+
+
+async def test_repeated_broker_stops_the_data_plane_resumes_by_itself(
+    broker_restored: KafkaBroker, tmp_path: Path
+) -> None:
+    """Four 20 s broker stops in the middle of a stream (commits and batches in flight): each
+    time the same data plane process stays live, commits everything once the broker is back,
+    and becomes ready again, with no restart (issue 24, item 5)."""
+    broker = broker_restored
+    topic = broker.create_topic(broker.unique_topic("stops"), 4)
+    grp = group_name("stops")
+    rounds, per_round, down_s = 4, 1500, 20.0
+    slow = ("--mode", "slow", "--after", "0", "--times", "0", "--delay", "0.05")
+    async with fault_sink(tmp_path / "sink", *slow) as sink:
+        config = kafka_config(broker, topic, grp, sink.config(), batch=50)
+        with data_plane(tmp_path, config) as dp:
+            assert dp.proc is not None
+            produced = 0
+            for n in range(rounds):
+                produce_numbered(broker, topic, per_round, 4, start=produced)
+                before = produced
+                produced += per_round
+                await eventually(
+                    lambda: len(sink.ids()) >= before + per_round // 4,  # noqa: B023
+                    60,
+                    f"round {n}: flowing",
+                    dp.describe,
+                )
+                broker.stop()
+                down_at = time.monotonic()
+                while time.monotonic() - down_at < down_s:
+                    assert dp.get("/livez")[0] == 200, f"round {n}: not live\n{dp.describe()}"
+                    await asyncio.sleep(1)
+                broker.start()
+                await eventually(
+                    lambda: committed_total(broker, grp, topic) == produced,  # noqa: B023
+                    90,
+                    f"round {n}: all {produced} offsets committed after the broker came back",
+                    dp.describe,
+                )
+                await eventually(
+                    lambda: dp.get("/readyz")[0] == 200, 30, f"round {n}: ready", dp.describe
+                )
+                assert dp.get("/livez")[0] == 200, dp.describe()
+                assert dp.proc.poll() is None, f"round {n}: the data plane exited\n{dp.describe()}"
+            assert all_ids(topic, produced, 4) <= sink.ids(), dp.describe()
+            assert_commits_covered(broker, grp, topic, sink.ids(), dp)
+            delivered = len(sink.deliveries())
+            acked = dp.metric("udsink_acked_total")
+            assert produced <= acked <= delivered, (
+                f"{acked} acknowledged: {produced} produced, {delivered} deliveries\n"
+                f"{dp.describe()}"
+            )
 
 
 # --- 2: a sink that stops answering ---

@@ -17,6 +17,7 @@ are here for that build as much as for this one.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,8 +31,7 @@ from sink_runtime.config import KafkaSourceConfig
 from sink_runtime.config.constants import KEY_LEN_HEADER, SOURCE_ERROR_HEADER
 from sink_runtime.dataplane.keyheaders import key_header_name
 from sink_runtime.dataplane.metrics import Metrics
-from sink_runtime.dataplane.protocols import SourceBatch
-from sink_runtime.dataplane.sources import kafka_record
+from sink_runtime.dataplane.sources import kafka, kafka_record
 from sink_runtime.dataplane.sources.kafka import KafkaSource, KafkaSourceError
 from sink_runtime.dataplane.sources.kafka_record import (
     MAX_EVENT_TIME_MS,
@@ -127,13 +127,23 @@ def source(keys_from_headers: bool = True) -> KafkaSource:
     return KafkaSource(config, metrics=Metrics())
 
 
-def c_batch(batch: list[Any], keys_from_headers: bool = True) -> SourceBatch:
-    return source(keys_from_headers)._batch(list(batch))
+@dataclass
+class Converted:
+    """A batch's datums, and per partition the offset after its last record and its count."""
+
+    datums: list[Any]
+    spans: dict[tuple[str, int], tuple[int, int]]
 
 
-def python_batch(batch: list[Any], keys_from_headers: bool = True) -> SourceBatch:
+def c_batch(batch: list[Any], keys_from_headers: bool = True) -> Converted:
+    datums: list[Any] = []
+    spans = source(keys_from_headers)._convert(list(batch), datums, [])
+    return Converted(datums, spans)
+
+
+def python_batch(batch: list[Any], keys_from_headers: bool = True) -> Converted:
     with python_only():
-        return source(keys_from_headers)._batch(list(batch))
+        return c_batch(batch, keys_from_headers)
 
 
 def read_time_applies(msg: Any) -> bool:
@@ -180,12 +190,7 @@ def test_the_batch_is_the_python_paths_batch(batch: list[Any], keys_from_headers
     read = [m for m in batch if m.error() is None and m.offset() is not None]
     for got, want, msg in zip(built.datums, expected.datums, read, strict=True):
         same_datum(got, want, msg)
-    if expected.token is None:
-        assert built.token is None
-    else:
-        assert built.token is not None
-        assert built.token.next_offsets == expected.token.next_offsets
-        assert built.token.counts == expected.token.counts
+    assert built.spans == expected.spans
 
 
 def test_the_usual_records_are_converted_in_c() -> None:
@@ -243,12 +248,12 @@ def test_a_timestamp_after_year_9999_is_delivered_at_its_last_millisecond(build:
     assert [d.event_time for d in batch.datums] == [LATEST] * 4
     for d in batch.datums:
         assert event_time_on_the_wire(d) == (253_402_300_799, 999_000_000)
-    assert batch.token.next_offsets == {("orders", 0): 4}
+    assert batch.spans == {("orders", 0): (4, 4)}
 
 
 def test_clamped_timestamps_are_counted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     src = source()
-    src._batch([odd(1, (1, INT64_MAX)), odd(2, (1, MAX_EVENT_TIME_MS)), odd(3, (1, 5))])
+    src._convert([odd(1, (1, INT64_MAX)), odd(2, (1, MAX_EVENT_TIME_MS)), odd(3, (1, 5))], [], [])
     kind = "timestamp-clamped"
     assert src.metrics.value("udsink_records_altered_total", kind=kind) == 1
     assert "orders:0:1" in caplog.text and "9999-12-31T23:59:59.999" in caplog.text
@@ -266,8 +271,8 @@ def test_milliseconds_stay_exact_from_2_to_the_33_seconds_on(build: Any) -> None
 
 def test_an_offset_at_int64_max_is_followed_by_2_to_the_63_in_both_paths() -> None:
     batch = [odd(INT64_MAX, (1, 5))]
-    assert c_batch(batch).token.next_offsets == {("orders", 0): 2**63}
-    assert python_batch(batch).token.next_offsets == {("orders", 0): 2**63}
+    assert c_batch(batch).spans == {("orders", 0): (2**63, 1)}
+    assert python_batch(batch).spans == {("orders", 0): (2**63, 1)}
     # Converted in C with a next offset of 2**63 already known for its partition.
     later = {("orders", 0): 2**63}
     (d,) = convert_records([odd(7, (1, 5))], True, KEYS_HEADER, later, {})
@@ -302,7 +307,7 @@ def test_values_of_the_wrong_type_or_size_are_left_to_python(timestamp: Any, off
     built, expected = c_batch([msg]), python_batch([msg])
     assert [d.id for d in built.datums] == [d.id for d in expected.datums]
     same_datum(built.datums[0], expected.datums[0], msg)
-    assert built.token.next_offsets == expected.token.next_offsets
+    assert built.spans == expected.spans
 
 
 class Vanishing(Wrapped):
@@ -349,8 +354,7 @@ def test_a_record_whose_headers_cannot_be_read_is_delivered_with_the_reason(buil
         SOURCE_ERROR_HEADER: "record not converted (ValueError: a header name is not valid "
         "UTF-8); delivered without its headers"
     }
-    assert batch.token.next_offsets == {("orders", 0): 5}
-    assert batch.token.counts == {("orders", 0): 3}
+    assert batch.spans == {("orders", 0): (5, 3)}
 
 
 def test_headers_are_read_once_without_the_c_module() -> None:
@@ -363,7 +367,7 @@ def test_headers_are_read_once_without_the_c_module() -> None:
 
 def test_unreadable_records_are_counted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     src = source()
-    src._batch([unreadable(3), unreadable(4)])
+    src._convert([unreadable(3), unreadable(4)], [], [])
     assert src.metrics.value("udsink_records_altered_total", kind="unconvertible") == 2
     assert "orders:0:3" in caplog.text and "not valid UTF-8" in caplog.text
 
@@ -387,11 +391,13 @@ def test_records_consumed_for_a_batch_that_fails_are_read_first_next_time() -> N
     consumed = [odd(2, (1, 5)), fatal, odd(4, (1, 5))]
     for python in (False, True):
         src = source()
+        src._ledger.assign([("orders", 0)])
+        chunks = [kafka._Chunk(src._ledger.generation, list(consumed))]
         mode = python_only() if python else contextlib.nullcontext()
         with mode, pytest.raises(KafkaSourceError, match="fenced"):
-            src._batch(list(consumed))
-        assert src._stash == consumed
-        assert src._pending == []
+            src._batch(chunks)
+        assert [m for c in src._stash for m in c.messages] == consumed
+        assert src._ledger.committable() == {}  # nothing was taken in as read
 
 
 class FailingConverter:
@@ -412,9 +418,7 @@ def test_a_conversion_that_fails_in_c_is_done_again_in_python(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(kafka_record, "_fastrecords", FailingConverter(kafka_record._fastrecords))
-    batch = source()._batch([odd(2, (1, 5)), unreadable(3), odd(4, (1, 5))])
+    batch = c_batch([odd(2, (1, 5)), unreadable(3), odd(4, (1, 5))])
     assert [d.id for d in batch.datums] == ["orders:0:2", "orders:0:3", "orders:0:4"]
-    assert batch.token is not None
-    assert batch.token.next_offsets == {("orders", 0): 5}
-    assert batch.token.counts == {("orders", 0): 3}
+    assert batch.spans == {("orders", 0): (5, 3)}
     assert "converted in Python instead" in caplog.text

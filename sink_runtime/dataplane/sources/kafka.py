@@ -3,36 +3,43 @@
 Separate from the forwarder because everything librdkafka-specific lives here.
 
 Threading: one thread owns the consumer handle (`ConsumerThread`). Every call into it (reads,
-commits, the rebalance callbacks those calls trigger, close) runs there, one at a time, and no
-lock is ever held across a call into the handle. confluent-kafka serialises calls on one
-handle behind a running callback, so a second thread calling in (a commit thread, as before)
-can deadlock against a rebalance callback that waits for it; with one owner it cannot. The
-event loop only hands jobs to that thread and awaits their results. The design leaves room
-to move the owner into a process of its own: its jobs are plain functions over plain data.
+commits, the rebalance and commit callbacks those calls trigger, close) runs there, one at a
+time, and no lock is ever held across a call into the handle. confluent-kafka serialises
+calls on one handle behind a running callback, so a second thread calling in (a commit
+thread, as before) can deadlock against a rebalance callback that waits for it; with one
+owner it cannot. The event loop only hands jobs to that thread and awaits their results. The
+design leaves room to move the owner into a process of its own: its jobs are plain functions
+over plain data.
 
 Guarantees and choices:
-- `ack(batch)` returns once a synchronous commit on the owner thread covered the batch (the
-  broker answered), and says how many of its messages the broker accepted. It commits the
-  batch's highest offset + 1 per partition, and only once every batch read before it was
-  acked too (acks arriving out of order wait), so nothing unhandled is ever covered by a
-  commit. Acked batches are committed together, at most every `COMMIT_INTERVAL_S` (and at
-  once when the last commit is older than that): a commit is a broker round trip during
-  which the owner thread cannot read, so one per batch would cap the reads (measured: 28,000
-  records/s of 1 KiB with a commit per 500-record batch on a loaded 2-core machine). An
-  acked batch waits at most that interval longer for its commit; a revocation commits what
-  is acked first, and close() commits it before leaving the group.
-- Rebalance: a revoked or lost partition is dropped from every pending batch; its datums are
-  redelivered to the new owner (at-least-once), never committed by us. `still_owned()` drops
-  them from a batch read before the revocation, so they are not delivered after it either
-  (a last-write-wins sink would otherwise go backwards). A commit refused because this member
-  was evicted (UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION...) marks every batch read so far stale.
-- A failed commit is logged and counted in `commit_failures`, not raised: the next successful
-  commit covers the batch (commits are cumulative), or the batch is redelivered after a
-  rebalance or restart.
+- What was read, handled and committed is kept by the offset ledger (`offset_ledger.py`, its
+  module doc has the rules): records are counted per tenure (one uninterrupted ownership of a
+  partition), a commit never passes the first record read in the tenure and not handled, and
+  records returned before their partition's current tenure began are not delivered (each
+  consume() call's records carry the ledger generation at its return).
+- Rebalance (eager or cooperative): a revocation first commits what is handled, then the
+  partition's tenure ends; its records in flight are not delivered after it (`still_owned()`:
+  a last-write-wins sink would otherwise go backwards) and never committed by this member. A
+  partition that comes back, to this member or another, is read again from the group's
+  committed offset, so what was read and dropped is delivered then. A lost partition (the
+  session expired, the member was evicted) ends the same way, without the commit.
+- `ack(batch)` marks the batch handled and returns once the commit it joined was answered by
+  the broker (at most `COMMIT_WAIT_S` later, or at once when no commit can be made), with the
+  number of handled records that commit confirmed; records a commit confirms after their
+  acks were answered (a retry, a commit made at a revocation) are counted in `acked` by the
+  source itself, so each handled record committed is counted once. Commits are
+  asynchronous: the owner thread never waits on the broker, and the answer is served by its
+  next consume() (commit answers are queued ahead of fetched records; measured). Acked
+  batches are committed together at most every `COMMIT_INTERVAL_S`, one commit at a time: a
+  commit per batch would cost a broker round trip per batch. A refused or failed commit is
+  logged (partitions and offsets) and counted in `commit_failures`, and offered again after
+  `COMMIT_RETRY_S`; while the brokers are unreachable no commit is attempted, and the first
+  one after they answer again covers everything handled meanwhile.
 - Readiness is the consumer's real state: not ready while brokers are unreachable, while a
-  commit has waited on the broker for longer than `SLOW_COMMIT_S`, or before the first answer.
+  commit has waited for its answer longer than `SLOW_COMMIT_S`, or before the first answer.
   Liveness: `stalled_for()` is how long the owner thread has been inside one job without a
-  sign of life (the data plane's /livez watchdog reads it).
+  sign of life (the data plane's /livez watchdog reads it); every call it makes into the
+  consumer is bounded (consume slices, look-ups with timeouts, asynchronous commits).
 - Lag is reported for every assigned partition from the broker's offsets (high watermark minus
   the group's committed offset), refreshed every `LAG_REFRESH_S`, also while no batch flows.
 - A batch closes at `max_messages` records or once its values reach `batch_max_bytes` (a
@@ -67,10 +74,10 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeVar
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaPartition
@@ -104,13 +111,19 @@ from sink_runtime.dataplane.sources.kafka_record import (
     record_datum,
     utc_from_ms,
 )
+from sink_runtime.dataplane.sources.offset_ledger import (
+    Ended,
+    OffsetLedger,
+    Partition,
+    ReadToken,
+    still_owned,
+)
 from sink_runtime.logs import batch_fields
 from sink_runtime.types import Datum
 
 logger = logging.getLogger(__name__)
 rdkafka_logger = LibrdkafkaLog(logging.getLogger(f"{__name__}.librdkafka"))
 
-Partition: TypeAlias = tuple[str, int]
 _T = TypeVar("_T")
 
 # How long a read may spend checking broker reachability while not connected.
@@ -121,20 +134,29 @@ READ_SLICE_S = 0.1
 IDLE_TICK_S = 0.5
 # Acked batches wait at most this long for the commit that covers them (module doc).
 COMMIT_INTERVAL_S = 0.1
+# After a failed commit, the next one waits this long (a refusal repeats until the group
+# settles, and so would the warning).
+COMMIT_RETRY_S = 1.0
+# An ack waits at most this long for the answer to its commit; the commit itself goes on
+# (librdkafka answers every commit; a deferred one can take up to session.timeout.ms plus
+# socket.timeout.ms) and later answers are counted by the acks after it.
+COMMIT_WAIT_S = 10.0
 # A batch is checked against rebalance events still queued in the consumer when the consumer
 # was last polled longer ago than this (a long delivery).
 FRESH_S = 1.0
 # Records consumed while serving those events are kept for the next read, up to this many.
 STASH_LIMIT = 10_000
-# A commit waiting on the broker longer than this makes the source not ready.
+# A commit waiting for its answer longer than this makes the source not ready.
 SLOW_COMMIT_S = 2.0
 # How often consumer lag is refreshed from the broker's offsets (while the brokers are
 # reachable), and how long each look-up may take; the first one that fails ends the round.
 LAG_REFRESH_S = 5.0
 LAG_TIMEOUT_S = 5.0
-# How long close() waits for the consumer thread to finish what it is doing (a synchronous
-# commit can wait up to ~45 s on a coordinator that is gone) before leaving without it.
+# How long close() waits for the consumer thread to finish what it is doing (consumer.close()
+# leaves the group, which waits on a coordinator) before leaving without it, and how much of
+# that its last commit may wait for an answer.
 CLOSE_WAIT_S = 5.0
+CLOSE_COMMIT_WAIT_S = 3.0
 # A consumer that has reached no broker for this long is replaced by a new one (measured: after
 # a broker was killed and restarted during a lost-partitions event, the old librdkafka handle
 # kept failing every metadata request while a fresh client connected at once).
@@ -152,28 +174,30 @@ class KafkaSourceError(RuntimeError):
 
 
 @dataclass(slots=True)
-class BatchToken:
-    """The offsets a batch will commit, by partition: highest offset read + 1.
+class _Chunk:
+    """The records one consume() call returned, with the ledger generation at its return."""
 
-    `epoch` is the source's assignment epoch when it was read.
-    """
+    generation: int
+    messages: list[Any]
 
-    seq: int
-    next_offsets: dict[Partition, int]
-    counts: dict[Partition, int]
-    epoch: int
-    acked: bool = False
+
+@dataclass(slots=True, eq=False)
+class _Waiter:
+    """An ack() waiting for the answer to the commit that covers its batch."""
+
+    future: asyncio.Future[int]
+    loop: asyncio.AbstractEventLoop
+    deadline: float
+    commit: int | None = None  # the commit it waits for; None until one is sent
 
 
 @dataclass(slots=True)
-class _Waiting:
-    """Acked batches released together, waiting for the commit that covers them."""
+class _Commit:
+    """A commit handed to the consumer, waiting for its answer."""
 
     offsets: dict[Partition, int]
-    counts: dict[Partition, int]
-    ids: list[str]
-    committed: asyncio.Future[int]
-    loop: asyncio.AbstractEventLoop
+    sent: float
+    forced: bool  # made at a revocation or close: it does not hold back the next one
 
 
 # Commit errors that mean this member is no longer in the group.
@@ -348,37 +372,37 @@ class KafkaSource:
         self._codec = KeyHeaderCodec(keys_header=config.keys_header)
         self._owner = ConsumerThread("kafka-source")
         self._consumer: Any = None
-        # Written only on the owner thread; read from the loop as whole-object snapshots.
-        self._assigned: dict[Partition, int] = {}  # partition -> epoch of its assignment
-        self._epoch = 0  # bumped on every assignment change and on eviction
-        self._stale_before = 0  # batches read in an epoch below this are not delivered
-        self._pending: list[BatchToken] = []
-        self._waiting: list[_Waiting] = []  # acked, released, not committed yet
+        # Written only on the owner thread.
+        self._ledger = OffsetLedger()
+        self._stash: list[_Chunk] = []  # records consumed while serving events, read first
+        self._waiters: list[_Waiter] = []
+        self._commits: dict[int, _Commit] = {}  # by ledger commit id, awaiting their answer
         self._last_commit = 0.0
-        self._stash: list[Any] = []  # records consumed while serving events, read first
+        self._commit_not_before = 0.0  # after a failed commit
         self._batch_max_bytes = batch_max_bytes
         self._record_bytes = 0  # value bytes per record in the last consume (0: not known)
-        self._committed: dict[Partition, int] = {}
-        # Per partition, the first offset read but not delivered (see `_owned_now`); set from
-        # the loop, cleared on the owner thread when the partition's position is reset.
-        self._floor: dict[Partition, int] = {}
-        self._seq = 0
         self._connected = False
-        self._commit_since: float | None = None
         self._unreachable_since: float | None = None
         self._lost_since: float | None = None
         self._settings: dict[str, Any] = {}
-        self._last_consume = 0.0
         self._next_lag = 0.0
         self._closed = False
         self._errors = ErrorThrottle(logger)
+        # Written on the owner thread, read from the loop (whole objects, replaced).
+        self._owned: Mapping[Partition, int] = {}  # the ledger's tenures, for still_owned()
+        self._last_consume = 0.0
+        self._recheck = False  # a commit was refused as from an evicted member
 
     # --- lifecycle ---
 
     async def start(self) -> None:
         """Create the consumer and join the group; returns without waiting for brokers."""
         settings: dict[str, Any] = consumer_settings(self.config, self._where)
-        settings |= {"error_cb": self._on_error, "logger": rdkafka_logger}
+        settings |= {
+            "error_cb": self._on_error,
+            "logger": rdkafka_logger,
+            "on_commit": self._on_commit,
+        }
         logger.info(
             "kafka source: joining group %s on %s for topics %s; records converted %s",
             self.config.consumer_group,
@@ -395,15 +419,14 @@ class KafkaSource:
 
     def _recreate(self, why: str) -> None:
         """Replace a consumer that is stuck (RECREATE_AFTER_S, REJOIN_AFTER_S), on the owner
-        thread: what it read and did not commit is redelivered through the new one."""
+        thread: what it read and did not commit is read again through the new one."""
         old, self._consumer = self._consumer, None
         logger.warning(
             "kafka source: %s; replacing the consumer (new connections and a new group membership)",
             why,
         )
-        gone = [KafkaPartition(t, p) for t, p in self._assigned]
-        self._forget(gone, "given up with the old consumer")
-        self._settle_waiting(0)
+        self._forget(list(self._owned), "given up with the old consumer")
+        self._give_up_commits()
         with contextlib.suppress(Exception):
             old.close()
         self._owner.beat()
@@ -423,7 +446,7 @@ class KafkaSource:
         self._probe(PROBE_TIMEOUT_S)
 
     async def close(self) -> None:
-        """Leave the group; nothing is committed here (only ack() commits)."""
+        """Leave the group, committing what is handled first."""
         if self._closed:
             return
         self._closed = True
@@ -443,22 +466,25 @@ class KafkaSource:
                     )
         self._owner.stop()
         await asyncio.get_running_loop().run_in_executor(None, self._owner.join, 1.0)
-        self._settle_waiting(0)  # left without the consumer: those batches are redelivered
+        for w in self._waiters:  # left without the consumer: not committed, read again
+            w.loop.call_soon_threadsafe(_settle, w.future, 0, None)
 
     def _close_consumer(self) -> None:
         self._commit_due(force=True)
+        deadline = time.monotonic() + CLOSE_COMMIT_WAIT_S
+        while self._commits and time.monotonic() < deadline:
+            self._consume(1, READ_SLICE_S)  # serves the answer; the record is not delivered
         consumer, self._consumer = self._consumer, None
         self._stash.clear()
+        self._give_up_commits()
         consumer.close()
-        for topic, partition in list(self._assigned):
-            self._drop_lag(topic, partition)
-        self._assigned = {}
+        if self._owned:
+            self._forget(list(self._owned), "left with the consumer")
 
     def is_ready(self) -> bool:
         if self._consumer is None or self._closed or not self._connected:
             return False
-        since = self._commit_since
-        return since is None or time.monotonic() - since < SLOW_COMMIT_S
+        return self._commit_wait() < SLOW_COMMIT_S
 
     def not_ready_reason(self) -> str:
         """Why `is_ready()` is False, in words for /readyz ("" when ready)."""
@@ -466,10 +492,17 @@ class KafkaSource:
             return "kafka source not started"
         if not self._connected:
             return f"kafka brokers {','.join(self.config.brokers)} unreachable"
-        since = self._commit_since
-        if since is not None and time.monotonic() - since >= SLOW_COMMIT_S:
-            return f"kafka commit waiting on the broker for {time.monotonic() - since:.0f}s"
+        waited = self._commit_wait()
+        if waited >= SLOW_COMMIT_S:
+            return f"kafka commit waiting on the broker for {waited:.0f}s"
         return ""
+
+    def _commit_wait(self) -> float:
+        """How long the oldest commit has waited for its answer (0 when none waits)."""
+        commits = list(self._commits.values())  # read from the loop too
+        if not commits:
+            return 0.0
+        return max(0.0, time.monotonic() - min(c.sent for c in commits))
 
     def stalled_for(self) -> float:
         """Seconds the consumer thread has been stuck inside one call (for /livez)."""
@@ -482,7 +515,7 @@ class KafkaSource:
     @property
     def assignment(self) -> frozenset[Partition]:
         """The partitions this member owns now (for logs and tests)."""
-        return frozenset(self._assigned)
+        return frozenset(self._owned)
 
     # --- reading ---
 
@@ -491,11 +524,12 @@ class KafkaSource:
             raise KafkaSourceError("kafka source: read() before start() or after close()")
         return await self._owner.submit(self._read, max_messages, timeout_s)
 
-    def _consume(self, max_messages: int, timeout_s: float) -> list[Any]:
+    def _consume(self, max_messages: int, timeout_s: float) -> _Chunk:
         messages = self._consumer.consume(num_messages=max_messages, timeout=timeout_s)
         self._last_consume = time.monotonic()
         self._owner.beat()
-        return messages  # type: ignore[no-any-return]
+        # After the call: the rebalance callbacks it served count (the ledger's module doc).
+        return _Chunk(self._ledger.generation, messages)
 
     def _read(self, max_messages: int, timeout_s: float) -> SourceBatch:
         deadline = time.monotonic() + timeout_s
@@ -513,13 +547,13 @@ class KafkaSource:
                 f"no new assignment {time.monotonic() - lost:.0f}s after losing its partitions"
             )
         self._refresh_lag_when_due()
-        messages = self._stash[:max_messages]
-        del self._stash[:max_messages]
-        size = sum(map(len, messages))  # len(record): its value's bytes
+        chunks = self._from_stash(max_messages)
+        count = sum(len(c.messages) for c in chunks)
+        size = sum(sum(map(len, c.messages)) for c in chunks)  # len(record): its value's bytes
         max_bytes = self._batch_max_bytes
         # Consume in slices: a job queued meanwhile (an ack, close) ends the read early.
         first = True
-        while len(messages) < max_messages and size < max_bytes:
+        while count < max_messages and size < max_bytes:
             left = max(0.0, deadline - time.monotonic())
             hurry = self._owner.jobs_waiting
             if not first and (left <= 0 or hurry):
@@ -528,72 +562,88 @@ class KafkaSource:
             wait = 0.0 if hurry else min(left, READ_SLICE_S)
             # No more records than the byte budget is likely to take (records of the size
             # seen last), so large values are not consumed ahead into the stash.
-            want = max_messages - len(messages)
+            want = max_messages - count
             if self._record_bytes:
                 want = max(1, min(want, (max_bytes - size) // self._record_bytes))
-            epoch = self._epoch
-            more = self._consume(want, wait)
-            if self._epoch != epoch and messages:
-                # A rebalance ran inside that consume: what was read before it is kept only
-                # for partitions owned all along (a partition revoked, even one given straight
-                # back, restarts from the group's commit and is read again).
-                messages = self._owned_since(messages, epoch)
-                size = sum(map(len, messages))
-            if more:
-                grown = sum(map(len, more))
-                self._record_bytes = max(1, grown // len(more))
+            chunk = self._consume(want, wait)
+            if chunk.messages:
+                grown = sum(map(len, chunk.messages))
+                self._record_bytes = max(1, grown // len(chunk.messages))
                 size += grown
-                messages += more
+                count += len(chunk.messages)
+                chunks.append(chunk)
             self._commit_due()
-        if size > max_bytes and len(messages) > 1:
-            messages = self._within_bytes(messages, max_bytes)
-        return self._batch(messages)
+        if size > max_bytes and count > 1:
+            chunks = self._within_bytes(chunks, max_bytes)
+        return self._batch(chunks)
 
-    def _owned_since(self, messages: list[Any], epoch: int) -> list[Any]:
-        """The records of `messages` whose partitions were assigned at `epoch` or before and
-        are still assigned now."""
-        assigned = self._assigned
-        return [m for m in messages if assigned.get((m.topic(), m.partition()), epoch + 1) <= epoch]
+    def _from_stash(self, max_messages: int) -> list[_Chunk]:
+        """Up to `max_messages` records from the stash, oldest first."""
+        taken: list[_Chunk] = []
+        while self._stash and max_messages > 0:
+            chunk = self._stash[0]
+            if len(chunk.messages) <= max_messages:
+                taken.append(self._stash.pop(0))
+                max_messages -= len(chunk.messages)
+            else:
+                taken.append(_Chunk(chunk.generation, chunk.messages[:max_messages]))
+                del chunk.messages[:max_messages]
+                max_messages = 0
+        return taken
 
-    def _within_bytes(self, messages: list[Any], max_bytes: int) -> list[Any]:
+    def _within_bytes(self, chunks: list[_Chunk], max_bytes: int) -> list[_Chunk]:
         """The longest prefix whose values fit `max_bytes` (at least one record); the rest
         is read first next time."""
         size = 0
-        for n, msg in enumerate(messages):
-            size += len(msg)
-            if size > max_bytes:
-                n = max(n, 1)
-                self._stash[:0] = messages[n:]
-                return messages[:n]
-        return messages
+        for i, chunk in enumerate(chunks):
+            for n, msg in enumerate(chunk.messages):
+                size += len(msg)
+                if size > max_bytes:
+                    cut = 1 if i == 0 and n == 0 else n
+                    rest = [_Chunk(chunk.generation, chunk.messages[cut:]), *chunks[i + 1 :]]
+                    self._stash[:0] = [c for c in rest if c.messages]
+                    head = _Chunk(chunk.generation, chunk.messages[:cut])
+                    return [*chunks[:i], *([head] if head.messages else [])]
+        return chunks
 
-    def _batch(self, messages: list[Any]) -> SourceBatch:
+    def _batch(self, chunks: list[_Chunk]) -> SourceBatch:
         try:
-            datums, next_offsets, counts = self._convert(messages)
+            return self._batch_of(chunks)
         except BaseException:
-            # Consumed, and neither delivered nor covered by a token: read first next time
+            # Consumed, and neither delivered nor taken into the ledger: read first next time
             # (the stash), so no later batch's commit passes them.
-            self._stash[:0] = messages
+            self._stash[:0] = chunks
             raise
+
+    def _batch_of(self, chunks: list[_Chunk]) -> SourceBatch:
+        datums: list[Datum] = []
+        malformed: list[tuple[str, str]] = []
+        read: list[tuple[int, dict[Partition, tuple[int, int]]]] = []
+        bounds: list[tuple[int, int]] = []  # each chunk's datums
+        for chunk in chunks:
+            start = len(datums)
+            read.append((chunk.generation, self._convert(chunk.messages, datums, malformed)))
+            bounds.append((start, len(datums)))
         if datums:
             self._set_connected(True)
-        token = None
-        if datums:
-            self._seq += 1
-            token = BatchToken(self._seq, next_offsets, counts, self._epoch)
-            self._pending.append(token)
+        _report(
+            self.metrics.malformed_key_headers,
+            malformed,
+            "with malformed key headers, record key used instead",
+        )
+        token, refused = self._ledger.read(read)
+        if any(refused):
+            datums = _without_refused(datums, bounds, refused)
         return SourceBatch(datums=datums, token=token)
 
     def _convert(
-        self, messages: list[Any]
-    ) -> tuple[list[Datum], dict[Partition, int], dict[Partition, int]]:
-        """The batch's datums, next offset and count per partition: every record consumed is
-        in them (module doc) except records with an error."""
-        datums: list[Datum] = []
+        self, messages: list[Any], datums: list[Datum], malformed: list[tuple[str, str]]
+    ) -> dict[Partition, tuple[int, int]]:
+        """Append the records of `messages` to `datums` (and the malformed key headers'
+        reasons to `malformed`); by partition, the offset after the last and the count."""
         next_offsets: dict[Partition, int] = {}
         counts: dict[Partition, int] = {}
         # (id, why) of the records delivered other than as written, by kind.
-        malformed: list[tuple[str, str]] = []
         clamped: list[tuple[str, str]] = []
         unconverted: list[tuple[str, str]] = []
         to_datum = self._datum
@@ -647,11 +697,6 @@ class KafkaSource:
             counts[tp] = counts.get(tp, 0) + 1
         m = self.metrics
         _report(
-            m.malformed_key_headers,
-            malformed,
-            "with malformed key headers, record key used instead",
-        )
-        _report(
             m.records_altered.labels(kind=TIMESTAMP_CLAMPED),
             clamped,
             f"timestamped after {LATEST_EVENT_TIME.isoformat(timespec='milliseconds')}, "
@@ -663,7 +708,7 @@ class KafkaSource:
             "could not be converted, delivered without their headers (header "
             f"{SOURCE_ERROR_HEADER} says why)",
         )
-        return datums, next_offsets, counts
+        return {tp: (offset, counts[tp]) for tp, offset in next_offsets.items()}
 
     def _datum(self, msg: Any, datum_id: str) -> tuple[RecordDatum, str | None]:
         """One record as a Datum, and the reason its key headers were malformed (if so).
@@ -731,65 +776,61 @@ class KafkaSource:
     async def still_owned(self, datums: list[Datum], batch: SourceBatch) -> list[Datum]:
         """The datums of `batch` this member may still deliver (see the module doc).
 
-        When the consumer has not been polled for `FRESH_S` (a long delivery), rebalance
-        events wait unserved in its queue: they are served first, on the owner thread.
+        When the consumer has not been polled for `FRESH_S` (a long delivery), or a commit
+        was refused as from an evicted member, rebalance events may wait unserved in its
+        queue: they are served first, on the owner thread.
         """
         token = batch.token
-        if not isinstance(token, BatchToken) or not datums:
+        if not isinstance(token, ReadToken) or not datums:
             return datums
-        if time.monotonic() - self._last_consume > FRESH_S and self._consumer is not None:
+        stale = time.monotonic() - self._last_consume > FRESH_S
+        if (stale or self._recheck) and self._consumer is not None:
             with contextlib.suppress(KafkaSourceError):
-                await self._owner.submit(self._serve_events)
+                await self._owner.submit(self._serve_events, STASH_LIMIT)
         return self._owned_now(datums, token)
 
-    def _owned_now(self, datums: list[Datum], token: BatchToken) -> list[Datum]:
-        assigned = self._assigned
-        stale = token.epoch < self._stale_before
-        read = token.counts.keys()  # every partition read (a revocation trims next_offsets)
-        keep = {tp for tp in read if not stale and tp in assigned and assigned[tp] <= token.epoch}
-        if len(keep) == len(read):
+    def _owned_now(self, datums: list[Datum], token: ReadToken) -> list[Datum]:
+        keep = still_owned(token, self._owned)
+        if len(keep) == len(token.tenures):
             return datums
-        dropped = [d for d in datums if _partition_of(d.id) not in keep]
-        # A partition revoked since the read restarts from its last commit wherever it goes
-        # next. One that only looks assigned (this member was evicted and has not been told
-        # yet) must never be committed past the first offset not delivered.
-        for d in dropped:
-            topic, partition, offset = _coordinates(d.id)
-            tp = (topic, partition)
-            if tp in assigned and assigned[tp] <= token.epoch:
-                floor = self._floor.get(tp)
-                if floor is None or offset < floor:
-                    self._floor[tp] = offset
+        kept: list[Datum] = []
+        dropped: list[str] = []
+        for d in datums:
+            if _partition_of(d.id) in keep:
+                kept.append(d)
+            else:
+                dropped.append(d.id)
         if dropped:
             logger.warning(
-                "kafka source: not delivering %d message(s) of partition(s) no longer owned "
-                "here (%s): the new owner delivers them",
+                "kafka source: not delivering %d message(s) of %s: revoked since they were read; "
+                "whoever owns the partition now reads them again from the committed offset",
                 len(dropped),
-                ", ".join(sorted({f"{t}[{p}]" for t, p in map(_partition_of, _ids(dropped))})),
-                extra=batch_fields(_ids(dropped)),
+                _ranges(dropped),
+                extra=batch_fields(dropped),
             )
-        return [d for d in datums if _partition_of(d.id) in keep]
+        return kept
 
-    def _serve_events(self) -> None:
-        """Poll once without waiting, keeping what arrives for the next read."""
-        room = STASH_LIMIT - len(self._stash)
-        if sum(map(len, self._stash)) >= self._batch_max_bytes:
+    def _serve_events(self, limit: int) -> None:
+        """Poll once without waiting, keeping up to `limit` records that arrive for the next
+        read: the rebalance and commit callbacks queued are served."""
+        self._recheck = False
+        room = min(limit, STASH_LIMIT - sum(len(c.messages) for c in self._stash))
+        if sum(sum(map(len, c.messages)) for c in self._stash) >= self._batch_max_bytes:
             room = min(room, 1)  # large values: serve the events, hold little more
         if room > 0:
-            # Not `self._stash += ...`: the consume may run the rebalance callbacks, which
-            # replace the stash with one rid of revoked partitions; the old list must not
-            # come back with those records in it.
-            more = self._consume(room, 0)
-            self._stash += more
+            chunk = self._consume(room, 0)
+            if chunk.messages:
+                self._stash.append(chunk)
 
-    # --- acknowledging ---
+    # --- acknowledging and committing ---
 
     async def ack(self, batch: SourceBatch) -> int:
-        """Commit `batch` (and earlier acked batches); the messages the broker accepted."""
+        """Mark `batch` handled and commit; how many handled records the commit it joined
+        confirmed (module doc)."""
         token = batch.token
         if token is None:
             return 0  # an empty batch has nothing to commit
-        if not isinstance(token, BatchToken):
+        if not isinstance(token, ReadToken):
             raise TypeError(f"kafka source: ack() got a batch it did not read ({token!r})")
         if self._consumer is None or self._closed:
             logger.warning(
@@ -797,10 +838,10 @@ class KafkaSource:
                 extra=batch_fields(_ids(batch.datums)),
             )
             return 0
+        del batch  # not kept alive while the commit waits
         loop = asyncio.get_running_loop()
         committed: asyncio.Future[int] = loop.create_future()
-        submitted = self._owner.submit(self._ack, token, batch, committed, loop)
-        del batch  # not kept alive while the commit waits (the job took its ids)
+        submitted = self._owner.submit(self._ack, token, committed, loop)
         try:
             await submitted
         except KafkaSourceError:
@@ -808,152 +849,152 @@ class KafkaSource:
         return await committed
 
     def _ack(
-        self,
-        token: BatchToken,
-        batch: SourceBatch,
-        committed: asyncio.Future[int],
-        loop: asyncio.AbstractEventLoop,
+        self, token: ReadToken, committed: asyncio.Future[int], loop: asyncio.AbstractEventLoop
     ) -> None:
-        """Queue the batches `token` releases for the next commit (`committed` gets the count
-        the broker accepts), and commit if one is due."""
-        done = self._release(token)
-        if not done:
-            loop.call_soon_threadsafe(_settle, committed, 0, None)
-            return
-        offsets: dict[Partition, int] = {}
-        counts: dict[Partition, int] = {}
-        for t in done:
-            for tp, offset in t.next_offsets.items():
-                offsets[tp] = max(offset, offsets.get(tp, 0))
-                counts[tp] = counts.get(tp, 0) + t.counts.get(tp, 0)
-        self._waiting.append(_Waiting(offsets, counts, _ids(batch.datums), committed, loop))
+        self._ledger.handled(token)
+        self._waiters.append(_Waiter(committed, loop, time.monotonic() + COMMIT_WAIT_S))
         self._commit_due()
 
     def _idle_wait(self) -> float:
-        """How long the owner thread may wait for a job: until the next commit is due."""
-        if not self._waiting or self._consumer is None:
+        """How long the owner thread may wait for a job: a commit's answer is served soon,
+        and acked batches are committed when the interval has passed."""
+        if self._consumer is None:
             return IDLE_TICK_S
-        return max(0.0, self._last_commit + COMMIT_INTERVAL_S - time.monotonic())
-
-    def _settle_waiting(self, accepted: int) -> None:
-        waiting, self._waiting = self._waiting, []
-        for w in waiting:
-            w.loop.call_soon_threadsafe(_settle, w.committed, accepted, None)
+        if self._commits:
+            return COMMIT_INTERVAL_S
+        if self._waiters:
+            due = max(self._last_commit + COMMIT_INTERVAL_S, self._commit_not_before)
+            return min(IDLE_TICK_S, max(0.0, due - time.monotonic()))
+        return IDLE_TICK_S
 
     def _commit_due(self, *, force: bool = False) -> None:
-        """Commit every acked batch still waiting, when the interval has passed (or `force`)."""
-        if not self._waiting:
-            return
-        if self._consumer is None:  # gone (a replacement that failed): redelivered later
-            self._settle_waiting(0)
-            return
+        """Commit what is handled when a commit is due (or `force`: a revocation, close)."""
         now = time.monotonic()
-        if not force and now - self._last_commit < COMMIT_INTERVAL_S:
+        self._settle([w for w in self._waiters if w.deadline <= now])
+        if self._consumer is None:  # gone (a replacement that failed): read again later
+            self._settle(self._waiters)
             return
-        self._last_commit = now
-        waiting, self._waiting = self._waiting, []
-        offsets: dict[Partition, int] = {}
-        for w in waiting:
-            for tp, offset in w.offsets.items():
-                offsets[tp] = max(offset, offsets.get(tp, 0))
-        ids = [i for w in waiting for i in w.ids]
-        accepted = self._commit_offsets(offsets, ids)
-        for w in waiting:
-            count = sum(n for tp, n in w.counts.items() if tp in accepted)
-            w.loop.call_soon_threadsafe(_settle, w.committed, count, None)
+        if not force:
+            if any(not c.forced for c in self._commits.values()):
+                return  # one at a time: its answer lets the next one go
+            if now < max(self._last_commit + COMMIT_INTERVAL_S, self._commit_not_before):
+                return
+        offsets = self._ledger.committable()
+        if not offsets:
+            self._settle([w for w in self._waiters if w.commit is None])
+            return
+        self._send(offsets, forced=force)
 
-    def _commit_offsets(self, offsets: dict[Partition, int], ids: list[str]) -> set[Partition]:
-        """Commit `offsets` where still owned here; the partitions the broker accepted."""
-        owned = {tp: o for tp, o in offsets.items() if tp in self._assigned}
-        for tp in owned.keys() & self._floor.keys():
-            owned[tp] = min(owned[tp], self._floor[tp])
-            if owned[tp] <= self._committed.get(tp, -1):
-                del owned[tp]
-        if len(owned) < len(offsets):
-            lost = sorted(set(offsets) - set(owned))
-            logger.info(
-                "kafka source: not committing %s: no longer assigned here (redelivered to "
-                "the new owner)",
-                ", ".join(f"{t}[{p}]" for t, p in lost),
-            )
-        if not owned:
-            return set()
+    def _send(self, offsets: dict[Partition, int], *, forced: bool) -> None:
+        """Hand a commit of `offsets` to the consumer; its answer comes to `_on_commit`."""
+        unattached = [w for w in self._waiters if w.commit is None]
         if not self._connected:
-            # A commit now would wait up to ~45 s for a coordinator that is gone, holding up
-            # reads and shutdown; the next commit after the brokers return covers this one.
-            self._commit_failed("brokers unreachable, commit not attempted", ids)
-            return set()
-        return self._commit(owned, ids)
-
-    def _release(self, token: BatchToken) -> list[BatchToken]:
-        """Mark `token` acked; the acked batches at the head of the queue, now committable.
-
-        Empty while an earlier batch is still in flight: it is committed together later.
-        """
-        token.acked = True
-        done: list[BatchToken] = []
-        while self._pending and self._pending[0].acked:
-            done.append(self._pending.pop(0))
-        return done
-
-    def _commit(self, owned: dict[Partition, int], ids: list[str]) -> set[Partition]:
-        request = [KafkaPartition(t, p, o) for (t, p), o in sorted(owned.items())]
-        self._commit_since = time.monotonic()
+            # librdkafka would hold it until a coordinator answers; the first commit after the
+            # brokers return covers these offsets.
+            self._errors.warning(
+                "commit-unreachable",
+                f"kafka source: brokers unreachable, commit of {_offsets_text(offsets)} not "
+                "attempted; the next one after they answer covers it",
+            )
+            self._settle(unattached)
+            return
+        commit_id = self._ledger.commit_sent(offsets)
+        now = time.monotonic()
+        self._commits[commit_id] = _Commit(dict(offsets), now, forced)
+        self._last_commit = now
+        for w in unattached:
+            w.commit = commit_id
+        request = [KafkaPartition(t, p, o) for (t, p), o in sorted(offsets.items())]
         try:
-            result = self._consumer.commit(offsets=request, asynchronous=False)
+            self._consumer.commit(offsets=request, asynchronous=True)
         except KafkaException as exc:
-            self._commit_failed(exc.args[0] if exc.args else exc, ids)
-            return set()
-        finally:
-            self._commit_since = None
-            self._owner.beat()
-        accepted: set[Partition] = set()
-        for tp in result or ():
-            if tp.error is not None:
-                self._commit_failed(tp.error, ids)
-                continue
-            key = (tp.topic, tp.partition)
-            self._committed[key] = tp.offset
-            accepted.add(key)
-        self._set_connected(True)
-        return accepted
+            self._answered(commit_id, set(offsets), exc.args[0] if exc.args else exc)
 
-    def _commit_failed(self, err: Any, ids: list[str]) -> None:
+    def _on_commit(self, err: Any, partitions: list[Any]) -> None:
+        """librdkafka's answer to a commit (on the owner thread, inside a consume)."""
+        answered = {(tp.topic, tp.partition): tp.offset for tp in partitions or ()}
+        commit_id = next((i for i, c in self._commits.items() if c.offsets == answered), None)
+        if commit_id is None:
+            return  # not one waiting here (given up when the consumer was replaced)
+        if err is not None:
+            self._answered(commit_id, set(answered), err)
+            return
+        refused = [tp for tp in partitions if tp.error is not None]
+        failed = {(tp.topic, tp.partition) for tp in refused}
+        self._answered(commit_id, failed, refused[0].error if refused else None)
+
+    def _answered(self, commit_id: int, failed: set[Partition], err: Any) -> None:
+        commit = self._commits.pop(commit_id)
+        confirmed = self._ledger.commit_answered(commit_id, failed)
+        if failed:
+            self._commit_failed(err, {p: commit.offsets[p] for p in failed})
+        else:
+            self._set_connected(True)
+        waiters = [w for w in self._waiters if w.commit == commit_id]
+        if waiters:
+            self._settle(waiters, confirmed)
+        elif confirmed:
+            # Their acks were answered already (a retried commit, one made at a revocation):
+            # counted here, as the forwarder counts what ack() returns.
+            self.metrics.acked.inc(confirmed)
+
+    def _give_up_commits(self) -> None:
+        """The consumer goes away: the commits it was given stay unanswered here (the broker
+        may have taken them; what they covered stays handled in ended tenures only)."""
+        for commit_id, commit in list(self._commits.items()):
+            del self._commits[commit_id]
+            self._ledger.commit_answered(commit_id, set(commit.offsets))
+        self._settle(self._waiters)
+
+    def _settle(self, waiters: list[_Waiter], confirmed: int = 0) -> None:
+        """Answer these acks; the first one with the `confirmed` records of their commit."""
+        if not waiters:
+            return
+        self._waiters = [w for w in self._waiters if w not in waiters]
+        for w in waiters:
+            w.loop.call_soon_threadsafe(_settle, w.future, confirmed, None)
+            confirmed = 0
+
+    def _commit_failed(self, err: Any, offsets: dict[Partition, int]) -> None:
         self.metrics.commit_failures.inc()
+        self._commit_not_before = time.monotonic() + COMMIT_RETRY_S
         code = err.code() if isinstance(err, KafkaError) else None
         if code in _EVICTED:
-            # This member is out of the group: what it read so far belongs to the next owner.
-            self._stale_before = self._epoch + 1
+            # Out of the group: the lost partitions' callback waits in the consumer's queue;
+            # served before the next delivery, it ends their tenures.
+            self._recheck = True
         text = f"{err.name()}: {err.str()}" if isinstance(err, KafkaError) else str(err)
         logger.warning(
-            "kafka source: commit failed (%s); the batch stays uncommitted and is "
-            "redelivered unless a later commit covers it",
+            "kafka source: commit failed (%s) for %s; those records stay uncommitted: a "
+            "later commit covers them, or whoever owns the partition next reads them again",
             text,
-            extra=batch_fields(ids),
+            _offsets_text(offsets),
         )
 
     # --- lag ---
 
     def _on_idle(self) -> None:
         if self._consumer is not None:
+            if self._commits:
+                self._serve_events(1)  # commit answers are queued ahead of the records
             self._commit_due()
             self._refresh_lag_when_due()
 
     def _refresh_lag_when_due(self) -> None:
         now = time.monotonic()
-        if now < self._next_lag or not self._assigned or not self._connected:
+        if now < self._next_lag or not self._owned or not self._connected:
             return
         self._next_lag = now + LAG_REFRESH_S
-        assigned = sorted(self._assigned)
-        unknown = [KafkaPartition(t, p) for t, p in assigned if (t, p) not in self._committed]
+        owned = sorted(self._owned)
+        unknown = [KafkaPartition(t, p) for t, p in owned if self._ledger.committed((t, p)) is None]
         if unknown:
             try:
                 for tp in self._consumer.committed(unknown, timeout=LAG_TIMEOUT_S):
                     if tp.error is None and tp.offset >= 0:
-                        self._committed[(tp.topic, tp.partition)] = tp.offset
+                        self._ledger.learn_committed((tp.topic, tp.partition), tp.offset)
             except KafkaException:
                 return
-        for topic, partition in assigned:
+        for topic, partition in owned:
             self._owner.beat()
             try:
                 low, high = self._consumer.get_watermark_offsets(
@@ -963,13 +1004,12 @@ class KafkaSource:
                 return
             if high is None or high < _NO_OFFSET:
                 continue
-            committed = self._committed.get((topic, partition), low)
+            committed = self._ledger.committed((topic, partition))
             self.metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(
-                max(0, high - committed)
+                max(0, high - (low if committed is None else committed))
             )
 
     def _drop_lag(self, topic: str, partition: int) -> None:
-        self._committed.pop((topic, partition), None)
         with contextlib.suppress(KeyError):  # never set for this partition
             self.metrics.consumer_lag.remove(topic, str(partition))
 
@@ -978,51 +1018,48 @@ class KafkaSource:
     def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
         self._set_connected(True)
         self._lost_since = None
-        self._epoch += 1
-        for tp in partitions:  # their positions start again from the group's commit
-            self._floor.pop((tp.topic, tp.partition), None)
-        self._assigned = self._assigned | {
-            (tp.topic, tp.partition): self._epoch for tp in partitions
-        }
+        # librdkafka reads them from the group's committed offset.
+        self._ledger.assign(_keys(partitions))
+        self._owned = self._ledger.owned()
         self._next_lag = 0.0  # report lag for the new partitions at the next chance
         logger.info(
             "kafka source: assigned %s; now own %d partition(s)",
             _names(partitions) or "nothing",
-            len(self._assigned),
+            len(self._owned),
         )
 
     def _on_revoke(self, _consumer: Any, partitions: list[Any]) -> None:
-        # Still a member with these partitions: what is acked is committed before they go.
-        self._commit_due(force=True)
-        self._forget(partitions, "revoked")
+        # Still a member with these partitions: what is handled is committed before they go.
+        gone = _keys(partitions)
+        offsets = self._ledger.committable(gone)
+        if offsets and self._consumer is not None:
+            self._send(offsets, forced=True)
+        self._forget(gone, "revoked")
 
     def _on_lost(self, _consumer: Any, partitions: list[Any]) -> None:
         self._lost_since = time.monotonic()
-        self._forget(partitions, "lost")
+        self._forget(_keys(partitions), "lost")
 
-    def _forget(self, partitions: list[Any], how: str) -> None:
-        gone = {(tp.topic, tp.partition) for tp in partitions}
-        self._epoch += 1
-        self._assigned = {tp: e for tp, e in self._assigned.items() if tp not in gone}
-        for tp in gone:
-            self._floor.pop(tp, None)
-        held = 0
-        for token in self._pending:
-            for tp in gone & token.next_offsets.keys():
-                del token.next_offsets[tp]
-                held += 1
-        for w in self._waiting:
-            for tp in gone & w.offsets.keys():
-                del w.offsets[tp]
-                held += 1
-        self._stash = [m for m in self._stash if (m.topic(), m.partition()) not in gone]
+    def _forget(self, gone: list[Partition], how: str) -> None:
+        ended = self._ledger.end(gone)
+        self._owned = self._ledger.owned()
+        if self._stash:
+            out = set(gone)
+            for chunk in self._stash:
+                chunk.messages[:] = [
+                    m for m in chunk.messages if (m.topic(), m.partition()) not in out
+                ]
+            self._stash[:] = [c for c in self._stash if c.messages]
         for topic, partition in gone:
             self._drop_lag(topic, partition)
         logger.info(
             "kafka source: %s %s%s",
             how,
-            _names(partitions) or "nothing",
-            f"; {held} in-flight partition offset(s) will not be committed" if held else "",
+            ", ".join(f"{t}[{p}]" for t, p in gone) or "nothing",
+            f"; read, not committed (read again from the group's committed offset): "
+            f"{_ended_text(ended)}"
+            if ended
+            else "",
         )
 
     def _on_error(self, err: Any) -> None:
@@ -1105,6 +1142,58 @@ def _ids(datums: Iterable[Datum]) -> list[str]:
     return [d.id for d in datums]
 
 
+def _ranges(ids: Iterable[str]) -> str:
+    """`t[0] 100..199, t[1] 5` for datum ids: each partition's lowest and highest offset."""
+    spans: dict[Partition, tuple[int, int]] = {}
+    for i in ids:
+        topic, partition, offset = _coordinates(i)
+        low, high = spans.get((topic, partition), (offset, offset))
+        spans[(topic, partition)] = (min(low, offset), max(high, offset))
+    return ", ".join(
+        f"{t}[{p}] {lo}" if lo == hi else f"{t}[{p}] {lo}..{hi}"
+        for (t, p), (lo, hi) in sorted(spans.items())
+    )
+
+
+def _offsets_text(offsets: Mapping[Partition, int]) -> str:
+    return ", ".join(f"{t}[{p}] at {o}" for (t, p), o in sorted(offsets.items()))
+
+
+def _ended_text(ended: Mapping[Partition, Ended]) -> str:
+    return ", ".join(
+        f"{t}[{p}] read to {e.read_to}, "
+        + (f"committed to {e.committed}" if e.committed >= 0 else "nothing committed")
+        for (t, p), e in sorted(ended.items())
+    )
+
+
+def _without_refused(
+    datums: list[Datum], bounds: list[tuple[int, int]], refused: list[set[Partition]]
+) -> list[Datum]:
+    """`datums` without those of the partitions the ledger refused in each chunk."""
+    kept: list[Datum] = []
+    dropped: list[str] = []
+    for (start, end), gone in zip(bounds, refused, strict=True):
+        for d in datums[start:end]:
+            if gone and _partition_of(d.id) in gone:
+                dropped.append(d.id)
+            else:
+                kept.append(d)
+    logger.warning(
+        "kafka source: not delivering %d record(s) of %s: returned before the partition's "
+        "current assignment began (a rebalance during the read); read again from the group's "
+        "committed offset",
+        len(dropped),
+        _ranges(dropped),
+        extra=batch_fields(dropped),
+    )
+    return kept
+
+
+def _keys(partitions: list[Any]) -> list[Partition]:
+    return [(tp.topic, tp.partition) for tp in partitions]
+
+
 def _nothing() -> None:
     """A no-op, run on a thread to wait for the work queued there before it."""
 
@@ -1117,4 +1206,4 @@ def _names(partitions: list[Any]) -> str:
     return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions)
 
 
-__all__ = ["BatchToken", "KafkaSource", "KafkaSourceError"]
+__all__ = ["KafkaSource", "KafkaSourceError"]
