@@ -248,6 +248,8 @@ class LocalRun:
             ],
             "elapsed_s": round(elapsed, 3),
             "rate_per_s": round(c.read / elapsed, 1) if elapsed > 0 else 0.0,
+            # The Kafka source's group: the only one this run committed to.
+            "consumer_group": getattr(self.plan.config.source, "consumer_group", None),
         }
 
     def report(self) -> dict[str, Any]:

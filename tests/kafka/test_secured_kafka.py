@@ -1,0 +1,228 @@
+"""Every Kafka client udsink has, against every secured listener of the real broker.
+
+The session broker has, beside PLAINTEXT, listeners for SSL, SSL with a required client
+certificate (mTLS), SASL_SSL with SCRAM-SHA-256/512 and SASL_PLAINTEXT with PLAIN, with
+certificates and users made for this run (tests/support/kafka_security.py). Each client is
+given a UDSink whose connection names Secret keys, and those keys as `--secret NAME/KEY=FILE`
+(what a laptop has instead of the pod's mounted Secrets), and must move records end to end:
+
+- `udsink run`: the data plane's Kafka source and primary Kafka sink; then a user-defined
+  sink routing to the fallback (DLQ), serve and on-success Kafka sinks;
+- `udsink replay` (reads and writes) and `udsink offsets` (shows, resets).
+
+What happened is read back over the plaintext listener with the broker's own helpers, never
+taken from the commands' word. No output may contain a password or the client's key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from udsink_cli.main import main as udsink
+
+from tests.support.kafka_broker import KafkaBroker
+from tests.support.secured_kafka import MODES, Client, client, secret_values
+
+pytestmark = pytest.mark.kafka
+
+REPO = Path(__file__).resolve().parents[2]
+ROUTE_SINK = Path(__file__).resolve().parent / "sinks" / "route_sink.py"
+COUNT = 6  # records per run: two for each secondary sink of the routing sink
+RUN_TIMEOUT_S = 60.0
+NAMESPACE = "shop"
+
+
+def udsink_file(path: Path, name: str, spec: dict[str, Any]) -> Path:
+    doc = {
+        "apiVersion": "udsink.dev/v1alpha1",
+        "kind": "UDSink",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": spec,
+    }
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def kafka(c: Client, **fields: Any) -> dict[str, Any]:
+    return {**c.connection(), **fields}
+
+
+def assert_no_secrets(broker: KafkaBroker, *texts: str) -> None:
+    for value in secret_values(broker):
+        for text in texts:
+            assert value not in text, "a secret value appears in the output"
+
+
+def run_until(
+    argv: list[str], done: Callable[[], bool], timeout_s: float = RUN_TIMEOUT_S
+) -> tuple[int, dict[str, Any], str]:
+    """`udsink run ARGV` as a user runs it, interrupted (Ctrl-C) once `done()`; (exit code,
+    JSON summary, stderr)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "udsink_cli.main", "run", *argv, "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            if proc.poll() is not None:
+                out, err = proc.communicate()
+                pytest.fail(f"udsink run ended early ({proc.returncode}):\n{out}\n{err}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"udsink run: nothing arrived in {timeout_s:g}s")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    try:
+        return proc.returncode, json.loads(out), err
+    except json.JSONDecodeError:
+        pytest.fail(f"no JSON summary ({proc.returncode}):\n{out}\n{err}")
+
+
+def arrived(broker: KafkaBroker, topic: str, count: int) -> Callable[[], bool]:
+    """True once `topic` holds `count` records (each call is one look, 0.2 s apart)."""
+
+    def check() -> bool:
+        time.sleep(0.2)  # between polls of the broker's offsets
+        return sum(broker.end_offsets(topic).values()) >= count
+
+    return check
+
+
+def records(broker: KafkaBroker, topic: str, count: int) -> None:
+    broker.produce(
+        topic,
+        [{"key": f"k{i}".encode(), "value": f"v{i}".encode()} for i in range(count)],
+    )
+
+
+@pytest.fixture(params=list(MODES))
+def mode(request: pytest.FixtureRequest, kafka_broker: KafkaBroker, tmp_path: Path) -> Client:
+    return client(kafka_broker, request.param, tmp_path / "secrets")
+
+
+def test_udsink_run_reads_and_writes_kafka(
+    kafka_broker: KafkaBroker, mode: Client, tmp_path: Path
+) -> None:
+    """The data plane's source and primary Kafka sink, in a local run with a private group."""
+    broker = kafka_broker
+    src = broker.create_topic(broker.unique_topic("in"))
+    out = broker.create_topic(broker.unique_topic("out"))
+    records(broker, src, COUNT)
+    path = udsink_file(
+        tmp_path / "udsink.yaml",
+        "secured-copy",
+        {"source": {"kafka": kafka(mode, topics=[src])}, "sink": {"kafka": kafka(mode, topic=out)}},
+    )
+    argv = ["-f", str(path), "--from", "earliest", *mode.secret_args()]
+    code, summary, err = run_until(argv, arrived(broker, out, COUNT))
+    assert code == 130, err
+    assert sorted(r.value for r in broker.consume(out, COUNT)) == [
+        f"v{i}".encode() for i in range(COUNT)
+    ]
+    group = summary["consumer_group"]
+    assert group.startswith(f"udsink-run.{NAMESPACE}.secured-copy.")
+    assert broker.committed(group, src) == {0: COUNT}
+    assert broker.committed(f"{NAMESPACE}.secured-copy", src) == {}
+    assert_no_secrets(broker, json.dumps(summary), err)
+
+
+def test_udsink_run_routes_to_the_secondary_kafka_sinks(
+    kafka_broker: KafkaBroker, mode: Client, tmp_path: Path
+) -> None:
+    """The fallback (DLQ), serve and on-success Kafka sinks, behind a user-defined sink."""
+    broker = kafka_broker
+    src = broker.create_topic(broker.unique_topic("in"))
+    dlq, served, ons = (broker.create_topic(broker.unique_topic(t)) for t in ("dlq", "srv", "ons"))
+    records(broker, src, COUNT)
+    path = udsink_file(
+        tmp_path / "udsink.yaml",
+        "secured-route",
+        {
+            "source": {"kafka": kafka(mode, topics=[src])},
+            "sink": {
+                "udsink": {"container": {"image": "example.invalid/route-sink:1"}},
+                "fallback": {"kafka": kafka(mode, topic=dlq)},
+                "serve": {"kafka": kafka(mode, topic=served)},
+                "onSuccess": {"kafka": kafka(mode, topic=ons)},
+            },
+        },
+    )
+    argv = ["-f", str(path), "--from", "earliest", "--sink-cmd", f"python {ROUTE_SINK}"]
+    argv += mode.secret_args()
+
+    def all_routed() -> bool:
+        return all(arrived(broker, t, COUNT // 3)() for t in (dlq, served, ons))
+
+    code, summary, err = run_until(argv, all_routed)
+    assert code == 130, err
+    assert sorted(r.value for r in broker.consume(dlq, 2)) == [b"v0", b"v3"]
+    assert sorted(r.value for r in broker.consume(served, 2)) == [b"served:v1", b"served:v4"]
+    assert sorted(r.value for r in broker.consume(ons, 2)) == [b"v2", b"v5"]
+    assert broker.committed(summary["consumer_group"], src) == {0: COUNT}
+    assert_no_secrets(broker, json.dumps(summary), err)
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any, str]:
+    """`udsink ARGV` in-process; (exit code, parsed JSON stdout or its text, stderr)."""
+    capsys.readouterr()
+    code = udsink(list(argv))
+    out, err = capsys.readouterr()
+    try:
+        return code, json.loads(out), err
+    except json.JSONDecodeError:
+        return code, out, err
+
+
+def test_replay_and_offsets_connect_as_the_udsink_does(
+    kafka_broker: KafkaBroker, mode: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broker = kafka_broker
+    dlq = broker.create_topic(broker.unique_topic("dlq"))
+    target = broker.create_topic(broker.unique_topic("orders"))
+    records(broker, dlq, COUNT)
+    path = udsink_file(
+        tmp_path / "udsink.yaml",
+        "secured-day-two",
+        {
+            "source": {"kafka": kafka(mode, topics=[target])},
+            "sink": {"log": {}, "fallback": {"kafka": kafka(mode, topic=dlq)}},
+        },
+    )
+    secrets = mode.secret_args()
+    code, summary, err = cli(capsys, "replay", "-f", str(path), *secrets, "--execute", "--json")
+    assert code == 0, err
+    assert summary["written_total"] == COUNT
+    assert sorted(r.value for r in broker.consume(target, COUNT)) == [
+        f"v{i}".encode() for i in range(COUNT)
+    ]
+
+    code, shown, err = cli(capsys, "offsets", "-f", str(path), *secrets, "--json")
+    assert code == 0, err
+    assert shown["group"] == f"{NAMESPACE}.secured-day-two"
+    assert shown["lag"] == COUNT
+    code, reset, err = cli(
+        capsys, "offsets", "-f", str(path), *secrets, "--to-latest", "--execute", "--json"
+    )
+    assert code == 0, err
+    assert reset["applied"] is True
+    assert broker.committed(f"{NAMESPACE}.secured-day-two", target) == {0: COUNT}
+    assert_no_secrets(broker, json.dumps([summary, shown, reset]), err)
