@@ -97,11 +97,14 @@ class Client:
             )
         return out
 
-    def with_password(self, password: str, directory: Path) -> Client:
-        assert self.user is not None
-        path = directory / "wrong-password"
-        path.write_text(password)
-        return replace(self, files={**self.files, PASSWORD: path})
+    def with_secret(self, ref: tuple[str, str], text: str, directory: Path) -> Client:
+        """This client with another value for Secret key `ref` (a wrong password, user...)."""
+        path = directory / f"other-{ref[0]}-{ref[1]}"
+        path.write_text(text)
+        return replace(self, files={**self.files, ref: path})
+
+    def at(self, address: str) -> Client:
+        return replace(self, address=address)
 
     def with_ca(self, ca: Path) -> Client:
         return replace(self, files={**self.files, CA: ca})
