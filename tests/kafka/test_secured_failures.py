@@ -12,16 +12,12 @@ it) /readyz and the log say the same within the bound. No output holds a secret'
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from confluent_kafka.admin import AdminClient
 from udsink_cli.main import main as udsink
 
@@ -33,6 +29,8 @@ from sink_runtime.config import (
 )
 from tests.support.dataplane_process import DataPlaneProcess
 from tests.support.kafka_broker import KafkaBroker
+from tests.support.local_run import run_to_end
+from tests.support.local_run import udsink_file as write_udsink
 from tests.support.secured_kafka import PASSWORD, USERNAME, Client, client, secret_values
 
 pytestmark = pytest.mark.kafka
@@ -101,14 +99,8 @@ def assert_no_secrets(broker: KafkaBroker, text: str) -> None:
 
 
 def udsink_file(path: Path, name: str, source: Client, sink: dict[str, Any]) -> Path:
-    doc = {
-        "apiVersion": "udsink.dev/v1alpha1",
-        "kind": "UDSink",
-        "metadata": {"name": name, "namespace": "shop"},
-        "spec": {"source": {"kafka": {**source.connection(), "topics": ["orders"]}}, "sink": sink},
-    }
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
+    kafka = {**source.connection(), "topics": ["orders"]}
+    return write_udsink(path, name, {"source": {"kafka": kafka}, "sink": sink})
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -157,26 +149,15 @@ def test_udsink_run_ends_at_once_and_commits_nothing(
         {"kafka": {**sink.connection(), "topic": topic}},
     )
     path.write_text(path.read_text().replace("- orders", f"- {topic}"))
-    argv = [sys.executable, "-m", "udsink_cli.main", "run", "-f", str(path), "--json"]
-    argv += bad.secret_args()
     started = time.monotonic()
-    proc = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        check=False,
-    )
+    code, out, err = run_to_end(["-f", str(path), *bad.secret_args()])
     took = time.monotonic() - started
-    assert proc.returncode == 1, proc.stderr
+    assert code == 1, err
     assert took < REFUSAL_BOUND_S + 5.0, f"took {took:.1f}s"  # + the interpreter's start
     field = "spec.source.kafka" if where == "source" else "spec.sink.kafka"
-    assert f"{field}.sasl.scramsha512.passwordSecret (Secret 'kafka-user' key 'password')" in (
-        proc.stderr
-    )
-    assert json.loads(proc.stdout)["outcome"] == "error"
-    assert_no_secrets(kafka_broker, proc.stdout + proc.stderr)
+    assert f"{field}.sasl.scramsha512.passwordSecret (Secret 'kafka-user' key 'password')" in err
+    assert json.loads(out)["outcome"] == "error"
+    assert_no_secrets(kafka_broker, out + err)
     assert not [g for g in groups(kafka_broker) if g.startswith(f"udsink-run.shop.{name}.")]
     assert kafka_broker.committed(f"shop.{name}", topic) == {}
 

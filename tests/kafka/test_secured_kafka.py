@@ -17,40 +17,28 @@ taken from the commands' word. No output may contain a password or the client's 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from udsink_cli.main import main as udsink
 
 from tests.support.kafka_broker import KafkaBroker
+from tests.support.local_run import run_until
+from tests.support.local_run import udsink_file as write_udsink
 from tests.support.secured_kafka import MODES, Client, client, secret_values
 
 pytestmark = pytest.mark.kafka
 
-REPO = Path(__file__).resolve().parents[2]
 ROUTE_SINK = Path(__file__).resolve().parent / "sinks" / "route_sink.py"
 COUNT = 6  # records per run: two for each secondary sink of the routing sink
-RUN_TIMEOUT_S = 60.0
 NAMESPACE = "shop"
 
 
 def udsink_file(path: Path, name: str, spec: dict[str, Any]) -> Path:
-    doc = {
-        "apiVersion": "udsink.dev/v1alpha1",
-        "kind": "UDSink",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": spec,
-    }
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
+    return write_udsink(path, name, spec, NAMESPACE)
 
 
 def kafka(c: Client, **fields: Any) -> dict[str, Any]:
@@ -63,44 +51,10 @@ def assert_no_secrets(broker: KafkaBroker, *texts: str) -> None:
             assert value not in text, "a secret value appears in the output"
 
 
-def run_until(
-    argv: list[str], done: Callable[[], bool], timeout_s: float = RUN_TIMEOUT_S
-) -> tuple[int, dict[str, Any], str]:
-    """`udsink run ARGV` as a user runs it, interrupted (Ctrl-C) once `done()`; (exit code,
-    JSON summary, stderr)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "udsink_cli.main", "run", *argv, "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    try:
-        deadline = time.monotonic() + timeout_s
-        while not done():
-            if proc.poll() is not None:
-                out, err = proc.communicate()
-                pytest.fail(f"udsink run ended early ({proc.returncode}):\n{out}\n{err}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"udsink run: nothing arrived in {timeout_s:g}s")
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    try:
-        return proc.returncode, json.loads(out), err
-    except json.JSONDecodeError:
-        pytest.fail(f"no JSON summary ({proc.returncode}):\n{out}\n{err}")
-
-
-def arrived(broker: KafkaBroker, topic: str, count: int) -> Callable[[], bool]:
+def arrived(broker: KafkaBroker, topic: str, count: int) -> Callable[[object], bool]:
     """True once `topic` holds `count` records (each call is one look, 0.2 s apart)."""
 
-    def check() -> bool:
+    def check(_: object = None) -> bool:
         time.sleep(0.2)  # between polls of the broker's offsets
         return sum(broker.end_offsets(topic).values()) >= count
 
@@ -169,7 +123,7 @@ def test_udsink_run_routes_to_the_secondary_kafka_sinks(
     argv = ["-f", str(path), "--from", "earliest", "--sink-cmd", f"python {ROUTE_SINK}"]
     argv += mode.secret_args()
 
-    def all_routed() -> bool:
+    def all_routed(_: object) -> bool:
         return all(arrived(broker, t, COUNT // 3)() for t in (dlq, served, ons))
 
     code, summary, err = run_until(argv, all_routed)
