@@ -17,12 +17,14 @@ taken from the commands' word. No output may contain a password or the client's 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from udsink_cli.main import main as udsink
 
 from tests.support.kafka_broker import KafkaBroker
@@ -32,6 +34,7 @@ from tests.support.secured_kafka import MODES, Client, client, secret_values
 
 pytestmark = pytest.mark.kafka
 
+REPO = Path(__file__).resolve().parents[2]
 ROUTE_SINK = Path(__file__).resolve().parent / "sinks" / "route_sink.py"
 COUNT = 6  # records per run: two for each secondary sink of the routing sink
 NAMESPACE = "shop"
@@ -180,3 +183,83 @@ def test_replay_and_offsets_connect_as_the_udsink_does(
     assert reset["applied"] is True
     assert broker.committed(f"{NAMESPACE}.secured-day-two", target) == {0: COUNT}
     assert_no_secrets(broker, json.dumps([summary, shown, reset]), err)
+
+
+DOCS = [REPO / "docs" / "install.md", REPO / "docs" / "operations.md"]
+HEREDOC = re.compile(r"<<'YAML'\n(.*?)\nYAML\n", re.DOTALL)
+CREATED = re.compile(r"create secret generic (\S+)((?:\s+\\?\s*--from-\w+=[^=\s]+=\S+)+)")
+
+
+def documented_udsinks() -> list[tuple[str, str, dict[str, Any]]]:
+    """(doc, UDSink name, the UDSink) for every applied UDSink with a TLS connection."""
+    out = []
+    for doc in DOCS:
+        for block in HEREDOC.findall(doc.read_text(encoding="utf-8")):
+            if "tls:" in block:
+                udsink_doc = yaml.safe_load(block)
+                out.append((doc.name, udsink_doc["metadata"]["name"], udsink_doc))
+    return out
+
+
+def created_secret_keys(doc: str) -> set[tuple[str, str]]:
+    text = (REPO / "docs" / doc).read_text(encoding="utf-8")
+    keys = set()
+    for name, flags in CREATED.findall(text):
+        keys |= {(name, k) for k in re.findall(r"--from-\w+=([^=\s]+)=", flags)}
+    return keys
+
+
+def connections(node: Any) -> list[dict[str, Any]]:
+    """Every Kafka connection (a mapping with `brokers`) in the UDSink document."""
+    if isinstance(node, dict):
+        found = [node] if "brokers" in node else []
+        return found + [c for v in node.values() for c in connections(v)]
+    if isinstance(node, list):
+        return [c for v in node for c in connections(v)]
+    return []
+
+
+@pytest.mark.parametrize(
+    ("doc", "name", "document"),
+    documented_udsinks(),
+    ids=[f"{d}:{n}" for d, n, _ in documented_udsinks()],
+)
+def test_the_documented_udsinks_connect_as_written(
+    kafka_broker: KafkaBroker, doc: str, name: str, document: dict[str, Any], tmp_path: Path
+) -> None:
+    """The docs' SASL_SSL and mTLS UDSinks, only their brokers and topics pointed at the test
+    broker: every Secret key they name is created by the doc's own commands, and `udsink run`
+    connects every one of their Kafka clients (it checks each before it starts)."""
+    broker = kafka_broker
+    topic = broker.create_topic(broker.unique_topic("docs"))
+    refs: set[tuple[str, str]] = set()
+    for conn in connections(document["spec"]):
+        tls = conn.get("tls", {})
+        listener = "SCRAM" if "sasl" in conn else "MTLS" if "certSecret" in tls else "SSL"
+        conn["brokers"] = [broker.address(listener)]
+        if "topics" in conn:
+            conn["topics"] = [topic]
+        if "topic" in conn:
+            conn["topic"] = topic
+        refs |= {(r["name"], r["key"]) for r in tls.values() if isinstance(r, dict)}
+        for member in conn.get("sasl", {}).values():
+            if isinstance(member, dict):
+                refs |= {(r["name"], r["key"]) for r in member.values()}
+    assert refs and refs <= created_secret_keys(doc), "a Secret key no command of the doc creates"
+    mechanism = next(
+        (c["sasl"]["mechanism"] for c in connections(document["spec"]) if "sasl" in c), None
+    )
+    mode = {None: "mtls", "SCRAM-SHA-512": "scram-sha-512", "SCRAM-SHA-256": "scram-sha-256"}
+    c = client(broker, mode[mechanism], tmp_path / "secrets")
+    given = {ref: c.files[ref] for ref in refs}
+    argv = ["-f", str(tmp_path / "u.yaml"), "--sink-cmd", f"python {ROUTE_SINK}"]
+    argv += [a for (n, k), f in given.items() for a in ("--secret", f"{n}/{k}={f}")]
+    (tmp_path / "u.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+
+    def started(lines: list[str]) -> bool:
+        time.sleep(0.2)  # between looks at the run's output
+        return any("consumer group" in line for line in lines)
+
+    code, _, err = run_until(argv, started)
+    assert code == 130, err
+    assert_no_secrets(broker, err)
