@@ -23,6 +23,7 @@ from udsink_cli.main import main as udsink
 
 from sink_runtime.config import constants
 from tests.support.kafka_broker import KafkaBroker
+from tests.support.local_run import in_process as run
 
 pytestmark = pytest.mark.kafka
 
@@ -33,17 +34,6 @@ ERROR_HEADERS = {
     constants.FALLBACK_SOURCE_HEADER,
 }
 BASE_MS = 1_700_000_000_000  # record timestamps: BASE_MS + i minutes
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any, str]:
-    """Run `udsink ARGV`; (exit code, parsed JSON stdout or the raw text, stderr)."""
-    capsys.readouterr()
-    code = udsink(list(argv))
-    out, err = capsys.readouterr()
-    try:
-        return code, json.loads(out), err
-    except json.JSONDecodeError:
-        return code, out, err
 
 
 def dead_letters(broker: KafkaBroker, topic: str, count: int) -> list[dict[str, Any]]:

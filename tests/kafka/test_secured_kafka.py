@@ -25,10 +25,9 @@ from typing import Any
 
 import pytest
 import yaml
-from udsink_cli.main import main as udsink
 
 from tests.support.kafka_broker import KafkaBroker
-from tests.support.local_run import run_until
+from tests.support.local_run import in_process, run_until
 from tests.support.local_run import udsink_file as write_udsink
 from tests.support.secured_kafka import MODES, Client, client, secret_values
 
@@ -138,17 +137,6 @@ def test_udsink_run_routes_to_the_secondary_kafka_sinks(
     assert_no_secrets(broker, json.dumps(summary), err)
 
 
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any, str]:
-    """`udsink ARGV` in-process; (exit code, parsed JSON stdout or its text, stderr)."""
-    capsys.readouterr()
-    code = udsink(list(argv))
-    out, err = capsys.readouterr()
-    try:
-        return code, json.loads(out), err
-    except json.JSONDecodeError:
-        return code, out, err
-
-
 def test_replay_and_offsets_connect_as_the_udsink_does(
     kafka_broker: KafkaBroker, mode: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -165,18 +153,20 @@ def test_replay_and_offsets_connect_as_the_udsink_does(
         },
     )
     secrets = mode.secret_args()
-    code, summary, err = cli(capsys, "replay", "-f", str(path), *secrets, "--execute", "--json")
+    code, summary, err = in_process(
+        capsys, "replay", "-f", str(path), *secrets, "--execute", "--json"
+    )
     assert code == 0, err
     assert summary["written_total"] == COUNT
     assert sorted(r.value for r in broker.consume(target, COUNT)) == [
         f"v{i}".encode() for i in range(COUNT)
     ]
 
-    code, shown, err = cli(capsys, "offsets", "-f", str(path), *secrets, "--json")
+    code, shown, err = in_process(capsys, "offsets", "-f", str(path), *secrets, "--json")
     assert code == 0, err
     assert shown["group"] == f"{NAMESPACE}.secured-day-two"
     assert shown["lag"] == COUNT
-    code, reset, err = cli(
+    code, reset, err = in_process(
         capsys, "offsets", "-f", str(path), *secrets, "--to-latest", "--execute", "--json"
     )
     assert code == 0, err

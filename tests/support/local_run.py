@@ -85,3 +85,17 @@ def run_to_end(argv: list[str], timeout_s: float = RUN_TIMEOUT_S) -> tuple[int, 
         check=False,
     )
     return proc.returncode, proc.stdout, proc.stderr
+
+
+def in_process(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any, str]:
+    """`udsink ARGV` in this process (what the `udsink` command runs); (exit code, the parsed
+    JSON of stdout or its text, stderr)."""
+    from udsink_cli.main import main as udsink
+
+    capsys.readouterr()
+    code = udsink(list(argv))
+    out, err = capsys.readouterr()
+    try:
+        return code, json.loads(out), err
+    except json.JSONDecodeError:
+        return code, out, err
