@@ -125,3 +125,23 @@ def test_a_local_run_reads_with_a_private_group_unless_told(tmp_path: Path) -> N
         plan(tmp_path, join_group="shop.other")
     assert err.value.code == EXIT_USAGE
     assert "the UDSink's consumer group is shop.orders" in str(err.value)
+
+
+@pytest.mark.parametrize("command", ["run", "replay", "offsets"])
+def test_the_help_says_where_secret_keys_come_from(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from udsink_cli.main import main as udsink
+
+    with pytest.raises(SystemExit):
+        udsink([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--secret NAME/KEY=FILE" in text and "--secrets-dir DIR" in text
+    if command == "run":
+        assert "udsink-run.<namespace>.<name>.<random>" in text
+        assert f"(default {DEFAULT_START_FROM}: only records written while it runs)" in text
+        assert "--join-group GROUP joins the UDSink's own group" in text
+        assert (
+            "It is refused while that group has members (pause the UDSink first), unless --force"
+            in text
+        )
