@@ -34,7 +34,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic
 from udsink_cli.lifeline import tied_to_parent
 
-from tests.support.kafka_security import TlsMaterial, Users, make_tls, make_users
+from tests.support.kafka_security import (
+    SecuredListeners,
+    TlsMaterial,
+    Users,
+    make_tls,
+    make_users,
+)
 from tests.support.ports import free_port
 
 POM = Path(__file__).parent / "kafka" / "pom.xml"
@@ -196,6 +202,19 @@ class KafkaBroker:
             raise BrokerError(f"listener {listener} is not enabled (secured={self.secured})")
         return f"{self.host}:{self.secure_ports[listener]}"
 
+    def security(self) -> SecuredListeners:
+        """The secured listeners, for clients (`client()` in tests/support/secured_kafka.py)."""
+        if self.tls is None or self.users is None:
+            raise BrokerError("the broker was not started with secured=True")
+        return SecuredListeners(
+            {name: self.address(name) for name in self.secure_ports}, self.tls, self.users
+        )
+
+    @property
+    def security_file(self) -> Path:
+        """The same as a file (written at start), for processes: the bench's --broker-security."""
+        return self.workdir / "security.json"
+
     @property
     def log_file(self) -> Path:
         return self.workdir / "server.log"
@@ -217,6 +236,8 @@ class KafkaBroker:
         self._write_config()
         if not self._formatted:
             self._format()
+        if self.secured:
+            self.security().write(self.security_file)
         env = {**os.environ, "LOG_DIR": str(self.workdir)}
         with self.stdout_file.open("ab") as out:
             self._proc = subprocess.Popen(

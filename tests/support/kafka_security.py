@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from cryptography import x509
@@ -201,3 +202,26 @@ def make_tls(directory: Path, host: str) -> TlsMaterial:
             "expired.pem", _leaf(ca, host, hosts=hosts, server=True, valid_until=yesterday)
         ),
     )
+
+
+@dataclass(frozen=True)
+class SecuredListeners:
+    """What a client outside the test process needs to use the secured listeners (the bench
+    with `--broker-security FILE`): their addresses, the TLS files and the users."""
+
+    addresses: dict[str, str]
+    tls: TlsMaterial
+    users: Users
+
+    def write(self, path: Path) -> Path:
+        doc = {"addresses": self.addresses, "tls": asdict(self.tls), "users": asdict(self.users)}
+        path.write_text(json.dumps(doc, default=str))
+        path.chmod(0o600)
+        return path
+
+    @classmethod
+    def read(cls, path: Path) -> SecuredListeners:
+        doc = json.loads(path.read_text())
+        tls = TlsMaterial(**{f.name: Path(doc["tls"][f.name]) for f in fields(TlsMaterial)})
+        users = Users(**{k: SaslUser(**v) for k, v in doc["users"].items()})
+        return cls(addresses=doc["addresses"], tls=tls, users=users)

@@ -15,7 +15,7 @@ from typing import Any
 
 from sink_runtime.config import SaslFiles, TlsFiles, constants
 from tests.support.kafka_broker import KafkaBroker
-from tests.support.kafka_security import SaslUser
+from tests.support.kafka_security import SaslUser, SecuredListeners
 
 CA = ("kafka-ca", "ca.crt")
 CLIENT_CERT = ("kafka-client", "tls.crt")
@@ -114,23 +114,23 @@ def _ref(ref: tuple[str, str]) -> dict[str, str]:
     return {"name": ref[0], "key": ref[1]}
 
 
-def client(broker: KafkaBroker, mode: str, directory: Path) -> Client:
+def client(broker: KafkaBroker | SecuredListeners, mode: str, directory: Path) -> Client:
     """The client of `mode`, its Secret keys' values as files under `directory`."""
     listener, tls, client_cert, user_attr = MODES[mode]
-    assert broker.tls is not None and broker.users is not None, "the broker is not secured"
-    user: SaslUser | None = getattr(broker.users, user_attr) if user_attr else None
+    secured = broker.security() if isinstance(broker, KafkaBroker) else broker
+    user: SaslUser | None = getattr(secured.users, user_attr) if user_attr else None
     directory.mkdir(parents=True, exist_ok=True)
     files = {
-        CA: broker.tls.ca,
-        CLIENT_CERT: broker.tls.client_cert,
-        CLIENT_KEY: broker.tls.client_key,
+        CA: secured.tls.ca,
+        CLIENT_CERT: secured.tls.client_cert,
+        CLIENT_KEY: secured.tls.client_key,
     }
     if user is not None:
         for ref, text in ((USERNAME, user.username), (PASSWORD, user.password)):
             path = directory / f"{mode}-{ref[1]}"
             path.write_text(text + "\n")  # as `kubectl create secret --from-file` often has it
             files[ref] = path
-    return Client(broker.address(listener), tls, client_cert, user, files)
+    return Client(secured.addresses[listener], tls, client_cert, user, files)
 
 
 def secret_values(broker: KafkaBroker) -> list[str]:
