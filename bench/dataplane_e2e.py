@@ -45,8 +45,11 @@ group join; the steady rate is measured from the first commit observed to the la
 ceiling, too fast to resolve that way, reports its own first-to-last-batch time). The CPU
 seconds of the data plane (or consumer) and of the sink process are read from /proc; CPU per
 message is taken over the steady window (the ceiling's over its whole run); peak RSS is the
-data plane's (or consumer's) VmHWM from /proc, read just before it is stopped. `--repeat N` runs
-N rounds over the rows and reports each row's best run with the range of its steady rates.
+data plane's (or consumer's) VmHWM from /proc, read just before it is stopped; the broker's CPU
+seconds over the whole row are read too when the bench started the broker (a TLS listener
+encrypts every fetch in the JVM, where a plaintext one sends the log files as they are).
+`--repeat N` runs N rounds over the rows and reports each row's best run with the range of its
+steady rates.
 
     python bench/dataplane_e2e.py --messages 200000 --value-size 1024 --partitions 4
 
@@ -85,7 +88,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
-from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import (  # noqa: E402
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient  # noqa: E402
 from confluent_kafka.cimpl import NewTopic  # noqa: E402
 from google.protobuf.timestamp_pb2 import Timestamp  # noqa: E402
@@ -174,6 +183,13 @@ MATCHING = {
 SINK_ROWS = ("udsink-batch", "udsink-v1", "pynumaflow-v1", "go-v1", "rust-v1", "java-v1")
 PEER_SINKS = {"go-v1": "go", "rust-v1": "rust", "java-v1": "java"}
 POLL_S = 0.05
+_COORDINATOR_MOVING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
 CEILING_MARK = "ceiling consumed after its first batch (messages, seconds):"
 ROW_TIMEOUT_S = 1800.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -191,6 +207,8 @@ class Result:
     sink_cpu_s: float  # the SDK sink process (0 without one)
     batch_ms: float | None = None  # mean read -> commit time of a batch (data plane /metrics)
     peak_rss_mib: float | None = None  # VmHWM of the data plane (or consumer) process
+    # The broker's CPU over the whole row (the bench's own broker only): TLS costs it too.
+    broker_cpu_s: float | None = None
 
     @property
     def rate(self) -> float:
@@ -315,10 +333,20 @@ class CommitWatch:
     def __init__(self, bootstrap: str, group: str, topic: str, partitions: int) -> None:
         self._consumer = Consumer({**plaintext(bootstrap), "group.id": group})
         self._tps = [TopicPartition(topic, p) for p in range(partitions)]
+        self._last = 0
 
     def committed(self) -> int:
-        tps = self._consumer.committed(self._tps, timeout=10)
-        return sum(tp.offset for tp in tps if tp.offset >= 0)
+        """The group's committed total; the last one read while the group coordinator is
+        loading or moving (a freshly started broker says so with a retriable error)."""
+        try:
+            tps = self._consumer.committed(self._tps, timeout=10)
+        except KafkaException as err:
+            kerr = err.args[0]
+            if not (kerr.retriable() or kerr.code() in _COORDINATOR_MOVING):
+                raise
+            return self._last
+        self._last = sum(tp.offset for tp in tps if tp.offset >= 0)
+        return self._last
 
     def close(self) -> None:
         self._consumer.close()
@@ -762,8 +790,9 @@ def table(runs: dict[str, list[Result]]) -> list[str]:
     best = {row: max(rs, key=lambda r: r.steady_rate) for row, rs in runs.items()}
     lines = [
         "| row | what | messages | wall s | msg/s (wall) | msg/s (steady) | of ceiling "
-        "| CPU s (process + sink) | CPU µs/msg | batch ms | of blackhole | peak RSS MiB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| CPU s (process + sink) | CPU µs/msg | batch ms | of blackhole | peak RSS MiB "
+        "| broker CPU s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row, r in best.items():
         match = MATCHING.get(row)
@@ -782,7 +811,8 @@ def table(runs: dict[str, list[Result]]) -> list[str]:
         lines.append(
             f"| {row} | {WHAT[row]} | {r.messages} | {r.wall_s:.2f} | {r.rate:,.0f} | {steady} "
             f"| {share} | {r.cpu_s:.1f} + {r.sink_cpu_s:.1f} | {r.cpu_us_per_message:.0f} "
-            f"| {batch} | {bare} | {rss} |"
+            f"| {batch} | {bare} | {rss} "
+            f"| {'n/a' if r.broker_cpu_s is None else f'{r.broker_cpu_s:.1f}'} |"
         )
     return lines
 
@@ -801,7 +831,10 @@ def run_rows(args: argparse.Namespace, workdir: Path) -> dict[str, list[Result]]
     # Rounds, not repeats in a row: drift in the machine's load hits every row alike.
     for round_ in range(1, args.repeat + 1):
         for row in args.rows:
+            broker_cpu = cpu_seconds(args.broker_pid) if args.broker_pid else None
             result = run_row(row, args, topic, total, workdir)
+            if broker_cpu is not None:
+                result.broker_cpu_s = cpu_seconds(args.broker_pid) - broker_cpu
             print(
                 f"  round {round_} {row}: {result.steady_rate:,.0f} msg/s steady, "
                 f"{result.wall_s:.2f}s wall",
@@ -926,10 +959,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line, flush=True)
     with ExitStack() as stack:
         args.security = None
+        args.broker_pid = None
         if args.bootstrap is None:
             broker = stack.enter_context(running_broker(secured=True))
             args.bootstrap = broker.bootstrap
             args.security = broker.security()
+            args.broker_pid = broker.pid
             print(f"started Kafka on {args.bootstrap}", flush=True)
         elif args.broker_security is not None:
             args.security = SecuredListeners.read(args.broker_security)

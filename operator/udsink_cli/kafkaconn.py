@@ -93,7 +93,6 @@ class Connection:
     udsink: UDSink | None
     # The UDSink's source connection with its Secret keys laid out locally (None: no file).
     kafka: KafkaConnection | None = None
-    where: str = "source"
 
     @property
     def brokers(self) -> str:
