@@ -42,6 +42,8 @@ OWNED_SETTINGS = frozenset({"bootstrap.servers", "metadata.broker.list", "group.
 TIMEOUT_S = 15.0  # one admin request or metadata lookup
 # How often the connection check asks the brokers again and looks at librdkafka's errors.
 CHECK_SLICE_S = 0.5
+# A plaintext connection without an answer for this long: is the listener a TLS one?
+TLS_GUESS_AFTER_S = 1.0
 # librdkafka's own log lines (a broker briefly unreachable, ...) would interleave with the
 # plan and the progress line; our errors say what went wrong, so its lines are dropped.
 _QUIET = logging.getLogger("udsink.cli.librdkafka")
@@ -208,7 +210,12 @@ def check_connection(
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    from sink_runtime.dataplane.kafka_settings import REFUSED_ERRORS, explain_failure
+    from sink_runtime.dataplane.kafka_settings import (
+        REFUSED_ERRORS,
+        explain_failure,
+        speaks_tls,
+        udsink_field,
+    )
 
     errors: list[tuple[str, str]] = []
 
@@ -217,8 +224,10 @@ def check_connection(
 
     config: dict[str, Any] = {**settings, "error_cb": on_error, "logger": _QUIET}
     admin = AdminClient(config)
-    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
+    deadline = started + timeout_s
     last = "no answer"
+    guessed = False
     while True:
         left = deadline - time.monotonic()
         try:
@@ -231,6 +240,14 @@ def check_connection(
             why = explain_failure(kafka, where, errors)
             if why is not None:
                 return why
+            if kafka.tls is None and not guessed and time.monotonic() - started > TLS_GUESS_AFTER_S:
+                guessed = True
+                if speaks_tls(kafka.brokers[0]):
+                    return (
+                        f"{udsink_field(where)}.tls is not set (plaintext), but "
+                        f"{kafka.brokers[0]} is a TLS listener: set tls (with caCertSecret "
+                        "unless the system's CA certificates sign the brokers')"
+                    )
         else:  # settings from -X only: no UDSink field to name, librdkafka's reason alone
             refused = [text for name, text in errors if name in REFUSED_ERRORS]
             if refused:

@@ -346,6 +346,23 @@ def tls_check(conn: KafkaConnection) -> str | None:
         return None
 
 
+def speaks_tls(broker: str, timeout_s: float = TLS_CHECK_TIMEOUT_S) -> bool:
+    """Whether `broker` (host:port) answers a TLS handshake (its certificate not verified):
+    a plaintext client's connections to a TLS listener are only closed, with no reason."""
+    host, _, port = broker.rpartition(":")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((host, int(port)), timeout=timeout_s) as raw,
+            context.wrap_socket(raw, server_hostname=host),
+        ):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 def explain_failure(
     conn: KafkaConnection, where: str, errors: Iterable[tuple[str, str]], *, check_tls: bool = True
 ) -> str | None:
@@ -430,6 +447,7 @@ __all__ = [
     "sasl_field",
     "secret_text",
     "security_protocol",
+    "speaks_tls",
     "tls_check",
     "tls_field",
     "udsink_field",

@@ -3,7 +3,8 @@
 Each case is a real refusal by the session broker's secured listeners (tests/support/
 kafka_security.py): a wrong SCRAM password, an unknown user, a CA that did not sign the
 broker's certificate, a certificate for another host, an expired one, no client certificate on
-the mTLS listener, TLS against the plaintext listener. Locally (`udsink offsets`, `udsink
+the mTLS listener, TLS against the plaintext listener, plaintext against a TLS one (which
+librdkafka reports as nothing but closed connections). Locally (`udsink offsets`, `udsink
 run`) the command ends within REFUSAL_BOUND_S with exit 1 and one message naming the UDSink
 field, the Secret key and librdkafka's reason; in a pod (the data plane as its container runs
 it) /readyz and the log say the same within the bound. No output holds a secret's value.
@@ -80,6 +81,10 @@ CASES: dict[str, tuple[Case, list[str]]] = {
     "no-client-cert": (
         lambda b, d: client(b, "ssl", d).at(b.address("MTLS")),
         ["want a client certificate (mutual TLS) and ", "has no certSecret/keySecret", "alert"],
+    ),
+    "plaintext-to-tls": (
+        lambda b, d: client(b, "sasl-plain", d).at(b.address("SCRAM")),
+        ["spec.source.kafka.tls is not set (plaintext), but ", "is a TLS listener: set tls"],
     ),
     "tls-to-plaintext": (
         lambda b, d: client(b, "ssl", d).at(b.bootstrap),
