@@ -38,7 +38,12 @@ from sink_runtime.config.constants import SASL_MEMBERS
 
 Settings: TypeAlias = dict[str, str]
 
-_SECRET_KEY = re.compile(r"password|secret|\.pem$|jaas|oauthbearer\.config", re.IGNORECASE)
+# Every value read from a Secret is hidden, the SASL user and the OIDC client id included:
+# what a Secret holds appears in no log line (the errors name the Secret key instead).
+_SECRET_KEY = re.compile(
+    r"password|secret|\.pem$|jaas|oauthbearer\.config|^sasl\.username$|oauthbearer\.client\.id$",
+    re.IGNORECASE,
+)
 _REDACTED = "<redacted>"
 
 # Defaults the user's map may change. murmur2_random partitions keyed records exactly like

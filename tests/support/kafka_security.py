@@ -53,8 +53,10 @@ class TlsMaterial:
     expired_server: Path  # key + chain, expired yesterday
 
     def secret_values(self) -> list[str]:
-        """Text that must never show up in output: the private keys."""
-        return [self.client_key.read_text().strip()]
+        """Text that must never show up in output: the client's private key, and each line
+        of its body alone (a key printed in parts)."""
+        pem = self.client_key.read_text().strip()
+        return [pem, *(line for line in pem.splitlines() if not line.startswith("-----"))]
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,8 @@ def client(broker: KafkaBroker | SecuredListeners, mode: str, directory: Path) -
 
 
 def secret_values(broker: KafkaBroker) -> list[str]:
-    """What must never appear in any output: every password and the client's private key."""
+    """What must never appear in any output: every user name and password (Secret values
+    all), and the client's private key."""
     assert broker.tls is not None and broker.users is not None
-    return [u.password for u in broker.users.all()] + broker.tls.secret_values()
+    users = broker.users.all()
+    return [u.password for u in users] + [u.username for u in users] + broker.tls.secret_values()

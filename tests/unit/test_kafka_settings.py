@@ -231,7 +231,8 @@ def test_redacted_hides_secret_values(secrets: dict[str, str]) -> None:
     shown = redacted(s)
     assert shown["sasl.password"] == "<redacted>"
     assert "s3cr3t-pw" not in repr(shown)
-    assert shown["sasl.username"] == "alice"
+    assert shown["sasl.username"] == "<redacted>"  # a Secret's value too
+    assert "alice" not in repr(shown)
     assert shown["error_cb"] == "<print>"
 
     oidc = SaslFiles(
