@@ -23,6 +23,11 @@ bytes each); then, one at a time and each with a fresh consumer group, these dra
   produces each record to a second topic with its key and headers (the data plane's producer
   settings: idempotent, `acks=all`), flushes, then commits the batch: what librdkafka + Python
   can move from topic to topic here at all, with the Kafka sink's at-least-once order of work;
+- `blackhole-tls`, `blackhole-sasl-ssl`, `kafka-kafka-tls`, `kafka-kafka-sasl-ssl`: the
+  `blackhole` and `kafka-kafka` rows with the data plane's source (and Kafka sink) connected
+  over the broker's SSL listener, or its SASL_SSL listener with SCRAM-SHA-512
+  (tests/support/kafka_broker.py's secured listeners; certificates and users made per run),
+  each reported against its plaintext row;
 - `grpc-v1`: no Kafka and no data plane: this process pushes pre-built `sink.v1` requests
   (the same values and headers, batches of `--batch` + EOT) through one bidi stream to the
   thinnest sink.v1 server (bench/thin_sink_server.py): the ceiling of the sink.v1 path.
@@ -40,13 +45,19 @@ group join; the steady rate is measured from the first commit observed to the la
 ceiling, too fast to resolve that way, reports its own first-to-last-batch time). The CPU
 seconds of the data plane (or consumer) and of the sink process are read from /proc; CPU per
 message is taken over the steady window (the ceiling's over its whole run); peak RSS is the
-data plane's (or consumer's) VmHWM from /proc, read just before it is stopped. `--repeat N` runs
-N rounds over the rows and reports each row's best run with the range of its steady rates.
+data plane's (or consumer's) VmHWM from /proc, read just before it is stopped; the broker's CPU
+seconds over the whole row are read too when the bench started the broker (a TLS listener
+encrypts every fetch in the JVM, where a plaintext one sends the log files as they are).
+`--repeat N` runs N rounds over the rows and reports each row's best run with the range of its
+steady rates.
 
     python bench/dataplane_e2e.py --messages 200000 --value-size 1024 --partitions 4
 
 starts its own broker (tests/support/kafka_broker.py, jars cached under ~/.cache/udsink);
-`--bootstrap HOST:PORT` uses a running one instead. Prints the machine, then a markdown table.
+`--bootstrap HOST:PORT` uses a running one instead (with `--broker-security FILE`, its
+secured listeners: the `security.json` such a broker writes). Every client of the bench, the
+harness's too, connects through the data plane's `kafka_settings.connection_settings`.
+Prints the machine, then a markdown table.
 """
 
 from __future__ import annotations
@@ -77,7 +88,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
-from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import (  # noqa: E402
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient  # noqa: E402
 from confluent_kafka.cimpl import NewTopic  # noqa: E402
 from google.protobuf.timestamp_pb2 import Timestamp  # noqa: E402
@@ -87,6 +104,7 @@ from sink_runtime.config import (  # noqa: E402
     DEFAULT_BATCH_MAX_BYTES,
     BatchConfig,
     BlackholeSinkConfig,
+    KafkaConnection,
     KafkaSinkConfig,
     KafkaSourceConfig,
     KeyHeadersConfig,
@@ -99,11 +117,14 @@ from sink_runtime.config import (  # noqa: E402
 from sink_runtime.dataplane.kafka_settings import (  # noqa: E402
     CONSUMER_DEFAULTS,
     client_settings,
+    connection_settings,
     producer_settings,
 )
 from sink_runtime.proto import sink_pb2  # noqa: E402
 from tests.support.interop_sinks import sink_command  # noqa: E402
 from tests.support.kafka_broker import kafka_version, running_broker  # noqa: E402
+from tests.support.kafka_security import SecuredListeners  # noqa: E402
+from tests.support.secured_kafka import client  # noqa: E402
 
 ROWS = (
     "ceiling",
@@ -117,7 +138,18 @@ ROWS = (
     "kafka-kafka",
     "kafka-ceiling",
     "grpc-v1",
+    "blackhole-tls",
+    "blackhole-sasl-ssl",
+    "kafka-kafka-tls",
+    "kafka-kafka-sasl-ssl",
 )
+# The secured rows: (the plaintext row they repeat, the connection: tests/support's MODES).
+SECURED = {
+    "blackhole-tls": ("blackhole", "ssl"),
+    "blackhole-sasl-ssl": ("blackhole", "scram-sha-512"),
+    "kafka-kafka-tls": ("kafka-kafka", "ssl"),
+    "kafka-kafka-sasl-ssl": ("kafka-kafka", "scram-sha-512"),
+}
 WHAT = {
     "ceiling": "bare confluent-kafka consume loop",
     "blackhole": "data plane, blackhole sink",
@@ -130,6 +162,10 @@ WHAT = {
     "kafka-kafka": "data plane -> Kafka sink, split key headers",
     "kafka-ceiling": "bare confluent-kafka consume + produce + flush + commit loop",
     "grpc-v1": "bare sink.v1 stream of pre-built requests",
+    "blackhole-tls": "blackhole, source over TLS",
+    "blackhole-sasl-ssl": "blackhole, source over SASL_SSL (SCRAM-SHA-512)",
+    "kafka-kafka-tls": "Kafka sink, source and sink over TLS",
+    "kafka-kafka-sasl-ssl": "Kafka sink, source and sink over SASL_SSL (SCRAM-SHA-512)",
 }
 # The ceiling each row is compared with (see the module doc).
 MATCHING = {
@@ -141,11 +177,19 @@ MATCHING = {
     "go-v1": "grpc-v1",
     "rust-v1": "grpc-v1",
     "java-v1": "grpc-v1",
+    **{row: plain for row, (plain, _) in SECURED.items()},
 }
 # The rows with a sink, also shown over the data plane without one.
 SINK_ROWS = ("udsink-batch", "udsink-v1", "pynumaflow-v1", "go-v1", "rust-v1", "java-v1")
 PEER_SINKS = {"go-v1": "go", "rust-v1": "rust", "java-v1": "java"}
 POLL_S = 0.05
+_COORDINATOR_MOVING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
 CEILING_MARK = "ceiling consumed after its first batch (messages, seconds):"
 ROW_TIMEOUT_S = 1800.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -163,6 +207,8 @@ class Result:
     sink_cpu_s: float  # the SDK sink process (0 without one)
     batch_ms: float | None = None  # mean read -> commit time of a batch (data plane /metrics)
     peak_rss_mib: float | None = None  # VmHWM of the data plane (or consumer) process
+    # The broker's CPU over the whole row (the bench's own broker only): TLS costs it too.
+    broker_cpu_s: float | None = None
 
     @property
     def rate(self) -> float:
@@ -191,8 +237,14 @@ def record_limit(value_size: int) -> int:
     return max(1_048_576, value_size + 65_536)
 
 
+def plaintext(bootstrap: str) -> dict[str, Any]:
+    """The harness's connection (topics, pre-fill, offsets): the plaintext listener, built by
+    the data plane's own builder like every client of the bench."""
+    return dict(connection_settings(KafkaConnection(brokers=[bootstrap]), "bench"))
+
+
 def create_topic(bootstrap: str, topic: str, partitions: int, value_size: int = 0) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(plaintext(bootstrap))
     config = {"max.message.bytes": str(record_limit(value_size))}
     new = NewTopic(topic, num_partitions=partitions, replication_factor=1, config=config)
     admin.create_topics([new])[topic].result(timeout=30)
@@ -214,7 +266,7 @@ def prefill(bootstrap: str, topic: str, messages: int, value_size: int, partitio
     """Write `messages` keyed records round-robin over the partitions; seconds taken."""
     producer = Producer(
         {
-            "bootstrap.servers": bootstrap,
+            **plaintext(bootstrap),
             "linger.ms": 50,
             "batch.size": 1_000_000,
             "batch.num.messages": 10_000,
@@ -262,7 +314,7 @@ def prefill(bootstrap: str, topic: str, messages: int, value_size: int, partitio
 
 
 def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"end-{uuid.uuid4().hex}"})
+    consumer = Consumer({**plaintext(bootstrap), "group.id": f"end-{uuid.uuid4().hex}"})
     try:
         return {
             p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
@@ -279,12 +331,22 @@ class CommitWatch:
     """Reads a group's committed offsets from the broker (one client, reused)."""
 
     def __init__(self, bootstrap: str, group: str, topic: str, partitions: int) -> None:
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+        self._consumer = Consumer({**plaintext(bootstrap), "group.id": group})
         self._tps = [TopicPartition(topic, p) for p in range(partitions)]
+        self._last = 0
 
     def committed(self) -> int:
-        tps = self._consumer.committed(self._tps, timeout=10)
-        return sum(tp.offset for tp in tps if tp.offset >= 0)
+        """The group's committed total; the last one read while the group coordinator is
+        loading or moving (a freshly started broker says so with a retriable error)."""
+        try:
+            tps = self._consumer.committed(self._tps, timeout=10)
+        except KafkaException as err:
+            kerr = err.args[0]
+            if not (kerr.retriable() or kerr.code() in _COORDINATOR_MOVING):
+                raise
+            return self._last
+        self._last = sum(tp.offset for tp in tps if tp.offset >= 0)
+        return self._last
 
     def close(self) -> None:
         self._consumer.close()
@@ -413,11 +475,15 @@ def run_dataplane(
     total: int,
     workdir: Path,
     sink_proc: subprocess.Popen[bytes] | None = None,
+    connection: dict[str, Any] | None = None,
 ) -> Result:
+    """`connection`: the source's brokers, tls and sasl (default: the plaintext listener)."""
     group = f"bench-{row}-{uuid.uuid4().hex[:6]}"
     config = RuntimeConfig(
         name=f"bench-{row}",
-        source=KafkaSourceConfig(brokers=[args.bootstrap], topics=[topic], consumer_group=group),
+        source=KafkaSourceConfig(
+            **(connection or {"brokers": [args.bootstrap]}), topics=[topic], consumer_group=group
+        ),
         sink=sink,
         batch=BatchConfig(size=args.batch, timeout_ms=100, max_bytes=args.batch_bytes),
         observability=ObservabilityConfig(metrics_port=0, metrics_host="127.0.0.1"),
@@ -560,7 +626,7 @@ def ceiling_worker(args: argparse.Namespace) -> int:
     consumer = Consumer(
         {
             **CONSUMER_DEFAULTS,
-            "bootstrap.servers": args.bootstrap,
+            **plaintext(args.bootstrap),
             "group.id": args.group,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
@@ -724,8 +790,9 @@ def table(runs: dict[str, list[Result]]) -> list[str]:
     best = {row: max(rs, key=lambda r: r.steady_rate) for row, rs in runs.items()}
     lines = [
         "| row | what | messages | wall s | msg/s (wall) | msg/s (steady) | of ceiling "
-        "| CPU s (process + sink) | CPU µs/msg | batch ms | of blackhole | peak RSS MiB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| CPU s (process + sink) | CPU µs/msg | batch ms | of blackhole | peak RSS MiB "
+        "| broker CPU s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row, r in best.items():
         match = MATCHING.get(row)
@@ -744,7 +811,8 @@ def table(runs: dict[str, list[Result]]) -> list[str]:
         lines.append(
             f"| {row} | {WHAT[row]} | {r.messages} | {r.wall_s:.2f} | {r.rate:,.0f} | {steady} "
             f"| {share} | {r.cpu_s:.1f} + {r.sink_cpu_s:.1f} | {r.cpu_us_per_message:.0f} "
-            f"| {batch} | {bare} | {rss} |"
+            f"| {batch} | {bare} | {rss} "
+            f"| {'n/a' if r.broker_cpu_s is None else f'{r.broker_cpu_s:.1f}'} |"
         )
     return lines
 
@@ -763,7 +831,10 @@ def run_rows(args: argparse.Namespace, workdir: Path) -> dict[str, list[Result]]
     # Rounds, not repeats in a row: drift in the machine's load hits every row alike.
     for round_ in range(1, args.repeat + 1):
         for row in args.rows:
+            broker_cpu = cpu_seconds(args.broker_pid) if args.broker_pid else None
             result = run_row(row, args, topic, total, workdir)
+            if broker_cpu is not None:
+                result.broker_cpu_s = cpu_seconds(args.broker_pid) - broker_cpu
             print(
                 f"  round {round_} {row}: {result.steady_rate:,.0f} msg/s steady, "
                 f"{result.wall_s:.2f}s wall",
@@ -773,21 +844,34 @@ def run_rows(args: argparse.Namespace, workdir: Path) -> dict[str, list[Result]]
     return runs
 
 
+def secured_connection(args: argparse.Namespace, row: str, workdir: Path) -> dict[str, Any] | None:
+    """A secured row's brokers, tls and sasl (its Secret keys laid out as a pod has them)."""
+    if row not in SECURED:
+        return None
+    assert args.security is not None  # parse_args/main made sure
+    c = client(args.security, SECURED[row][1], workdir / f"{row}-secrets")
+    return {"brokers": [c.address], **c.runtime(workdir / row)}
+
+
 def run_row(row: str, args: argparse.Namespace, topic: str, total: int, workdir: Path) -> Result:
     if row in ("ceiling", "kafka-ceiling"):
         return run_ceiling(args, topic, total, workdir, row)
-    if row == "blackhole":
-        return run_dataplane(row, BlackholeSinkConfig(), args, topic, total, workdir)
-    if row == "kafka-kafka":
+    connection = secured_connection(args, row, workdir)
+    kind = SECURED[row][0] if row in SECURED else row
+    if kind == "blackhole":
+        return run_dataplane(
+            row, BlackholeSinkConfig(), args, topic, total, workdir, None, connection
+        )
+    if kind == "kafka-kafka":
         out_topic = f"{topic}-out-{uuid.uuid4().hex[:6]}"
         create_topic(args.bootstrap, out_topic, args.partitions, args.value_size)
         kafka_sink = KafkaSinkConfig(
-            brokers=[args.bootstrap],
+            **(connection or {"brokers": [args.bootstrap]}),
             topic=out_topic,
             headers=KeyHeadersConfig(keys="split"),
             config=producer_limit(args),
         )
-        return run_dataplane(row, kafka_sink, args, topic, total, workdir)
+        return run_dataplane(row, kafka_sink, args, topic, total, workdir, None, connection)
     if row == "grpc-v1":
         with noop_sink(workdir, "thin") as (sink_proc, sink):
             return run_grpc_ceiling(args, sink, sink_proc, total)
@@ -831,6 +915,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="the Rust sink's build for rust-v1 (debug: the interop tests' build)",
     )
     parser.add_argument("--bootstrap", help="use this running broker instead of starting one")
+    parser.add_argument(
+        "--broker-security",
+        type=Path,
+        help="with --bootstrap: the broker's secured listeners (its security.json), for the "
+        f"rows {', '.join(SECURED)}",
+    )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument(
         "--profile", type=Path, help="sample each data plane with py-spy into this directory"
@@ -849,6 +939,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         unknown = [r for r in args.rows if r not in ROWS]
         if unknown:
             parser.error(f"--rows: unknown {', '.join(unknown)}; accepted: {', '.join(ROWS)}")
+        if args.bootstrap and not args.broker_security and set(args.rows) & set(SECURED):
+            parser.error(
+                f"--rows {', '.join(sorted(set(args.rows) & set(SECURED)))} need "
+                "--broker-security FILE with --bootstrap"
+            )
         if min(args.messages, args.partitions, args.repeat, args.batch) < 1 or args.value_size < 0:
             parser.error(
                 "--messages, --partitions, --repeat and --batch must be >= 1, --value-size >= 0"
@@ -863,10 +958,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in machine():
         print(line, flush=True)
     with ExitStack() as stack:
+        args.security = None
+        args.broker_pid = None
         if args.bootstrap is None:
-            broker = stack.enter_context(running_broker())
+            broker = stack.enter_context(running_broker(secured=True))
             args.bootstrap = broker.bootstrap
+            args.security = broker.security()
+            args.broker_pid = broker.pid
             print(f"started Kafka on {args.bootstrap}", flush=True)
+        elif args.broker_security is not None:
+            args.security = SecuredListeners.read(args.broker_security)
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="udsink-bench-")))
         runs = run_rows(args, workdir)
     print()

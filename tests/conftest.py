@@ -30,7 +30,9 @@ def pynumaflow_python() -> Path:
 
 @pytest.fixture(scope="session")
 def kafka_broker() -> Iterator[KafkaBroker]:
-    with running_broker() as broker:
+    """Secured listeners beside PLAINTEXT (tests/kafka/test_secured_kafka.py): on the one
+    broker rather than a second JVM, whose start costs the whole tier far more."""
+    with running_broker(secured=True) as broker:
         yield broker
 
 

@@ -5,9 +5,13 @@ connection flags (`--brokers`, a UDSink file with `-f`, librdkafka settings with
 `--command-config`), refuse bad input the same way (exit 2, naming the flag and the value),
 and parse timestamps the same way. One module so that the two commands cannot drift apart.
 
-A UDSink file gives brokers, topics and the consumer group. Its TLS and SASL settings name
-Kubernetes Secrets, which a laptop cannot read: those settings come from `-X` /
-`--command-config` (librdkafka names, e.g. `security.protocol=SASL_SSL`).
+A UDSink file gives brokers, topics, the consumer group and how to connect: its TLS and SASL
+fields, whose Secret keys come from `--secret` / `--secrets-dir` here (udsink_cli.local_secrets),
+built into librdkafka settings by the data plane's own code. Without a file, `-X` /
+`--command-config` give librdkafka settings directly. Every connection is checked first
+(`check_connection`): brokers that refuse the client (credentials, certificates, protocol) end
+the command at once with the field and Secret key to fix and librdkafka's reason; brokers that
+do not answer end it after TIMEOUT_S.
 """
 
 from __future__ import annotations
@@ -15,14 +19,19 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import sys
+import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from udsink_cli.local_secrets import LocalSecretError, LocalSecrets, add_secret_args
+
 if TYPE_CHECKING:
     from udsink_operator.api import UDSink
+
+    from sink_runtime.config import KafkaConnection
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -31,6 +40,10 @@ EXIT_INTERRUPTED = 130
 # Settings these commands choose themselves; a -X for them would silently change what they do.
 OWNED_SETTINGS = frozenset({"bootstrap.servers", "metadata.broker.list", "group.id"})
 TIMEOUT_S = 15.0  # one admin request or metadata lookup
+# How often the connection check asks the brokers again and looks at librdkafka's errors.
+CHECK_SLICE_S = 0.5
+# A plaintext connection without an answer for this long: is the listener a TLS one?
+TLS_GUESS_AFTER_S = 1.0
 # librdkafka's own log lines (a broker briefly unreachable, ...) would interleave with the
 # plan and the progress line; our errors say what went wrong, so its lines are dropped.
 _QUIET = logging.getLogger("udsink.cli.librdkafka")
@@ -73,12 +86,15 @@ def add_connection_args(p: argparse.ArgumentParser) -> None:
         help="librdkafka settings as KEY=VALUE lines (# comments), e.g. SASL credentials kept "
         "out of the process list",
     )
+    add_secret_args(g)
 
 
 @dataclass(frozen=True)
 class Connection:
     settings: dict[str, Any]  # librdkafka settings without group.id
     udsink: UDSink | None
+    # The UDSink's source connection with its Secret keys laid out locally (None: no file).
+    kafka: KafkaConnection | None = None
 
     @property
     def brokers(self) -> str:
@@ -125,31 +141,124 @@ def _load(filename: str) -> UDSink:
 
 
 def connect(args: argparse.Namespace) -> Connection:
-    """The librdkafka settings from the flags; CliError(exit 2) naming what is wrong."""
+    """The librdkafka settings from the flags, checked against the brokers; CliError naming
+    what is wrong (exit 2 for the flags and the file, 1 for the brokers' refusal)."""
     udsink = _load(args.filename) if args.filename else None
     brokers: str | None = args.brokers
+    kafka_spec = udsink.spec.source.kafka if udsink is not None else None
     if brokers is None and udsink is not None:
-        kafka = udsink.spec.source.kafka
-        if kafka is None:
+        if kafka_spec is None:
             raise CliError(
                 f"{args.filename}: spec.source is not kafka (no brokers to use); give --brokers",
                 EXIT_USAGE,
             )
-        brokers = ",".join(kafka.brokers)
+        brokers = ",".join(kafka_spec.brokers)
     if not brokers or not brokers.strip():
         raise CliError("give --brokers host:port, or a UDSink file with -f", EXIT_USAGE)
-    settings: dict[str, Any] = {"bootstrap.servers": brokers.strip(), **_settings(args)}
-    kafka = udsink.spec.source.kafka if udsink is not None else None
-    secured = kafka is not None and (kafka.tls is not None or kafka.sasl is not None)
-    if secured and "security.protocol" not in settings:
-        # A plaintext client against a TLS listener only times out: say why up front.
-        print(
-            f"note: {args.filename} connects with TLS/SASL from Secrets, which udsink does not "
-            "read here; give them with -X or --command-config (security.protocol=...)",
-            file=sys.stderr,
-        )
+    settings: dict[str, Any] = {"bootstrap.servers": brokers.strip()}
+    kafka: KafkaConnection | None = None
+    if udsink is not None and kafka_spec is not None:
+        kafka = _local_source(args, udsink, brokers.strip())
+        from sink_runtime.dataplane.kafka_settings import KafkaSettingsError, connection_settings
+
+        try:
+            settings = dict(connection_settings(kafka, "source"))
+        except KafkaSettingsError as err:
+            raise CliError(str(err), EXIT_USAGE) from None
+    settings |= _settings(args)  # -X and --command-config come last: they win
     settings["logger"] = _QUIET
-    return Connection(settings=settings, udsink=udsink)
+    conn = Connection(settings=settings, udsink=udsink, kafka=kafka)
+    problem = check_connection(settings, kafka, "source", TIMEOUT_S)
+    if problem is not None:
+        raise CliError(problem)
+    return conn
+
+
+def _local_source(args: argparse.Namespace, udsink: UDSink, brokers: str) -> KafkaConnection:
+    """The UDSink's source connection as the operator builds it, its Secret keys laid out
+    from --secret/--secrets-dir in a private directory that lives as long as the command."""
+    from udsink_operator.build import build_runtime_config
+
+    source = build_runtime_config(udsink).source
+    assert source.type == "kafka"  # the caller checked spec.source.kafka
+    source = source.model_copy(update={"brokers": [b.strip() for b in brokers.split(",")]})
+    root = Path(tempfile.mkdtemp(prefix="udsink-secrets-"))
+    _PRIVATE_DIRS.append(root)
+    try:
+        return LocalSecrets.from_args(args).localize(source, "source", root)
+    except LocalSecretError as err:
+        raise CliError(f"{args.filename}: {err}", EXIT_USAGE) from None
+
+
+_PRIVATE_DIRS: list[Path] = []
+
+
+def remove_private_dirs() -> None:
+    """Remove what `connect` laid out (the commands call it on their way out)."""
+    import shutil
+
+    while _PRIVATE_DIRS:
+        shutil.rmtree(_PRIVATE_DIRS.pop(), ignore_errors=True)
+
+
+def check_connection(
+    settings: Mapping[str, Any], kafka: KafkaConnection | None, where: str, timeout_s: float
+) -> str | None:
+    """None once a broker answers with metadata; else what is wrong, as soon as librdkafka's
+    errors show that the brokers refuse this client (credentials, certificates, protocol:
+    `kafka_settings.explain_failure`), or after `timeout_s` without an answer."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    from sink_runtime.dataplane.kafka_settings import (
+        REFUSED_ERRORS,
+        explain_failure,
+        speaks_tls,
+        udsink_field,
+    )
+
+    errors: list[tuple[str, str]] = []
+
+    def on_error(err: Any) -> None:
+        errors.append((err.name(), err.str()))
+
+    config: dict[str, Any] = {**settings, "error_cb": on_error, "logger": _QUIET}
+    admin = AdminClient(config)
+    started = time.monotonic()
+    deadline = started + timeout_s
+    last = "no answer"
+    guessed = False
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            if admin.list_topics(timeout=max(0.05, min(CHECK_SLICE_S, left))).brokers:
+                return None
+        except KafkaException as err:
+            last = str(err.args[0].str() if err.args else err)
+        admin.poll(0)  # serves error_cb
+        if kafka is not None:
+            why = explain_failure(kafka, where, errors)
+            if why is not None:
+                return why
+            if kafka.tls is None and not guessed and time.monotonic() - started > TLS_GUESS_AFTER_S:
+                guessed = True
+                if speaks_tls(kafka.brokers[0]):
+                    return (
+                        f"{udsink_field(where)}.tls is not set (plaintext), but "
+                        f"{kafka.brokers[0]} is a TLS listener: set tls (with caCertSecret "
+                        "unless the system's CA certificates sign the brokers')"
+                    )
+        else:  # settings from -X only: no UDSink field to name, librdkafka's reason alone
+            refused = [text for name, text in errors if name in REFUSED_ERRORS]
+            if refused:
+                return f"the brokers {settings.get('bootstrap.servers')} refused: {refused[0]}"
+        if time.monotonic() >= deadline:
+            seen = [text for name, text in errors if name != "_ALL_BROKERS_DOWN"]
+            detail = seen[-1] if seen else last
+            return (
+                f"cannot reach the brokers {settings.get('bootstrap.servers')} within "
+                f"{timeout_s:g}s ({detail})"
+            )
 
 
 def parse_datetime(flag: str, value: str) -> int:

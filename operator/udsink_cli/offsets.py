@@ -37,7 +37,9 @@ from udsink_cli.kafkaconn import (
     connect,
     parse_datetime,
     partitions_of,
+    remove_private_dirs,
 )
+from udsink_cli.local_secrets import HELP as SECRETS_HELP
 
 RESETTABLE_STATES = ("EMPTY", "DEAD")
 RETRY_PAUSE_S = 0.2
@@ -92,7 +94,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         prog="udsink offsets",
         description="Show a UDSink's consumer group lag per partition, or reset its offsets "
         "(a dry run unless --execute; refused while the group has members).",
-        epilog=EPILOG,
+        epilog=EPILOG + "\n" + SECRETS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_connection_args(p)
@@ -339,6 +341,8 @@ def main(argv: Sequence[str]) -> int:
     except CliError as e:
         print(f"udsink offsets: {e}", file=sys.stderr)
         return e.code
+    finally:
+        remove_private_dirs()
 
 
 def _main(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -44,7 +44,9 @@ from udsink_cli.kafkaconn import (
     parse_datetime,
     partitions_of,
     plain,
+    remove_private_dirs,
 )
+from udsink_cli.local_secrets import HELP as SECRETS_HELP
 
 # The headers the data plane adds to a record it routes to a fallback sink.
 ERROR_HEADERS = frozenset(
@@ -105,7 +107,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         prog="udsink replay",
         description="Write a dead-letter topic's records (or a range of them) to a topic, "
         "keys and headers intact, error headers removed. A dry run unless --execute.",
-        epilog=EPILOG,
+        epilog=EPILOG + "\n" + SECRETS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_connection_args(p)
@@ -461,6 +463,8 @@ def main(argv: Sequence[str]) -> int:
     except CliError as e:
         print(f"udsink replay: {e}", file=err)
         return e.code
+    finally:
+        remove_private_dirs()
 
 
 def _main(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

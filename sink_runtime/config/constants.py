@@ -15,6 +15,13 @@ OnExhausted: TypeAlias = Literal["stop", "log"]
 KeyHeaderMode: TypeAlias = Literal["split", "single", "none"]
 StartOffset: TypeAlias = Literal["earliest", "latest"]
 SaslMechanism: TypeAlias = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+# The member of a UDSink's `sasl` holding each mechanism's credentials (`sasl.<member>`).
+SASL_MEMBERS: Final[dict[str, str]] = {
+    "PLAIN": "plain",
+    "SCRAM-SHA-256": "scramsha256",
+    "SCRAM-SHA-512": "scramsha512",
+    "OAUTHBEARER": "oauth",
+}
 LogLevel: TypeAlias = Literal["debug", "info", "warning", "error"]
 LogFormat: TypeAlias = Literal["json", "text"]
 SidecarMode: TypeAlias = Literal["native", "plain"]

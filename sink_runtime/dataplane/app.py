@@ -97,6 +97,12 @@ EXIT_FAILED = 1
 EXIT_BAD_CONFIG = 2
 
 
+def _reason(part: object) -> str:
+    """A source's or sink's own words for why it is not ready ("" when it has none)."""
+    why = getattr(part, "not_ready_reason", None)
+    return str(why()) if callable(why) else ""
+
+
 def build_source(
     config: SourceConfig, *, metrics: Metrics, batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES
 ) -> Source:
@@ -196,10 +202,13 @@ class DataPlane:
         """Ready when the source is connected and every sink is reachable."""
         if not self._started:
             return False, "starting"
-        not_ready = [f"{role} sink" for role, s in self.sinks.by_role().items() if not s.is_ready()]
+        not_ready = [
+            _reason(s) or f"{role} sink"
+            for role, s in self.sinks.by_role().items()
+            if not s.is_ready()
+        ]
         if not self.source.is_ready():
-            why = getattr(self.source, "not_ready_reason", None)
-            not_ready.insert(0, (why() if callable(why) else "") or "source")
+            not_ready.insert(0, _reason(self.source) or "source")
         if not_ready:
             return False, ", ".join(not_ready) + " not ready"
         if self.forwarder.stuck:

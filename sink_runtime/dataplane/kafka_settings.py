@@ -8,15 +8,22 @@ at start-up, and never appear in an error, a log line or `redacted()` output.
 Layering of a client's settings (later wins): our defaults, the user's `config` map, then the
 settings we own. An owned key in the user's map is refused outright (as the operator does),
 with an error naming the key and the field to use instead.
+
+Every client udsink has (the data plane's source and Kafka sinks, `udsink run`, `udsink
+replay`, `udsink offsets`, the bench) connects through `connection_settings`, and explains a
+refused connection through `explain_failure`: the UDSink field and the Secret key involved and
+librdkafka's reason, never a secret's value.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import socket
+import ssl
 import time
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePosixPath
 from typing import Any, TypeAlias
 
 from sink_runtime.config import (
@@ -28,10 +35,16 @@ from sink_runtime.config import (
     memory,
     owned_kafka_key,
 )
+from sink_runtime.config.constants import SASL_MEMBERS
 
 Settings: TypeAlias = dict[str, str]
 
-_SECRET_KEY = re.compile(r"password|secret|\.pem$|jaas|oauthbearer\.config", re.IGNORECASE)
+# Every value read from a Secret is hidden, the SASL user and the OIDC client id included:
+# what a Secret holds appears in no log line (the errors name the Secret key instead).
+_SECRET_KEY = re.compile(
+    r"password|secret|\.pem$|jaas|oauthbearer\.config|^sasl\.username$|oauthbearer\.client\.id$",
+    re.IGNORECASE,
+)
 _REDACTED = "<redacted>"
 
 # Defaults the user's map may change. murmur2_random partitions keyed records exactly like
@@ -61,6 +74,53 @@ DEFAULT_DELIVERY_TIMEOUT_MS = 30_000
 
 class KafkaSettingsError(ValueError):
     """The Kafka settings cannot be built; the message names the field, the value or file."""
+
+
+# Where each client's connection sits in the UDSink, by the RuntimeConfig name (`where`) the
+# data plane and the CLI use for it.
+UDSINK_FIELDS: Mapping[str, str] = {
+    "source": "spec.source.kafka",
+    "sink": "spec.sink.kafka",
+    "fallback": "spec.sink.fallback.kafka",
+    "onSuccess": "spec.sink.onSuccess.kafka",
+    "serve": "spec.sink.serve.kafka",
+}
+_TLS_FIELDS = {"ca_file": "caCertSecret", "cert_file": "certSecret", "key_file": "keySecret"}
+_USER_PASSWORD = ("username_file", "password_file")
+_SASL_FIELDS = {
+    "username_file": "userSecret",
+    "password_file": "passwordSecret",
+    "client_id_file": "clientID",
+    "client_secret_file": "clientSecret",
+}
+
+
+def udsink_field(where: str) -> str:
+    """The UDSink field of a connection (`source` -> `spec.source.kafka`)."""
+    return UDSINK_FIELDS.get(where, where)
+
+
+def secret_text(path: str) -> str:
+    """A secret file as a person knows it: its Secret and key when it sits where the operator
+    mounts Secrets (`.../secrets/udsink/<secret>/<key>`, also the layout of local runs), else
+    the path."""
+    p = PurePosixPath(path)
+    if len(p.parts) >= 5 and p.parent.parent.name == "udsink" and p.parents[2].name == "secrets":
+        return f"Secret {p.parent.name!r} key {p.name!r}"
+    return f"file {path}"
+
+
+def tls_field(tls: TlsFiles, where: str, attr: str) -> str:
+    """`spec.source.kafka.tls.caCertSecret (Secret 'kafka-ca' key 'ca.crt')`."""
+    path = getattr(tls, attr)
+    return f"{udsink_field(where)}.tls.{_TLS_FIELDS[attr]} ({secret_text(path)})"
+
+
+def sasl_field(sasl: SaslFiles, where: str, attr: str) -> str:
+    """`spec.source.kafka.sasl.scramsha512.passwordSecret (Secret 'kafka-user' key 'pw')`."""
+    path = getattr(sasl, attr)
+    member = SASL_MEMBERS[sasl.mechanism]
+    return f"{udsink_field(where)}.sasl.{member}.{_SASL_FIELDS[attr]} ({secret_text(path)})"
 
 
 def refuse_owned_keys(overrides: Mapping[str, str], where: str) -> None:
@@ -110,7 +170,7 @@ def tls_settings(tls: TlsFiles, where: str) -> Settings:
         path = getattr(tls, attr)
         if path is not None:
             if not Path(path).is_file():
-                raise KafkaSettingsError(f"{where}.tls.{_camel(attr)}: no such file {path}")
+                raise KafkaSettingsError(f"{tls_field(tls, where, attr)}: no such file {path}")
             out[key] = path
     if tls.insecure_skip_verify:
         out["enable.ssl.certificate.verification"] = "false"
@@ -119,25 +179,25 @@ def tls_settings(tls: TlsFiles, where: str) -> Settings:
 
 
 def sasl_settings(sasl: SaslFiles, where: str) -> Settings:
-    field = f"{where}.sasl"
     out: Settings = {"sasl.mechanism": sasl.mechanism}
+
+    def read(attr: str) -> str:
+        path = getattr(sasl, attr)
+        assert path is not None  # SaslFiles checks each mechanism's files are set
+        return read_secret_file(path, sasl_field(sasl, where, attr))
+
     if sasl.mechanism == "OAUTHBEARER":
         # OIDC client credentials, fetched and refreshed by librdkafka itself.
-        assert sasl.token_endpoint and sasl.client_id_file and sasl.client_secret_file
+        assert sasl.token_endpoint
         out["sasl.oauthbearer.method"] = "oidc"
         out["sasl.oauthbearer.token.endpoint.url"] = sasl.token_endpoint
-        out["sasl.oauthbearer.client.id"] = read_secret_file(
-            sasl.client_id_file, f"{field}.clientIdFile"
-        )
-        out["sasl.oauthbearer.client.secret"] = read_secret_file(
-            sasl.client_secret_file, f"{field}.clientSecretFile"
-        )
+        out["sasl.oauthbearer.client.id"] = read("client_id_file")
+        out["sasl.oauthbearer.client.secret"] = read("client_secret_file")
         if sasl.scope:
             out["sasl.oauthbearer.scope"] = sasl.scope
         return out
-    assert sasl.username_file and sasl.password_file
-    out["sasl.username"] = read_secret_file(sasl.username_file, f"{field}.usernameFile")
-    out["sasl.password"] = read_secret_file(sasl.password_file, f"{field}.passwordFile")
+    out["sasl.username"] = read("username_file")
+    out["sasl.password"] = read("password_file")
     return out
 
 
@@ -251,15 +311,133 @@ class LibrdkafkaLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         self.logger.log(logging.DEBUG, msg, *args, **kwargs)
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(p.title() for p in rest)
+# --- Why a connection was refused ---
+
+# librdkafka error names (KafkaError.name()) that mean the brokers refused who we are or what
+# we sent, rather than being away: they do not heal by waiting.
+REFUSED_ERRORS = frozenset({"_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED", "_SSL"})
+# How long the TLS check of `explain_failure` may take per broker.
+TLS_CHECK_TIMEOUT_S = 3.0
+_CLIENT_CERT_REFUSED = re.compile(
+    r"alert (bad certificate|certificate required|unknown ca|handshake failure)", re.IGNORECASE
+)
+_WRONG_PROTOCOL = re.compile(r"connecting to a (PLAINTEXT|SSL) broker listener", re.IGNORECASE)
+
+
+def _reason(text: str) -> str:
+    """librdkafka's reason without its broker prefix (`ssl://host:port/bootstrap: `)."""
+    return re.sub(r"^\S+://\S+?/\S+: ", "", text)
+
+
+def tls_check(conn: KafkaConnection) -> str | None:
+    """Verify the first broker's certificate ourselves, with the connection's CA and host
+    name, to say what librdkafka's `certificate verify failed` was about (expired, another
+    host, an untrusted issuer). None when it verifies, or cannot be checked."""
+    tls = conn.tls
+    if tls is None or tls.insecure_skip_verify:
+        return None
+    host, _, port = conn.brokers[0].rpartition(":")
+    try:
+        context = ssl.create_default_context(cafile=tls.ca_file)
+        if tls.cert_file and tls.key_file:
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+        with (
+            socket.create_connection((host, int(port)), timeout=TLS_CHECK_TIMEOUT_S) as raw,
+            context.wrap_socket(raw, server_hostname=host),
+        ):
+            return None
+    except ssl.SSLCertVerificationError as err:
+        return str(err.verify_message or err.reason)
+    except (OSError, ValueError):
+        return None
+
+
+def speaks_tls(broker: str, timeout_s: float = TLS_CHECK_TIMEOUT_S) -> bool:
+    """Whether `broker` (host:port) answers a TLS handshake (its certificate not verified):
+    a plaintext client's connections to a TLS listener are only closed, with no reason."""
+    host, _, port = broker.rpartition(":")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((host, int(port)), timeout=timeout_s) as raw,
+            context.wrap_socket(raw, server_hostname=host),
+        ):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def explain_failure(
+    conn: KafkaConnection, where: str, errors: Iterable[tuple[str, str]], *, check_tls: bool = True
+) -> str | None:
+    """What to fix, when librdkafka's errors (name, text) say the brokers refused this client
+    (not merely that they are away): the UDSink field and Secret key involved and librdkafka's
+    reason. None when no error says so. No secret value is ever part of the text: librdkafka
+    names neither passwords nor keys, and the fields are named by their Secret and key.
+    """
+    field = udsink_field(where)
+    for name, text in errors:
+        reason = _reason(text)
+        if name in ("_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED"):
+            if conn.sasl is None:
+                return f"{field}.sasl is not set, but the brokers want SASL: {reason}"
+            if conn.sasl.mechanism == "OAUTHBEARER":
+                creds = [sasl_field(conn.sasl, where, "client_id_file")]
+                creds.append(sasl_field(conn.sasl, where, "client_secret_file"))
+            else:
+                creds = [
+                    sasl_field(conn.sasl, where, a) for a in ("username_file", "password_file")
+                ]
+            return (
+                f"the brokers refused the {conn.sasl.mechanism} credentials of "
+                f"{' and '.join(creds)}: {reason}"
+            )
+        protocol = _WRONG_PROTOCOL.search(reason)
+        if protocol is not None and protocol.group(1).upper() == "PLAINTEXT":
+            return (
+                f"{field}.tls is set, but {conn.brokers[0]} is a plaintext listener (no TLS): "
+                f"{reason}"
+            )
+        if name == "_SSL" or (name == "_TRANSPORT" and "SSL" in reason):
+            return _explain_tls(conn, where, reason, check_tls=check_tls)
+    return None
+
+
+def _explain_tls(conn: KafkaConnection, where: str, reason: str, *, check_tls: bool) -> str:
+    field = udsink_field(where)
+    tls = conn.tls
+    if tls is None:
+        return f"{field}: {reason}"
+    if _CLIENT_CERT_REFUSED.search(reason):
+        if tls.cert_file is None:
+            return (
+                f"the brokers want a client certificate (mutual TLS) and {field}.tls has "
+                f"no certSecret/keySecret: {reason}"
+            )
+        return (
+            f"the brokers refused the client certificate of {tls_field(tls, where, 'cert_file')}: "
+            f"{reason}"
+        )
+    if "certificate verify failed" in reason:
+        ca = (
+            tls_field(tls, where, "ca_file")
+            if tls.ca_file
+            else f"{field}.tls (no caCertSecret: the system's CA certificates)"
+        )
+        detail = tls_check(conn) if check_tls else None
+        why = f" ({detail})" if detail else ""
+        return f"the brokers' certificate does not verify against {ca}{why}: {reason}"
+    return f"{field}.tls: {reason}"
 
 
 __all__ = [
     "CONSUMER_DEFAULTS",
     "DEFAULT_DELIVERY_TIMEOUT_MS",
     "PRODUCER_DEFAULTS",
+    "REFUSED_ERRORS",
+    "UDSINK_FIELDS",
     "ErrorThrottle",
     "KafkaSettingsError",
     "LibrdkafkaLog",
@@ -267,9 +445,16 @@ __all__ = [
     "client_settings",
     "connection_settings",
     "consumer_settings",
+    "explain_failure",
     "producer_settings",
     "read_secret_file",
     "redacted",
     "refuse_owned_keys",
+    "sasl_field",
+    "secret_text",
     "security_protocol",
+    "speaks_tls",
+    "tls_check",
+    "tls_field",
+    "udsink_field",
 ]

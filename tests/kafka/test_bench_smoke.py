@@ -31,6 +31,10 @@ ROWS = (
     "kafka-kafka",
     "kafka-ceiling",
     "grpc-v1",
+    "blackhole-tls",
+    "blackhole-sasl-ssl",
+    "kafka-kafka-tls",
+    "kafka-kafka-sasl-ssl",
 )
 # Each row but the ceilings is reported against its matching ceiling.
 MATCHING = {
@@ -42,6 +46,11 @@ MATCHING = {
     "go-v1": "grpc-v1",
     "rust-v1": "grpc-v1",
     "java-v1": "grpc-v1",
+    # The secured rows against their plaintext rows.
+    "blackhole-tls": "blackhole",
+    "blackhole-sasl-ssl": "blackhole",
+    "kafka-kafka-tls": "kafka-kafka",
+    "kafka-kafka-sasl-ssl": "kafka-kafka",
 }
 # The rows with a sink, also reported over the data plane without one.
 OVER_BLACKHOLE = ("udsink-batch", "udsink-v1", "pynumaflow-v1", "go-v1", "rust-v1", "java-v1")
@@ -53,6 +62,7 @@ def test_dataplane_bench_reports_a_rate_for_every_row(
 ) -> None:
     cmd = [sys.executable, str(REPO / "bench" / "dataplane_e2e.py"), "--messages", "2000"]
     cmd += ["--partitions", "2", "--batch", "200", "--bootstrap", kafka_broker.bootstrap]
+    cmd += ["--broker-security", str(kafka_broker.security_file)]
     cmd += ["--pynumaflow-python", str(pynumaflow_python), "--rust-build", "debug"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=REPO, check=False)
     out = proc.stdout + proc.stderr

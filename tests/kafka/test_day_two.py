@@ -23,6 +23,7 @@ from udsink_cli.main import main as udsink
 
 from sink_runtime.config import constants
 from tests.support.kafka_broker import KafkaBroker
+from tests.support.local_run import in_process as run
 
 pytestmark = pytest.mark.kafka
 
@@ -33,17 +34,6 @@ ERROR_HEADERS = {
     constants.FALLBACK_SOURCE_HEADER,
 }
 BASE_MS = 1_700_000_000_000  # record timestamps: BASE_MS + i minutes
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any, str]:
-    """Run `udsink ARGV`; (exit code, parsed JSON stdout or the raw text, stderr)."""
-    capsys.readouterr()
-    code = udsink(list(argv))
-    out, err = capsys.readouterr()
-    try:
-        return code, json.loads(out), err
-    except json.JSONDecodeError:
-        return code, out, err
 
 
 def dead_letters(broker: KafkaBroker, topic: str, count: int) -> list[dict[str, Any]]:
@@ -496,7 +486,7 @@ def test_replay_interrupted_flushes_and_counts_what_it_sent(
     assert kafka_broker.end_offsets(target) == {0: summary["written_total"]}
 
 
-def test_a_file_with_tls_says_where_its_secrets_must_come_from(
+def test_a_file_with_tls_names_the_secret_keys_it_needs(
     kafka_broker: KafkaBroker, orders: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = udsink_file(tmp_path, kafka_broker, orders)
@@ -505,9 +495,8 @@ def test_a_file_with_tls_says_where_its_secrets_must_come_from(
     )
     path.write_text(text)
     code, _, err = run(capsys, "offsets", "-f", str(path), "--json")
-    assert code == 0, err  # the test broker is plaintext
-    assert "connects with TLS/SASL from Secrets" in err and "-X or --command-config" in err
-    code, _, err = run(
-        capsys, "offsets", "-f", str(path), "--json", "-X", "security.protocol=PLAINTEXT"
-    )
-    assert code == 0 and "TLS/SASL" not in err
+    assert code == 2, err
+    assert (
+        "spec.source.kafka.tls.caCertSecret (Secret 'kafka-ca' key 'ca.crt'): not given here; "
+        "pass --secret kafka-ca/ca.crt=FILE"
+    ) in err

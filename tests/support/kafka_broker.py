@@ -34,6 +34,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic
 from udsink_cli.lifeline import tied_to_parent
 
+from tests.support.kafka_security import (
+    SecuredListeners,
+    TlsMaterial,
+    Users,
+    make_tls,
+    make_users,
+)
 from tests.support.ports import free_port
 
 POM = Path(__file__).parent / "kafka" / "pom.xml"
@@ -57,6 +64,20 @@ _COORDINATOR_MOVING = frozenset(
         KafkaError._TIMED_OUT,
     }
 )
+
+
+# The secured listeners (name -> security protocol), each a case the tests connect to:
+# SSL (server certificate), MTLS (client certificate required), SCRAM (SASL_SSL with
+# SCRAM-SHA-256 and -512), SASLPLAIN (SASL_PLAINTEXT with PLAIN), and two listeners whose
+# certificate a client must refuse: WRONGHOST (issued for another name), EXPIRED.
+SECURE_LISTENERS: Mapping[str, tuple[str, str]] = {
+    "SSL": ("SSL", "server certificate"),
+    "MTLS": ("SSL", "client certificate required"),
+    "SCRAM": ("SASL_SSL", "SCRAM-SHA-256, SCRAM-SHA-512"),
+    "SASLPLAIN": ("SASL_PLAINTEXT", "PLAIN"),
+    "WRONGHOST": ("SSL", "certificate for another host"),
+    "EXPIRED": ("SSL", "expired certificate"),
+}
 
 
 class BrokerError(RuntimeError):
@@ -161,6 +182,12 @@ class KafkaBroker:
     host: str = "127.0.0.1"
     port: int = field(default_factory=free_port)
     controller_port: int = field(default_factory=free_port)
+    # Secured listeners beside PLAINTEXT (SECURE_LISTENERS), their certificates made and SCRAM
+    # users created at the first start; the plaintext listener and the helpers stay as they are.
+    secured: bool = False
+    secure_ports: dict[str, int] = field(default_factory=dict)
+    tls: TlsMaterial | None = None
+    users: Users | None = None
     _proc: subprocess.Popen[bytes] | None = None
     _formatted: bool = False
     _counter: int = 0
@@ -169,6 +196,25 @@ class KafkaBroker:
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
+    def address(self, listener: str) -> str:
+        """host:port of a secured listener (a key of SECURE_LISTENERS)."""
+        if listener not in self.secure_ports:
+            raise BrokerError(f"listener {listener} is not enabled (secured={self.secured})")
+        return f"{self.host}:{self.secure_ports[listener]}"
+
+    def security(self) -> SecuredListeners:
+        """The secured listeners, for clients (`client()` in tests/support/secured_kafka.py)."""
+        if self.tls is None or self.users is None:
+            raise BrokerError("the broker was not started with secured=True")
+        return SecuredListeners(
+            {name: self.address(name) for name in self.secure_ports}, self.tls, self.users
+        )
+
+    @property
+    def security_file(self) -> Path:
+        """The same as a file (written at start), for processes: the bench's --broker-security."""
+        return self.workdir / "security.json"
+
     @property
     def log_file(self) -> Path:
         return self.workdir / "server.log"
@@ -176,6 +222,11 @@ class KafkaBroker:
     @property
     def stdout_file(self) -> Path:
         return self.workdir / "stdout.log"
+
+    @property
+    def pid(self) -> int | None:
+        """The broker JVM's process id while it runs (the bench reads its CPU time)."""
+        return self._proc.pid if self.running and self._proc is not None else None
 
     @property
     def running(self) -> bool:
@@ -190,6 +241,8 @@ class KafkaBroker:
         self._write_config()
         if not self._formatted:
             self._format()
+        if self.secured:
+            self.security().write(self.security_file)
         env = {**os.environ, "LOG_DIR": str(self.workdir)}
         with self.stdout_file.open("ab") as out:
             self._proc = subprocess.Popen(
@@ -237,17 +290,33 @@ class KafkaBroker:
     def _write_config(self) -> None:
         data = self.workdir / "data"
         data.mkdir(exist_ok=True)
+        secure = self._secure_props()  # chooses the secured listeners' ports on first use
+        listeners = {
+            "PLAINTEXT": (self.port, "PLAINTEXT"),
+            **{
+                name: (self.secure_ports[name], proto)
+                for name, (proto, _) in SECURE_LISTENERS.items()
+                if name in self.secure_ports
+            },
+        }
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
-            "listeners": (
-                f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}"
+            "listeners": ",".join(
+                [
+                    *(f"{n}://{self.host}:{port}" for n, (port, _) in listeners.items()),
+                    f"CONTROLLER://{self.host}:{self.controller_port}",
+                ]
             ),
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "advertised.listeners": ",".join(
+                f"{n}://{self.host}:{port}" for n, (port, _) in listeners.items()
+            ),
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listener.security.protocol.map": ",".join(
+                ["CONTROLLER:PLAINTEXT", *(f"{n}:{proto}" for n, (_, proto) in listeners.items())]
+            ),
             "log.dirs": str(data),
             "num.partitions": "1",
             "auto.create.topics.enable": "true",
@@ -261,6 +330,7 @@ class KafkaBroker:
             "share.coordinator.state.topic.min.isr": "1",
             "share.coordinator.state.topic.num.partitions": "1",
             "group.initial.rebalance.delay.ms": "0",
+            **secure,
         }
         text = "".join(f"{k}={v}\n" for k, v in props.items())
         (self.workdir / "server.properties").write_text(text)
@@ -275,10 +345,59 @@ class KafkaBroker:
             "rootLogger.appenderRef.file.ref = file\n"
         )
 
+    def _secure_props(self) -> dict[str, str]:
+        """Per-listener TLS and SASL settings of the secured listeners (Kafka's
+        `listener.name.<listener>.` prefix); certificates and users are made on first use."""
+        if not self.secured:
+            return {}
+        if self.tls is None:
+            self.tls = make_tls(self.workdir / "tls", self.host)
+        if self.users is None:
+            self.users = make_users()
+        for name in SECURE_LISTENERS:
+            self.secure_ports.setdefault(name, free_port())
+        tls, users = self.tls, self.users
+        keystores = {
+            "SSL": tls.server,
+            "MTLS": tls.server,
+            "SCRAM": tls.server,
+            "WRONGHOST": tls.wrong_host_server,
+            "EXPIRED": tls.expired_server,
+        }
+        props: dict[str, str] = {}
+        for name, keystore in keystores.items():
+            prefix = f"listener.name.{name.lower()}."
+            props[prefix + "ssl.keystore.type"] = "PEM"
+            props[prefix + "ssl.keystore.location"] = str(keystore)
+        mtls = "listener.name.mtls."
+        props[mtls + "ssl.client.auth"] = "required"
+        props[mtls + "ssl.truststore.type"] = "PEM"
+        props[mtls + "ssl.truststore.location"] = str(tls.ca)
+        scram = "listener.name.scram."
+        props[scram + "sasl.enabled.mechanisms"] = "SCRAM-SHA-256,SCRAM-SHA-512"
+        for mech in ("scram-sha-256", "scram-sha-512"):
+            props[scram + f"{mech}.sasl.jaas.config"] = (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            )
+        plain = "listener.name.saslplain."
+        props[plain + "sasl.enabled.mechanisms"] = "PLAIN"
+        props[plain + "plain.sasl.jaas.config"] = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'user_{users.plain.username}="{users.plain.password}";'
+        )
+        return props
+
     def _format(self) -> None:
         cmd = ["java", "-Xmx256m", *self._log_opts(), "-cp", f"{self.libs}/*"]
         cmd += ["kafka.tools.StorageTool", "format", "-t", cluster_id()]
         cmd += ["-c", str(self.workdir / "server.properties")]
+        if self.secured and self.users is not None:
+            # KRaft keeps SCRAM credentials in the metadata log: they are created at format.
+            for user in (self.users.scram_256, self.users.scram_512):
+                cmd += [
+                    "--add-scram",
+                    f"{user.mechanism}=[name={user.username},password={user.password}]",
+                ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
         if proc.returncode != 0:
             raise BrokerError(
@@ -475,11 +594,14 @@ class KafkaBroker:
 
 
 @contextlib.contextmanager
-def running_broker(host: str = "127.0.0.1") -> Iterator[KafkaBroker]:
-    """A started broker on `host` in a fresh temporary directory; killed and removed on exit."""
+def running_broker(host: str = "127.0.0.1", *, secured: bool = False) -> Iterator[KafkaBroker]:
+    """A started broker on `host` in a fresh temporary directory; killed and removed on exit.
+
+    `secured`: with the SECURE_LISTENERS beside PLAINTEXT (certificates and users per run).
+    """
     libs = ensure_jars()
     workdir = Path(tempfile.mkdtemp(prefix="udsink-kafka-"))
-    broker = KafkaBroker(workdir=workdir, libs=libs, host=host)
+    broker = KafkaBroker(workdir=workdir, libs=libs, host=host, secured=secured)
     try:
         try:
             broker.start()
@@ -488,6 +610,7 @@ def running_broker(host: str = "127.0.0.1") -> Iterator[KafkaBroker]:
             if "Address already in use" not in str(err):
                 raise
             broker.port, broker.controller_port = free_port(), free_port()
+            broker.secure_ports = {name: free_port() for name in broker.secure_ports}
             broker.start()
         yield broker
     finally:

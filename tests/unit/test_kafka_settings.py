@@ -19,8 +19,10 @@ from sink_runtime.dataplane.kafka_settings import (
     KafkaSettingsError,
     client_settings,
     consumer_settings,
+    explain_failure,
     producer_settings,
     redacted,
+    secret_text,
 )
 
 _quiet = logging.getLogger("tests.unit.librdkafka")
@@ -162,7 +164,9 @@ def test_missing_tls_file_names_field_and_path(tmp_path: Path) -> None:
     missing = tmp_path / "nope.pem"
     with pytest.raises(KafkaSettingsError) as err:
         consumer_settings(source(tls=TlsFiles(ca_file=str(missing))))
-    assert str(err.value) == f"source.tls.caFile: no such file {missing}"
+    assert str(err.value) == (
+        f"spec.source.kafka.tls.caCertSecret (file {missing}): no such file {missing}"
+    )
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
@@ -210,7 +214,10 @@ def test_unreadable_secret_names_field_and_path_not_value(
     with pytest.raises(KafkaSettingsError) as err:
         producer_settings(sink(sasl=sasl), where="onSuccess")
     msg = str(err.value)
-    assert msg.startswith(f"onSuccess.sasl.passwordFile: cannot read secret file {missing}")
+    assert msg.startswith(
+        f"spec.sink.onSuccess.kafka.sasl.scramsha512.passwordSecret (file {missing}): "
+        f"cannot read secret file {missing}"
+    )
     assert "No such file" in msg
     assert "alice" not in msg
 
@@ -224,7 +231,8 @@ def test_redacted_hides_secret_values(secrets: dict[str, str]) -> None:
     shown = redacted(s)
     assert shown["sasl.password"] == "<redacted>"
     assert "s3cr3t-pw" not in repr(shown)
-    assert shown["sasl.username"] == "alice"
+    assert shown["sasl.username"] == "<redacted>"  # a Secret's value too
+    assert "alice" not in repr(shown)
     assert shown["error_cb"] == "<print>"
 
     oidc = SaslFiles(
@@ -234,3 +242,79 @@ def test_redacted_hides_secret_values(secrets: dict[str, str]) -> None:
         client_secret_file=secrets["client_secret"],
     )
     assert "oidc-s3cr3t" not in repr(redacted(producer_settings(sink(sasl=oidc))))
+
+
+MOUNTED = "/var/run/secrets/udsink"
+
+
+def mounted_sasl(mechanism: str = "SCRAM-SHA-512") -> SaslFiles:
+    return SaslFiles(
+        mechanism=mechanism,
+        username_file=f"{MOUNTED}/kafka-user/username",
+        password_file=f"{MOUNTED}/kafka-user/password",
+    )
+
+
+def test_secret_files_are_named_by_their_secret_and_key(tmp_path: Path) -> None:
+    assert secret_text(f"{MOUNTED}/kafka-ca/ca.crt") == "Secret 'kafka-ca' key 'ca.crt'"
+    local = tmp_path / "secrets" / "udsink" / "kafka-user" / "password"
+    assert secret_text(str(local)) == "Secret 'kafka-user' key 'password'"
+    assert secret_text("/etc/ssl/ca.pem") == "file /etc/ssl/ca.pem"
+
+
+def test_refused_credentials_name_both_secret_keys_never_values() -> None:
+    conn = source(sasl=mounted_sasl(), tls=TlsFiles(ca_file=f"{MOUNTED}/kafka-ca/ca.crt"))
+    reason = (
+        "sasl_ssl://b1:9092/bootstrap: SASL authentication error: Authentication failed "
+        "during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512"
+    )
+    why = explain_failure(conn, "source", [("_AUTHENTICATION", reason)])
+    assert why == (
+        "the brokers refused the SCRAM-SHA-512 credentials of "
+        "spec.source.kafka.sasl.scramsha512.userSecret (Secret 'kafka-user' key 'username') and "
+        "spec.source.kafka.sasl.scramsha512.passwordSecret (Secret 'kafka-user' key 'password'): "
+        "SASL authentication error: Authentication failed during authentication due to invalid "
+        "credentials with SASL mechanism SCRAM-SHA-512"
+    )
+
+
+def test_tls_refusals_name_the_tls_field() -> None:
+    ca = TlsFiles(ca_file=f"{MOUNTED}/kafka-ca/ca.crt")
+    plaintext = (
+        "ssl://b1:9092/bootstrap: SSL handshake failed: Disconnected: SSL connection closed by "
+        "peer: connecting to a PLAINTEXT broker listener? (after 8ms in state SSL_HANDSHAKE)"
+    )
+    why = explain_failure(sink(tls=ca), "fallback", [("_TRANSPORT", plaintext)])
+    assert why is not None
+    assert why.startswith("spec.sink.fallback.kafka.tls is set, but b1:9092 is a plaintext")
+    no_cert = (
+        "ssl://b1:9092/bootstrap: Receive failed: error:0A000412:SSL routines::ssl/tls alert "
+        "bad certificate: SSL alert number 42 (after 25ms in state APIVERSION_QUERY)"
+    )
+    why = explain_failure(source(tls=ca), "source", [("_TRANSPORT", no_cert)])
+    assert why is not None
+    assert "spec.source.kafka.tls has no certSecret/keySecret" in why
+    verify = (
+        "ssl://b1:9092/bootstrap: SSL handshake failed: error:0A000086:SSL routines::"
+        "certificate verify failed: broker certificate could not be verified"
+    )
+    why = explain_failure(source(tls=ca), "source", [("_SSL", verify)], check_tls=False)
+    assert why is not None
+    assert why.startswith(
+        "the brokers' certificate does not verify against spec.source.kafka.tls.caCertSecret "
+        "(Secret 'kafka-ca' key 'ca.crt')"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("_ALL_BROKERS_DOWN", "1/1 brokers are down"),
+        (
+            "_TRANSPORT",
+            "b1:9092/bootstrap: Connect to ipv4#127.0.0.1:9092 failed: Connection refused",
+        ),
+    ],
+)
+def test_brokers_that_are_away_are_not_a_refusal(name: str, text: str) -> None:
+    assert explain_failure(source(sasl=mounted_sasl()), "source", [(name, text)]) is None

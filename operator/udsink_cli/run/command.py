@@ -23,6 +23,8 @@ from sink_runtime.dataplane.metrics import ATTEMPT_COUNTS, MESSAGE_COUNTS
 from sink_runtime.dataplane.sinks import log as log_sink
 from sink_runtime.dataplane.sources.file import FileSourceError, parse_file
 from sink_runtime.logs import configure_logging
+from udsink_cli.local_secrets import HELP as SECRETS_HELP
+from udsink_cli.local_secrets import LocalSecretError, LocalSecrets, add_secret_args
 from udsink_cli.manifests import STDIN, InputError, load_udsink
 from udsink_cli.run import (
     DRAIN_S,
@@ -34,7 +36,8 @@ from udsink_cli.run import (
     RunError,
 )
 from udsink_cli.run.console import STALL_SHOWN_AFTER_S, LogSinkLines, Output, render_summary
-from udsink_cli.run.plan import COMMAND_ANNOTATIONS, check_kafka_reachable, plan_run
+from udsink_cli.run.kafka_group import group_header, join_warning
+from udsink_cli.run.plan import COMMAND_ANNOTATIONS, DEFAULT_START_FROM, check_kafka, plan_run
 from udsink_cli.run.session import (
     DEFAULT_STARTUP_TIMEOUT_S,
     STOP_SIGNALS,
@@ -47,7 +50,9 @@ from udsink_cli.sidecars import SidecarError
 if TYPE_CHECKING:
     from rich.console import Console
 
-KAFKA_PROBE_TIMEOUT_S = 5.0
+# How long each Kafka connection may take to answer before the run starts; brokers that
+# refuse the client (credentials, certificates, protocol) end it at once instead.
+KAFKA_PROBE_TIMEOUT_S = 10.0
 
 EPILOG = f"""\
 local sink commands:
@@ -86,6 +91,16 @@ ending:
 after a whole {DRAIN_S:g}s)
   to exit before SIGKILL. A second Ctrl-C quits at once. Nothing unanswered is committed; no
   sink outlives the run.
+
+a Kafka source:
+  The run reads with a consumer group of its own, udsink-run.<namespace>.<name>.<random>
+  (named in the first lines and the summary), starting at --from (default
+  {DEFAULT_START_FROM}: only records written while it runs), and commits only to that group:
+  the UDSink's own group, its deployed pods and their offsets are not touched. --join-group
+  GROUP joins the UDSink's own group instead (GROUP must be its name): the deployed pods then
+  share their partitions with this run, and what it acknowledges is committed for them (they
+  never see those records). It is refused while that group has members (pause the UDSink
+  first), unless --force.
 
 exit codes (and the summary's outcome; --json prints the summary on every one of them):
   0 completed (dropped messages are named in the summary's first line), 1 the run failed
@@ -128,7 +143,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         prog="udsink run",
         description="Run a UDSink locally: the data plane in-process, each user-defined sink as "
         "a local subprocess on a socket in a private temp directory.",
-        epilog=EPILOG,
+        epilog=EPILOG + "\n" + SECRETS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -148,6 +163,25 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--fallback-cmd", help="local command of the fallback user-defined sink")
     p.add_argument("--on-success-cmd", help="local command of the on-success user-defined sink")
     p.add_argument("--input", type=Path, help="read messages from JSON lines (format below)")
+    p.add_argument(
+        "--from",
+        dest="start_from",
+        choices=get_args(constants.StartOffset),
+        help="Kafka source: where the run's private group starts "
+        f"(default {DEFAULT_START_FROM}; with --join-group: where the group has no offset)",
+    )
+    p.add_argument(
+        "--join-group",
+        metavar="GROUP",
+        help="Kafka source: read as a member of the UDSink's own consumer group GROUP and "
+        "commit to it (instead of a private group); refused while it has members",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="--join-group even while the group has members (the deployed pods)",
+    )
+    add_secret_args(p)
     p.add_argument("--count", type=int, help="generator: stop after this many messages")
     p.add_argument("--rate", type=int, help="generator: messages per second (0 = unlimited)")
     p.add_argument(
@@ -176,6 +210,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         f"(default {DEFAULT_STARTUP_TIMEOUT_S:g})",
     )
     args = p.parse_args(argv)
+    if args.force and not args.join_group:
+        p.error("--force goes with --join-group GROUP")
     if not args.startup_timeout > 0:
         p.error(f"--startup-timeout must be > 0 seconds (got {args.startup_timeout:g})")
     for name in ("count", "rate"):
@@ -290,7 +326,15 @@ def _run(args: argparse.Namespace, udsink: UDSink, output: Output) -> dict[str, 
         except FileSourceError as e:
             raise RunError(f"--input {e}", EXIT_USAGE) from None
     file_dir = Path.cwd() if args.filename == STDIN else Path(args.filename).resolve().parent
-    with _private_dir(args.socket_dir) as tmp:
+    try:
+        local_secrets = LocalSecrets.from_args(args)
+    except LocalSecretError as e:
+        raise RunError(str(e), EXIT_USAGE) from None
+    # Secret keys are laid out apart from the socket directory, which image sinks mount.
+    with (
+        _private_dir(args.socket_dir) as tmp,
+        tempfile.TemporaryDirectory(prefix="udsink-secrets-") as secrets_root,
+    ):
         # Absolute: the sinks run from the UDSink file's directory, not from ours.
         socket_dir = Path(tmp).resolve()
         plan = plan_run(
@@ -310,9 +354,16 @@ def _run(args: argparse.Namespace, udsink: UDSink, output: Output) -> dict[str, 
             metrics_port=args.metrics_port,
             sink_image=args.sink_image,
             on_failure=args.on_failure,
+            local_secrets=local_secrets,
+            secrets_root=Path(secrets_root),
+            start_from=args.start_from,
+            join_group=args.join_group,
         )
+        check_kafka(plan.config, KAFKA_PROBE_TIMEOUT_S)
         if isinstance(plan.config.source, KafkaSourceConfig):
-            check_kafka_reachable(plan.config.source, KAFKA_PROBE_TIMEOUT_S)
+            if args.join_group:
+                output.line(join_warning(plan.config.source, force=args.force))
+            output.line(group_header(plan.config.source, joined=bool(args.join_group)))
         for note in plan.notes:
             output.line(f"note: {note}")
         run = LocalRun(

@@ -77,6 +77,8 @@ def render_summary(summary: Mapping[str, Any], out: TextIO) -> None:
     table.add_row("abandoned", f"{summary['abandoned']:,}", "in flight at the end, not committed")
     table.add_row("elapsed", f"{summary['elapsed_s']:.2f}s", f"{summary['rate_per_s']:,.0f}/s read")
     console.print(table)
+    if summary.get("consumer_group"):
+        console.print(Text(f"consumer group: {summary['consumer_group']}"), soft_wrap=True)
     for entry in summary["never_succeeded"][:SHOWN_IDS]:
         console.print(Text(f"never succeeded: {entry['id']}: {entry['last']}"), soft_wrap=True)
 

@@ -7,6 +7,7 @@ sockets and a local source, and each user-defined sink's local command, image an
 from __future__ import annotations
 
 import os
+import secrets
 import shlex
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
@@ -20,6 +21,8 @@ from udsink_operator.build import build_runtime_config
 from sink_runtime.config import (
     FileSourceConfig,
     GeneratorSourceConfig,
+    KafkaConnection,
+    KafkaSinkConfig,
     KafkaSourceConfig,
     ObservabilityConfig,
     RuntimeConfig,
@@ -28,6 +31,7 @@ from sink_runtime.config import (
     constants,
 )
 from udsink_cli.isolation import ImageSink, image_sinks
+from udsink_cli.local_secrets import LocalSecretError, LocalSecrets
 from udsink_cli.run import DRAIN_S, EXIT_USAGE, RunError
 from udsink_cli.sidecars import ROLES
 
@@ -42,6 +46,16 @@ FLAGS: Mapping[constants.ContainerType, str] = {
     constants.CONTAINER_FALLBACK: "--fallback-cmd",
     constants.CONTAINER_ON_SUCCESS: "--on-success-cmd",
 }
+# Where a local run's private consumer group starts (--from): only records written while it
+# runs, so trying a sink against a shared topic never pushes its whole history through it.
+DEFAULT_START_FROM = "latest"
+PRIVATE_GROUP_PREFIX = "udsink-run"
+
+
+def private_group(udsink: UDSink) -> str:
+    """A consumer group of this run alone, named after the UDSink (offsets shows it)."""
+    meta = udsink.metadata
+    return f"{PRIVATE_GROUP_PREFIX}.{meta.namespace}.{meta.name}.{secrets.token_hex(4)}"
 
 
 def split_command(text: str) -> list[str]:
@@ -146,8 +160,17 @@ def plan_run(
     metrics_port: int | None,
     sink_image: str | None = None,
     on_failure: str | None = None,
+    local_secrets: LocalSecrets | None = None,
+    secrets_root: Path | None = None,
+    start_from: str | None = None,
+    join_group: str | None = None,
 ) -> Plan:
     config = build_runtime_config(udsink)
+    if secrets_root is not None:
+        try:
+            config = (local_secrets or LocalSecrets()).localize_config(config, secrets_root)
+        except LocalSecretError as err:
+            raise RunError(str(err), EXIT_USAGE) from None
     notes: list[str] = []
     source = config.source
     if input_file is not None:
@@ -159,13 +182,8 @@ def plan_run(
         if rate is not None:
             update["rate"] = rate
         source = source.model_copy(update=update)
-    elif isinstance(source, KafkaSourceConfig) and (
-        source.tls is not None or source.sasl is not None
-    ):
-        notes.append(
-            "the Kafka source uses TLS/SASL files mounted from Secrets in a pod; locally "
-            "they must exist at the same paths"
-        )
+    elif isinstance(source, KafkaSourceConfig):
+        source = _local_group(udsink, source, start_from, join_group)
     retry = config.retry_strategy
     if on_failure is not None:
         if on_failure == "fallback" and config.fallback is None:
@@ -222,21 +240,62 @@ def plan_run(
     )
 
 
-def check_kafka_reachable(source: KafkaSourceConfig, timeout_s: float) -> None:
+def _local_group(
+    udsink: UDSink, source: KafkaSourceConfig, start_from: str | None, join_group: str | None
+) -> KafkaSourceConfig:
+    """The run's consumer group: a private one, unless --join-group names the UDSink's own."""
+    if join_group is None:
+        return source.model_copy(
+            update={
+                "consumer_group": private_group(udsink),
+                "start_offset": start_from or DEFAULT_START_FROM,
+            }
+        )
+    if join_group != source.consumer_group:
+        raise RunError(
+            f"--join-group {join_group}: the UDSink's consumer group is "
+            f"{source.consumer_group}; name it exactly to join it (without --join-group the "
+            "run reads with a private group)",
+            EXIT_USAGE,
+        )
+    return source if start_from is None else source.model_copy(update={"start_offset": start_from})
+
+
+def kafka_connections(config: RuntimeConfig) -> list[tuple[str, KafkaConnection]]:
+    """Every Kafka connection of the config, by its RuntimeConfig name."""
+    out: list[tuple[str, KafkaConnection]] = []
+    if isinstance(config.source, KafkaSourceConfig):
+        out.append(("source", config.source))
+    for where, sink in (
+        ("sink", config.sink),
+        ("fallback", config.fallback),
+        ("onSuccess", config.on_success),
+        ("serve", config.serve),
+    ):
+        if isinstance(sink, KafkaSinkConfig):
+            out.append((where, sink))
+    return out
+
+
+def check_kafka(config: RuntimeConfig, timeout_s: float) -> None:
+    """Each Kafka connection of the run answers, built as the data plane builds it; a
+    refusal (credentials, certificates, protocol) ends the run at once naming the field."""
+    from sink_runtime.dataplane.kafka_settings import KafkaSettingsError, connection_settings
+    from udsink_cli.kafkaconn import check_connection
+
     try:
-        from confluent_kafka.admin import AdminClient
+        import confluent_kafka  # noqa: F401
     except ImportError:
         raise RunError(
-            "the UDSink reads from Kafka but confluent-kafka is not installed: install the "
+            "the UDSink uses Kafka but confluent-kafka is not installed: install the "
             "'kafka' extra (from a clone: pip install -e '.[kafka,cli]'), or use --input FILE"
         ) from None
-    admin = AdminClient({"bootstrap.servers": ",".join(source.brokers), "log_level": 0})
-    try:
-        meta = admin.list_topics(timeout=timeout_s)
-    except Exception as err:
-        raise RunError(
-            f"Kafka brokers {', '.join(source.brokers)} not reachable within {timeout_s:g}s "
-            f"({err}); start them, or replay messages with --input FILE"
-        ) from None
-    if not meta.brokers:
-        raise RunError(f"Kafka brokers {', '.join(source.brokers)} answered with no brokers")
+    for where, conn in kafka_connections(config):
+        try:
+            settings = connection_settings(conn, where)
+        except KafkaSettingsError as err:
+            raise RunError(str(err), EXIT_USAGE) from None
+        problem = check_connection(settings, conn, where, timeout_s)
+        if problem is not None:
+            hint = "; or replay messages with --input FILE" if where == "source" else ""
+            raise RunError(f"{problem}{hint}")

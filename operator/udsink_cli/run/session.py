@@ -54,6 +54,7 @@ def run_summary(
     abandoned: int = 0,
     never_succeeded: Mapping[str, str] | None = None,
     elapsed_s: float = 0.0,
+    consumer_group: str | None = None,
 ) -> dict[str, Any]:
     """What --json prints, its first line (`headline`) first: the same keys on every exit
     path, counted or not (a run that never started counts zeros)."""
@@ -72,6 +73,8 @@ def run_summary(
         ],
         "elapsed_s": round(elapsed_s, 3),
         "rate_per_s": round(c.read / elapsed_s, 1) if elapsed_s > 0 else 0.0,
+        # A Kafka source's group: the only one the run committed to.
+        "consumer_group": consumer_group,
     }
     return {"headline": headline(summary), **summary}
 
@@ -328,4 +331,5 @@ class LocalRun:
             abandoned=self.abandoned or (self.dataplane.abandoned if self.dataplane else 0),
             never_succeeded=self.never_succeeded,
             elapsed_s=time.monotonic() - self.started,
+            consumer_group=getattr(self.plan.config.source, "consumer_group", None),
         )

@@ -119,12 +119,7 @@ class SaslOAuth(_Model):
 
 
 SaslMechanism: TypeAlias = runtime_constants.SaslMechanism
-SASL_MEMBERS: dict[str, str] = {
-    "PLAIN": "plain",
-    "SCRAM-SHA-256": "scramsha256",
-    "SCRAM-SHA-512": "scramsha512",
-    "OAUTHBEARER": "oauth",
-}
+SASL_MEMBERS: dict[str, str] = runtime_constants.SASL_MEMBERS
 
 
 class Sasl(_Model):

@@ -43,6 +43,7 @@ from sink_runtime.dataplane.kafka_settings import (
     ErrorThrottle,
     LibrdkafkaLog,
     client_settings,
+    explain_failure,
     producer_settings,
     redacted,
 )
@@ -99,6 +100,8 @@ class KafkaSink:
         self._probing = False
         self._closed = False
         self._errors = ErrorThrottle(logger)
+        # Why the brokers refuse this producer (credentials, certificates), until they answer.
+        self._refused: str | None = None
 
     @property
     def topic(self) -> str:
@@ -165,6 +168,14 @@ class KafkaSink:
             except RuntimeError:  # closed meanwhile
                 self._probing = False
         return ready and self._reachable
+
+    def not_ready_reason(self) -> str:
+        """Why `is_ready()` is False, in words for /readyz ("" when it has no more to say)."""
+        if self._fatal is not None:
+            return f"{self.name} sink: {self._fatal}"
+        if self._refused is not None and not self._reachable:
+            return f"{self.name} sink: {self._refused}"
+        return ""
 
     async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
         loop = asyncio.get_running_loop()
@@ -332,6 +343,13 @@ class KafkaSink:
             return
         if err.code() == KafkaError._ALL_BROKERS_DOWN:
             self._reachable = False
+        why = explain_failure(
+            self.config, self._where, [(err.name(), err.str())], check_tls=self._refused is None
+        )
+        if why is not None:
+            self._refused = why
+            self._errors.warning(err.code(), f"kafka sink {self.name}: {why} (retrying)")
+            return
         self._errors.warning(
             err.code(),
             f"kafka sink {self.name}: {_describe(err)} "
@@ -342,6 +360,8 @@ class KafkaSink:
         try:
             md = self._producer.list_topics(topic=self.topic, timeout=PROBE_TIMEOUT_S)
             self._reachable = bool(md.brokers)
+            if self._reachable:
+                self._refused = None
         except KafkaException as exc:
             self._reachable = False
             self._errors.warning(

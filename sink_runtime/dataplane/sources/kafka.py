@@ -88,6 +88,7 @@ from sink_runtime.dataplane.kafka_settings import (
     ErrorThrottle,
     LibrdkafkaLog,
     consumer_settings,
+    explain_failure,
     redacted,
 )
 from sink_runtime.dataplane.keyheaders import (
@@ -392,6 +393,8 @@ class KafkaSource:
         self._owned: Mapping[Partition, int] = {}  # the ledger's tenures, for still_owned()
         self._last_consume = 0.0
         self._recheck = False  # a commit was refused as from an evicted member
+        # Why the brokers refuse this consumer (credentials, certificates), until it connects.
+        self._refused: str | None = None
 
     # --- lifecycle ---
 
@@ -491,7 +494,8 @@ class KafkaSource:
         if self._consumer is None or self._closed:
             return "kafka source not started"
         if not self._connected:
-            return f"kafka brokers {','.join(self.config.brokers)} unreachable"
+            refused = f": {self._refused}" if self._refused else ""
+            return f"kafka brokers {','.join(self.config.brokers)} unreachable{refused}"
         waited = self._commit_wait()
         if waited >= SLOW_COMMIT_S:
             return f"kafka commit waiting on the broker for {waited:.0f}s"
@@ -1069,6 +1073,13 @@ class KafkaSource:
         if err.fatal():
             logger.error("kafka source: fatal librdkafka error: %s", err.str())
             return
+        why = explain_failure(
+            self.config, self._where, [(err.name(), err.str())], check_tls=self._refused is None
+        )
+        if why is not None:
+            self._refused = why
+            self._errors.warning(code, f"kafka source: {why} (retrying)")
+            return
         self._errors.warning(
             code,
             f"kafka source: {err.name()}: {err.str()} (brokers {','.join(self.config.brokers)};"
@@ -1080,6 +1091,7 @@ class KafkaSource:
             logger.info("kafka source: brokers %s reachable; ready", ",".join(self.config.brokers))
         if connected:
             self._unreachable_since = None
+            self._refused = None
         elif self._unreachable_since is None:
             self._unreachable_since = time.monotonic()
         self._connected = connected
