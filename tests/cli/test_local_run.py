@@ -46,7 +46,7 @@ from tests.support.ports import free_port
 # What --json prints on every exit path, a completed run or one that never started.
 SUMMARY_KEYS = {
     *("headline", "name", "outcome", "reason", "exit_code", "on_failure", "messages"),
-    *("attempts", "abandoned", "never_succeeded", "elapsed_s", "rate_per_s"),
+    *("attempts", "abandoned", "never_succeeded", "elapsed_s", "rate_per_s", "consumer_group"),
 }
 
 
@@ -497,7 +497,7 @@ EXIT_PATHS = {
     "missing-file": (2, "invalid", None, "absent.yaml"),
     "input-line": (2, "invalid", "quickstart", "--input"),
     "command-not-found": (1, "failed", "quickstart", "no-such-sink-program"),
-    "brokers-silent": (1, "failed", "local-test", "not reachable within 5s"),
+    "brokers-silent": (1, "failed", "local-test", "cannot reach the brokers"),
 }
 
 

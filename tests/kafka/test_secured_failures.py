@@ -161,7 +161,7 @@ def test_udsink_run_ends_at_once_and_commits_nothing(
     assert took < REFUSAL_BOUND_S + 5.0, f"took {took:.1f}s"  # + the interpreter's start
     field = "spec.source.kafka" if where == "source" else "spec.sink.kafka"
     assert f"{field}.sasl.scramsha512.passwordSecret (Secret 'kafka-user' key 'password')" in err
-    assert json.loads(out)["outcome"] == "error"
+    assert json.loads(out)["outcome"] == "failed"
     assert_no_secrets(kafka_broker, out + err)
     assert not [g for g in groups(kafka_broker) if g.startswith(f"udsink-run.shop.{name}.")]
     assert kafka_broker.committed(f"shop.{name}", topic) == {}
