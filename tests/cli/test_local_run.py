@@ -434,13 +434,15 @@ def test_socket_dir_that_is_not_a_directory_is_one_line(tmp_path: Path) -> None:
 
 
 def test_podman_with_only_crun_on_a_hybrid_host_says_to_install_runc(tmp_path: Path) -> None:
-    # A machine whose podman brought crun and no runc: PATH holds podman and crun only.
+    # A machine whose podman brought crun and no runc: PATH holds podman and crun only (this
+    # crun is a stand-in that the choice finds; no container is started here).
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("podman", "crun"):
-        found = shutil.which(tool)
-        assert found is not None, f"{tool} is not installed (scripts/ensure_containers.sh)"
-        (bin_dir / tool).symlink_to(found)
+    podman = shutil.which("podman")
+    assert podman is not None, "podman is not installed (scripts/ensure_containers.sh)"
+    (bin_dir / "podman").symlink_to(podman)
+    (bin_dir / "crun").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "crun").chmod(0o755)
     udsink_file = write_udsink(tmp_path / "udsink.yaml", GENERATOR_SPEC)
     env = run_env(tmp_path, PATH=str(bin_dir), UDSINK_CONTAINER_ENGINE="podman")
     done = udsink_run("-f", udsink_file, "--sink-image", "example.com/x:1", env=env, cwd=tmp_path)
