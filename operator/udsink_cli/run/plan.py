@@ -283,6 +283,9 @@ def check_kafka(config: RuntimeConfig, timeout_s: float) -> None:
     from sink_runtime.dataplane.kafka_settings import KafkaSettingsError, connection_settings
     from udsink_cli.kafkaconn import check_connection
 
+    connections = list(kafka_connections(config))
+    if not connections:
+        return  # the quickstart's installation (the `cli` extra) has no Kafka client
     try:
         import confluent_kafka  # noqa: F401
     except ImportError:
@@ -290,7 +293,7 @@ def check_kafka(config: RuntimeConfig, timeout_s: float) -> None:
             "the UDSink uses Kafka but confluent-kafka is not installed: install the "
             "'kafka' extra (from a clone: pip install -e '.[kafka,cli]'), or use --input FILE"
         ) from None
-    for where, conn in kafka_connections(config):
+    for where, conn in connections:
         try:
             settings = connection_settings(conn, where)
         except KafkaSettingsError as err:
