@@ -49,7 +49,8 @@ async def test_broker_outages_never_deadlock_and_numbers_tell_the_truth(
     r = harness.rng("outages")
     topic = broker.create_topic(broker.unique_topic("outage"), 4)
     grp = group_name("outage")
-    per_round, rounds = 250, 6
+    # Four outages here, four more in the repeated-stops test below.
+    per_round, rounds = 250, 4
     async with fault_sink(tmp_path / "sink") as sink:
         config = kafka_config(broker, topic, grp, sink.config(), batch=50)
         with data_plane(tmp_path, config) as dp:
