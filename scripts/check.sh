@@ -9,22 +9,4 @@ echo "== mypy";          mypy
 echo "== import-linter"; lint-imports
 # Installs podman, buildah and runc where missing (root) and proves they run a container here.
 echo "== containers";    bash scripts/ensure_containers.sh
-if [[ $# -gt 0 ]]; then
-  echo "== pytest";      exec python -m pytest -ra --durations=25 "$@"
-fi
-# Every tier. The e2e tier (its own control plane, node and broker, on the node's bridge) runs
-# beside the others, its output shown after theirs: both spend most of their time waiting on
-# processes they started, and one after the other they took over 20 minutes.
-e2e_log="$(mktemp)"
-echo "== pytest (the e2e tier in a second process, its output below the others')"
-python -m pytest -ra --durations=10 tests/e2e >"${e2e_log}" 2>&1 &
-e2e_pid=$!
-# SIGINT, not SIGTERM: pytest then tears its fixtures down (the node, the control plane).
-trap 'kill -INT "${e2e_pid}" 2>/dev/null; wait "${e2e_pid}" 2>/dev/null; rm -f "${e2e_log}"' EXIT
-rc=0
-python -m pytest -ra --durations=25 --ignore=tests/e2e || rc=$?
-e2e_rc=0
-wait "${e2e_pid}" || e2e_rc=$?
-echo "== pytest tests/e2e (exit ${e2e_rc})"
-cat "${e2e_log}"
-(( rc == 0 && e2e_rc == 0 ))
+echo "== pytest";        python -m pytest -ra --durations=25 "$@"
