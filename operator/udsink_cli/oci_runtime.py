@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeAlias
+from typing import Literal, NoReturn, TypeAlias
 
 ENV = "UDSINK_OCI_RUNTIME"
 RUNTIMES = ("crun", "runc")
@@ -88,7 +88,7 @@ def choose(host: Host, which: Callable[[str], str | None] = shutil.which) -> str
         )
     else:
         reason = "neither crun nor runc is installed"
-    return _fail(f"{reason}; install runc (Debian/Ubuntu: apt-get install runc) or set {ENV}")
+    _fail(f"{reason}; install runc (Debian/Ubuntu: apt-get install runc) or set {ENV}")
 
 
 def oci_runtime(environ: Mapping[str, str] = os.environ) -> str:
@@ -98,11 +98,11 @@ def oci_runtime(environ: Mapping[str, str] = os.environ) -> str:
         path = shutil.which(configured)
         if path is None:
             _fail(f"{ENV}={configured}: no such runtime (a name on PATH or a path to crun/runc)")
-        return str(path)
+        return path
     return choose(read_host())
 
 
-def _fail(message: str) -> str:
+def _fail(message: str) -> NoReturn:
     raise OciRuntimeError(f"no OCI runtime for containers: {message}")
 
 
