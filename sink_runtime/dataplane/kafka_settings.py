@@ -322,6 +322,7 @@ _CLIENT_CERT_REFUSED = re.compile(
     r"alert (bad certificate|certificate required|unknown ca|handshake failure)", re.IGNORECASE
 )
 _WRONG_PROTOCOL = re.compile(r"connecting to a (PLAINTEXT|SSL) broker listener", re.IGNORECASE)
+_HANDSHAKE_CLOSED = re.compile(r"(closed|reset) by peer.*state SSL_HANDSHAKE", re.IGNORECASE)
 
 
 def _reason(text: str) -> str:
@@ -355,18 +356,27 @@ def tls_check(conn: KafkaConnection) -> str | None:
 def speaks_tls(broker: str, timeout_s: float = TLS_CHECK_TIMEOUT_S) -> bool:
     """Whether `broker` (host:port) answers a TLS handshake (its certificate not verified):
     a plaintext client's connections to a TLS listener are only closed, with no reason."""
+    return _tls_answer(broker, timeout_s) is True
+
+
+def _tls_answer(broker: str, timeout_s: float = TLS_CHECK_TIMEOUT_S) -> bool | None:
+    """True when `broker` completes a TLS handshake, False when it accepts the connection
+    but not the handshake (a plaintext listener), None when it cannot be reached."""
     host, _, port = broker.rpartition(":")
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        with (
-            socket.create_connection((host, int(port)), timeout=timeout_s) as raw,
-            context.wrap_socket(raw, server_hostname=host),
-        ):
+        raw = socket.create_connection((host, int(port)), timeout=timeout_s)
+    except (OSError, ValueError):
+        return None
+    try:
+        with context.wrap_socket(raw, server_hostname=host):
             return True
     except (OSError, ValueError):
         return False
+    finally:
+        raw.close()
 
 
 def explain_failure(
@@ -395,7 +405,16 @@ def explain_failure(
                 f"{' and '.join(creds)}: {reason}"
             )
         protocol = _WRONG_PROTOCOL.search(reason)
-        if protocol is not None and protocol.group(1).upper() == "PLAINTEXT":
+        plaintext = protocol is not None and protocol.group(1).upper() == "PLAINTEXT"
+        # librdkafka adds its "connecting to a PLAINTEXT listener?" hint to only some of
+        # the closes; an unhinted close during the handshake is settled by asking the
+        # listener for a handshake ourselves.
+        if not plaintext and check_tls and conn.tls is not None:
+            plaintext = (
+                _HANDSHAKE_CLOSED.search(reason) is not None
+                and _tls_answer(conn.brokers[0]) is False
+            )
+        if plaintext:
             return (
                 f"{field}.tls is set, but {conn.brokers[0]} is a plaintext listener (no TLS): "
                 f"{reason}"

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
+from confluent_kafka import ConsumerGroupState
+from confluent_kafka.admin import AdminClient
 from udsink_operator import constants
 
 from sink_runtime.config import constants as runtime_constants
@@ -231,6 +233,14 @@ def test_three_replicas_share_the_partitions(
     plane.kubectl("scale", "udsink/shared", "--replicas=3", "-n", NAMESPACE)
     wait_ready(plane, operator, NAMESPACE, "shared", pods=3)
     check_resources_and_spread(plane, "shared", pods=3)
+    # Ready pods are not yet a settled group: the rebalance that gives the new members their
+    # partitions may still be under way, and what is produced before it ends goes to the
+    # first member alone.
+    eventually(
+        lambda: members_with_partitions(broker, "shared-group") == 3,
+        "3 members of shared-group, each with partitions",
+        lambda: pod_report(plane, NAMESPACE),
+    )
     sent = 600
     broker.produce(source, keyed_records(0, sent))
     wait.all_stored(broker, "shared", source, output, sent)
@@ -238,6 +248,15 @@ def test_three_replicas_share_the_partitions(
     assert sum(reads) >= sent
     assert sum(1 for r in reads if r > 0) >= 2, f"one pod read everything: {reads}"
     plane.kubectl("delete", "udsink", "shared", "-n", NAMESPACE, "--timeout=60s")
+
+
+def members_with_partitions(broker: KafkaBroker, group: str) -> int:
+    """How many members of a stable `group` hold at least one partition (0 while it rebalances)."""
+    admin = AdminClient(broker.client_config())
+    found = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    if found.state != ConsumerGroupState.STABLE:
+        return 0
+    return sum(1 for m in found.members if m.assignment and m.assignment.topic_partitions)
 
 
 def check_resources_and_spread(plane: ControlPlane, name: str, pods: int) -> None:

@@ -88,7 +88,7 @@ CASES: dict[str, tuple[Case, list[str]]] = {
     ),
     "tls-to-plaintext": (
         lambda b, d: client(b, "ssl", d).at(b.bootstrap),
-        [".tls is set, but ", "is a plaintext listener", "connecting to a PLAINTEXT broker"],
+        [".tls is set, but ", "is a plaintext listener (no TLS): "],
     ),
 }
 

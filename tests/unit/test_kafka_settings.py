@@ -7,6 +7,8 @@ so a misspelt or invalid property name fails here.
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -304,6 +306,40 @@ def test_tls_refusals_name_the_tls_field() -> None:
         "the brokers' certificate does not verify against spec.source.kafka.tls.caCertSecret "
         "(Secret 'kafka-ca' key 'ca.crt')"
     )
+
+
+def test_an_unhinted_handshake_close_is_settled_by_asking_the_listener() -> None:
+    """librdkafka hints "connecting to a PLAINTEXT listener?" on only some closes; without the
+    hint, a listener that drops a TLS handshake (as Kafka's plaintext listener drops a
+    ClientHello) is named plaintext, and one that cannot be asked stays a TLS failure."""
+    closed = "Disconnected: SSL connection closed by peer (after 2ms in state SSL_HANDSHAKE)"
+    ca = TlsFiles(ca_file=f"{MOUNTED}/kafka-ca/ca.crt")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        listener.settimeout(0.05)
+        stop = threading.Event()
+
+        def drop_every_connection() -> None:
+            while not stop.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                conn.close()
+
+        dropper = threading.Thread(target=drop_every_connection)
+        dropper.start()
+        conn = KafkaSourceConfig(brokers=[address], topics=["in"], consumer_group="g", tls=ca)
+        why = explain_failure(conn, "source", [("_TRANSPORT", closed)])
+        stop.set()
+        dropper.join()
+        assert why == (
+            f"spec.source.kafka.tls is set, but {address} is a plaintext listener (no TLS): "
+            f"{closed}"
+        )
+    # The listener is gone: nothing says plaintext, so the TLS field and the reason stand.
+    why = explain_failure(conn, "source", [("_TRANSPORT", closed)])
+    assert why == f"spec.source.kafka.tls: {closed}"
 
 
 @pytest.mark.parametrize(
