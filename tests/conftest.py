@@ -22,6 +22,19 @@ from tests.support.pynumaflow_env import ensure_pynumaflow_python
 from tests.support.recording_sink import Answer, RecordingSink, SdkFactory, SdkSink, ok
 
 
+E2E_TIER = Path(__file__).parent / "e2e"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/e2e carries the `e2e` marker, before `-m` selects on it:
+    scripts/check.sh runs that tier in a process of its own beside `-m "not e2e"`, so a new
+    e2e file without the marker would otherwise run in both."""
+    for item in items:
+        if item.path.is_relative_to(E2E_TIER):
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture(scope="session")
 def pynumaflow_python() -> Path:
     """The python of a venv with pynumaflow 0.14.0 (built on first use; fails if it cannot)."""
