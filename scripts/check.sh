@@ -4,7 +4,9 @@
 # `pip install -e '.[dev]'` done. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "== ruff";          ruff check . && ruff format --check .
+# One command per line: under `set -e` a failure on the left of `&&` does not stop the script.
+echo "== ruff";          ruff check .
+echo "== ruff format";   ruff format --check .
 echo "== mypy";          mypy
 echo "== import-linter"; lint-imports
 # Installs podman, buildah and runc where missing (root) and proves they run a container here.

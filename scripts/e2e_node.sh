@@ -34,7 +34,7 @@ PREFIX_LEN="${CIDR#*/}"
 NET="${CIDR%/*}"
 NODE_IP="${NET%.*}.$(( ${NET##*.} + 1 ))"
 KUBE_VERSION="$(grep -oE 'k8s\.io/kubernetes v[0-9.]+' "${MODULE_DIR}/go.mod" | head -n1 | cut -d' ' -f2)"
-HEAVY_LOCK="${UDSINK_HEAVY_LOCK:-/work/.heavy-build.lock}"
+HEAVY_LOCK="${UDSINK_HEAVY_LOCK:-${CACHE_DIR}/heavy-build.lock}"
 PACKAGES=(containerd runc containernetworking-plugins buildah debootstrap)
 # The Debian release and packages of the Python base image; the cache key is made from these.
 BASE_SUITE=bookworm
@@ -49,7 +49,7 @@ SOCK="${STATE}/containerd.sock"
 log() { echo "e2e_node: $*" >&2; }
 die() { log "$*"; exit 1; }
 heavy() {
-  # One heavy build at a time on a shared machine (the lock is optional where it does not exist).
+  # One heavy build at a time on the machine (its folder may be absent when set by hand).
   if [[ -d "$(dirname "${HEAVY_LOCK}")" ]]; then flock "${HEAVY_LOCK}" "$@"; else "$@"; fi
 }
 buildah_() { buildah --root "${CACHE_DIR}/node-buildah/root" \

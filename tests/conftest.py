@@ -21,7 +21,6 @@ from tests.support.kafka_broker import KafkaBroker, running_broker
 from tests.support.pynumaflow_env import ensure_pynumaflow_python
 from tests.support.recording_sink import Answer, RecordingSink, SdkFactory, SdkSink, ok
 
-
 E2E_TIER = Path(__file__).parent / "e2e"
 
 
