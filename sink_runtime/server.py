@@ -1,9 +1,9 @@
 """The gRPC server that runs a sink handler: `sink.v1.Sink` and `udsink.v1.BatchSink` on one socket.
 
 This is the I/O layer of the SDK: it owns the Unix socket, the server-info file, the two
-conversations of CONTRACT.md and the shutdown sequence, and hands each complete batch to the
-handler through handler.HandlerRunner. Both wire paths share one batch step (`_answer`): call
-the handler, check its answer with contract.check_results, encode it.
+conversations of docs/design/contract.md and the shutdown sequence, and hands each complete
+batch to the handler through handler.HandlerRunner. Both wire paths share one batch step
+(`_answer`): call the handler, check its answer with contract.check_results, encode it.
 
 Errors a sink author can cause end the stream, never the process: a handler exception or a
 contract violation is logged once (with the batch size and ids) and the stream ends with

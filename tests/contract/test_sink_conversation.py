@@ -1,4 +1,4 @@
-"""The SDK server speaks both wire paths by CONTRACT.md: real gRPC over a Unix socket.
+"""The SDK server speaks both wire paths of docs/design/contract.md: real gRPC, a Unix socket.
 
 sink.v1 (SinkFn): handshake first, N requests + EOT, results then a separate EOT, many batches
 per stream. The batch extension (WriteBatch): one SinkBatch answered by one SinkBatchResult.
