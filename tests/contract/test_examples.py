@@ -7,8 +7,9 @@ import sqlite3
 from pathlib import Path
 
 from sink_runtime.proto import sink_pb2
+from sink_runtime.testing import BatchStream, SinkFnStream, channel
 from tests.support.sink_process import sink_process
-from tests.support.sink_wire import BatchStream, SinkFnStream, channel, request
+from tests.support.sink_wire import request
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "sinks"
 
