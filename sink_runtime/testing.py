@@ -14,8 +14,9 @@
   answer with the same rules the SDK server applies before answering. An answer that breaks
   them raises ContractError with the message the server would log.
 - `served(handler)`: serves the handler with the SDK's real server on a private Unix socket in
-  this process and gives a SinkClient that sends batches over the real gRPC wire, `sink.v1`
+  this process and gives a client that sends batches over the real gRPC wire, `sink.v1`
   (what Numaflow speaks) or the batch extension (what udsink's data plane prefers).
+  `connect(socket_path)` gives the same client for a sink already listening (a process).
 
 Both return Results: the answer to a batch, one Response per datum, in the batch's order.
 SinkFnStream and BatchStream are the raw wire streams under SinkClient, for tests of the
@@ -333,21 +334,17 @@ def _wire_request(d: Datum) -> sink_pb2.SinkRequest.Request:
 
 
 class SinkClient:
-    """Sends batches to a served sink over the real wire, one batch at a time.
+    """Sends batches to a sink over the real wire, one batch at a time.
 
     Keeps one stream per path open across batches, as udsink's data plane does; after a
     stream ended with an error, the next write opens a new one (IsReady, handshake).
     """
 
-    def __init__(self, server: SinkServer, ch: grpc.aio.Channel) -> None:
-        self.server = server
+    def __init__(self, ch: grpc.aio.Channel, socket_path: str) -> None:
         self.channel = ch
+        self.socket_path = socket_path
         self._sink_fn: SinkFnStream | None = None
         self._batch: BatchStream | None = None
-
-    @property
-    def socket_path(self) -> str:
-        return self.server.socket_path
 
     async def is_ready(self) -> bool:
         return await is_ready(self.channel)
@@ -379,6 +376,22 @@ class SinkClient:
         return Results(batch, (result_to_response(r) for r in results))
 
 
+class ServedSink(SinkClient):
+    """The client of a sink served in this process, with its server (`server`)."""
+
+    def __init__(self, ch: grpc.aio.Channel, server: SinkServer) -> None:
+        super().__init__(ch, server.socket_path)
+        self.server = server
+
+
+@asynccontextmanager
+async def connect(socket_path: str | os.PathLike[str]) -> AsyncIterator[SinkClient]:
+    """A client of the sink listening on `socket_path` (one started as a process, say)."""
+    path = os.fspath(socket_path)
+    async with channel(path) as ch:
+        yield SinkClient(ch, path)
+
+
 def _private_directory() -> str:
     # A Unix socket path holds at most 107 bytes: prefer the short /tmp to a long TMPDIR.
     base = "/tmp" if os.path.isdir("/tmp") and os.access("/tmp", os.W_OK) else None
@@ -392,7 +405,7 @@ async def served(
     directory: str | os.PathLike[str] | None = None,
     grace_s: float = TEST_GRACE_S,
     **server_options: Any,
-) -> AsyncIterator[SinkClient]:
+) -> AsyncIterator[ServedSink]:
     """Serve `handler` with the SDK's server, in this process, and yield a client for it.
 
     The socket and server-info file go into `directory` (by default a private temporary
@@ -412,7 +425,7 @@ async def served(
         await server.start()
         try:
             async with channel(server.socket_path) as ch:
-                yield SinkClient(server, ch)
+                yield ServedSink(ch, server)
         finally:
             await server.stop()
     finally:
@@ -425,11 +438,13 @@ __all__ = [
     "BatchStream",
     "ContractError",
     "Results",
+    "ServedSink",
     "SinkClient",
     "SinkFnStream",
     "StreamError",
     "WirePath",
     "channel",
+    "connect",
     "datum",
     "datums",
     "is_ready",
