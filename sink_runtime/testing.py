@@ -177,22 +177,23 @@ class Results(Mapping[str, Response]):
 
     def ids(self, status: Status) -> tuple[str, ...]:
         """The ids answered with `status`, in the batch's order."""
-        return tuple(i for i, r in self._by_id.items() if r.status is status)
+        return tuple(i for i, r in self._by_id.items() if r.status == status)
 
     def by_status(self) -> dict[Status, tuple[str, ...]]:
         """The ids grouped by status (only statuses that occur), in the batch's order."""
         out: dict[Status, list[str]] = {}
         for i, r in self._by_id.items():
-            out.setdefault(r.status, []).append(i)
+            out.setdefault(Status(r.status), []).append(i)
         return {s: tuple(ids) for s, ids in out.items()}
 
     def assert_all_ok(self) -> None:
         """Raise AssertionError naming every datum not answered SUCCESS, with its status and
         error."""
-        other = [r for r in self._by_id.values() if r.status is not Status.SUCCESS]
+        other = [r for r in self._by_id.values() if r.status != Status.SUCCESS]
         if other:
             shown = "; ".join(
-                f"{r.id!r}: {r.status.name}" + (f" ({r.err})" if r.err else "") for r in other
+                f"{r.id!r}: {Status(r.status).name}" + (f" ({r.err})" if r.err else "")
+                for r in other
             )
             raise AssertionError(
                 f"{len(other)} of {len(self)} datums were not answered SUCCESS: {shown}"
