@@ -9,7 +9,8 @@
     serve(sink)
 
 See docs/sdk.md for handler forms (functions or Sinker classes, sync or async), statuses,
-setup/close hooks, error isolation and the environment a sink runs in.
+setup/close hooks, error isolation and the environment a sink runs in; `sink_runtime.testing`
+is the kit for a sink's tests (docs/sdk.md, "Testing your sink").
 """
 
 from __future__ import annotations

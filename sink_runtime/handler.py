@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeAlias, TypeVar, cast, overload
 
+from sink_runtime.contract import check_results
 from sink_runtime.logs import batch_fields
 from sink_runtime.types import Datum, Response, Responses
 
@@ -62,7 +63,9 @@ class DatumIterator(Iterator[Datum], AsyncIterator[Datum]):
 
 
 class HandlerResultError(TypeError):
-    """The handler returned something that is not a collection of Responses."""
+    """The handler's answer to a batch breaks the sink contract: it is not a collection of
+    Responses, or not exactly one Response per datum echoing its id. The message names the
+    handler, the batch size and the offending ids."""
 
 
 SinkResult: TypeAlias = Iterable[Response]
@@ -258,34 +261,64 @@ class HandlerRunner:
             self._worker.shutdown(wait=False)
             self._worker = None
 
+    async def answer(self, datums: list[Datum]) -> list[Response]:
+        """The handler's answer to one batch, checked against the sink contract.
+
+        Raises HandlerResultError when the answer breaks the contract; an exception of the
+        handler itself propagates unchanged.
+        """
+        responses = await self.run(datums)
+        problem = self._contract_problem([d.id for d in datums], responses)
+        if problem is not None:
+            raise HandlerResultError(problem)
+        return responses
+
     async def run(self, datums: list[Datum]) -> list[Response]:
         """The handler's answer to one batch, as a list (it may return any iterable)."""
         if self.is_async:
             answer = await cast(Awaitable[SinkResult], self._fn(DatumIterator(datums)))
-            return self._listed(answer)
+            return self._listed(answer, len(datums))
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self._thread(), self._run_sync, datums)
         if isinstance(result, list):
             return result
-        return self._listed(await result)
+        return self._listed(await result, len(datums))
 
     def _run_sync(self, datums: list[Datum]) -> list[Response] | Awaitable[SinkResult]:
         # On the worker thread. A generator handler must also be consumed here, where it runs.
         result = self._fn(DatumIterator(datums))
         if inspect.isawaitable(result):
             return result
-        return self._listed(result)
+        return self._listed(result, len(datums))
 
-    def _listed(self, answer: object) -> list[Response]:
+    def _listed(self, answer: object, size: int) -> list[Response]:
         if answer is None:
             raise HandlerResultError(
                 f"sink handler {self.name} returned None; it must return one Response per "
-                "datum (Responses, or any iterable of Response)"
+                f"datum (Responses, or any iterable of Response) (batch of {size} datums)"
             )
         try:
             return list(cast(SinkResult, answer))
         except TypeError:
             raise HandlerResultError(
                 f"sink handler {self.name} returned a {type(answer).__name__}, which is not "
-                "iterable; it must return one Response per datum (Responses)"
+                f"iterable; it must return one Response per datum (Responses) (batch of {size} "
+                "datums)"
             ) from None
+
+    def _contract_problem(self, ids: list[str], responses: list[Response]) -> str | None:
+        try:
+            checked = check_results(ids, responses)
+        except (AttributeError, TypeError):
+            wrong = next((r for r in responses if not isinstance(r, Response)), None)
+            return (
+                f"sink handler {self.name} returned {wrong!r} ({type(wrong).__name__}) among "
+                f"its results for a batch of {len(ids)} datums; expected only Response objects "
+                f"(Response.ok(datum.id), Response.failure(datum.id, err), ...)"
+            )
+        if checked.ok:
+            return None
+        return (
+            f"sink handler {self.name} broke the sink contract on a batch of {len(ids)} "
+            f"datums: {checked.describe()}"
+        )

@@ -1,9 +1,9 @@
 """The gRPC server that runs a sink handler: `sink.v1.Sink` and `udsink.v1.BatchSink` on one socket.
 
 This is the I/O layer of the SDK: it owns the Unix socket, the server-info file, the two
-conversations of CONTRACT.md and the shutdown sequence, and hands each complete batch to the
-handler through handler.HandlerRunner. Both wire paths share one batch step (`_answer`): call
-the handler, check its answer with contract.check_results, encode it.
+conversations of docs/design/contract.md and the shutdown sequence, and hands each complete
+batch to the handler through handler.HandlerRunner. Both wire paths share one batch step
+(`_answer`): call the handler, check its answer with contract.check_results, encode it.
 
 Errors a sink author can cause end the stream, never the process: a handler exception or a
 contract violation is logged once (with the batch size and ids) and the stream ends with
@@ -36,7 +36,6 @@ from sink_runtime.codec import (
     requests_to_datums,
 )
 from sink_runtime.config import constants, installed_version
-from sink_runtime.contract import check_results
 from sink_runtime.handler import HandlerResultError, HandlerRunner, SinkHandler
 from sink_runtime.logs import batch_fields, configure_logging
 from sink_runtime.proto import batch_pb2, batch_pb2_grpc, sink_pb2, sink_pb2_grpc
@@ -258,7 +257,7 @@ class SinkServer:
         if not datums:
             return []
         try:
-            responses = await self._runner.run(datums)
+            responses = await self._runner.answer(datums)
         except asyncio.CancelledError:
             # The stream was cancelled: the client left, or the grace period of a stop ran out.
             log.warning(
@@ -268,12 +267,7 @@ class SinkServer:
             )
             raise
         except HandlerResultError as e:
-            await self._abort(
-                context,
-                grpc.StatusCode.INTERNAL,
-                f"{e} (batch of {len(datums)} datums)",
-                [d.id for d in datums],
-            )
+            await self._abort(context, grpc.StatusCode.INTERNAL, str(e), [d.id for d in datums])
         except Exception as e:
             await self._abort(
                 context,
@@ -283,32 +277,12 @@ class SinkServer:
                 [d.id for d in datums],
                 exc_info=True,
             )
-        ids = [d.id for d in datums]
-        problem = self._contract_problem(ids, responses)
-        if problem is not None:
-            await self._abort(context, grpc.StatusCode.INTERNAL, problem, ids)
         if log.isEnabledFor(logging.DEBUG):
             statuses = Counter(r.status.name for r in responses)
-            log.debug("answered a batch: %s", dict(statuses), extra=batch_fields(ids))
-        return responses
-
-    def _contract_problem(self, ids: list[str], responses: list[Response]) -> str | None:
-        name = self._runner.name
-        try:
-            checked = check_results(ids, responses)
-        except (AttributeError, TypeError):
-            wrong = next((r for r in responses if not isinstance(r, Response)), None)
-            return (
-                f"sink handler {name} returned {wrong!r} ({type(wrong).__name__}) among its "
-                f"results for a batch of {len(ids)} datums; expected only Response objects "
-                f"(Response.ok(datum.id), Response.failure(datum.id, err), ...)"
+            log.debug(
+                "answered a batch: %s", dict(statuses), extra=batch_fields([d.id for d in datums])
             )
-        if checked.ok:
-            return None
-        return (
-            f"sink handler {name} broke the sink contract on a batch of {len(ids)} datums: "
-            f"{checked.describe()}"
-        )
+        return responses
 
     # --- reading a stream ---
 

@@ -35,7 +35,7 @@ from udsink_operator.api import UDSink
 from sink_runtime.config import constants
 from udsink_cli import oci_runtime
 
-# Where every Numaflow SDK expects its sockets and server-info files (CONTRACT.md).
+# Where every Numaflow SDK expects its sockets and server-info files (docs/sdk.md, "Running").
 SDK_SOCKET_DIR = constants.SOCKET_DIR
 
 # A shell function: `rebuild_parent STASH PARENT SKIP` parks PARENT at STASH and lays a tmpfs

@@ -2,7 +2,7 @@
 
 No I/O and no clock: the same UDSink always yields byte-identical children, which is what makes
 the operator idempotent (compare, then apply only on a difference) and what lets `udsink render`
-show exactly what the operator would apply. The pod layout is ARCHITECTURE.md's: the `runtime`
+show exactly what the operator would apply. The pod layout is docs/concepts.md's: the `runtime`
 container, the user's sink containers as native sidecars sharing the socket directory, Kafka
 secrets mounted into `runtime` only, restricted-profile security contexts, and a hash of the
 rendered config on the pod template so a config change rolls the pods.

@@ -75,7 +75,7 @@ LIVEZ_PATH: Final = "/livez"
 READYZ_PATH: Final = "/readyz"
 METRICS_PATH: Final = "/metrics"
 
-# --- Key headers (API.md, "Keys and headers") ---
+# --- Key headers (docs/keys-and-headers.md) ---
 KEY_LEN_HEADER: Final = "__key_len"
 KEY_HEADER_PREFIX: Final = "__key_"
 DEFAULT_KEYS_HEADER: Final = "__keys"
@@ -90,7 +90,7 @@ FALLBACK_SOURCE_HEADER: Final = "x-udsink-source"
 # read): why (docs/concepts.md, "Records no producer should write").
 SOURCE_ERROR_HEADER: Final = "x-udsink-source-error"
 
-# --- librdkafka settings the data plane owns (API.md: the `config` map may not set them) ---
+# --- librdkafka settings the data plane owns (docs/design/api.md: `config` may not set them) ---
 # Exact names, plus every name under the prefixes. The operator refuses them at validation and
 # the data plane refuses them again at start-up, both naming the key.
 KAFKA_OWNED_CONFIG_KEYS: Final = frozenset(

@@ -65,8 +65,9 @@ from sink_runtime.types import Datum, Response, Status
 logger = logging.getLogger(__name__)
 
 
-# A secondary sink stores what it is given; it may not re-route (CONTRACT.md: a fallback sink
-# answering FALLBACK/SERVE/ON_SUCCESS is a violation; the same rule holds for the others).
+# A secondary sink stores what it is given; it may not re-route (docs/concepts.md, "When a sink
+# breaks the contract": a fallback sink answering FALLBACK/SERVE/ON_SUCCESS is a violation; the
+# same rule holds for the others).
 SECONDARY_ALLOWED: frozenset[Status] = frozenset({Status.SUCCESS, Status.FAILURE, Status.NACK})
 # Acknowledgements still unanswered when the next batch is finished, at most: the source
 # orders and coalesces commits itself (the Kafka source commits acked batches together at

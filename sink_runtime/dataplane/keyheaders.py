@@ -1,4 +1,5 @@
-"""KeyHeaderCodec: how a message's key list travels in Kafka headers, and back (API.md).
+"""KeyHeaderCodec: how a message's key list travels in Kafka headers, and back
+(docs/keys-and-headers.md).
 
 Kafka has one record key; our messages have a list of keys. Joining them into the record key
 loses the boundaries as soon as a key contains the separator, so the list also travels in

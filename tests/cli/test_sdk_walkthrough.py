@@ -1,4 +1,4 @@
-"""docs/sdk.md's "Testing a sink", done as a reader does it: its three files, its command.
+"""docs/sdk.md's "The whole path: `udsink run`", done as a reader does it: its files, its command.
 
 The files are taken from the page as written (each code block under a line naming the file),
 so the example sink (an async Sinker using `isolate_errors`), the UDSink and the cases run
@@ -21,7 +21,9 @@ SDK_DOC = ROOT / "docs" / "sdk.md"
 
 def section() -> str:
     text = SDK_DOC.read_text(encoding="utf-8")
-    return text[text.index("## Testing a sink") : text.index("## Coming from pynumaflow")]
+    return text[
+        text.index("### The whole path: `udsink run`") : text.index("## Coming from pynumaflow")
+    ]
 
 
 def test_testing_a_sink_runs_as_written(tmp_path: Path) -> None:

@@ -6,9 +6,9 @@ import json
 import sqlite3
 from pathlib import Path
 
-from sink_runtime.proto import sink_pb2
+from sink_runtime import Status
+from sink_runtime.testing import connect, datum, datums
 from tests.support.sink_process import sink_process
-from tests.support.sink_wire import BatchStream, SinkFnStream, channel, request
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "sinks"
 
@@ -16,12 +16,9 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "sinks"
 async def test_log_sink_logs_and_acknowledges(sock_dir: Path) -> None:
     async with (
         sink_process(EXAMPLES / "log_sink.py", sock_dir) as sink,
-        channel(sink.socket_path) as ch,
+        connect(sink.socket_path) as client,
     ):
-        stream = SinkFnStream(ch)
-        await stream.handshake()
-        results = await stream.batch([request("orders:0:7", b"hello", keys=["k"])])
-        assert [(r.id, r.status) for r in results] == [("orders:0:7", sink_pb2.SUCCESS)]
+        (await client.write([datum("orders:0:7", b"hello", keys=["k"])])).assert_all_ok()
     assert "datum orders:0:7 keys=['k'] value=b'hello'" in sink.output()
 
 
@@ -35,51 +32,44 @@ async def test_sqlite_sink_upserts_by_id_and_fails_on_a_locked_database(sock_dir
     env = {"SQLITE_SINK_PATH": str(db), "SQLITE_SINK_LOCK_TIMEOUT_S": "0.2"}
     async with (
         sink_process(EXAMPLES / "sqlite_sink.py", sock_dir, env=env) as sink,
-        channel(sink.socket_path) as ch,
+        connect(sink.socket_path) as client,
     ):
-        stream = BatchStream(ch)
-        batch = [request(f"orders:0:{i}", f"v{i}".encode(), keys=["a", "b"]) for i in range(3)]
-        assert {r.status for r in await stream.batch(batch)} == {sink_pb2.SUCCESS}
+        batch = datums("v0", "v1", "v2", topic="orders", keys=["a", "b"])
+        (await client.write(batch, path="batch")).assert_all_ok()
         assert rows(db)["orders:0:1"] == (json.dumps(["a", "b"]), b"v1")
 
         # Redelivery of the same batch (as after a crash): still one row per id.
-        redelivered = [*batch, request("orders:0:3", b"v3")]
-        assert len(await stream.batch(redelivered)) == 4
+        redelivered = [*batch, datum("orders:0:3", b"v3")]
+        assert len(await client.write(redelivered, path="batch")) == 4
         assert sorted(rows(db)) == [f"orders:0:{i}" for i in range(4)]
 
         # Another writer holds the database: every datum of the batch is a FAILURE, with why.
         locker = sqlite3.connect(db, isolation_level=None)
         locker.execute("BEGIN EXCLUSIVE")
         try:
-            v1 = SinkFnStream(ch)
-            await v1.handshake()
-            failed = await v1.batch([request("orders:0:9", b"v9")])
+            failed = await client.write([datum("orders:0:9", b"v9")])
         finally:
             locker.execute("ROLLBACK")
             locker.close()
-        [result] = failed
-        assert result.status == sink_pb2.FAILURE
-        assert f"sqlite database {db} is locked" in result.err_msg
+        assert failed.ids(Status.FAILURE) == ("orders:0:9",)
+        assert f"sqlite database {db} is locked" in failed["orders:0:9"].err
         assert "orders:0:9" not in rows(db)
         # The retry, once the lock is gone, succeeds.
-        assert [r.status for r in await v1.batch([request("orders:0:9", b"v9")])] == [0]
+        (await client.write([datum("orders:0:9", b"v9")])).assert_all_ok()
         assert rows(db)["orders:0:9"][1] == b"v9"
 
 
 async def test_on_success_sink_sends_a_message_with_headers(sock_dir: Path) -> None:
+    sent = datum("orders:2:5", b"paid", keys=["cust-1", "eu"], headers={"trace": "t-1"})
     async with (
         sink_process(EXAMPLES / "on_success_sink.py", sock_dir) as sink,
-        channel(sink.socket_path) as ch,
+        connect(sink.socket_path) as client,
     ):
-        stream = SinkFnStream(ch)
-        await stream.handshake()
-        results = await stream.batch(
-            [request("orders:2:5", b"paid", keys=["cust-1", "eu"], headers={"trace": "t-1"})]
-        )
-    [r] = results
-    assert r.status == sink_pb2.ON_SUCCESS
-    msg = r.on_success_msg
-    assert (msg.value, list(msg.keys)) == (b"paid", ["cust-1", "eu"])
+        results = await client.write([sent])
+    r = results["orders:2:5"]
+    assert r.status == Status.ON_SUCCESS
+    msg = r.message
+    assert msg is not None and (msg.value, msg.keys) == (b"paid", ("cust-1", "eu"))
     assert dict(msg.headers) == {
         "trace": "t-1",
         "x-stored-by": "on-success-example",
@@ -95,8 +85,7 @@ async def test_examples_readme_names_every_example() -> None:
 
 async def test_sdk_image_example_sink_prints_and_acknowledges(sock_dir: Path) -> None:
     sink_py = EXAMPLES.parent / "06-sdk-image" / "sink.py"
-    async with sink_process(sink_py, sock_dir) as sink, channel(sink.socket_path) as ch:
-        stream = BatchStream(ch)
-        results = await stream.batch([request("orders:1:4", b"12345", keys=["eu", "c1"])])
-        assert [(r.id, r.status) for r in results] == [("orders:1:4", sink_pb2.SUCCESS)]
+    async with sink_process(sink_py, sock_dir) as sink, connect(sink.socket_path) as client:
+        sent = datum("orders:1:4", b"12345", keys=["eu", "c1"])
+        (await client.write([sent], path="batch")).assert_all_ok()
     assert "orders:1:4 key=eu/c1 bytes=5" in sink.output()

@@ -1,4 +1,4 @@
-"""The SDK server speaks both wire paths by CONTRACT.md: real gRPC over a Unix socket.
+"""The SDK server speaks both wire paths of docs/design/contract.md: real gRPC, a Unix socket.
 
 sink.v1 (SinkFn): handshake first, N requests + EOT, results then a separate EOT, many batches
 per stream. The batch extension (WriteBatch): one SinkBatch answered by one SinkBatchResult.
@@ -15,17 +15,18 @@ import grpc
 import pytest
 
 from sink_runtime import Datum, Message, Response, Responses, Status
-from sink_runtime.codec import result_to_response
 from sink_runtime.proto import sink_pb2
-from tests.support.sink_wire import (
+from sink_runtime.testing import (
+    WIRE_PATHS,
     BatchStream,
     SinkFnStream,
+    WirePath,
     channel,
+    datums,
     is_ready,
-    request,
-    requests,
-    serving,
+    served,
 )
+from tests.support.sink_wire import request, requests, serving
 
 EVERY_STATUS = {
     "t:0:0": Response.ok("t:0:0"),
@@ -48,22 +49,13 @@ def echo_sizes(datums: Iterator[Datum]) -> Responses:
     return Responses.of(Response.serve(d.id, str(len(d.value)).encode()) for d in datums)
 
 
-@pytest.mark.parametrize("path", ["sink.v1", "batch"])
-async def test_every_status_round_trips(sock_dir: Path, path: str) -> None:
-    async with serving(scripted, sock_dir) as server, channel(server.socket_path) as ch:
-        if path == "batch":
-            results = await BatchStream(ch).batch(requests(len(EVERY_STATUS)))
-        else:
-            stream = SinkFnStream(ch)
-            await stream.handshake()
-            results = await stream.batch(requests(len(EVERY_STATUS)))
-    assert sorted(r.id for r in results) == sorted(EVERY_STATUS)
-    for r in results:
-        assert result_to_response(r) == EVERY_STATUS[r.id]
-    by_id = {r.id: r for r in results}
-    assert dict(by_id["t:0:5"].on_success_msg.headers) == {"h": "1"}
-    assert by_id["t:0:6"].nack_options.delay == 1500
-    assert by_id["t:0:3"].serve_response == b"reply"
+@pytest.mark.parametrize("path", WIRE_PATHS)
+async def test_every_status_round_trips(path: WirePath) -> None:
+    async with served(scripted) as sink:
+        results = await sink.write(datums(*(b"v" for _ in EVERY_STATUS), topic="t"), path=path)
+    # Every field of every status (the on-success message's headers, the NACK options, the
+    # serve payload) came back as it was sent.
+    assert dict(results) == EVERY_STATUS
 
 
 async def test_the_handler_sees_every_field_of_the_datum(sock_dir: Path) -> None:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import grpc
 import pytest
 
-from sink_runtime import Datum, Response, Responses, isolate_errors
-from tests.support.sink_wire import BatchStream, SinkFnStream, channel, requests, serving
+from sink_runtime import Datum, Response, Responses, Status, isolate_errors
+from sink_runtime.testing import WIRE_PATHS, StreamError, WirePath, datums, served
 
 Handler = Callable[[Iterator[Datum]], object]
 
@@ -99,14 +98,13 @@ CASES: list[tuple[Handler, str]] = [
 ]
 
 
-@pytest.mark.parametrize("path", ["sink.v1", "batch"])
+@pytest.mark.parametrize("path", WIRE_PATHS)
 @pytest.mark.parametrize(("handler", "message"), CASES, ids=[c[0].__name__ for c in CASES])
 async def test_the_stream_ends_with_internal_and_the_server_goes_on(
-    sock_dir: Path,
     caplog: pytest.LogCaptureFixture,
     handler: Handler,
     message: str,
-    path: str,
+    path: WirePath,
 ) -> None:
     calls = 0
 
@@ -124,21 +122,14 @@ async def test_the_stream_ends_with_internal_and_the_server_goes_on(
     sink = flaky_async if handler is raises_async else flaky
     sink.__qualname__ = handler.__name__
 
-    async with serving(sink, sock_dir) as server, channel(server.socket_path) as ch:
-        with pytest.raises(grpc.aio.AioRpcError) as e:
-            if path == "batch":
-                await BatchStream(ch).batch(requests(3))
-            else:
-                stream = SinkFnStream(ch)
-                await stream.handshake()
-                await stream.batch(requests(3))
-        assert e.value.code() == grpc.StatusCode.INTERNAL
-        assert e.value.details() == message
+    batch = datums("a", "b", "c", topic="t")
+    async with served(sink) as client:
+        with pytest.raises(StreamError) as e:
+            await client.write(batch, path=path)
+        assert (e.value.code, e.value.details) == (grpc.StatusCode.INTERNAL, message)
         # The client reconnects and resends: the server answers.
-        again = SinkFnStream(ch)
-        await again.handshake()
-        assert len(await again.batch(requests(3))) == 3
-        assert len(await BatchStream(ch).batch(requests(3))) == 3
+        for again in WIRE_PATHS:
+            (await client.write(batch, path=again)).assert_all_ok()
 
     # Only the server's own lines: grpcio may log "Event loop is closed" for a previous
     # test's loop into this one.
@@ -152,15 +143,14 @@ async def test_the_stream_ends_with_internal_and_the_server_goes_on(
         assert error.exc_info is not None  # the traceback is in the log
 
 
-async def test_isolated_errors_fail_only_their_datums_over_the_wire(sock_dir: Path) -> None:
+async def test_isolated_errors_fail_only_their_datums_over_the_wire() -> None:
     @isolate_errors
     def write_one(d: Datum) -> Response:
         if d.id.endswith("1"):
             raise ValueError("bad row")
         return Response.ok(d.id)
 
-    async with serving(write_one, sock_dir) as server, channel(server.socket_path) as ch:
-        results = await BatchStream(ch).batch(requests(3))
-    by_id = {r.id: r for r in results}
-    assert by_id["t:0:1"].status == 1 and by_id["t:0:1"].err_msg == "ValueError: bad row"
-    assert by_id["t:0:0"].status == 0 and by_id["t:0:2"].status == 0
+    async with served(write_one) as client:
+        results = await client.write(datums("a", "b", "c", topic="t"), path="batch")
+    assert results.by_status() == {Status.SUCCESS: ("t:0:0", "t:0:2"), Status.FAILURE: ("t:0:1",)}
+    assert results["t:0:1"].err == "ValueError: bad row"

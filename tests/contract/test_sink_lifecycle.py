@@ -17,15 +17,9 @@ import pytest
 from sink_runtime import Datum, Response, Responses, Sinker, SinkServer
 from sink_runtime.config import constants
 from sink_runtime.proto import sink_pb2
+from sink_runtime.testing import BatchStream, SinkFnStream, channel, is_ready
 from tests.support.sink_process import SinkProcess, sink_process
-from tests.support.sink_wire import (
-    BatchStream,
-    SinkFnStream,
-    channel,
-    is_ready,
-    requests,
-    serving,
-)
+from tests.support.sink_wire import requests, serving
 
 
 def ok(datums: Iterator[Datum]) -> Responses:

@@ -4,8 +4,8 @@ grpcio servers (scripted_sink.py) cannot be told to shrink a flow-control window
 hundred bytes, to answer a stream with a headers-only "Trailers-Only" status, to send GOAWAY
 in the middle of a batch, to set the compressed flag on a message, or to misbehave the way a
 hostile sink can. This server can: it is a real HTTP/2 peer on a Unix socket (IsReady
-answered, SinkFn spoken per CONTRACT.md), and each SinkFn stream it accepts follows the next
-entry of its `plan` (the last entry repeats):
+answered, SinkFn spoken per docs/design/contract.md), and each SinkFn stream it accepts
+follows the next entry of its `plan` (the last entry repeats):
 
 - `ok`: handshake, then every batch answered SUCCESS (results, then a separate EOT);
 - `unavailable`: a Trailers-Only answer at once, grpc-status 14 with a percent-encoded message;

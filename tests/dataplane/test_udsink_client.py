@@ -66,7 +66,7 @@ async def test_batch_extension_can_be_turned_off(
 async def test_all_success_in_any_order_is_accepted_once(
     scripted: ScriptedFactory, file_source: SourceFactory, batch_extension: bool
 ) -> None:
-    # All SUCCESS but not in request order: a correct answer (CONTRACT.md allows any order),
+    # All SUCCESS but not in request order: a correct answer (docs/design/contract.md: any order),
     # checked in full rather than by the in-order fast path, and nothing is sent twice.
     sink = await scripted(lambda datums: [Response.ok(d.id) for d in reversed(datums)])
     metrics = Metrics()

@@ -1,7 +1,8 @@
 """The interop tier's fixtures: official SDK sinks, built once, run unmodified.
 
 `podman` is a container engine of the test's own (its own storage under a temp dir, the
-containers.conf settings this machine needs, see TESTING.md), as the environment that points
+containers.conf a host without CAP_SYS_RESOURCE needs, as in scripts/ensure_containers.sh), as
+the environment that points
 `udsink run` at it; it fails, never skips, when podman is missing.
 
 `unmodified_sink(sdk, container_type, socket_dir)` starts the interop sink of one SDK in a

@@ -1,5 +1,5 @@
 """kmock's Kubernetes emulator, made a little more like an API server, and the operator
-running against it (TESTING.md tier 4).
+running against it (the operator tier, README's Layout).
 
 kmock stores objects and serves list/watch/patch, but it neither validates nor garbage-collects:
 tests seed uids and assert on ownerReferences rather than on cascading deletion. The subclass

@@ -1,26 +1,21 @@
-"""A plain gRPC client of the sink contract for tests: raw messages, no SDK logic.
+"""Wire requests for tests, built with protobuf's own API and nothing of ours.
 
-Tests drive the SDK server (and later any sink) with this, so what they assert is what went
-over the wire: every message of a SinkFn conversation (to check, e.g., that results never ride
-in the EOT message) and every SinkBatchResult of the batch extension.
+The streams that carry them (SinkFnStream, BatchStream, channel, is_ready) are the SDK's test
+kit, sink_runtime.testing; `serving` is its served() for tests that want the server object.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import grpc
-from google.protobuf import empty_pb2
-
-from sink_runtime.proto import batch_pb2, batch_pb2_grpc, sink_pb2, sink_pb2_grpc
+from sink_runtime.proto import sink_pb2
+from sink_runtime.server import SinkServer
+from sink_runtime.testing import served
 from sink_runtime.types import Datum
-
-EOF_MARK: object = grpc.aio.EOF  # type: ignore[attr-defined]
-UNLIMITED = 256 * 1024 * 1024
 
 
 def datum_to_request(d: Datum) -> sink_pb2.SinkRequest.Request:
@@ -65,104 +60,7 @@ def requests(
 
 
 @asynccontextmanager
-async def channel(
-    socket_path: str, max_message_bytes: int = UNLIMITED
-) -> AsyncIterator[grpc.aio.Channel]:
-    ch = grpc.aio.insecure_channel(
-        f"unix:{socket_path}",
-        options=[
-            ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.max_receive_message_length", max_message_bytes),
-        ],
-    )
-    try:
-        yield ch
-    finally:
-        await ch.close(None)
-
-
-async def is_ready(ch: grpc.aio.Channel) -> bool:
-    stub = sink_pb2_grpc.SinkStub(ch)  # type: ignore[no-untyped-call]
-    response: sink_pb2.ReadyResponse = await stub.IsReady(empty_pb2.Empty())
-    return response.ready
-
-
-class SinkFnStream:
-    """One SinkFn stream; every message the server sent is kept in `received`."""
-
-    def __init__(self, ch: grpc.aio.Channel) -> None:
-        stub = sink_pb2_grpc.SinkStub(ch)  # type: ignore[no-untyped-call]
-        self.call: Any = stub.SinkFn()
-        self.received: list[sink_pb2.SinkResponse] = []
-
-    async def handshake(self) -> sink_pb2.SinkResponse:
-        await self.call.write(sink_pb2.SinkRequest(handshake=sink_pb2.Handshake(sot=True)))
-        return await self.read()
-
-    async def read(self) -> sink_pb2.SinkResponse:
-        msg = await self.call.read()
-        if msg is EOF_MARK:
-            raise EOFError("the server ended the SinkFn stream")
-        self.received.append(msg)
-        return msg  # type: ignore[no-any-return]
-
-    async def send(self, reqs: Iterable[sink_pb2.SinkRequest.Request]) -> None:
-        for r in reqs:
-            await self.call.write(sink_pb2.SinkRequest(request=r))
-        await self.call.write(sink_pb2.SinkRequest(status=sink_pb2.TransmissionStatus(eot=True)))
-
-    async def answer(self) -> list[sink_pb2.SinkResponse]:
-        """The messages of one answer, up to and including the EOT message."""
-        out = []
-        while True:
-            msg = await self.read()
-            out.append(msg)
-            if msg.HasField("status") and msg.status.eot:
-                return out
-
-    async def batch(
-        self, reqs: Iterable[sink_pb2.SinkRequest.Request]
-    ) -> list[sink_pb2.SinkResponse.Result]:
-        """Send a batch, read its answer, return the results (from the non-EOT messages)."""
-        await self.send(reqs)
-        messages = self.answer_messages = await self.answer()
-        return [r for m in messages[:-1] for r in m.results]
-
-    async def done_writing(self) -> None:
-        await self.call.done_writing()
-
-
-class BatchStream:
-    """One WriteBatch stream of the batch extension."""
-
-    def __init__(self, ch: grpc.aio.Channel) -> None:
-        stub = batch_pb2_grpc.BatchSinkStub(ch)  # type: ignore[no-untyped-call]
-        self.call: Any = stub.WriteBatch()
-
-    async def batch(
-        self, reqs: Iterable[sink_pb2.SinkRequest.Request]
-    ) -> list[sink_pb2.SinkResponse.Result]:
-        await self.call.write(batch_pb2.SinkBatch(requests=list(reqs)))
-        msg = await self.call.read()
-        if msg is EOF_MARK:
-            raise EOFError("the server ended the WriteBatch stream")
-        return list(msg.results)
-
-
-@asynccontextmanager
-async def serving(handler: Any, directory: str | Path, **options: Any) -> AsyncIterator[Any]:
+async def serving(handler: Any, directory: str | Path, **options: Any) -> AsyncIterator[SinkServer]:
     """Our SDK server for `handler`, in this process, with its socket in `directory`."""
-    from sink_runtime.server import SinkServer
-
-    options.setdefault("grace_s", 5.0)
-    server = SinkServer(
-        handler,
-        socket_path=f"{directory}/sink.sock",
-        server_info_path=f"{directory}/sinker-server-info",
-        **options,
-    )
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
+    async with served(handler, directory=directory, **options) as sink:
+        yield sink.server

@@ -1,4 +1,4 @@
-"""The UDSink models: defaults, every rule of API.md, and error messages that name the field,
+"""The UDSink models: defaults, every rule of docs/design/api.md, and messages that name the field,
 the value and what is accepted."""
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def required_node_term(term: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# (spec, the exact issue). Each row is one rule of API.md or a bound of a field.
+# (spec, the exact issue). Each row is one rule of docs/design/api.md or a bound of a field.
 def spread(**constraint: Any) -> dict[str, Any]:
     """A spec with one topology spread constraint: a zone, DoNotSchedule, unless changed."""
     given = {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone"}

@@ -23,6 +23,7 @@ from sink_runtime.config import constants as rc
 from sink_runtime.dataplane.metrics import Metrics
 from sink_runtime.server import server_info
 from tests.support.go_tools import go_tool
+from tests.support.repo_files import repository_files
 
 ROOT = Path(__file__).parents[2]
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
@@ -31,19 +32,12 @@ IMAGE_REF = re.compile(r"ghcr\.io/udsink/([a-z0-9-]+):([A-Za-z0-9._-]+)")
 
 
 def tracked_text_files() -> list[Path]:
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
     suffixes = {".md", ".yaml", ".yml", ".py", ".json", ".toml", ".sh", ".tpl", ".txt", ""}
     # tests/ may use other tags on purpose (a user's own runtime image).
     return [
-        ROOT / p
-        for p in listed
-        if Path(p).suffix in suffixes and not p.startswith("tests/") and (ROOT / p).is_file()
+        p
+        for p in repository_files()
+        if p.suffix in suffixes and p.relative_to(ROOT).parts[0] != "tests"
     ]
 
 

@@ -22,3 +22,10 @@ def test_the_config_does_not_load_grpc() -> None:
     code = "import sys, sink_runtime.config; print('grpc' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_test_kit_exports_resolve() -> None:
+    import sink_runtime.testing as kit
+
+    for name in kit.__all__:
+        assert getattr(kit, name) is not None, name

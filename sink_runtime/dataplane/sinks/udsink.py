@@ -1,6 +1,6 @@
 """The gRPC client of a user-defined sink on a Unix socket (the `udsink` sink type).
 
-It speaks both paths of CONTRACT.md and picks one at connect time:
+It speaks both paths of the contract (docs/design/contract.md) and picks one at connect time:
 - `udsink.v1.BatchSink/WriteBatch` when the server-info file advertises the batch extension
   (and the config allows it): one gRPC message per batch, split so that no message exceeds
   the max message size;
@@ -339,8 +339,8 @@ class UserSinkClient:
             raise _stream_failure(err, "handshake") from None
         if not (answer.HasField("handshake") and answer.handshake.sot):
             raise StreamBroken(
-                "handshake: the first answer was not a handshake (CONTRACT.md: the server "
-                "must answer the client's handshake with handshake{sot:true})"
+                "handshake: the first answer was not a handshake (sink.v1: the server must "
+                "answer the client's handshake with handshake{sot:true})"
             )
         stream.refuse_messages("after the handshake answer, before the first batch")
         self._ready = True
@@ -540,7 +540,7 @@ class UserSinkClient:
                         # forwarder's contract check reports as missing ids.
                         logger.error(
                             "%s put %d results inside the EOT message (ids %s); they are not "
-                            "counted (CONTRACT.md: results go in separate messages before EOT)",
+                            "counted (sink.v1: results go in separate messages before EOT)",
                             self.where,
                             len(reply.results),
                             ", ".join(r.id for r in reply.results[:10]),
