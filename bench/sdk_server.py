@@ -13,7 +13,7 @@ The client sends pre-serialized requests, so its own cost is the same for every 
 Every server is up for the whole run; with `--repeat N` each of N rounds measures every
 (path, size) on every server back to back (interleaved: see main_async). Each row reports
 its best round, with the range of the rounds, and its rate over `thin-v1`'s best at the same
-size (the sink.v1 goal of issue 17: >= 0.85 for our SDK, best of three interleaved runs).
+size (docs/benchmarks.md states the goal for our SDK's ratio).
 `python bench/sdk_server.py --help`; a smoke run: `--duration 0.2 --batch 20 --sizes 100`.
 """
 

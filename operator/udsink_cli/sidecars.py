@@ -98,7 +98,7 @@ class SidecarProcess:
             constants.SERVER_INFO_PATH_ENV: cfg.server_info_path,
             "PYTHONUNBUFFERED": "1",
         }
-        # --- launch hook (issue 13, udsink_cli.isolation): the image in a container, or the
+        # --- launch hook (udsink_cli.isolation): the image in a container, or the
         # command with a private /var/run/numaflow, so unmodified SDK sinks find their socket.
         try:
             self._launch = isolation.launch(

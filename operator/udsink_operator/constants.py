@@ -53,8 +53,8 @@ RUNTIME_COMMAND: Final = ("python", "-m", "sink_runtime.dataplane")
 RUNTIME_ARGS: Final = ("--config", runtime.CONFIG_PATH)
 SHUTDOWN_MARGIN_SECONDS: Final = 5
 # The runtime container's default CPU: a request for what a data plane uses at moderate rates
-# (docs/benchmarks.md: 7-25 µs of its own CPU per message, so 100m carries 4,000 messages/s
-# or more), and a limit of two cores, more than its busiest measured run used, so that a
+# (its CPU per message is in docs/benchmarks.md: 100m carries a few thousand messages/s),
+# and a limit of two cores, more than its busiest measured run used, so that a
 # namespace whose ResourceQuota counts limits.cpu admits the pod. Its memory request and
 # limit are the data plane's memory bound (sink_runtime.config.memory), computed per UDSink.
 DEFAULT_RUNTIME_CPU_REQUEST: Final = "100m"

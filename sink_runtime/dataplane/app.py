@@ -83,8 +83,7 @@ GIL_SWITCH_INTERVAL_S = 0.001
 # allocations instead of 700. Each batch allocates thousands of short-lived containers
 # (records, Datums, header dicts) that die by reference count; with the defaults a collection
 # ran every ~100 records and walked every batch still in flight, about a sixth of the data
-# plane's CPU (perf). Measured A/B, 200,000 x 1 KiB: blackhole 2.6-3.1 -> 2.0-2.6 CPU-s,
-# +15-40 % messages/s (docs/benchmarks.md, round 3).
+# plane's CPU (perf; the A/B figures are in docs/benchmarks.md).
 GC_YOUNG_THRESHOLD = 10_000
 
 # /livez: how long the Kafka consumer thread may stay inside one call, and the slack added to

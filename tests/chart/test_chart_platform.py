@@ -1,4 +1,4 @@
-"""The chart conventions platform teams check (issue 15, item 5), with the real helm binary:
+"""The chart conventions platform teams check, with the real helm binary:
 `helm test`, the PodDisruptionBudget, topology spread, configurable security contexts, name
 overrides, common labels, revisionHistoryLimit and priorityClassName. Each value is rendered
 and, where it can be wrong, refused by values.schema.json with the key named. That the test

@@ -632,7 +632,7 @@ def uninstall(run: OperatorRun) -> None:
         run.helm_run("uninstall", run.release, f"--namespace={run.namespace}", "--wait")
 
 
-# --- Every version of every UDSink, for the no-finalizer promise (issue 15, item 1) ---
+# --- Every version of every UDSink, for the no-finalizer promise ---
 
 
 class UDSinkWatch:

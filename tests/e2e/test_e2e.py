@@ -554,7 +554,7 @@ class TestSingleNamespace:
         plane.kubectl("apply", "-f", "-", stdin=example(MINIMAL, broker, namespace="team-a"))
         wait_ready(plane, namespaced, "team-a", "orders-to-log", pods=1)
         # And a Failed one (its Kafka Secrets are missing), re-checked by the operator a few
-        # times before it goes: a re-check must not add a finalizer (issue 15, item 1).
+        # times before it goes: a re-check must not add a finalizer.
         plane.kubectl("apply", "-f", "-", stdin=example(MIRROR, broker, namespace="team-a"))
         eventually(
             lambda: udsink_in_phase(plane, "team-a", "orders-mirror", constants.PHASE_FAILED),

@@ -1,5 +1,5 @@
 """The chart's day-two lifecycle on the real cluster: upgrading from the previous chart version
-with a UDSink running, and `helm test` after the upgrade (issue 15, items 5 and 7).
+with a UDSink running, and `helm test` after the upgrade.
 
 The previous chart is this repository's `charts/udsink-operator` as of PREVIOUS_CHART_COMMIT
 (read with `git archive`: CI clones the full history). It is installed with its own CRDs, a
@@ -47,9 +47,8 @@ from tests.support.kafka_broker import KafkaBroker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 
-# The last commit of main that changed the chart before issue 15 (the merge of issue 14): the
-# chart a cluster upgraded from when issue 15's chart changes (helm test, budget, security
-# contexts as values, version and chart labels on the pods, ...) arrived.
+# A commit of main whose chart predates helm test, the disruption budget, security contexts
+# as values and the version labels on the pods: the chart a cluster upgrades from.
 PREVIOUS_CHART_COMMIT = "1c7e68ede1886053649062d7cb9a6f0ffa3e7bae"
 RELEASE = NAMESPACE = "lifecycle"
 NAME = "steady"

@@ -1,4 +1,4 @@
-"""Rebalances, outside in (issue 24): no commit ever covers a record no sink answered.
+"""Rebalances, outside in: no commit ever covers a record no sink answered.
 
 Several real data planes (processes) share one consumer group on the real broker, each with
 its own sink process (tests/faults/fault_sink.py), slow or fast. One topic of 6 partitions
@@ -12,7 +12,7 @@ most come straight back to the member that had them:
 - a stall: a member's sink holds one batch longer than `max.poll.interval.ms`, so the member
   is put out of the group and joins again.
 The slow sinks take longer per batch than the source's FRESH_S, so members serve rebalance
-events between reads with records read ahead (the timing issue 24 was found at).
+events between reads with records read ahead (the timing at which the old rules lost records).
 
 An independent monitor (tests/faults/commit_monitor.py) polls the group's committed offsets
 every 50 ms for the whole run and fails the test on any poll that shows a committed offset

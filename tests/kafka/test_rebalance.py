@@ -4,8 +4,8 @@ and a Forwarder in this process over a slow sink, never commit a record no sink 
 A monitor polls the group's committed offsets from the broker every 50 ms and compares each
 with what the sinks had answered before the poll; at the end every record must have been
 handled. With the eager protocol (librdkafka's default assignors) a scale-up revokes every
-partition of every member and most come straight back to the same member (issue 24's loss);
-cooperative-sticky moves only the partitions that change owner.
+partition of every member and most come straight back to the same member (where the old
+rules lost records); cooperative-sticky moves only the partitions that change owner.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ the member takes every partition back and drains it: everything must be handled 
 
 `LegacyMachine` runs the same histories against a model of the rules the ledger replaced:
 `test_the_property_catches_the_old_rules` shows the property finds their loss, and
-`OLD_RULES_LOSS` is the smallest history it found (issue 24's loss in five steps).
+`OLD_RULES_LOSS` is the smallest history it found (a loss in five steps).
 """
 
 from __future__ import annotations

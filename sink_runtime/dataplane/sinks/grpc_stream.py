@@ -83,7 +83,7 @@ CONTROL_WINDOW_S: Final = 60.0
 _DEBUG_DATA_BYTES: Final = 512
 # The socket's send buffer we ask for (the kernel caps it at twice net.core.wmem_max): a
 # batch then leaves in fewer, larger sends with less left in the transport's own buffer
-# (about 0.7 µs less CPU per 1 KiB message to the Go sink, docs/benchmarks.md).
+# (less CPU per message to the sink: docs/benchmarks.md).
 _SEND_BUFFER_BYTES: Final = 4 * 1024 * 1024
 
 _CODES: Final = {code.value[0]: code for code in grpc.StatusCode}
