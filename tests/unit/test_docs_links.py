@@ -119,3 +119,19 @@ def test_the_checks_find_what_they_look_for() -> None:
         "running-sockets-server-info-environment"
     )
     assert anchors("# A\n```\n# not a heading\n```\n## A\n") == {"a", "a-1"}
+
+
+HISTORY = re.compile(r"\b[Ii]ssues? \d+\b")
+CODE_SUFFIXES = {".py", ".sh", ".pyi", ".c", ".toml", ".yaml", ".yml", ".proto"}
+
+
+def test_code_cites_no_issue_numbers() -> None:
+    """Comments state constraints, not history: an issue number means nothing to a reader of
+    the code (docs/decisions.md keeps the history)."""
+    found = [
+        where(path, text, m.start())
+        for path, text in texts().items()
+        if path.suffix in CODE_SUFFIXES or path.parent.name == ".ci"
+        for m in HISTORY.finditer(text)
+    ]
+    assert found == [], f"issue numbers in code: {found}"
