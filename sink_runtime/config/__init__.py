@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel
 
 from sink_runtime.config import constants
-from sink_runtime.config.errors import validation_issues
+from sink_runtime.config.errors import FALLBACK_NEEDED, validation_issues
 
 TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
 BROKER_PATTERN = r"^[^\s:/]+:[0-9]{1,5}$"
@@ -272,7 +272,7 @@ class RuntimeConfig(_Model):
     @model_validator(mode="after")
     def _fallback_when_needed(self) -> RuntimeConfig:
         if self.retry_strategy.on_failure == "fallback" and self.fallback is None:
-            raise ValueError("retryStrategy.onFailure is 'fallback' but no fallback sink is set")
+            raise ValueError(FALLBACK_NEEDED)
         return self
 
     def to_json(self) -> str:

@@ -22,6 +22,12 @@ def refused(text: str) -> PydanticCustomError:
 
 
 REFUSED = "udsink"
+# The one rule between the retry policy and the sinks, as every validator states it (the API
+# model, its CEL rule, the RuntimeConfig, the forwarder, `udsink run --on-failure`).
+FALLBACK_NEEDED = (
+    "retryStrategy.onFailure is 'fallback' but no fallback sink is set: set fallback, or "
+    "choose onFailure retry or drop"
+)
 
 
 def shown(value: Any) -> str:

@@ -39,6 +39,7 @@ from operator import attrgetter
 from typing import Any
 
 from sink_runtime.config import RuntimeConfig, SecondaryRetry, constants
+from sink_runtime.config.errors import FALLBACK_NEEDED
 from sink_runtime.contract import CheckedResults, check_results
 from sink_runtime.dataplane.metrics import Metrics
 from sink_runtime.dataplane.protocols import (
@@ -223,7 +224,7 @@ class Forwarder:
         self.secondary = secondary or SecondaryRetry()
         self._rng = rng or random.Random()
         if self.retry.on_failure == "fallback" and sinks.fallback is None:
-            raise ValueError("retry policy onFailure is 'fallback' but no fallback sink is set")
+            raise ValueError(FALLBACK_NEEDED)
         self._allowed, self._why_not_allowed = sinks.primary_allowed()
         self._written_primary = metrics.written.labels(sink=PRIMARY)
         metrics.known_labels(sinks.by_role())

@@ -21,6 +21,7 @@ from udsink_operator import constants
 
 from sink_runtime.config import KafkaSourceConfig, RuntimeConfig
 from sink_runtime.config import constants as runtime_constants
+from sink_runtime.config.errors import FALLBACK_NEEDED
 from tests.e2e.conftest import (
     ARGOCD_MANAGER,
     EXAMPLE_SINKS_IMAGE,
@@ -385,7 +386,7 @@ class TestClusterWide:
         reserved_key["spec"]["source"]["kafka"]["config"] = {"group.id": "mine"}
         cases = [
             (bad_topic, ["spec.source.kafka.topics[0]", "must be a Kafka topic", '"orders v2"']),
-            (no_fallback, ["spec.sink", "retryStrategy.onFailure fallback requires fallback"]),
+            (no_fallback, ["spec.sink", FALLBACK_NEEDED]),
             (reserved_key, ["spec.source.kafka.config", "key 'group.id' is owned by udsink"]),
         ]
         for doc, expected in cases:

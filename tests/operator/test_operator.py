@@ -9,6 +9,7 @@ from udsink_operator import constants, handlers
 
 from sink_runtime.config import constants as rc
 from sink_runtime.config import parse_config
+from sink_runtime.config.errors import FALLBACK_NEEDED
 from tests.support.emulated_apiserver import (
     DEPLOYMENTS_PATH,
     NAMESPACE,
@@ -233,7 +234,7 @@ async def test_invalid_spec_creates_nothing_and_reports_it(emulator: ApplyingEmu
         )
         await settle(emulator)
 
-    expected = "spec.sink: retryStrategy.onFailure is 'fallback' but no fallback sink is set"
+    expected = f"spec.sink: {FALLBACK_NEEDED}"
     config_valid = _condition(stored(emulator, UDSINKS, "orders"), "ConfigValid")
     assert config_valid["status"] == "False"
     assert config_valid["reason"] == "InvalidSpec"

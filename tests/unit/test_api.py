@@ -11,6 +11,8 @@ import pytest
 import yaml
 from udsink_operator import api
 
+from sink_runtime.config.errors import FALLBACK_NEEDED
+
 EXAMPLES = sorted(Path(__file__).parents[2].glob("examples/*/udsink.yaml"))
 
 
@@ -130,8 +132,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     (
         "fallback-required",
         spec(sink={"log": {}, "retryStrategy": {"onFailure": "fallback"}}),
-        "spec.sink: retryStrategy.onFailure is 'fallback' but no fallback sink is set: "
-        "set fallback, or choose onFailure retry or drop",
+        f"spec.sink: {FALLBACK_NEEDED}",
     ),
     (
         "fallback-nested-fallback",

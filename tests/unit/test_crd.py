@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from udsink_cli import generate
 from udsink_operator import api, constants, crd
 
+from sink_runtime.config.errors import FALLBACK_NEEDED
 from tests.support.kube_schemas import check_manifest, crd_violations
 
 ROOT = Path(__file__).parents[2]
@@ -120,7 +121,7 @@ def test_cel_rules_cover_the_cross_field_rules() -> None:
     for path, start in [
         (".spec.source", "exactly one of kafka, generator must be set"),
         (".spec.sink", "exactly one of udsink, kafka, log, blackhole must be set"),
-        (".spec.sink", "retryStrategy.onFailure fallback requires fallback"),
+        (".spec.sink", FALLBACK_NEEDED),
         (".spec.sink.fallback", "exactly one of udsink, kafka, log, blackhole must be set"),
         (".spec.sink.onSuccess", "exactly one of udsink, kafka, log, blackhole must be set"),
         (".spec.sink.serve", "exactly one of kafka, log must be set"),
@@ -175,7 +176,7 @@ REFUSED: list[tuple[str, Any, str]] = [
     (
         "fallback-required",
         _set("sink.fallback", None),
-        ".spec.sink: retryStrategy.onFailure fallback requires fallback",
+        f".spec.sink: {FALLBACK_NEEDED}",
     ),
     (
         "fallback-nested",

@@ -11,6 +11,7 @@ from udsink_cli import operator_cmd
 from udsink_cli.manifests import InputError, load_udsink
 from udsink_cli.render import render_main
 
+from sink_runtime.config.errors import FALLBACK_NEEDED
 from tests.support.kube_schemas import check_manifest
 
 ROOT = Path(__file__).parents[2]
@@ -75,7 +76,7 @@ def test_render_invalid_file_names_the_field_and_exits_2(tmp_path: Path) -> None
     assert (code, out) == (2, "")
     assert f"udsink render: {file}: UDSink 'orders-to-pg' is invalid:" in err
     assert "  - spec.batch.size: Input should be greater than or equal to 1 (got 0)" in err
-    assert "  - spec.sink: retryStrategy.onFailure is 'fallback' but no fallback sink is set" in err
+    assert f"  - spec.sink: {FALLBACK_NEEDED}" in err
 
 
 @pytest.mark.parametrize(

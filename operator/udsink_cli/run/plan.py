@@ -30,6 +30,7 @@ from sink_runtime.config import (
     UserSinkConfig,
     constants,
 )
+from sink_runtime.config.errors import FALLBACK_NEEDED
 from udsink_cli.isolation import ImageSink, image_sinks
 from udsink_cli.local_secrets import LocalSecretError, LocalSecrets
 from udsink_cli.run import DRAIN_S, EXIT_USAGE, RunError
@@ -187,11 +188,7 @@ def plan_run(
     retry = config.retry_strategy
     if on_failure is not None:
         if on_failure == "fallback" and config.fallback is None:
-            raise RunError(
-                "--on-failure fallback needs a fallback sink, and spec.sink.fallback is not "
-                "set; choose --on-failure retry or drop",
-                EXIT_USAGE,
-            )
+            raise RunError(f"--on-failure fallback: spec.sink.{FALLBACK_NEEDED}", EXIT_USAGE)
         retry = retry.model_copy(update={"on_failure": on_failure})
     config = config.model_copy(
         update={

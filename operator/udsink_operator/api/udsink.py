@@ -21,7 +21,7 @@ from pydantic import (
 from sink_runtime import config as rc
 from sink_runtime.config import constants as runtime_constants
 from sink_runtime.config import memory, owned_kafka_key
-from sink_runtime.config.errors import refused
+from sink_runtime.config.errors import FALLBACK_NEEDED, refused
 from udsink_operator import constants, messages
 from udsink_operator.api.kube import (
     Container,
@@ -543,7 +543,7 @@ class Sink(AbstractSink):
         cel(
             "!has(self.retryStrategy) || !has(self.retryStrategy.onFailure) || "
             "self.retryStrategy.onFailure != 'fallback' || has(self.fallback)",
-            "retryStrategy.onFailure fallback requires fallback",
+            FALLBACK_NEEDED,
         ),
     )
 
@@ -568,10 +568,7 @@ class Sink(AbstractSink):
     @model_validator(mode="after")
     def _fallback_when_needed(self) -> Sink:
         if self.retry_strategy.on_failure == "fallback" and self.fallback is None:
-            raise ValueError(
-                "retryStrategy.onFailure is 'fallback' but no fallback sink is set: "
-                "set fallback, or choose onFailure retry or drop"
-            )
+            raise ValueError(FALLBACK_NEEDED)
         return self
 
 
