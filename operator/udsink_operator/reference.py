@@ -101,17 +101,21 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
+def fields(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, FieldInfo]]:
+    """(path, field) of every field under `model`, depth first."""
+    for name, info in model.model_fields.items():
+        path = f"{prefix}.{info.alias or name}"
+        yield path, info
+        child = _model_of(info.annotation)
+        if child is not None:
+            is_list = get_origin(_strip(info.annotation)) in (list, tuple, Sequence)
+            yield from fields(child, f"{path}[]" if is_list else path)
+
+
 def field_rows(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, str, str, str]]:
     """(path, type, default, description) of every field under `model`, depth first."""
-    for name, info in model.model_fields.items():
-        alias = info.alias or name
-        path = f"{prefix}.{alias}"
-        annotation = info.annotation
-        is_list = get_origin(_strip(annotation)) in (list, tuple, Sequence)
-        yield (path, type_name(annotation), default_text(info), api.described(info) or "")
-        child = _model_of(annotation)
-        if child is not None:
-            yield from field_rows(child, f"{path}[]" if is_list else path)
+    for path, info in fields(model, prefix):
+        yield (path, type_name(info.annotation), default_text(info), api.described(info) or "")
 
 
 def _table(model: type[BaseModel], prefix: str) -> list[str]:

@@ -4,12 +4,13 @@ the value and what is accepted."""
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from udsink_operator import api
+from udsink_operator import api, reference
 
 from sink_runtime.config.errors import FALLBACK_NEEDED
 
@@ -675,3 +676,18 @@ def test_secret_refs_lists_every_referenced_key_with_its_path() -> None:
         ("spec.sink.fallback.kafka.tls.certSecret", "client", "tls.crt"),
         ("spec.sink.fallback.kafka.tls.keySecret", "client", "tls.key"),
     ]
+
+
+# A bound (`1..100`, not a header name's `__key_0..__key_{N-1}`), a default, a range.
+HAND_TYPED = re.compile(r"(?<![\w_])[\d.]+[a-z]*\.\.\d|\bDefault\b|\bRange\b")
+
+
+def test_descriptions_state_no_bound_or_default_by_hand() -> None:
+    """Bounds and defaults reach the CRD and docs/reference.md from each field's metadata
+    (`described`); typed into a description they would drift from the check, or show twice."""
+    typed = [
+        f"{path}: {info.description}"
+        for path, info in reference.fields(api.UDSink, "")
+        if info.description and HAND_TYPED.search(info.description)
+    ]
+    assert typed == []

@@ -426,11 +426,15 @@ def test_operator_and_api_server_say_the_same_words(mutate: Any) -> None:
 
 
 def test_descriptions_state_the_bounds_and_default_each_field_enforces() -> None:
-    # The "(min..max). Default X." of a description is written from the field's own checks,
-    # so the CRD, kubectl explain and docs/reference.md never disagree with the validation.
-    assert api.described(api.Batch.model_fields["size"]) == "Largest batch (1..10000). Default 500."
+    # The "Range: min..max. Default: X." of a description is written from the field's own
+    # checks and default (or its ShownDefault), once, so the CRD, kubectl explain and
+    # docs/reference.md never disagree with the validation.
+    size = api.described(api.Batch.model_fields["size"])
+    assert size == "Largest batch. Range: 1..10000. Default: 500."
     timeout = api.described(api.Batch.model_fields["timeout"])
-    assert timeout == "Longest wait to fill a batch (1ms..10m). Default 1s."
+    assert timeout == "Longest wait to fill a batch. Range: 1ms..10m. Default: 1s."
+    group = api.described(api.KafkaSource.model_fields["consumer_group"])
+    assert group == "Consumer group id. Default: <namespace>.<name>."
     checked = 0
     for model in {
         m for m in vars(api).values() if isinstance(m, type) and issubclass(m, BaseModel)
@@ -440,9 +444,11 @@ def test_descriptions_state_the_bounds_and_default_each_field_enforces() -> None
             if text is None:
                 continue
             bounds, default = api.field_bounds(info), api.plain_default(info)
+            assert text.count("Range: ") == (bounds is not None), text
+            assert text.count("Default: ") == (default is not None), text
             if bounds is not None:
-                assert f"{bounds[0]}..{bounds[1]}" in text, text
+                assert f"Range: {bounds[0]}..{bounds[1]}." in text, text
                 checked += 1
             if default is not None:
-                assert "Default " in text, text
+                assert text.endswith(f"Default: {default}."), text
     assert checked > 20

@@ -34,6 +34,7 @@ from udsink_operator.api.schema import (
     Name253,
     Quantity,
     Rule,
+    ShownDefault,
     _ExactlyOne,
     _Model,
     _quoted,
@@ -79,9 +80,9 @@ class ResourceFieldRef(_Model):
     resource: Annotated[str, Field(min_length=1, max_length=64)] = Field(
         description="Resource, e.g. limits.memory."
     )
-    container_name: Annotated[str, Field(max_length=63)] | None = Field(
-        default=None, description="Container whose resource is read. Default this container."
-    )
+    container_name: Annotated[
+        Annotated[str, Field(max_length=63)] | None, ShownDefault("this container")
+    ] = Field(default=None, description="Container whose resource is read.")
     divisor: Quantity | None = Field(default=None, description="Unit of the exposed value.")
 
 
@@ -205,15 +206,15 @@ class Container(_Model):
     image: Annotated[str, Field(min_length=1, max_length=1024)] = Field(
         description="Container image, e.g. ghcr.io/acme/pg-sink:1.4."
     )
-    image_pull_policy: PullPolicy | None = Field(
-        default=None, description="Always, IfNotPresent or Never. Default: Kubernetes' default."
+    image_pull_policy: Annotated[PullPolicy | None, ShownDefault("Kubernetes' default")] = Field(
+        default=None, description="Always, IfNotPresent or Never."
     )
-    command: Annotated[list[str], Field(max_length=64)] | None = Field(
-        default=None, description="Entrypoint. Default: the image's."
-    )
-    args: Annotated[list[str], Field(max_length=256)] | None = Field(
-        default=None, description="Arguments. Default: the image's."
-    )
+    command: Annotated[
+        Annotated[list[str], Field(max_length=64)] | None, ShownDefault("the image's")
+    ] = Field(default=None, description="Entrypoint.")
+    args: Annotated[
+        Annotated[list[str], Field(max_length=256)] | None, ShownDefault("the image's")
+    ] = Field(default=None, description="Arguments.")
     env: Annotated[list[EnvVar], Field(max_length=128)] | None = Field(
         default=None,
         description="Environment variables (names unique).",
@@ -356,8 +357,8 @@ class Toleration(_Model):
     key: Annotated[str, Field(max_length=317)] | None = Field(
         default=None, description="Taint key; empty with operator Exists matches every taint."
     )
-    operator: Literal["Exists", "Equal"] | None = Field(
-        default=None, description="Exists or Equal. Default Equal."
+    operator: Annotated[Literal["Exists", "Equal"] | None, ShownDefault("Equal")] = Field(
+        default=None, description="Exists or Equal."
     )
     value: Annotated[str, Field(max_length=63)] | None = Field(
         default=None, description="Taint value (with Equal)."
@@ -503,7 +504,7 @@ class NodeSelector(_Model):
 class PreferredSchedulingTerm(_Model):
     """A weighted node preference."""
 
-    weight: Annotated[int, Field(ge=1, le=100)] = Field(description="Weight 1..100.")
+    weight: Annotated[int, Field(ge=1, le=100)] = Field(description="Weight of this preference.")
     preference: NodeSelectorTerm = Field(description="The preferred node term.")
 
 
@@ -562,7 +563,7 @@ class PodAffinityTerm(_Model):
 class WeightedPodAffinityTerm(_Model):
     """A weighted pod affinity preference."""
 
-    weight: Annotated[int, Field(ge=1, le=100)] = Field(description="Weight 1..100.")
+    weight: Annotated[int, Field(ge=1, le=100)] = Field(description="Weight of this preference.")
     pod_affinity_term: PodAffinityTerm = Field(description="The term.")
 
 
@@ -648,8 +649,8 @@ class PodSecurityContext(_Model):
     supplemental_groups: (
         Annotated[list[Annotated[int, Field(ge=0, le=2**31 - 1)]], Field(max_length=32)] | None
     ) = Field(default=None, description="Extra groups.")
-    seccomp_profile: SeccompProfile | None = Field(
-        default=None, description="Seccomp profile. Default RuntimeDefault."
+    seccomp_profile: Annotated[SeccompProfile | None, ShownDefault("RuntimeDefault")] = Field(
+        default=None, description="Seccomp profile."
     )
 
 
@@ -685,8 +686,8 @@ class TopologySpreadConstraint(_Model):
             "(the scheduler prefers the domains that lower the skew)."
         )
     )
-    label_selector: LabelSelector | None = Field(
-        default=None, description="The pods counted. Default: this UDSink's pods."
+    label_selector: Annotated[LabelSelector | None, ShownDefault("this UDSink's pods")] = Field(
+        default=None, description="The pods counted."
     )
     min_domains: Annotated[int, Field(ge=1, le=10_000)] | None = Field(
         default=None,
@@ -720,9 +721,9 @@ class Pod(_Model):
     metadata: PodMetadata | None = Field(
         default=None, description="Extra pod labels and annotations."
     )
-    service_account_name: DnsSubdomain | None = Field(
-        default=None, description="Service account of the pods. Default: the namespace's default."
-    )
+    service_account_name: Annotated[
+        DnsSubdomain | None, ShownDefault("the namespace's default")
+    ] = Field(default=None, description="Service account of the pods.")
     automount_service_account_token: bool = Field(
         default=False,
         description="Mount an API token into the pods (the runtime needs none).",
@@ -740,7 +741,7 @@ class Pod(_Model):
         default=None,
         description=(
             "How the replicas spread over nodes or zones; a constraint without labelSelector "
-            "counts this UDSink's pods. Default (absent): maxSkew 1 over "
+            "counts this UDSink's pods. When absent: maxSkew 1 over "
             f"{constants.HOSTNAME_TOPOLOGY_KEY}, ScheduleAnyway: the replicas go to different "
             "nodes where the scheduler can, and still run where there is one node. [] for no "
             "spreading."

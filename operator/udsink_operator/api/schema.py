@@ -307,9 +307,26 @@ def field_bounds(info: FieldInfo) -> tuple[str, str] | None:
     return (low, high) if low is not None and high is not None else None
 
 
+@dataclass(frozen=True)
+class ShownDefault:
+    """How the CRD and the docs state a field's default when the value itself does not say
+    it plainly: a computed one (`<namespace>.<name>`), one the operator fills in, or a size
+    in bytes a person reads as `16 MiB`. Metadata of the field's type (`Annotated`)."""
+
+    text: str
+
+
+def mib(size: int) -> str:
+    """A byte count as a person reads it: `16 MiB`."""
+    return f"{size / 2**20:g} MiB"
+
+
 def plain_default(info: FieldInfo) -> str | None:
-    """A field's default as a person writes it (`500`, `1s`, `true`); None when there is no
-    default or it is not a plain value (a model, a list, a computed one)."""
+    """A field's default as a person writes it (`500`, `1s`, `true`, or its `ShownDefault`);
+    None when there is no default or it is not a plain value (a model, a list)."""
+    for marker in info.metadata:
+        if isinstance(marker, ShownDefault):
+            return marker.text
     value = info.default
     if info.default_factory is not None or value is PydanticUndefined or value is None:
         return None
@@ -322,21 +339,21 @@ def plain_default(info: FieldInfo) -> str | None:
 
 def described(info: FieldInfo) -> str | None:
     """A field's description with its bounds and its default, as the CRD and the docs show
-    them. Both come from what the field enforces, so the words never drift from the check;
-    a description that already says them (in words of its own) is left as it is."""
+    them. Both come from the field's own metadata (what it enforces, its default or
+    `ShownDefault`), never from its words: a description states neither (a unit test holds
+    every field to that)."""
     text = info.description
     if text is None:
         return None
+    text = text.rstrip()
+    if not text.endswith("."):
+        text += "."
     bounds = field_bounds(info)
-    if bounds is not None and f"{bounds[0]}..{bounds[1]}" not in text:
-        # Before a default the description states in words of its own ("Default 64 MiB.").
-        said, _, default_said = text.rstrip().partition(" Default ")
-        text = said.removesuffix(".") + f" ({bounds[0]}..{bounds[1]})."
-        text += f" Default {default_said}" if default_said else ""
+    if bounds is not None:
+        text += f" Range: {bounds[0]}..{bounds[1]}."
     default = plain_default(info)
-    if default is not None and "Default " not in text:
-        text = text.rstrip()
-        text += ("" if text.endswith(".") else ".") + f" Default {default}."
+    if default is not None:
+        text += f" Default: {default}."
     return text
 
 

@@ -38,12 +38,14 @@ from udsink_operator.api.schema import (
     DnsSubdomain,
     GoDuration,
     Matches,
+    ShownDefault,
     Topic,
     _ExactlyOne,
     _Model,
     cel,
     duration_cel,
     exact_ms,
+    mib,
 )
 from udsink_operator.messages import cel_string
 
@@ -255,9 +257,10 @@ class KafkaSource(KafkaConnection):
     topics: Annotated[list[Topic], Field(min_length=1, max_length=100)] = Field(
         description="Topics to consume."
     )
-    consumer_group: Annotated[str, Field(min_length=1, max_length=255)] | None = Field(
-        default=None, description="Consumer group id. Default <namespace>.<name>."
-    )
+    consumer_group: Annotated[
+        Annotated[str, Field(min_length=1, max_length=255)] | None,
+        ShownDefault("<namespace>.<name>"),
+    ] = Field(default=None, description="Consumer group id.")
     start_offset: runtime_constants.StartOffset = Field(
         default="earliest",
         description="Where to start when the group has no committed offset yet.",
@@ -316,16 +319,18 @@ class UserDefinedSink(_Model):
         default="2m",
         description="How long to wait for the sink's server to become ready.",
     )
-    max_message_bytes: rc.MaxMessageBytes = Field(
+    max_message_bytes: Annotated[
+        rc.MaxMessageBytes, ShownDefault(mib(runtime_constants.DEFAULT_MAX_MESSAGE_BYTES))
+    ] = Field(
         default=runtime_constants.DEFAULT_MAX_MESSAGE_BYTES,
-        description="Largest gRPC message exchanged with the sink. Default 64 MiB.",
+        description="Largest gRPC message exchanged with the sink.",
     )
     write_timeout: Annotated[str, GoDuration("1s", "1h")] = Field(
         default="30s",
         description=(
-            "How long the sink may take to answer one batch (1s..1h); then the stream is reset "
-            "and the batch counts as FAILURE (retried with backoff). A warning is logged after "
-            "a third of it."
+            "How long the sink may take to answer one batch; then the stream is reset and the "
+            "batch counts as FAILURE (retried with backoff). A warning is logged after a third "
+            "of it."
         ),
     )
 
@@ -390,9 +395,11 @@ class KafkaSink(KafkaConnection):
         default=True,
         description="Record key = the message's keys joined by keySeparator.",
     )
-    key_separator: Annotated[str, Field(max_length=16)] = Field(
+    key_separator: Annotated[
+        str, Field(max_length=16), ShownDefault(repr(runtime_constants.DEFAULT_KEY_SEPARATOR))
+    ] = Field(
         default=runtime_constants.DEFAULT_KEY_SEPARATOR,
-        description="Separator that joins keys into the record key. Default ':'.",
+        description="Separator that joins keys into the record key.",
     )
     headers: KeyHeaders = Field(
         default_factory=KeyHeaders, description="Key headers, propagated and static headers."
@@ -579,12 +586,12 @@ class Batch(_Model):
     """How messages are grouped; a batch is the unit of acknowledgement."""
 
     size: rc.BatchSize = Field(default=rc.DEFAULT_BATCH_SIZE, description="Largest batch.")
-    max_bytes: rc.BatchBytes = Field(
+    max_bytes: Annotated[rc.BatchBytes, ShownDefault(mib(rc.DEFAULT_BATCH_MAX_BYTES))] = Field(
         default=rc.DEFAULT_BATCH_MAX_BYTES,
         description=(
             "A batch read from Kafka closes once its values reach this many bytes (a larger "
             "record makes a batch of one). Bounds the data plane's memory with large values: "
-            "it holds about two batches. Default 16 MiB."
+            "it holds about two batches."
         ),
     )
     timeout: Annotated[str, GoDuration("1ms", "10m")] = Field(
@@ -596,7 +603,7 @@ class Nack(_Model):
     """Defaults for NACK results: redelivered later without using the retry budget."""
 
     delay: Annotated[str, GoDuration("0s", "1h")] = Field(
-        default="1s", description="Redelivery delay (0..1h)."
+        default="1s", description="Redelivery delay."
     )
     max_deliveries: rc.MaxDeliveries = Field(
         default=0, description="Deliveries before onFailure applies; 0 = unbounded."
@@ -615,11 +622,12 @@ class Lifecycle(_Model):
 class Runtime(_Model):
     """The udsink data-plane container."""
 
-    image: Annotated[str, Field(min_length=1, max_length=1024)] | None = Field(
-        default=None, description="Runtime image. Default: the operator's runtime image."
-    )
-    image_pull_policy: PullPolicy | None = Field(
-        default=None, description="Always, IfNotPresent or Never. Default: Kubernetes' default."
+    image: Annotated[
+        Annotated[str, Field(min_length=1, max_length=1024)] | None,
+        ShownDefault("the operator's runtime image"),
+    ] = Field(default=None, description="Runtime image.")
+    image_pull_policy: Annotated[PullPolicy | None, ShownDefault("Kubernetes' default")] = Field(
+        default=None, description="Always, IfNotPresent or Never."
     )
     resources: Resources | None = Field(
         default=None,
@@ -643,8 +651,8 @@ class Runtime(_Model):
     shutdown_grace_period: Annotated[str, GoDuration("1s", "10m")] = Field(
         default="25s",
         description=(
-            "Time to finish the in-flight batch after SIGTERM (1s..10m); the pod's termination "
-            "grace period is this plus 5s."
+            "Time to finish the in-flight batch after SIGTERM; the pod's termination grace "
+            f"period is this plus {constants.SHUTDOWN_MARGIN_SECONDS}s."
         ),
     )
 
