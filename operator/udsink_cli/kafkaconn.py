@@ -179,9 +179,11 @@ def _local_source(args: argparse.Namespace, udsink: UDSink, brokers: str) -> Kaf
     from --secret/--secrets-dir in a private directory that lives as long as the command."""
     from udsink_operator.build import build_runtime_config
 
+    from sink_runtime.config import revised
+
     source = build_runtime_config(udsink).source
     assert source.type == "kafka"  # the caller checked spec.source.kafka
-    source = source.model_copy(update={"brokers": [b.strip() for b in brokers.split(",")]})
+    source = revised(source, brokers=[b.strip() for b in brokers.split(",")])
     root = Path(tempfile.mkdtemp(prefix="udsink-secrets-"))
     _PRIVATE_DIRS.append(root)
     try:

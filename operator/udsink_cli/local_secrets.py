@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
-from sink_runtime.config import KafkaConnection, KafkaSinkConfig, RuntimeConfig, constants
+from sink_runtime.config import (
+    KafkaConnection,
+    KafkaSinkConfig,
+    RuntimeConfig,
+    constants,
+    revised,
+)
 from sink_runtime.dataplane.kafka_settings import sasl_field, tls_field
 
 ENV_PREFIX = "env:"
@@ -102,16 +108,18 @@ class LocalSecrets:
         tls, sasl = conn.tls, conn.sasl
         update: dict[str, object] = {}
         if tls is not None:
-            update["tls"] = tls.model_copy(
-                update={
+            update["tls"] = revised(
+                tls,
+                **{
                     attr: self._place(getattr(tls, attr), tls_field(tls, where, attr), root)
                     for attr in ("ca_file", "cert_file", "key_file")
                     if getattr(tls, attr) is not None
-                }
+                },
             )
         if sasl is not None:
-            update["sasl"] = sasl.model_copy(
-                update={
+            update["sasl"] = revised(
+                sasl,
+                **{
                     attr: self._place(getattr(sasl, attr), sasl_field(sasl, where, attr), root)
                     for attr in (
                         "username_file",
@@ -120,9 +128,9 @@ class LocalSecrets:
                         "client_secret_file",
                     )
                     if getattr(sasl, attr) is not None
-                }
+                },
             )
-        return conn.model_copy(update=update) if update else conn
+        return revised(conn, **update) if update else conn
 
     def localize_config(self, config: RuntimeConfig, root: Path) -> RuntimeConfig:
         """Every Kafka connection of `config` (source and sinks), localized."""
@@ -138,7 +146,7 @@ class LocalSecrets:
             sink = getattr(config, attr)
             if isinstance(sink, KafkaSinkConfig):
                 update[attr] = self.localize(sink, where, root)
-        return config.model_copy(update=update)
+        return revised(config, **update)
 
     def _place(self, path: str, field_text: str, root: Path) -> str:
         ref = PurePosixPath(path)

@@ -152,12 +152,11 @@ def group_of(args: argparse.Namespace, conn: Connection) -> str:
         raise CliError("give --group NAME, or a UDSink file with -f", EXIT_USAGE)
     from udsink_operator.build import build_runtime_config
 
-    from sink_runtime.config import KafkaSourceConfig
+    from sink_runtime.config import KafkaSourceConfig, revised
 
     udsink = conn.udsink
     if args.namespace:
-        meta = udsink.metadata.model_copy(update={"namespace": args.namespace})
-        udsink = udsink.model_copy(update={"metadata": meta})
+        udsink = revised(udsink, metadata=revised(udsink.metadata, namespace=args.namespace))
     source = build_runtime_config(udsink).source  # the operator's own derivation
     if not isinstance(source, KafkaSourceConfig):
         raise CliError(f"{args.filename}: spec.source is not kafka (no group)", EXIT_USAGE)

@@ -38,6 +38,7 @@ from sink_runtime.config import (
     TlsFiles,
     UserSinkConfig,
     memory,
+    revised,
 )
 from sink_runtime.config import constants as rc
 from udsink_operator import api, constants
@@ -218,12 +219,11 @@ def _log_sink(sink: api.LogSink) -> LogSinkConfig:
 def _sink(sink: api.AbstractSink, container_type: rc.ContainerType) -> SinkConfig:
     if sink.udsink is not None:
         base = UserSinkConfig.for_container(container_type)
-        return base.model_copy(
-            update={
-                "max_message_bytes": sink.udsink.max_message_bytes,
-                "startup_timeout_ms": api.duration_ms(sink.udsink.startup_timeout),
-                "write_timeout_ms": api.duration_ms(sink.udsink.write_timeout),
-            }
+        return revised(
+            base,
+            max_message_bytes=sink.udsink.max_message_bytes,
+            startup_timeout_ms=api.duration_ms(sink.udsink.startup_timeout),
+            write_timeout_ms=api.duration_ms(sink.udsink.write_timeout),
         )
     if sink.kafka is not None:
         return _kafka_sink(sink.kafka)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
@@ -57,6 +57,17 @@ MaxDeliveries = Annotated[int, Field(ge=0, le=1_000_000)]
 MaxMessageBytes = Annotated[int, Field(ge=1024, le=2**31 - 1)]
 ValuePreviewBytes = Annotated[int, Field(ge=0, le=65536)]
 DEFAULT_VALUE_PREVIEW_BYTES = 64
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def revised(model: ModelT, **changes: Any) -> ModelT:
+    """A copy of `model` with `changes` (by field name), validated as a new model would be:
+    pydantic's `model_copy(update=...)` checks nothing, so a wrong value would pass."""
+    values = {name: getattr(model, name) for name in type(model).model_fields}
+    values.update(changes)
+    return type(model).model_validate(values)
 
 
 class _Model(BaseModel):
@@ -351,4 +362,5 @@ __all__ = [
     "installed_version",
     "load_config",
     "parse_config",
+    "revised",
 ]

@@ -29,6 +29,7 @@ from sink_runtime.config import (
     SinkConfig,
     UserSinkConfig,
     constants,
+    revised,
 )
 from sink_runtime.config.errors import FALLBACK_NEEDED
 from udsink_cli.isolation import ImageSink, image_sinks
@@ -116,15 +117,19 @@ def _ud_types(config: RuntimeConfig) -> Iterator[constants.ContainerType]:
             yield sink.container_type
 
 
+# How long a local sink may take to serve: it is a process on this machine (an image is
+# pulled before it starts), so the UDSink's startupTimeout, sized for pod scheduling, is not.
+LOCAL_STARTUP_TIMEOUT_MS = 30_000
+
+
 def _relocate(sink: SinkConfig | None, socket_dir: Path) -> SinkConfig | None:
     if isinstance(sink, UserSinkConfig):
         local = UserSinkConfig.for_container(sink.container_type, socket_dir=str(socket_dir))
-        return sink.model_copy(
-            update={
-                "socket_path": local.socket_path,
-                "server_info_path": local.server_info_path,
-                "startup_timeout_ms": 30_000,
-            }
+        return revised(
+            sink,
+            socket_path=local.socket_path,
+            server_info_path=local.server_info_path,
+            startup_timeout_ms=LOCAL_STARTUP_TIMEOUT_MS,
         )
     return sink
 
@@ -182,29 +187,30 @@ def plan_run(
             update["count"] = count
         if rate is not None:
             update["rate"] = rate
-        source = source.model_copy(update=update)
+        source = revised(source, **update)
     elif isinstance(source, KafkaSourceConfig):
         source = _local_group(udsink, source, start_from, join_group)
     retry = config.retry_strategy
     if on_failure is not None:
         if on_failure == "fallback" and config.fallback is None:
             raise RunError(f"--on-failure fallback: spec.sink.{FALLBACK_NEEDED}", EXIT_USAGE)
-        retry = retry.model_copy(update={"on_failure": on_failure})
-    config = config.model_copy(
-        update={
-            "source": source,
-            "retry_strategy": retry,
-            "sink": _relocate(config.sink, socket_dir),
-            "fallback": _relocate(config.fallback, socket_dir),
-            "on_success": _relocate(config.on_success, socket_dir),
-            "observability": ObservabilityConfig(
-                metrics_port=metrics_port or 0,
-                metrics_host="127.0.0.1",
-                log_level=log_level,  # type: ignore[arg-type]
-                log_format="text",
-            ),
-            "shutdown_grace_ms": int(DRAIN_S * 1000),
-        }
+        retry = revised(retry, on_failure=on_failure)
+    config = revised(
+        config,
+        source=source,
+        retry_strategy=retry,
+        sink=_relocate(config.sink, socket_dir),
+        fallback=_relocate(config.fallback, socket_dir),
+        on_success=_relocate(config.on_success, socket_dir),
+        observability=ObservabilityConfig.model_validate(
+            {
+                "metrics_port": metrics_port or 0,
+                "metrics_host": "127.0.0.1",
+                "log_level": log_level,
+                "log_format": "text",
+            }
+        ),
+        shutdown_grace_ms=int(DRAIN_S * 1000),
     )
     commands = sink_commands(udsink, overrides)
     if sink_image and constants.CONTAINER_UDSINK in commands:
@@ -242,11 +248,10 @@ def _local_group(
 ) -> KafkaSourceConfig:
     """The run's consumer group: a private one, unless --join-group names the UDSink's own."""
     if join_group is None:
-        return source.model_copy(
-            update={
-                "consumer_group": private_group(udsink),
-                "start_offset": start_from or DEFAULT_START_FROM,
-            }
+        return revised(
+            source,
+            consumer_group=private_group(udsink),
+            start_offset=start_from or DEFAULT_START_FROM,
         )
     if join_group != source.consumer_group:
         raise RunError(
@@ -255,7 +260,7 @@ def _local_group(
             "run reads with a private group)",
             EXIT_USAGE,
         )
-    return source if start_from is None else source.model_copy(update={"start_offset": start_from})
+    return source if start_from is None else revised(source, start_offset=start_from)
 
 
 def kafka_connections(config: RuntimeConfig) -> list[tuple[str, KafkaConnection]]:
