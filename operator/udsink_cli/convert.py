@@ -4,12 +4,8 @@ UDSink.
 Every field of the Numaflow object is either carried over or named on stderr with its path and
 the reason. Each field read is marked as it is read, so a field this module does not know is
 named too, never dropped in silence. The result is validated with the UDSink models before it is
-printed, so what comes out is what `udsink render` and the API server accept.
-
-Exit codes: 0 the UDSink does what the Numaflow object did (fields without a counterpart that
-change nothing the sink sees may still be named); 1 the UDSink is printed, but something left
-out changes what it does (a map UDF, a transformer, volumes...): read stderr before applying it;
-2 no UDSink could be made (no Kafka or generator source, no sink udsink has, unreadable input).
+printed, so what comes out is what `udsink render` and the API server accept. HELP below says
+what is carried over and what each exit status means.
 """
 
 from __future__ import annotations
@@ -404,8 +400,8 @@ def _container(f: Fields) -> dict[str, Any]:
     )
     f.drop(
         "securityContext",
-        "udsink runs every container non-root, without privileges and with a read-only root "
-        "file system (the restricted Pod Security Standard)",
+        "udsink gives every container the restricted Pod Security Standard's context "
+        "(non-root, no privilege escalation, no capabilities)",
         changes=False,
     )
     for key in ("readinessProbe", "livenessProbe"):
