@@ -401,6 +401,17 @@ def test_killed_sink_sidecar_is_restarted_and_nothing_is_lost(
     plane.kubectl("delete", "udsink", "crashy", "-n", NAMESPACE, "--timeout=60s")
 
 
+def all_in_fallback(wait: Waiter, broker: KafkaBroker, source: str, dead: str, sent: int) -> None:
+    """Every one of `sent` inputs reached the fallback topic `dead` with its key and headers,
+    and udsink's error headers (the numaflow-go sink answers FALLBACK for each)."""
+    out = wait.until(lambda: delivered(broker, dead, sent), f"{sent} records in {dead}")
+    for i in range(sent):
+        record = out[f"order-{i}"]
+        check_keys_and_headers(record, i)
+        assert record.header("x-udsink-status") == b"FALLBACK", record
+        assert record.header("x-udsink-source").decode().startswith(f"{source}:"), record
+
+
 def test_numaflow_go_sdk_sink_runs_unmodified_as_the_sidecar(
     control_plane: ControlPlane, operator: OperatorRun, broker: KafkaBroker, node: Node
 ) -> None:
@@ -418,12 +429,7 @@ def test_numaflow_go_sdk_sink_runs_unmodified_as_the_sidecar(
     wait_ready(plane, operator, NAMESPACE, "gosink", pods=1)
     sent = 200
     broker.produce(source, keyed_records(0, sent))
-    out = wait.until(lambda: delivered(broker, dead, sent), f"{sent} records in {dead}")
-    for i in range(sent):
-        record = out[f"order-{i}"]
-        check_keys_and_headers(record, i)
-        assert record.header("x-udsink-status") == b"FALLBACK", record
-        assert record.header("x-udsink-source").decode().startswith(f"{source}:"), record
+    all_in_fallback(wait, broker, source, dead, sent)
     wait.until(lambda: committed_to_end(broker, "gosink-group", source), "offsets committed")
     (pod,) = pods_of(plane, NAMESPACE, "gosink")
     samples = metrics_of(pod)
@@ -476,10 +482,6 @@ def test_a_converted_numaflow_monovertex_runs_the_go_sdk_sink_unmodified(
     wait_ready(plane, operator, NAMESPACE, "from-numaflow", pods=1)
     sent = 100
     broker.produce(source, keyed_records(0, sent))
-    records = wait.until(lambda: delivered(broker, dead, sent), f"{sent} records in {dead}")
-    for i in range(sent):
-        record = records[f"order-{i}"]
-        check_keys_and_headers(record, i)
-        assert record.header("x-udsink-status") == b"FALLBACK", record
+    all_in_fallback(wait, broker, source, dead, sent)
     wait.until(lambda: committed_to_end(broker, "from-numaflow-group", source), "offsets committed")
     plane.kubectl("delete", "udsink", "from-numaflow", "-n", NAMESPACE, "--timeout=60s")
