@@ -118,6 +118,14 @@ class Fields:
             raise Unconvertible(f"{self.at(key)}: must be a list (got {type(value).__name__})")
         return [Fields(self.notes, f"{self.at(key)}[{i}]", v) for i, v in enumerate(value)]
 
+    def integer(self, key: str, default: int | None = None) -> int | None:
+        value = self.take(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Unconvertible(f"{self.at(key)}: must be an integer (got {value!r})")
+        return value
+
     def drop(self, key: str, why: str, *, changes: bool) -> None:
         """Name `key` as not carried over, when it is set (empty counts as not set)."""
         self.taken.add(key)
@@ -239,6 +247,8 @@ def _kafka_config(f: Fields, out: dict[str, Any], *, source: bool) -> None:
     except yaml.YAMLError as err:
         f.notes.add(path, f"not flat `key: value` lines ({err.__class__.__name__})", changes=True)
         return
+    if settings is None:
+        return
     if not isinstance(settings, dict):
         f.notes.add(path, "not flat `key: value` lines", changes=True)
         return
@@ -313,7 +323,7 @@ def _duration_seconds(text: str) -> float:
 
 
 def _generator(f: Fields) -> dict[str, Any]:
-    rpu = int(f.take("rpu", NUMAFLOW_GENERATOR_RPU))
+    rpu = f.integer("rpu", NUMAFLOW_GENERATOR_RPU) or 0
     duration = str(f.take("duration", NUMAFLOW_GENERATOR_DURATION))
     seconds = _duration_seconds(duration) if api.is_duration(duration) else 0.0
     if seconds <= 0:
@@ -327,9 +337,9 @@ def _generator(f: Fields) -> dict[str, Any]:
             f"second: {out['rate']}",
             changes=False,
         )
-    out["valueSize"] = int(f.take("msgSize", NUMAFLOW_GENERATOR_MSG_SIZE))
+    out["valueSize"] = f.integer("msgSize", NUMAFLOW_GENERATOR_MSG_SIZE)
     if f.has("keyCount"):
-        out["keyCount"] = int(f.take("keyCount"))
+        out["keyCount"] = f.integer("keyCount")
     for key in ("value", "valueBlob", "jitter"):
         f.drop(key, "udsink's generator makes its own values and times", changes=False)
     f.close()
@@ -450,9 +460,9 @@ def _backoff(f: Fields, on_failure: str) -> dict[str, Any]:
         default_cap = str(api.Backoff.model_fields["cap"].default)
         if api.exact_ms(str(out["interval"])) > api.exact_ms(default_cap):
             out["cap"] = out["interval"]  # Numaflow has no cap by default
-    steps = f.take("steps")
+    steps = f.integer("steps")
     if steps is not None:
-        out["steps"] = max(0, int(steps) - 1)  # Numaflow counts the first attempt
+        out["steps"] = max(0, steps - 1)  # Numaflow counts the first attempt
     elif on_failure != "retry":
         out["steps"] = NUMAFLOW_DEFAULT_SINK_ATTEMPTS - 1
     f.close()
@@ -575,16 +585,16 @@ def _pod(f: Fields, spec: dict[str, Any]) -> None:
         spec["pod"] = pod
 
 
-def _scale(f: Fields | None, spec: dict[str, Any], replicas: Any) -> None:
-    minimum = None if f is None else f.take("min")
+def _scale(f: Fields | None, spec: dict[str, Any], replicas: int | None) -> None:
+    minimum = None if f is None else f.integer("min")
     if replicas is not None:
-        spec["replicas"] = int(replicas)
+        spec["replicas"] = replicas
     elif minimum is not None:
-        spec["replicas"] = max(1, int(minimum))
+        spec["replicas"] = max(1, minimum)
     if f is None:
         return
     disabled = bool(f.take("disabled", False))
-    if minimum is not None and int(minimum) == 0 and not disabled:
+    if minimum == 0 and not disabled:
         f.notes.add(f.at("min"), f"0 (scale to zero when idle): {AUTOSCALING}", changes=False)
     for key in list(f.data):
         if key not in f.taken and not disabled:
@@ -598,18 +608,18 @@ def _limits(f: Fields | None, spec: dict[str, Any], fallback: Fields | None = No
     for limits in (fallback, f):
         if limits is None:
             continue
-        size = limits.take("readBatchSize")
+        size = limits.integer("readBatchSize")
         if size is not None:
             bounds = api.field_bounds(api.Batch.model_fields["size"])
             assert bounds is not None
             top = int(bounds[1])
-            if int(size) > top:
+            if size > top:
                 limits.notes.add(
                     limits.at("readBatchSize"),
                     f"{size} is above udsink's largest batch; {top} is used",
                     changes=False,
                 )
-            batch["size"] = min(int(size), top)
+            batch["size"] = min(size, top)
         timeout = limits.take("readTimeout")
         if timeout is not None:
             batch["timeout"] = timeout
@@ -700,7 +710,7 @@ def _monovertex_rest(f: Fields, spec: dict[str, Any]) -> None:
         changes=True,
     )
     _limits(f.sub("limits"), spec)
-    _scale(f.sub("scale"), spec, f.take("replicas"))
+    _scale(f.sub("scale"), spec, f.integer("replicas"))
     _lifecycle(f.sub("lifecycle"), spec)
     for key, why in VERTEX_ONLY_INFO:
         f.drop(key, why, changes=False)

@@ -329,6 +329,12 @@ def test_what_cannot_become_a_udsink_exits_2(
     assert message in err
 
 
+def test_a_value_of_the_wrong_type_is_named(tmp_path: Path) -> None:
+    code, udsinks, err = convert_doc(monovertex(limits={"readBatchSize": "100"}), tmp_path)
+    assert (code, udsinks) == (2, [])
+    assert "spec.limits.readBatchSize: must be an integer (got '100')" in err
+
+
 def test_an_invalid_result_names_the_udsink_field(tmp_path: Path) -> None:
     doc = monovertex()
     doc["spec"]["sink"]["retryStrategy"] = {"onFailure": "fallback"}  # and no fallback sink
