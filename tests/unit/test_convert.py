@@ -23,6 +23,7 @@ DATA = Path(__file__).parents[1] / "data" / "numaflow"
 # it, 2 no UDSink.
 EXPECTED_EXIT = {
     "mvtx-builtin.yaml": 0,
+    "mvtx-bypass.yaml": 2,
     "mvtx-kafka-secured.yaml": 0,
     "mvtx-retry.yaml": 0,
     "mvtx-sqs.yaml": 2,
@@ -34,7 +35,7 @@ EXPECTED_EXIT = {
 }
 
 
-def convert(argv: list[str], stdin: str | None = None) -> tuple[int, str, str]:
+def convert(argv: list[str]) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = convert_main(argv, out=out, err=err)
     return code, out.getvalue(), err.getvalue()
@@ -106,6 +107,7 @@ def test_every_note_names_a_field_of_the_manifest(name: str) -> None:
     [
         ("mvtx-udsource.yaml", ["spec.source.udsource", "spec.source.transformer", "spec.udf"]),
         ("mvtx-sqs.yaml", ["spec.source.sqs", "spec.scale.max"]),
+        ("mvtx-bypass.yaml", ["spec.source.udsource", "spec.udf", "spec.bypass"]),
         ("pipeline-udsink.yaml", ["spec.vertices[1]"]),
         ("pipeline-fallback.yaml", ["spec.vertices[1]"]),
         (
@@ -327,6 +329,13 @@ def test_what_cannot_become_a_udsink_exits_2(
     code, udsinks, err = convert_doc(doc, tmp_path)
     assert (code, udsinks) == (2, [])
     assert message in err
+
+
+def test_standard_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO((DATA / "mvtx-builtin.yaml").read_text()))
+    code, out, _ = convert(["-f", "-"])
+    assert code == 0
+    assert yaml.safe_load(out)["spec"]["sink"] == {"log": {}}
 
 
 def test_a_value_of_the_wrong_type_is_named(tmp_path: Path) -> None:
