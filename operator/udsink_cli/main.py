@@ -66,6 +66,12 @@ def _render() -> Entry:
     return render.render_main
 
 
+def _convert() -> Entry:
+    from udsink_cli import convert
+
+    return convert.convert_main
+
+
 def _docs_reference() -> Entry:
     from udsink_cli import generate
 
@@ -96,6 +102,9 @@ COMMANDS: dict[str, Command] = {
     "operator": Command(_operator, "run the Kubernetes operator", "operator"),
     "crd": Command(_crd, "print the UDSink CustomResourceDefinition", "operator"),
     "render": Command(_render, "print the children a UDSink produces, as YAML", "operator"),
+    "convert": Command(
+        _convert, "print a Numaflow MonoVertex or Kafka-to-sink Pipeline as a UDSink", "operator"
+    ),
     "docs-reference": Command(
         _docs_reference, "print the UDSink field reference (markdown)", "operator"
     ),

@@ -10,7 +10,9 @@ UDSink's on-success Kafka sink writes that to an output topic the test reads bac
 
 from __future__ import annotations
 
+import io
 import json
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +23,7 @@ import pytest
 import yaml
 from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient
+from udsink_cli import convert
 from udsink_operator import constants
 
 from sink_runtime.config import constants as runtime_constants
@@ -398,6 +401,17 @@ def test_killed_sink_sidecar_is_restarted_and_nothing_is_lost(
     plane.kubectl("delete", "udsink", "crashy", "-n", NAMESPACE, "--timeout=60s")
 
 
+def all_in_fallback(wait: Waiter, broker: KafkaBroker, source: str, dead: str, sent: int) -> None:
+    """Every one of `sent` inputs reached the fallback topic `dead` with its key and headers,
+    and udsink's error headers (the numaflow-go sink answers FALLBACK for each)."""
+    out = wait.until(lambda: delivered(broker, dead, sent), f"{sent} records in {dead}")
+    for i in range(sent):
+        record = out[f"order-{i}"]
+        check_keys_and_headers(record, i)
+        assert record.header("x-udsink-status") == b"FALLBACK", record
+        assert record.header("x-udsink-source").decode().startswith(f"{source}:"), record
+
+
 def test_numaflow_go_sdk_sink_runs_unmodified_as_the_sidecar(
     control_plane: ControlPlane, operator: OperatorRun, broker: KafkaBroker, node: Node
 ) -> None:
@@ -415,15 +429,59 @@ def test_numaflow_go_sdk_sink_runs_unmodified_as_the_sidecar(
     wait_ready(plane, operator, NAMESPACE, "gosink", pods=1)
     sent = 200
     broker.produce(source, keyed_records(0, sent))
-    out = wait.until(lambda: delivered(broker, dead, sent), f"{sent} records in {dead}")
-    for i in range(sent):
-        record = out[f"order-{i}"]
-        check_keys_and_headers(record, i)
-        assert record.header("x-udsink-status") == b"FALLBACK", record
-        assert record.header("x-udsink-source").decode().startswith(f"{source}:"), record
+    all_in_fallback(wait, broker, source, dead, sent)
     wait.until(lambda: committed_to_end(broker, "gosink-group", source), "offsets committed")
     (pod,) = pods_of(plane, NAMESPACE, "gosink")
     samples = metrics_of(pod)
     routed = sum(v for k, v in samples.items() if k.startswith("udsink_fallback_total{"))
     assert routed == sent, samples
     plane.kubectl("delete", "udsink", "gosink", "-n", NAMESPACE, "--timeout=60s")
+
+
+def test_a_converted_numaflow_monovertex_runs_the_go_sdk_sink_unmodified(
+    control_plane: ControlPlane, operator: OperatorRun, broker: KafkaBroker, node: Node
+) -> None:
+    """`udsink convert` of a Numaflow MonoVertex (its Kafka source, the numaflow-go sink image
+    with a Kafka fallback, a retry strategy, limits and a scale range), applied as it comes
+    out: every record reaches the fallback topic with its key and headers, and the group
+    commits to the end."""
+    plane, wait = control_plane, Waiter(control_plane, operator)
+    source = broker.create_topic(broker.unique_topic("mvtx"), partitions=2)
+    dead = broker.create_topic(broker.unique_topic("mvtx-dlq"))
+    monovertex = {
+        "apiVersion": "numaflow.numaproj.io/v1alpha1",
+        "kind": "MonoVertex",
+        "metadata": {"name": "from-numaflow", "namespace": NAMESPACE},
+        "spec": {
+            "source": {
+                "kafka": {
+                    "brokers": [broker.bootstrap],
+                    "topic": source,
+                    "consumerGroup": "from-numaflow-group",
+                    "config": "auto.offset.reset: earliest\n",
+                }
+            },
+            "sink": {
+                "udsink": {"container": {"image": node.go_sink_image}},
+                "fallback": {
+                    "kafka": {"brokers": [broker.bootstrap], "topic": dead, "setKey": True}
+                },
+                "retryStrategy": {"backoff": {"interval": "100ms", "steps": 3}},
+            },
+            "limits": {"readBatchSize": 50, "readTimeout": "200ms"},
+            "scale": {"min": 1, "max": 3},
+        },
+    }
+    out, err = io.StringIO(), io.StringIO()
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as file:
+        file.write(yaml.safe_dump(monovertex))
+        file.flush()
+        code = convert.convert_main(["-f", file.name], out=out, err=err)
+    assert code == 0, err.getvalue()
+    plane.kubectl("apply", "-f", "-", stdin=out.getvalue())
+    wait_ready(plane, operator, NAMESPACE, "from-numaflow", pods=1)
+    sent = 100
+    broker.produce(source, keyed_records(0, sent))
+    all_in_fallback(wait, broker, source, dead, sent)
+    wait.until(lambda: committed_to_end(broker, "from-numaflow-group", source), "offsets committed")
+    plane.kubectl("delete", "udsink", "from-numaflow", "-n", NAMESPACE, "--timeout=60s")
