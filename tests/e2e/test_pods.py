@@ -431,20 +431,22 @@ def test_numaflow_go_sdk_sink_runs_unmodified_as_the_sidecar(
 
 # Sinks for the liveness tests, run with the example-sinks image's python (`-c`); each stores
 # with the example on-success sink, so `Waiter.all_stored` reads its output as usual.
-# HUNG_ONCE_SINK answers its first 100 records, then hangs for good inside the handler; it
-# leaves a mark in the pod's socket volume (an emptyDir, kept across container restarts), so
-# the process the kubelet starts instead answers everything.
+# HUNG_ONCE_SINK answers its first 100 records, then hangs for good inside the handler (every
+# later call too); it leaves a mark in the pod's socket volume (an emptyDir, kept across
+# container restarts), so the process the kubelet starts instead answers everything.
 HUNG_ONCE_SINK = f"""
 import os, threading
 from on_success_sink import on_success_sink
 from sink_runtime import serve
 MARK = "{runtime_constants.SOCKET_DIR}/hung-once"
+HUNG = threading.Event()
 answered = 0
 def sink(datums):
     global answered
     datums = list(datums)
-    if answered >= 100 and not os.path.exists(MARK):
+    if HUNG.is_set() or (answered >= 100 and not os.path.exists(MARK)):
         open(MARK, "w").close()
+        HUNG.set()
         threading.Event().wait()
     answered += len(datums)
     return on_success_sink(iter(datums))
