@@ -41,6 +41,7 @@ from sink_runtime.config import (
     revised,
 )
 from sink_runtime.config import constants as rc
+from sink_runtime.config.sink_liveness import sink_livez_path, sink_probe_timing
 from udsink_operator import api, constants
 
 Manifest: TypeAlias = dict[str, Any]
@@ -465,15 +466,31 @@ def runtime_plan(udsink: api.UDSink, options: BuildOptions, config: RuntimeConfi
     )
 
 
+def sink_liveness_probe(container_type: rc.ContainerType, sink: api.UserDefinedSink) -> Manifest:
+    """The sink container's liveness probe: the data plane's path for it, on the data plane's
+    port (the pod shares one network namespace), timed by `sink_probe_timing`."""
+    timing = sink_probe_timing(
+        api.duration_ms(sink.write_timeout), api.duration_ms(sink.startup_timeout)
+    )
+    return {
+        "httpGet": {"path": sink_livez_path(container_type), "port": rc.METRICS_PORT},
+        "initialDelaySeconds": timing.initial_delay_s,
+        "periodSeconds": timing.period_s,
+        "timeoutSeconds": timing.timeout_s,
+        "failureThreshold": timing.failure_threshold,
+    }
+
+
 def user_container_plan(
     name: str,
     container: api.Container,
     *,
     container_type: rc.ContainerType | None,
     native: bool,
+    probes: Mapping[str, Manifest] | None = None,
 ) -> ContainerPlan:
-    """A container of the user's: a sink sidecar (with its container type and the socket
-    directory) or an extra sidecar (neither)."""
+    """A container of the user's: a sink sidecar (with its container type, the socket
+    directory and its probes) or an extra sidecar (none of them)."""
     env = _dump_all(container.env)
     if container_type is not None:
         env.append({"name": rc.CONTAINER_TYPE_ENV, "value": container_type})
@@ -487,18 +504,19 @@ def user_container_plan(
         env_from=_dump_all(container.env_from),
         resources=_dump(container.resources),
         mounts=[sockets_mount()] if container_type is not None else [],
+        probes=probes or {},
         native_sidecar=native,
     )
 
 
-def sink_containers(spec: api.UDSinkSpec) -> list[tuple[rc.ContainerType, api.Container]]:
+def user_sinks(spec: api.UDSinkSpec) -> list[tuple[rc.ContainerType, api.UserDefinedSink]]:
     """The user-defined sinks that run as sidecars, with their container type."""
     sinks: list[tuple[rc.ContainerType, api.AbstractSink | None]] = [
         (rc.CONTAINER_UDSINK, spec.sink),
         (rc.CONTAINER_FALLBACK, spec.sink.fallback),
         (rc.CONTAINER_ON_SUCCESS, spec.sink.on_success),
     ]
-    return [(kind, sink.udsink.container) for kind, sink in sinks if sink and sink.udsink]
+    return [(kind, sink.udsink) for kind, sink in sinks if sink and sink.udsink]
 
 
 def sidecar_plans(spec: api.UDSinkSpec, native: bool) -> list[ContainerPlan]:
@@ -509,8 +527,14 @@ def sidecar_plans(spec: api.UDSinkSpec, native: bool) -> list[ContainerPlan]:
         for c in spec.pod.sidecars or []
     ]
     plans += [
-        user_container_plan(kind, container, container_type=kind, native=native)
-        for kind, container in sink_containers(spec)
+        user_container_plan(
+            kind,
+            sink.container,
+            container_type=kind,
+            native=native,
+            probes={"livenessProbe": sink_liveness_probe(kind, sink)},
+        )
+        for kind, sink in user_sinks(spec)
     ]
     return plans
 

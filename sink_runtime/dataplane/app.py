@@ -14,7 +14,10 @@ progress it should have made: the Kafka consumer thread stuck inside one call fo
 longer than its longest allowed step plus `LIVENESS_SLACK_S` (`liveness_limit_s`), or start-up
 unfinished past the longest udsink `startupTimeout` plus that slack (`startup_limit_s`; each
 sink client fails its own start-up at its timeout, so this only catches what else hangs). A
-blocked event loop answers no probe at all, which the kubelet counts as failed too.
+blocked event loop answers no probe at all, which the kubelet counts as failed too. A hung
+user-defined sink does not fail /livez (restarting the data plane would not help it): each one
+has its own path, `/livez/<container>`, which its container's liveness probe asks
+(`sink_runtime.config.sink_liveness`), and /readyz names it meanwhile.
 
 Shutdown: stop reading, let the in-flight batch finish and be acknowledged within the grace
 period (`shutdownGraceMs`), then close sinks and source. Past the grace period the batch is
@@ -51,6 +54,7 @@ from sink_runtime.config import (
     constants,
     load_config,
 )
+from sink_runtime.config.sink_liveness import sink_livez_path
 from sink_runtime.dataplane.forwarder import SLEEP_STEP_S, Forwarder, Sinks
 from sink_runtime.dataplane.http import HealthServer
 from sink_runtime.dataplane.kafka_settings import DEFAULT_DELIVERY_TIMEOUT_MS
@@ -181,6 +185,11 @@ class DataPlane:
                 self.metrics,
                 self.readiness,
                 liveness=self.liveness,
+                sink_liveness={
+                    sink_livez_path(sink.config.container_type): sink.liveness
+                    for sink in self.sinks.by_role().values()
+                    if isinstance(sink, UserSinkClient)
+                },
                 host=obs.metrics_host,
                 port=obs.metrics_port,
             )

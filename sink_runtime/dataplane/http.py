@@ -1,10 +1,11 @@
-"""The data plane's HTTP endpoint: /metrics (Prometheus), /livez and /readyz.
+"""The data plane's HTTP endpoint: /metrics (Prometheus), /livez, /readyz, and one liveness
+path per user-defined sink container (`/livez/<container>`, `sink_runtime.config.sink_liveness`).
 
-A few lines of asyncio streams instead of a web framework: three GET routes on the data plane's
-own event loop, no extra dependency in the runtime image. Readiness is a callback, so the app
-decides what "ready" means (source connected and every sink reachable) and this module only
-serves it. Each connection answers one request and closes (HTTP/1.1 with `Connection: close`,
-which Prometheus and kubelet probes accept).
+A few lines of asyncio streams instead of a web framework: a few GET routes on the data plane's
+own event loop, no extra dependency in the runtime image. Readiness and liveness are callbacks,
+so the app decides what "ready" means (source connected and every sink reachable) and this
+module only serves it. Each connection answers one request and closes (HTTP/1.1 with
+`Connection: close`, which Prometheus and kubelet probes accept).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from sink_runtime.config import constants
 from sink_runtime.dataplane.metrics import Metrics
@@ -53,12 +54,14 @@ class HealthServer:
         readiness: Readiness,
         *,
         liveness: Readiness = _always_live,
+        sink_liveness: Mapping[str, Readiness] | None = None,
         host: str = "",
         port: int = constants.METRICS_PORT,
     ) -> None:
         self.metrics = metrics
         self.readiness = readiness
         self.liveness = liveness
+        self.sink_liveness = dict(sink_liveness or {})  # path -> check
         self.host = host
         self.port = port
         self._server: asyncio.Server | None = None
@@ -73,7 +76,12 @@ class HealthServer:
         sockets = self._server.sockets
         if sockets:
             self.port = int(sockets[0].getsockname()[1])
-        logger.info("serving /metrics, /livez and /readyz on %s:%d", self.host or "*", self.port)
+        logger.info(
+            "serving /metrics, /livez, /readyz%s on %s:%d",
+            "".join(f", {path}" for path in self.sink_liveness),
+            self.host or "*",
+            self.port,
+        )
 
     async def close(self) -> None:
         if self._server is not None:
@@ -94,12 +102,20 @@ class HealthServer:
             if live:
                 return _response(200, b"ok\n")
             return _response(503, f"not live: {why}\n".encode())
+        sink_check = self.sink_liveness.get(route)
+        if sink_check is not None:
+            live, why = sink_check()
+            if live:
+                return _response(200, b"ok\n")
+            return _response(503, f"not live: {why}\n".encode())
         if route == constants.READYZ_PATH:
             ready, why = self.readiness()
             if ready:
                 return _response(200, b"ready\n")
             return _response(503, f"not ready: {why}\n".encode())
-        return _response(404, f"no route {route}; try /metrics, /livez, /readyz\n".encode())
+        routes = ", ".join([constants.METRICS_PATH, constants.LIVEZ_PATH, constants.READYZ_PATH])
+        routes += "".join(f", {path}" for path in self.sink_liveness)
+        return _response(404, f"no route {route}; try {routes}\n".encode())
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -147,6 +147,14 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=r,
         )
+        # Read at scrape time from each user-defined sink client (set by the client).
+        self.sink_unanswered = Gauge(
+            f"{_PREFIX}_sink_unanswered_seconds",
+            "Seconds a user-defined sink has kept the data plane waiting without an answer "
+            "since its last answer (its liveness path answers 503 past the bound)",
+            ["sink"],
+            registry=r,
+        )
         # Read at scrape time from the same check /readyz answers (set by the DataPlane).
         self.ready = Gauge(f"{_PREFIX}_ready", "1 when /readyz answers 200, else 0", registry=r)
         self.consumer_lag = Gauge(

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -88,6 +90,19 @@ async def until(condition: Callable[[], bool], what: str, within_s: float = 10.0
     while not condition():
         assert loop.time() < deadline, f"not within {within_s:g}s: {what}"
         await asyncio.sleep(0.01)
+
+
+async def http_get(port: int, path: str) -> tuple[int, str]:
+    """GET `path` from a data plane's HTTP server on loopback: (status, body)."""
+
+    def fetch() -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
+
+    return await asyncio.to_thread(fetch)
 
 
 def udsink(server: ScriptedSink | Any, metrics: Metrics, name: str = "primary", **cfg: Any) -> Sink:

@@ -10,8 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +29,7 @@ from sink_runtime.dataplane import app
 from sink_runtime.dataplane.app import DataPlane
 from sink_runtime.dataplane.sources.generator import GeneratorSource
 from sink_runtime.types import Datum, Response
-from tests.dataplane.harness import H2SinkFactory, until
+from tests.dataplane.harness import H2SinkFactory, http_get, until
 from tests.support.recording_sink import SdkFactory
 
 PYTHON = sys.executable
@@ -49,17 +47,6 @@ def _config(sink: Any, **overrides: Any) -> RuntimeConfig:
         ),
     }
     return RuntimeConfig(**(options | overrides))
-
-
-async def http_get(port: int, path: str) -> tuple[int, str]:
-    def fetch() -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as err:
-            return err.code, err.read().decode()
-
-    return await asyncio.to_thread(fetch)
 
 
 # --- configuration errors ---

@@ -485,3 +485,134 @@ def test_a_converted_numaflow_monovertex_runs_the_go_sdk_sink_unmodified(
     all_in_fallback(wait, broker, source, dead, sent)
     wait.until(lambda: committed_to_end(broker, "from-numaflow-group", source), "offsets committed")
     plane.kubectl("delete", "udsink", "from-numaflow", "-n", NAMESPACE, "--timeout=60s")
+
+
+# Sinks for the liveness tests, run with the example-sinks image's python (`-c`); each stores
+# with the example on-success sink, so `Waiter.all_stored` reads its output as usual.
+# HUNG_ONCE_SINK answers its first 100 records, then hangs for good inside the handler (every
+# later call too); it leaves a mark in the pod's socket volume (an emptyDir, kept across
+# container restarts), so the process the kubelet starts instead answers everything.
+HUNG_ONCE_SINK = f"""
+import os, threading
+from on_success_sink import on_success_sink
+from sink_runtime import serve
+MARK = "{runtime_constants.SOCKET_DIR}/hung-once"
+HUNG = threading.Event()
+answered = 0
+def sink(datums):
+    global answered
+    datums = list(datums)
+    if HUNG.is_set() or (answered >= 100 and not os.path.exists(MARK)):
+        open(MARK, "w").close()
+        HUNG.set()
+        threading.Event().wait()
+    answered += len(datums)
+    return on_success_sink(iter(datums))
+serve(sink)
+"""
+# Answers every batch, each after SLOW_S: slow, within the write timeout.
+SLOW_S = 1.5
+SLOW_SINK = f"""
+import time
+from on_success_sink import on_success_sink
+from sink_runtime import serve
+def sink(datums):
+    time.sleep({SLOW_S})
+    return on_success_sink(datums)
+serve(sink)
+"""
+# Small bounds keep these tests short: hung after 2 x 2s + 5s of waiting
+# (sink_runtime.config.sink_liveness), probed every second from 20 s after a container starts.
+LIVENESS_SINK = {"writeTimeout": "2s", "startupTimeout": "20s"}
+
+
+def deploy_liveness_sink(
+    plane: ControlPlane,
+    operator: OperatorRun,
+    broker: KafkaBroker,
+    name: str,
+    code: str,
+    batch: int,
+) -> tuple[str, str]:
+    """A UDSink whose sink runs `code`, ready; its source and output topics."""
+    source = broker.create_topic(broker.unique_topic("orders"))
+    output = broker.create_topic(broker.unique_topic("stored"))
+    sink = {
+        "udsink": {
+            "container": {"image": EXAMPLE_SINKS_IMAGE, "args": ["-c", code]},
+            **LIVENESS_SINK,
+        },
+        "retryStrategy": {"backoff": {"interval": "100ms", "cap": "1s"}},
+        "onSuccess": {"kafka": kafka_output(broker, output)},
+    }
+    doc = manifest(
+        name, broker, source, replicas=1, sink=sink, runtime={"shutdownGracePeriod": "3s"}
+    )
+    doc["spec"]["batch"]["size"] = batch
+    plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(doc, sort_keys=False))
+    wait_ready(plane, operator, NAMESPACE, name, pods=1)
+    return source, output
+
+
+def restarts(plane: ControlPlane, name: str) -> dict[str, int]:
+    """restartCount by container name, for the UDSink's one pod."""
+    (pod,) = pods_of(plane, NAMESPACE, name)
+    statuses = [*pod["status"].get("initContainerStatuses", [])]
+    statuses += pod["status"].get("containerStatuses", [])
+    return {s["name"]: s["restartCount"] for s in statuses}
+
+
+def test_hung_sink_is_restarted_by_its_liveness_probe_and_nothing_is_lost(
+    control_plane: ControlPlane, operator: OperatorRun, broker: KafkaBroker
+) -> None:
+    plane, wait = control_plane, Waiter(control_plane, operator)
+    source, output = deploy_liveness_sink(plane, operator, broker, "hung", HUNG_ONCE_SINK, 50)
+    sent = 400
+    broker.produce(source, keyed_records(0, sent))
+    sink_name = runtime_constants.CONTAINER_UDSINK
+    wait.until(
+        lambda: restarts(plane, "hung")[sink_name] >= 1,
+        "the kubelet restarting the hung sink",
+        within=300,
+    )
+    wait.all_stored(broker, "hung", source, output, sent)
+    counts = restarts(plane, "hung")
+    assert counts[runtime_constants.CONTAINER_RUNTIME] == 0, counts
+    (pod,) = pods_of(plane, NAMESPACE, "hung")
+    pod_name = pod["metadata"]["name"]
+    events = plane.get_json(
+        "events", "-n", NAMESPACE, "--field-selector", f"involvedObject.name={pod_name}"
+    )["items"]
+    unhealthy = [e["message"] for e in events if e.get("reason") == "Unhealthy"]
+    # The kubelet's event gives the status; the data plane's reason is in its log.
+    assert any("Liveness probe failed" in m and "503" in m for m in unhealthy), events
+    runtime_log = plane.kubectl(
+        "logs", pod_name, "-c", runtime_constants.CONTAINER_RUNTIME, "-n", NAMESPACE
+    ).stdout
+    assert "its liveness path now fails" in runtime_log, runtime_log[-4000:]
+    plane.kubectl("delete", "udsink", "hung", "-n", NAMESPACE, "--timeout=60s")
+
+
+def test_slow_sink_within_its_bound_is_never_restarted(
+    control_plane: ControlPlane, operator: OperatorRun, broker: KafkaBroker
+) -> None:
+    plane, wait = control_plane, Waiter(control_plane, operator)
+    batch, sent = 20, 600
+    source, output = deploy_liveness_sink(plane, operator, broker, "slow", SLOW_SINK, batch)
+    (pod,) = pods_of(plane, NAMESPACE, "slow")
+    sink_name = runtime_constants.CONTAINER_UDSINK
+    probe = next(
+        c
+        for c in [*pod["spec"].get("initContainers", []), *pod["spec"]["containers"]]
+        if c["name"] == sink_name
+    )["livenessProbe"]
+    assert probe["httpGet"]["path"] == f"/livez/{sink_name}", probe
+    broker.produce(source, keyed_records(0, sent))
+    # This waits on an absence: the sink answers at least sent / batch = 30 batches, each
+    # after SLOW_S, so it is probed for 45 s or more while it works, longer than a hung sink
+    # takes to be restarted (9 s of waiting, then 20 failed probes a second apart). No event
+    # can say "not restarted"; a window of this length is the only evidence.
+    wait.all_stored(broker, "slow", source, output, sent)
+    counts = restarts(plane, "slow")
+    assert counts == {sink_name: 0, runtime_constants.CONTAINER_RUNTIME: 0}, counts
+    plane.kubectl("delete", "udsink", "slow", "-n", NAMESPACE, "--timeout=60s")

@@ -22,6 +22,8 @@ from sink_runtime.config import (
     parse_config,
 )
 from sink_runtime.config import constants as rc
+from sink_runtime.config.constants import SidecarMode
+from sink_runtime.config.sink_liveness import sink_probe_timing
 from tests.support.kube_schemas import LATEST, check_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -693,6 +695,46 @@ def test_native_sidecars(spec: Doc, names: list[str]) -> None:
             ]
         assert sidecar["securityContext"]["allowPrivilegeEscalation"] is False
         assert sidecar["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+
+
+@pytest.mark.parametrize("sidecars", ["native", "plain"])
+@pytest.mark.parametrize(("spec", "names"), SIDECAR_LAYOUTS)
+def test_every_sink_container_is_probed_on_its_data_plane_path(
+    spec: Doc, names: list[str], sidecars: SidecarMode
+) -> None:
+    pod = pod_of(children(udsink(**spec), build.BuildOptions(sidecars=sidecars)))
+    for name in names:
+        probe = container(pod, name).get("livenessProbe")
+        if name == "db-proxy":
+            assert probe is None  # not a sink: nothing of ours to ask
+            continue
+        assert probe is not None
+        # The data plane's port by number: a named port resolves in the probed container.
+        assert probe["httpGet"] == {"path": f"/livez/{name}", "port": rc.METRICS_PORT}
+        timing = sink_probe_timing(30_000, 120_000)  # the defaults
+        assert probe["initialDelaySeconds"] == timing.initial_delay_s == 120
+        assert probe["periodSeconds"] == timing.period_s
+        assert probe["timeoutSeconds"] == timing.timeout_s
+        assert probe["failureThreshold"] == timing.failure_threshold
+
+
+def test_sink_probe_timing_follows_each_sinks_timeouts() -> None:
+    fast = {"container": {"image": "s"}, "writeTimeout": "4s", "startupTimeout": "15s"}
+    slow = {"container": {"image": "f"}, "writeTimeout": "1m", "startupTimeout": "5m"}
+    spec: Doc = {
+        "sink": {
+            "udsink": fast,
+            "retryStrategy": {"onFailure": "fallback"},
+            "fallback": {"udsink": slow},
+        }
+    }
+    pod = pod_of(children(udsink(**spec)))
+    primary = container(pod, "udsink")["livenessProbe"]
+    fallback = container(pod, "fb-udsink")["livenessProbe"]
+    assert primary["initialDelaySeconds"] == 15
+    assert (primary["periodSeconds"], primary["failureThreshold"]) == (2, 10)
+    assert fallback["initialDelaySeconds"] == 300
+    assert (fallback["periodSeconds"], fallback["failureThreshold"]) == (10, 3)
 
 
 @pytest.mark.parametrize(("spec", "names"), SIDECAR_LAYOUTS)

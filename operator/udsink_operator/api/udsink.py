@@ -22,6 +22,7 @@ from sink_runtime import config as rc
 from sink_runtime.config import constants as runtime_constants
 from sink_runtime.config import memory, owned_kafka_key
 from sink_runtime.config.errors import FALLBACK_NEEDED, refused
+from sink_runtime.config.sink_liveness import UNANSWERED_SLACK_S
 from udsink_operator import constants, messages
 from udsink_operator.api.kube import (
     Container,
@@ -317,7 +318,10 @@ class UserDefinedSink(_Model):
     container: Container = Field(description="The sink's container (runs as a native sidecar).")
     startup_timeout: Annotated[str, GoDuration("1s", "1h")] = Field(
         default="2m",
-        description="How long to wait for the sink's server to become ready.",
+        description=(
+            "How long to wait for the sink's server to become ready; also the delay before its "
+            "container's first liveness probe."
+        ),
     )
     max_message_bytes: Annotated[
         rc.MaxMessageBytes, ShownDefault(mib(runtime_constants.DEFAULT_MAX_MESSAGE_BYTES))
@@ -330,7 +334,9 @@ class UserDefinedSink(_Model):
         description=(
             "How long the sink may take to answer one batch; then the stream is reset and the "
             "batch counts as FAILURE (retried with backoff). A warning is logged after a third "
-            "of it."
+            "of it. A sink that keeps the runtime waiting 2 x this + "
+            f"{UNANSWERED_SLACK_S:g}s without an answer fails its container's liveness probe "
+            "and is restarted."
         ),
     )
 

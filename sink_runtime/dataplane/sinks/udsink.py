@@ -42,6 +42,12 @@ attempt's answers: a sink's stray answer is caught as it arrives, before our nex
 out. The stream is not replaced without cause: pynumaflow's server shuts itself down when its
 SinkFn call is cancelled.
 
+How long the sink has kept the data plane waiting without an answer is kept per sink
+(`unanswered.UnansweredClock`, bounds in `sink_runtime.config.sink_liveness`): `liveness()`
+turns false past the bound, which the data plane serves on the sink container's liveness path
+and in /readyz. A new sink process is recognised by its socket file being created anew (every
+server binds a fresh one), checked at each (re)connect and each liveness check.
+
 Messages are serialized here rather than by gRPC, so the encoded size is known before sending:
 an oversized batch is split, and a datum that alone exceeds the limit is answered FAILURE
 locally (it can never be sent) instead of breaking the stream for the whole batch.
@@ -51,6 +57,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias, cast
@@ -64,6 +71,7 @@ from sink_runtime.config import UserSinkConfig
 from sink_runtime.dataplane.metrics import Metrics
 from sink_runtime.dataplane.protocols import PRIMARY, AllSucceeded, SinkError
 from sink_runtime.dataplane.sinks.grpc_stream import GrpcStream, GrpcStreamError, frame
+from sink_runtime.dataplane.sinks.unanswered import UnansweredClock
 from sink_runtime.proto import batch_pb2, sink_pb2
 from sink_runtime.types import Datum, Response
 
@@ -94,6 +102,15 @@ EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
 
 def _identity(data: bytes) -> bytes:
     return data
+
+
+def _socket_identity(path: str) -> tuple[int, int, int] | None:
+    """What tells one bound socket file from the next at the same path (None: none there)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_ctime_ns
 
 
 class StreamBroken(Exception):
@@ -178,6 +195,13 @@ class UserSinkClient:
         self._ready = False
         self._closed = False
         self._awaiting = "nothing"  # what a wait on the sink is for, named when it times out
+        self._clock = UnansweredClock(config.write_timeout_ms, config.startup_timeout_ms)
+        self._socket: tuple[int, int, int] | None = None  # of the process last connected to
+        self._socket_known = False
+        self._hung = ""  # the last liveness verdict's reason, to log changes once
+        metrics.sink_unanswered.labels(sink=name).set_function(
+            lambda: self._clock.waiting_s(time.monotonic())
+        )
 
     @property
     def where(self) -> str:
@@ -188,6 +212,13 @@ class UserSinkClient:
     async def start(self) -> None:
         """Wait for the server-info file and IsReady, choose the path, open the stream (with
         its handshake); all of it within startupTimeout."""
+        self._clock.begin(time.monotonic())
+        try:
+            await self._start()
+        finally:
+            self._clock.ended()
+
+    async def _start(self) -> None:
         timeout_s = self.config.startup_timeout_ms / 1000.0
         deadline = asyncio.get_running_loop().time() + timeout_s
         try:
@@ -223,7 +254,41 @@ class UserSinkClient:
             raise SinkError(f"{self.where}: cannot connect: {err}") from None
 
     def is_ready(self) -> bool:
-        return self._ready and not self._closed
+        return self._ready and not self._closed and self.liveness()[0]
+
+    def not_ready_reason(self) -> str:
+        """Why /readyz names this sink ("" when the default words say enough)."""
+        return self.liveness()[1]
+
+    def liveness(self) -> tuple[bool, str]:
+        """False, with the reason, while the sink has kept the data plane waiting past its
+        bound (module doc); the sink container's liveness path answers this."""
+        now = time.monotonic()
+        self._notice_restart(now)
+        why = self._clock.hung(now)
+        if why and not self._hung:
+            logger.error(
+                "%s %s; its liveness path now fails, so the kubelet restarts the container",
+                self.where,
+                why,
+            )
+        elif self._hung and not why:
+            logger.info("%s is within its liveness bound again", self.where)
+        self._hung = why
+        return (False, f"{self.where} {why}") if why else (True, "")
+
+    def _notice_restart(self, now: float) -> None:
+        """Restart the clock when the socket file is no longer the one last connected to."""
+        current = _socket_identity(self.config.socket_path)
+        if self._socket_known and current != self._socket:
+            logger.info(
+                "%s: the socket file was %s; a new sink process gets startupTimeout more",
+                self.where,
+                "removed" if current is None else "created anew",
+            )
+            self._clock.restarted(now)
+        self._socket = current
+        self._socket_known = True
 
     async def close(self) -> None:
         self._closed = True
@@ -301,6 +366,7 @@ class UserSinkClient:
         channel = self._new_channel()
         self._channel = channel
         await self._wait_ready(channel, deadline)
+        self._notice_restart(time.monotonic())
         await self._open_stream()
 
     async def _open_stream(self) -> None:
@@ -399,10 +465,18 @@ class UserSinkClient:
         warning = loop.call_later(
             timeout_s * STALL_WARNING_FRACTION, self._stalled, started, datums
         )
+        clock = self._clock
+        clock.begin(started)
         try:
             async with asyncio.timeout_at(deadline):
-                return await self._deliver(encoded, datums, deadline)
+                answers = await self._deliver(encoded, datums, deadline)
+            clock.answered()
+            return answers
+        except SinkError:
+            clock.answered()  # the sink ended the streams itself: it is responsive
+            raise
         except TimeoutError:
+            clock.unanswered(time.monotonic())
             self.metrics.write_timeouts.labels(sink=self.name).inc()
             self._ready = False
             await self._disconnect()
@@ -413,6 +487,7 @@ class UserSinkClient:
             ) from None
         finally:
             warning.cancel()
+            clock.ended()  # cancelled (shutting down): no verdict
 
     async def _deliver(self, encoded: list[bytes], datums: int, deadline: float) -> list[_Results]:
         """Send one batch and read its answers, reconnecting and resending on a broken stream
