@@ -12,7 +12,6 @@ import shlex
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import IO, Any
 import pytest
 
 from sink_runtime.config import constants
+from tests.support.waiting import until
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "examples" / "00-quickstart" / "udsink.yaml"
@@ -99,16 +99,17 @@ def records(path: Path) -> list[dict[str, Any]]:
 
 def wait_for(what: str, check: Callable[[], bool], proc: subprocess.Popen[str]) -> None:
     """Poll until `check()` holds; fail with the run's output if it exits or time runs out."""
-    deadline = time.monotonic() + WAIT_TIMEOUT_S
-    while not check():
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"udsink run exited ({proc.returncode}) before {what}:\n{out}\n{err}")
-        if time.monotonic() > deadline:
+
+    def exited() -> str | None:
+        return None if proc.poll() is None else f"udsink run exited ({proc.returncode})"
+
+    try:
+        until(check, what, within=WAIT_TIMEOUT_S, every=0.05, abort=exited)
+    except AssertionError as err:
+        if proc.poll() is None:
             proc.kill()
-            out, err = proc.communicate()
-            pytest.fail(f"{what} did not happen within {WAIT_TIMEOUT_S:g}s:\n{out}\n{err}")
-        time.sleep(0.05)
+        out, errout = proc.communicate()
+        pytest.fail(f"{err}\n{out}\n{errout}")
 
 
 def process_exists(pid: int) -> bool:
@@ -184,13 +185,15 @@ class Running:
         return "".join(self._err)
 
     def wait_for(self, what: str, check: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + WAIT_TIMEOUT_S
-        while not check():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.proc.kill()
-                done = self.finish(RUN_TIMEOUT_S)
-                pytest.fail(f"{what} did not happen (exit {done.code}):\n{done.stderr}")
-            time.sleep(0.05)
+        def exited() -> str | None:
+            return None if self.proc.poll() is None else "udsink run exited"
+
+        try:
+            until(check, what, within=WAIT_TIMEOUT_S, every=0.05, abort=exited)
+        except AssertionError as err:
+            self.proc.kill()
+            done = self.finish(RUN_TIMEOUT_S)
+            pytest.fail(f"{err} (exit {done.code}):\n{done.stderr}")
 
     def wait_for_stderr(self, text: str) -> None:
         self.wait_for(f"{text!r} on stderr", lambda: text in self.stderr)

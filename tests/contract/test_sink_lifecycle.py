@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from sink_runtime.proto import sink_pb2
 from sink_runtime.testing import BatchStream, SinkFnStream, channel, is_ready
 from tests.support.sink_process import SinkProcess, sink_process
 from tests.support.sink_wire import requests, serving
+from tests.support.waiting import until
 
 
 def ok(datums: Iterator[Datum]) -> Responses:
@@ -40,10 +40,7 @@ def read(path: str) -> str:
 
 
 def wait_for_file(path: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not os.path.exists(path):
-        assert time.monotonic() < deadline, f"{path} did not appear within {timeout_s}s"
-        time.sleep(0.02)
+    until(lambda: os.path.exists(path), f"{path} to appear", within=timeout_s, every=0.02)
 
 
 async def test_server_info_advertises_the_batch_extension(sock_dir: Path) -> None:

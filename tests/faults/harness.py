@@ -9,7 +9,6 @@ by PID when its context ends.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import random
@@ -26,6 +25,7 @@ from sink_runtime.config import KafkaSourceConfig, RuntimeConfig, UserSinkConfig
 from tests.support.dataplane_process import DataPlaneProcess
 from tests.support.kafka_broker import KafkaBroker
 from tests.support.sink_process import SinkProcess
+from tests.support.waiting import until_async
 
 FAULT_SINK = Path(__file__).parent / "fault_sink.py"
 # Seeded so a failing run can be replayed: UDSINK_FAULT_SEED=<seed printed in the failure>.
@@ -176,11 +176,7 @@ async def eventually(
     check: Callable[[], bool], timeout_s: float, what: str, describe: Callable[[], str]
 ) -> None:
     """Wait until `check()` holds; fail naming `what` and the data plane's state otherwise."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s:.0f}s: {what}\n{describe()}")
-        await asyncio.sleep(0.25)
+    await until_async(check, what, within=timeout_s, every=0.25, details=describe)
 
 
 def produce_numbered(

@@ -30,6 +30,8 @@ from udsink_operator import constants, handlers
 from udsink_operator.cluster import APPLY_CONTENT_TYPE, Cluster
 from udsink_operator.metrics import OperatorMetrics
 
+from tests.support.waiting import until_async
+
 NAMESPACE = "shop"
 UDSINKS = f"{constants.GROUP}/{constants.VERSION}/{constants.PLURAL}"
 T = TypeVar("T")
@@ -344,18 +346,13 @@ async def running_operator(
 
 async def eventually(check: Callable[[], T | None], within: float = 10.0) -> T:
     """Poll `check` until it returns something truthy; fail with the last value otherwise."""
-    deadline = asyncio.get_running_loop().time() + within
-    last: Any = None
-    while asyncio.get_running_loop().time() < deadline:
-        try:
-            last = check()
-        except (KeyError, ValueError, AssertionError) as err:
-            last = err
-        else:
-            if last:
-                return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met within {within}s; last value: {last!r}")
+    return await until_async(
+        check,
+        "the condition",
+        within=within,
+        every=0.05,
+        tolerate=(KeyError, ValueError, AssertionError),
+    )
 
 
 async def settle(emu: ApplyingEmulator, quiet: float = 0.5, within: float = 10.0) -> None:
