@@ -10,6 +10,7 @@ pynumaflow sink (each in its own process: the two SDKs' sink.v1 types never shar
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import tomllib
@@ -71,8 +72,12 @@ def test_udsink_installs_beside_the_newest_pynumaflow_and_both_sdks_sinks_run(
     assert {name: versions[name] for name in pins} == pins
 
     run = [udsink, "run", "-f", str(QUICKSTART), "--count", str(COUNT), "--rate", "0", "--json"]
-    # Our SDK: the quickstart's own log sink, started with this venv's python.
-    ours = subprocess.run(run, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    # Our SDK: the quickstart's own log sink, started with this venv's python (the `python`
+    # of PATH, as for a user who activated the venv; not the one running these tests).
+    activated = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    ours = subprocess.run(
+        run, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=activated
+    )
     assert ours.returncode == 0, ours.stderr
     assert json.loads(ours.stdout)["messages"]["acked"] == COUNT
 
@@ -83,6 +88,7 @@ def test_udsink_installs_beside_the_newest_pynumaflow_and_both_sdks_sinks_run(
         text=True,
         timeout=300,
         cwd=tmp_path,
+        env=activated,
     )
     assert theirs.returncode == 0, theirs.stderr
     assert json.loads(theirs.stdout)["messages"]["acked"] == COUNT

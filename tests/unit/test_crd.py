@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
-from pydantic import BaseModel
 from udsink_cli import generate
-from udsink_operator import api, constants, crd
+from udsink_operator import api, constants, crd, reference
 
 from sink_runtime.config.errors import FALLBACK_NEEDED
 from tests.support.kube_schemas import check_manifest, crd_violations
@@ -436,19 +435,16 @@ def test_descriptions_state_the_bounds_and_default_each_field_enforces() -> None
     group = api.described(api.KafkaSource.model_fields["consumer_group"])
     assert group == "Consumer group id. Default: <namespace>.<name>."
     checked = 0
-    for model in {
-        m for m in vars(api).values() if isinstance(m, type) and issubclass(m, BaseModel)
-    }:
-        for info in model.model_fields.values():
-            text = api.described(info)
-            if text is None:
-                continue
-            bounds, default = api.field_bounds(info), api.plain_default(info)
-            assert text.count("Range: ") == (bounds is not None), text
-            assert text.count("Default: ") == (default is not None), text
-            if bounds is not None:
-                assert f"Range: {bounds[0]}..{bounds[1]}." in text, text
-                checked += 1
-            if default is not None:
-                assert text.endswith(f"Default: {default}."), text
+    for _, info in reference.fields(api.UDSink, ""):
+        text = api.described(info)
+        if text is None:
+            continue
+        bounds, default = api.field_bounds(info), api.plain_default(info)
+        assert text.count("Range: ") == (bounds is not None), text
+        assert text.count("Default: ") == (default is not None), text
+        if bounds is not None:
+            assert f"Range: {bounds[0]}..{bounds[1]}." in text, text
+            checked += 1
+        if default is not None:
+            assert text.endswith(f"Default: {default}."), text
     assert checked > 20
