@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -49,6 +47,7 @@ from tests.e2e.conftest import (
     uninstall,
     wait_ready,
 )
+from tests.support.dataplane_process import http_get
 from tests.support.kafka_broker import KafkaBroker, Record
 from tests.support.kafka_security import SaslUser
 from tests.support.secured_kafka import CA, CLIENT_CERT, PASSWORD, USERNAME, client
@@ -374,14 +373,7 @@ def test_sasl_ssl_source_and_mtls_dead_letters_keep_secrets_out_and_survive_a_ro
 
 def readyz(pod: dict[str, Any]) -> tuple[int, str]:
     """The pod's /readyz, read from its IP on the node's bridge: status and body."""
-    url = f"http://{pod['status']['podIP']}:{METRICS_PORT}/readyz"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
-    except (urllib.error.URLError, OSError) as err:
-        return 0, str(err)
+    return http_get(f"http://{pod['status']['podIP']}:{METRICS_PORT}/readyz")
 
 
 def test_a_wrong_password_shows_in_readyz_and_the_log_and_the_fixed_secret_is_used(
