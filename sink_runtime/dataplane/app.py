@@ -4,7 +4,9 @@
 sinks by their config `type`, the forwarder and the HTTP server, and owns their lifecycle.
 `main()` is the container's entry point (`python -m sink_runtime.dataplane --config FILE`,
 `udsink runtime`): it reads and validates the config (exit 2 with the field named when it is
-invalid), runs until the source is exhausted or SIGTERM/SIGINT, and exits 0 after a clean drain.
+invalid), runs until the source is exhausted, SIGTERM/SIGINT or a changed Secret file
+(`secret_files`: the kubelet starts it again with the new value), and exits 0 after a clean
+drain.
 
 Health: /readyz is 200 when the source is connected (for Kafka: brokers reachable, no commit
 stuck on the broker), every sink is reachable and no secondary sink holds the batch past its
@@ -69,6 +71,7 @@ from sink_runtime.dataplane.protocols import (
     SinkRole,
     Source,
 )
+from sink_runtime.dataplane.secret_files import SecretFileWatch
 from sink_runtime.dataplane.sinks.blackhole import BlackholeSink
 from sink_runtime.dataplane.sinks.log import LogSink
 from sink_runtime.dataplane.sinks.udsink import UserSinkClient
@@ -376,12 +379,16 @@ def startup_limit_s(config: RuntimeConfig) -> float:
 
 
 async def run_dataplane(config: RuntimeConfig, *, handle_signals: bool = True) -> int:
-    """Run one data plane to completion; SIGTERM/SIGINT stop it gracefully. An exit code."""
+    """Run one data plane to completion; SIGTERM/SIGINT stop it gracefully, and so does a
+    change of a Secret file a Kafka connection reads (`secret_files`). An exit code."""
+    # Before the clients are made, so a change while they start is not missed.
+    watch = SecretFileWatch.of(config)
     dp = DataPlane(config)
     loop = asyncio.get_running_loop()
     if handle_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, dp.stop)
+    watching = asyncio.ensure_future(watch.stop_on_change(dp.stop)) if watch else None
     try:
         await dp.run()
     except (SinkError, FileSourceError) as err:
@@ -391,6 +398,8 @@ async def run_dataplane(config: RuntimeConfig, *, handle_signals: bool = True) -
         logger.exception("data plane failed")
         return EXIT_FAILED
     finally:
+        if watching is not None:
+            watching.cancel()
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

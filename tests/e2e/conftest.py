@@ -486,8 +486,9 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory, node: Node) -> Itera
 @pytest.fixture(scope="session")
 def broker(node: Node) -> Iterator[KafkaBroker]:
     """A real Kafka broker listening on and advertising the node's bridge address: pods reach
-    it there, the tests reach it too (it is a local address)."""
-    with running_broker(host=node.ip) as started:
+    it there, the tests reach it too (it is a local address). Its secured listeners (TLS,
+    mTLS, SASL) present a server certificate for that address."""
+    with running_broker(host=node.ip, secured=True) as started:
         yield started
 
 

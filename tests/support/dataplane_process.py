@@ -39,6 +39,17 @@ REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 90.0
 
 
+def http_get(url: str) -> tuple[int, str]:
+    """One GET of a data plane's HTTP endpoint: (status, body); (0, error) when unanswered."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+    except (urllib.error.URLError, OSError) as err:
+        return 0, str(err)
+
+
 @dataclass
 class DataPlaneProcess:
     """`python -m sink_runtime.dataplane --config <file>`, as the runtime container runs it.
@@ -90,14 +101,7 @@ class DataPlaneProcess:
 
     def get(self, path: str) -> tuple[int, str]:
         """One GET on the data plane's HTTP port: (status, body); (0, error) when unanswered."""
-        url = f"http://127.0.0.1:{self.port}{path}"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                return answer.status, answer.read().decode()
-        except urllib.error.HTTPError as err:
-            return err.code, err.read().decode()
-        except (urllib.error.URLError, OSError) as err:
-            return 0, str(err)
+        return http_get(f"http://127.0.0.1:{self.port}{path}")
 
     def metric(self, name: str, **labels: str) -> float:
         status, body = self.get(constants.METRICS_PATH)
