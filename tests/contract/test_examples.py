@@ -80,18 +80,15 @@ async def test_on_success_sink_sends_a_message_with_headers(sock_dir: Path) -> N
 async def test_json_sink_sends_json_on_and_dead_letters_the_rest(sock_dir: Path) -> None:
     async with (
         sink_process(EXAMPLES / "json_sink.py", sock_dir) as sink,
-        channel(sink.socket_path) as ch,
+        connect(sink.socket_path) as client,
     ):
-        stream = SinkFnStream(ch)
-        await stream.handshake()
-        results = await stream.batch(
-            [request("orders:0:1", b'{"order": 1}'), request("orders:0:2", b"order 2")]
+        results = await client.write(
+            [datum("orders:0:1", b'{"order": 1}'), datum("orders:0:2", b"order 2")]
         )
-    good, bad = results
-    assert (good.id, good.status) == ("orders:0:1", sink_pb2.ON_SUCCESS)
-    assert not good.HasField("on_success_msg")
-    assert (bad.id, bad.status) == ("orders:0:2", sink_pb2.FALLBACK)
-    assert bad.err_msg.startswith("not JSON: ")
+    good, bad = results["orders:0:1"], results["orders:0:2"]
+    assert good.status == Status.ON_SUCCESS and good.message is None
+    assert bad.status == Status.FALLBACK
+    assert bad.err.startswith("not JSON: ")
 
 
 async def test_examples_readme_names_every_example() -> None:
