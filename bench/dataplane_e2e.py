@@ -28,6 +28,12 @@ bytes each); then, one at a time and each with a fresh consumer group, these dra
   over the broker's SSL listener, or its SASL_SSL listener with SCRAM-SHA-512
   (tests/support/kafka_broker.py's secured listeners; certificates and users made per run),
   each reported against its plaintext row;
+- `numaflow+blackhole`, `numaflow+blackhole-backoff10`, `numaflow+go-v1`, `numaflow+rust-v1`:
+  Numaflow's own data plane (tests/support/numaflow_peer.py finds the binary outside the
+  repository) with its blackhole sink (with librdkafka's default fetch backoff, and with ours)
+  or the same Go / Rust interop sink as `go-v1` / `rust-v1`, given the environment a
+  MonoVertex pod gets, measured as our rows are. Asking for any of them runs the whole bench,
+  its own broker included, in a private network namespace (see `rerun_in_private_network`);
 - `grpc-v1`: no Kafka and no data plane: this process pushes pre-built `sink.v1` requests
   (the same values and headers, batches of `--batch` + EOT) through one bidi stream to the
   thinnest sink.v1 server (bench/thin_sink_server.py): the ceiling of the sink.v1 path.
@@ -36,7 +42,9 @@ Each row is reported as a fraction of its matching ceiling: `ceiling` for the ro
 read (blackhole), `kafka-ceiling` for the one that reads and writes Kafka (kafka-kafka),
 `blackhole` for the batch path (the data plane without a sink), `grpc-v1` for the sink.v1 rows.
 The last column but one puts every row with a sink over `blackhole` too, so the sink.v1 rows
-and the batch extension's row read against the same data plane without a sink.
+and the batch extension's row read against the same data plane without a sink. After the
+table, the speed goals as ratios of this run's rows, each udsink row over its Numaflow row
+among them (docs/benchmarks.md says what each means).
 
 Each data plane runs as the container does (`python -m sink_runtime.dataplane --config FILE`).
 A row's wall time runs from starting its process until the group's committed offsets (read
