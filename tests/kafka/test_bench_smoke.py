@@ -12,6 +12,8 @@ with, so every same-run ratio line is printed.
 
 from __future__ import annotations
 
+import lzma
+import os
 import re
 import subprocess
 import sys
@@ -151,3 +153,30 @@ def assert_rows(proc: subprocess.CompletedProcess[str], rows: tuple[str, ...]) -
             assert float(cells[8]) > 0, line.group(0)  # its CPU was read from /proc
     assert all(rate > 0 for rate in rates.values()), rates
     assert re.search(r"^- CPU: \d+ x ", proc.stdout, re.MULTILINE), out[-2000:]
+
+
+@pytest.mark.parametrize("given", ["missing", "another build"])
+def test_the_peer_rows_fail_with_the_reason_when_the_binary_is_not_there(
+    tmp_path: Path, given: str
+) -> None:
+    """Never skipped: the bench exits naming the file, before any broker starts; a compressed
+    file of another build is not left in the cache."""
+    peer = tmp_path / "numaflow-rs.xz"
+    if given == "another build":
+        peer.write_bytes(lzma.compress(b"not the Numaflow data plane\n"))
+    cache = tmp_path / "cache"
+    env = {**os.environ, "UDSINK_NUMAFLOW_PEER": str(peer), "UDSINK_CACHE": str(cache)}
+    cmd = [sys.executable, str(REPO / "bench" / "dataplane_e2e.py"), "--messages", "10"]
+    cmd += ["--rows", "blackhole,numaflow+blackhole"]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=60, cwd=REPO, check=False, env=env
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "the Numaflow rows cannot run" in proc.stderr
+    assert str(peer) in proc.stderr
+    if given == "missing":
+        assert "no such file" in proc.stderr
+    else:
+        assert "not the expected" in proc.stderr
+    assert "started Kafka" not in proc.stdout
+    assert not (cache / "numaflow-rs").exists()
