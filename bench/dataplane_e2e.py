@@ -28,6 +28,12 @@ bytes each); then, one at a time and each with a fresh consumer group, these dra
   over the broker's SSL listener, or its SASL_SSL listener with SCRAM-SHA-512
   (tests/support/kafka_broker.py's secured listeners; certificates and users made per run),
   each reported against its plaintext row;
+- `numaflow+blackhole`, `numaflow+blackhole-backoff10`, `numaflow+go-v1`, `numaflow+rust-v1`:
+  Numaflow's own data plane (tests/support/numaflow_peer.py finds the binary outside the
+  repository) with its blackhole sink (with librdkafka's default fetch backoff, and with ours)
+  or the same Go / Rust interop sink as `go-v1` / `rust-v1`, given the environment a
+  MonoVertex pod gets, measured as our rows are. Asking for any of them runs the whole bench,
+  its own broker included, in a private network namespace (see `rerun_in_private_network`);
 - `grpc-v1`: no Kafka and no data plane: this process pushes pre-built `sink.v1` requests
   (the same values and headers, batches of `--batch` + EOT) through one bidi stream to the
   thinnest sink.v1 server (bench/thin_sink_server.py): the ceiling of the sink.v1 path.
@@ -36,7 +42,9 @@ Each row is reported as a fraction of its matching ceiling: `ceiling` for the ro
 read (blackhole), `kafka-ceiling` for the one that reads and writes Kafka (kafka-kafka),
 `blackhole` for the batch path (the data plane without a sink), `grpc-v1` for the sink.v1 rows.
 The last column but one puts every row with a sink over `blackhole` too, so the sink.v1 rows
-and the batch extension's row read against the same data plane without a sink.
+and the batch extension's row read against the same data plane without a sink. After the
+table, the speed goals as ratios of this run's rows, each udsink row over its Numaflow row
+among them (docs/benchmarks.md says what each means).
 
 Each data plane runs as the container does (`python -m sink_runtime.dataplane --config FILE`).
 A row's wall time runs from starting its process until the group's committed offsets (read
@@ -80,7 +88,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
@@ -122,8 +130,26 @@ from sink_runtime.dataplane.kafka_settings import (  # noqa: E402
 )
 from sink_runtime.proto import sink_pb2  # noqa: E402
 from tests.support.interop_sinks import sink_command  # noqa: E402
-from tests.support.kafka_broker import kafka_version, running_broker  # noqa: E402
+from tests.support.kafka_broker import (  # noqa: E402
+    ensure_jars,
+    kafka_version,
+    running_broker,
+)
 from tests.support.kafka_security import SecuredListeners  # noqa: E402
+from tests.support.numaflow_peer import (  # noqa: E402
+    PEER_ENV,
+    PeerMissing,
+    describe,
+    mono_vertex,
+    peer_binary,
+    peer_command,
+    peer_env,
+)
+from tests.support.private_network import (  # noqa: E402
+    in_private_network,
+    inside,
+    private_network_env,
+)
 from tests.support.secured_kafka import client  # noqa: E402
 
 ROWS = (
@@ -142,6 +168,10 @@ ROWS = (
     "blackhole-sasl-ssl",
     "kafka-kafka-tls",
     "kafka-kafka-sasl-ssl",
+    "numaflow+blackhole",
+    "numaflow+blackhole-backoff10",
+    "numaflow+go-v1",
+    "numaflow+rust-v1",
 )
 # The secured rows: (the plaintext row they repeat, the connection: tests/support's MODES).
 SECURED = {
@@ -166,6 +196,10 @@ WHAT = {
     "blackhole-sasl-ssl": "blackhole, source over SASL_SSL (SCRAM-SHA-512)",
     "kafka-kafka-tls": "Kafka sink, source and sink over TLS",
     "kafka-kafka-sasl-ssl": "Kafka sink, source and sink over SASL_SSL (SCRAM-SHA-512)",
+    "numaflow+blackhole": "Numaflow's data plane, blackhole sink (librdkafka's fetch backoff)",
+    "numaflow+blackhole-backoff10": "Numaflow's data plane, blackhole sink, our fetch backoff",
+    "numaflow+go-v1": "Numaflow's data plane -> numaflow-go sink (unmodified), sink.v1",
+    "numaflow+rust-v1": "Numaflow's data plane -> Rust numaflow sink (unmodified), sink.v1",
 }
 # The ceiling each row is compared with (see the module doc).
 MATCHING = {
@@ -178,10 +212,39 @@ MATCHING = {
     "rust-v1": "grpc-v1",
     "java-v1": "grpc-v1",
     **{row: plain for row, (plain, _) in SECURED.items()},
+    "numaflow+blackhole": "ceiling",
+    "numaflow+blackhole-backoff10": "ceiling",
 }
 # The rows with a sink, also shown over the data plane without one.
 SINK_ROWS = ("udsink-batch", "udsink-v1", "pynumaflow-v1", "go-v1", "rust-v1", "java-v1")
 PEER_SINKS = {"go-v1": "go", "rust-v1": "rust", "java-v1": "java"}
+# Numaflow's own data plane (tests/support/numaflow_peer.py): each row's sink (None: its
+# blackhole) and whether its consumer gets our `fetch.queue.backoff.ms` (like-for-like with
+# the blackhole row; librdkafka's own default otherwise).
+NUMAFLOW_ROWS: dict[str, tuple[str | None, bool]] = {
+    "numaflow+blackhole": (None, False),
+    "numaflow+blackhole-backoff10": (None, True),
+    "numaflow+go-v1": ("go", False),
+    "numaflow+rust-v1": ("rust", False),
+}
+# Each of our rows over the fastest of its Numaflow rows present in the run; every pair must
+# reach PEER_LEAD. The blackhole row is held against both of Numaflow's (its default fetch
+# backoff and ours), the batch extension's row against Numaflow's user-defined-sink rows.
+PEER_PAIRS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("blackhole", ("numaflow+blackhole",)),
+    ("blackhole", ("numaflow+blackhole-backoff10",)),
+    ("go-v1", ("numaflow+go-v1",)),
+    ("rust-v1", ("numaflow+rust-v1",)),
+    ("udsink-batch", ("numaflow+go-v1", "numaflow+rust-v1")),
+)
+PEER_LEAD = 1.5
+# The same-run ratios the speed goals are stated in: (goal, row, over row, at least).
+GOAL_RATIOS = (
+    (1, "blackhole", "ceiling", 0.5),
+    (2, "rust-v1", "blackhole", 0.75),
+    (3, "udsink-batch", "rust-v1", 1.0),
+    (4, "kafka-kafka", "kafka-ceiling", 0.75),
+)
 POLL_S = 0.05
 _COORDINATOR_MOVING = frozenset(
     {
@@ -411,6 +474,13 @@ def measure(
         time.sleep(POLL_S)
 
 
+def interop_sink(sdk: str, rust_build: str) -> list[str]:
+    """The argv of an interop sink built for speed (the Rust one as `rust_build`), built first
+    when missing."""
+    build = "rust-release" if sdk == "rust" and rust_build == "release" else sdk
+    return sink_command(build, full_jit=True)
+
+
 @contextmanager
 def noop_sink(
     workdir: Path,
@@ -437,8 +507,7 @@ def noop_sink(
     undo = None
     match server:
         case "go" | "rust" | "java":
-            build = "rust-release" if server == "rust" and rust_build == "release" else server
-            wrapped = private_run_dir(sink_command(build, full_jit=True), sock_dir)
+            wrapped = private_run_dir(interop_sink(server, rust_build), sock_dir)
             cmd, undo = wrapped.argv, wrapped.cleanup
             env["INTEROP_QUIET"] = "1"
             # What Numaflow sets in a sink container; the Java SDK picks its paths from it.
@@ -517,6 +586,61 @@ def run_dataplane(
     finally:
         watch.close()
     return Result(row, total, wall, steady, steady_n, cpu, steady_cpu, sink_cpu, batch_ms, rss)
+
+
+def run_numaflow(
+    row: str, args: argparse.Namespace, topic: str, total: int, workdir: Path
+) -> Result:
+    """Numaflow's data plane as a MonoVertex pod runs it, measured as `run_dataplane` is.
+
+    It and its sink each run in a private mount namespace with the same fresh directory at
+    /var/run/numaflow (the pod's shared volume; the machine's own folder is never touched),
+    inside the bench's private network namespace (`main`).
+    """
+    sdk, our_backoff = NUMAFLOW_ROWS[row]
+    group = f"bench-{row.replace('+', '-')}-{uuid.uuid4().hex[:6]}"
+    backoff = "fetch.queue.backoff.ms"
+    vertex = mono_vertex(
+        group,
+        brokers=[args.bootstrap],
+        topic=topic,
+        group=group,
+        batch=args.batch,
+        read_timeout_ms=100,
+        consumer_config={backoff: CONSUMER_DEFAULTS[backoff]} if our_backoff else None,
+        user_sink=sdk is not None,
+    )
+    with ExitStack() as stack:
+        sink_proc = None
+        if sdk is None:
+            run_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="udsnf-")))
+        else:
+            sink_proc, sink = stack.enter_context(
+                noop_sink(workdir, sdk, rust_build=args.rust_build)
+            )
+            run_dir = Path(sink.socket_path).parent
+        wrapped = private_run_dir(peer_command(args.numaflow_peer), run_dir)
+        stack.callback(wrapped.cleanup)
+        log = workdir / f"{group}.log"
+        watch = CommitWatch(args.bootstrap, group, topic, args.partitions)
+        stack.callback(watch.close)
+        with log.open("ab") as out:
+            started = time.monotonic()
+            proc = subprocess.Popen(
+                wrapped.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=workdir,
+                env=peer_env(vertex, os.environ),
+            )
+        try:
+            sink_cpu_before = cpu_seconds(sink_proc.pid) if sink_proc else 0.0
+            wall, steady, steady_n, cpu, steady_cpu = measure(proc, watch, total, started, log)
+            sink_cpu = cpu_seconds(sink_proc.pid) - sink_cpu_before if sink_proc else 0.0
+            rss = peak_rss_mib(proc.pid)
+        finally:
+            stop_process(proc)
+    return Result(row, total, wall, steady, steady_n, cpu, steady_cpu, sink_cpu, None, rss)
 
 
 def start_profiler(out_dir: Path | None, row: str, pid: int) -> subprocess.Popen[bytes] | None:
@@ -817,6 +941,89 @@ def table(runs: dict[str, list[Result]]) -> list[str]:
     return lines
 
 
+def _best_rates(runs: dict[str, list[Result]]) -> dict[str, float]:
+    return {row: max(r.steady_rate for r in rs) for row, rs in runs.items() if rs}
+
+
+def same_run_ratios(runs: dict[str, list[Result]]) -> list[str]:
+    """The speed goals as ratios of this run's best steady rates, for the rows it has."""
+    best = _best_rates(runs)
+    lines = ["Same-run ratios (best steady rate of each row, this run only):"]
+    for goal, row, over, least in GOAL_RATIOS:
+        if row in best and over in best:
+            ratio = best[row] / best[over]
+            verdict = "met" if ratio >= least else "missed"
+            lines.append(
+                f"- goal {goal}: {row} / {over} = {ratio:.2f} (at least {least:.2f}: {verdict})"
+            )
+        if goal == 2 and "go-v1" in best and "blackhole" in best:
+            lines.append(
+                f"- goal 2: go-v1 / blackhole = {best['go-v1'] / best['blackhole']:.2f} (no "
+                "bound as a ratio: read it with the Go sink's own CPU per message)"
+            )
+    missed: list[str] = []
+    measured = 0
+    for ours, theirs in PEER_PAIRS:
+        present = [row for row in theirs if row in best]
+        if ours not in best or not present:
+            continue
+        peer = max(present, key=lambda row: best[row])
+        ratio = best[ours] / best[peer]
+        measured += 1
+        of = f" (the faster of {', '.join(present)})" if len(present) > 1 else ""
+        verdict = "met" if ratio >= PEER_LEAD else "missed"
+        lines.append(
+            f"- goal 5: {ours} / {peer}{of} = {ratio:.2f}x (at least {PEER_LEAD}x: {verdict})"
+        )
+        if ratio < PEER_LEAD:
+            missed.append(f"{ours} / {peer} {ratio:.2f}x")
+    if measured:
+        unpaired = sorted(
+            {o for o, t in PEER_PAIRS if o not in best and any(r in best for r in t)}
+            | {r for o, t in PEER_PAIRS if o in best for r in t if r not in best}
+        )
+        tail = f"; not in this run: {', '.join(unpaired)}" if unpaired else ""
+        if missed:
+            lines.append(f"- goal 5 verdict: MISSED ({'; '.join(missed)}){tail}")
+        else:
+            lines.append(
+                f"- goal 5 verdict: met (every udsink row >= {PEER_LEAD}x its Numaflow row{tail})"
+            )
+    if len(lines) == 1:
+        lines.append("- none: the run has no pair of rows a goal compares")
+    return lines
+
+
+def prepare_outside(args: argparse.Namespace) -> None:
+    """Everything a run fetches or builds (broker jars, sinks, venvs, the peer binary), done
+    before entering the private network namespace, where only the loopback exists."""
+    os.environ[PEER_ENV] = str(peer_binary())
+    ensure_jars()
+    for row in args.rows:
+        sdk = PEER_SINKS.get(row) or NUMAFLOW_ROWS.get(row, (None, False))[0]
+        if sdk is not None:
+            interop_sink(sdk, args.rust_build)
+    if "pynumaflow-v1" in args.rows:
+        pynumaflow_python(args)
+
+
+def rerun_in_private_network(args: argparse.Namespace, argv: list[str]) -> NoReturn:
+    """This bench again, in a network namespace of its own, with the same arguments.
+
+    The peer binds fixed ports on every address, hence a namespace of its own; it must read
+    the same broker as our rows, so the bench's broker, every row and the harness run in that
+    namespace too (a bridge to the machine's loopback would add a hop only the peer pays).
+    The process is replaced (same PID), so whoever started the bench stops it as before.
+    """
+    prepare_outside(args)
+    if args.pynumaflow_python is not None and "--pynumaflow-python" not in argv:
+        argv = [*argv, "--pynumaflow-python", str(args.pynumaflow_python)]
+    cmd = in_private_network([sys.executable, str(Path(__file__).resolve()), *argv])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(cmd[0], cmd, private_network_env())
+
+
 def run_rows(args: argparse.Namespace, workdir: Path) -> dict[str, list[Result]]:
     topic = f"bench-e2e-{uuid.uuid4().hex[:8]}"
     create_topic(args.bootstrap, topic, args.partitions, args.value_size)
@@ -856,6 +1063,8 @@ def secured_connection(args: argparse.Namespace, row: str, workdir: Path) -> dic
 def run_row(row: str, args: argparse.Namespace, topic: str, total: int, workdir: Path) -> Result:
     if row in ("ceiling", "kafka-ceiling"):
         return run_ceiling(args, topic, total, workdir, row)
+    if row in NUMAFLOW_ROWS:
+        return run_numaflow(row, args, topic, total, workdir)
     connection = secured_connection(args, row, workdir)
     kind = SECURED[row][0] if row in SECURED else row
     if kind == "blackhole":
@@ -939,6 +1148,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         unknown = [r for r in args.rows if r not in ROWS]
         if unknown:
             parser.error(f"--rows: unknown {', '.join(unknown)}; accepted: {', '.join(ROWS)}")
+        if args.bootstrap and set(args.rows) & set(NUMAFLOW_ROWS):
+            parser.error(
+                f"--rows {', '.join(r for r in args.rows if r in NUMAFLOW_ROWS)} run in a "
+                "private network namespace with the bench's own broker: drop --bootstrap, or "
+                "leave these rows out"
+            )
         if args.bootstrap and not args.broker_security and set(args.rows) & set(SECURED):
             parser.error(
                 f"--rows {', '.join(sorted(set(args.rows) & set(SECURED)))} need "
@@ -955,8 +1170,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.ceiling_worker:
         return ceiling_worker(args)
+    with_peer = any(row in NUMAFLOW_ROWS for row in args.rows)
+    try:
+        if with_peer and not inside():
+            rerun_in_private_network(args, sys.argv[1:] if argv is None else list(argv))
+        peer = peer_binary() if with_peer else None
+    except PeerMissing as err:
+        print(f"dataplane_e2e: the Numaflow rows cannot run: {err}", file=sys.stderr)
+        return 2
     for line in machine():
         print(line, flush=True)
+    args.numaflow_peer = peer
+    if peer is not None:
+        print(f"- Numaflow peer: {describe(peer)}", flush=True)
+        print("- network: a private namespace, loopback only (the bench's broker too)", flush=True)
     with ExitStack() as stack:
         args.security = None
         args.broker_pid = None
@@ -978,6 +1205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "rust-v1" in args.rows:
         print(f"rust-v1: the Rust sink's {args.rust_build} build")
     for line in table(runs):
+        print(line)
+    print()
+    for line in same_run_ratios(runs):
         print(line)
     if args.json is not None:
         flat = [
