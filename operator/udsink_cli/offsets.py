@@ -345,25 +345,14 @@ def main(argv: Sequence[str]) -> int:
 
 
 def _main(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    """Plan (the group, its partitions, where each would move), execute (only with
+    --execute, and only while nothing consumes), report (a table, the plan, or JSON)."""
     from confluent_kafka.admin import AdminClient
 
     conn = connect(args)
     group = group_of(args, conn)
     admin = AdminClient(conn.settings)
-    topics = _topics(args, conn, admin, group)
-    tps: list[tuple[str, int]] = []
-    for topic in topics:
-        existing = partitions_of(admin, topic, "--topic", conn.brokers)
-        if args.partition:
-            check_partitions("--partition", sorted(set(args.partition)), existing, topic)
-        tps += [(topic, p) for p in existing if not args.partition or p in args.partition]
-    if args.to_offset is not None and len(tps) != 1:
-        raise CliError(
-            f"--to-offset {args.to_offset} moves one partition; {len(tps)} selected "
-            f"(topics {', '.join(topics)}): give one --topic and one --partition",
-            EXIT_USAGE,
-        )
+    tps = _selected_partitions(args, conn, admin, group)
     kafka = conn.udsink.spec.source.kafka if conn.udsink is not None else None
     start_offset = kafka.start_offset if kafka is not None else "earliest"
     state, members = describe_group(admin, group, conn)
@@ -390,39 +379,78 @@ def _main(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     ]
     report["dry_run"] = not args.execute
     if not args.json:
-        print(f"group {group}: {state}, {len(members)} member(s)", file=out)
-        for r, to in plan:
-            change = "" if r.committed is None else f" ({to - r.committed:+d})"
-            print(
-                f"  {r.topic} partition {r.partition}: {_show(r.committed)} -> {to}{change}",
-                file=out,
-            )
-    busy = state not in RESETTABLE_STATES
-    if busy:
-        paused = conn.udsink is not None and conn.udsink.spec.paused
-        hint = (
-            "its pods are still in the group; wait until they are gone"
-            if paused
-            else "pause the UDSink (spec.lifecycle.desiredPhase: Paused) and wait for its pods "
-            "to go"
+        _print_plan(group, state, members, plan, out)
+    refusal = _busy(conn, group, state, members)
+    if args.execute:
+        if refusal is not None:
+            raise CliError(f"not resetting: {refusal}")
+        _apply(admin, conn, group, plan)
+        report["applied"] = True
+    elif refusal is not None:
+        report["refused"] = refusal
+    if args.json:
+        print(json.dumps(report, indent=2), file=out)
+    if args.execute:
+        if not args.json:
+            print(f"reset {len(plan)} partition(s) of group {group}", file=out)
+    elif refusal is not None:
+        print(f"dry run: --execute would be refused now: {refusal}", file=err)
+    elif not args.json:
+        print("dry run: nothing changed; add --execute to apply this plan", file=out)
+    return EXIT_OK
+
+
+def _selected_partitions(
+    args: argparse.Namespace, conn: Connection, admin: Any, group: str
+) -> list[tuple[str, int]]:
+    """The (topic, partition) pairs the command looks at: every partition of the group's
+    topics, or those --topic/--partition name; --to-offset needs exactly one."""
+    topics = _topics(args, conn, admin, group)
+    tps: list[tuple[str, int]] = []
+    for topic in topics:
+        existing = partitions_of(admin, topic, "--topic", conn.brokers)
+        if args.partition:
+            check_partitions("--partition", sorted(set(args.partition)), existing, topic)
+        tps += [(topic, p) for p in existing if not args.partition or p in args.partition]
+    if args.to_offset is not None and len(tps) != 1:
+        raise CliError(
+            f"--to-offset {args.to_offset} moves one partition; {len(tps)} selected "
+            f"(topics {', '.join(topics)}): give one --topic and one --partition",
+            EXIT_USAGE,
         )
-        why = (
-            f"group {group} is {state} with {len(members)} member(s) "
-            f"({', '.join(members) or 'none listed'}): {hint}"
+    return tps
+
+
+def _print_plan(
+    group: str, state: str, members: list[str], plan: list[tuple[Row, int]], out: TextIO
+) -> None:
+    print(f"group {group}: {state}, {len(members)} member(s)", file=out)
+    for r, to in plan:
+        change = "" if r.committed is None else f" ({to - r.committed:+d})"
+        print(
+            f"  {r.topic} partition {r.partition}: {_show(r.committed)} -> {to}{change}", file=out
         )
-        if not args.execute:
-            report["refused"] = why
-            if args.json:
-                print(json.dumps(report, indent=2), file=out)
-            print(f"dry run: --execute would be refused now: {why}", file=err)
-            return EXIT_OK
-        raise CliError(f"not resetting: {why}")
-    if not args.execute:
-        if args.json:
-            print(json.dumps(report, indent=2), file=out)
-        else:
-            print("dry run: nothing changed; add --execute to apply this plan", file=out)
-        return EXIT_OK
+
+
+def _busy(conn: Connection, group: str, state: str, members: list[str]) -> str | None:
+    """Why a reset may not run now (the group has members), or None."""
+    if state in RESETTABLE_STATES:
+        return None
+    paused = conn.udsink is not None and conn.udsink.spec.paused
+    hint = (
+        "its pods are still in the group; wait until they are gone"
+        if paused
+        else "pause the UDSink (spec.lifecycle.desiredPhase: Paused) and wait for its pods to go"
+    )
+    return (
+        f"group {group} is {state} with {len(members)} member(s) "
+        f"({', '.join(members) or 'none listed'}): {hint}"
+    )
+
+
+def _apply(admin: Any, conn: Connection, group: str, plan: list[tuple[Row, int]]) -> None:
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+
     request = ConsumerGroupTopicPartitions(
         group, [TopicPartition(r.topic, r.partition, to) for r, to in plan]
     )
@@ -434,9 +462,3 @@ def _main(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     failed = [f"{t.topic}[{t.partition}]: {t.error}" for t in result.topic_partitions if t.error]
     if failed:
         raise CliError(f"the broker refused part of the reset of {group}: {'; '.join(failed)}")
-    report["applied"] = True
-    if args.json:
-        print(json.dumps(report, indent=2), file=out)
-    else:
-        print(f"reset {len(plan)} partition(s) of group {group}", file=out)
-    return EXIT_OK

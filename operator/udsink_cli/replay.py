@@ -468,32 +468,13 @@ def main(argv: Sequence[str]) -> int:
 
 
 def _main(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from confluent_kafka import Consumer, KafkaException
-    from confluent_kafka.admin import AdminClient
+    """Plan (the ranges to copy, a sample of them on a dry run), execute (with --execute),
+    report (the plan, then what was read and written, or JSON)."""
+    from confluent_kafka import KafkaException
 
     conn = connect(args)
     source, target = _topics(args, conn)
-    admin = AdminClient(conn.settings)
-    partitions = partitions_of(admin, source, "--source", conn.brokers)
-    partitions_of(admin, target, "--target", conn.brokers)
-    wanted = sorted(set(args.partition)) if args.partition else partitions
-    check_partitions("--partition", wanted, partitions, source)
-    offsets_given = args.start_offset is not None or args.end_offset is not None
-    if offsets_given and len(wanted) > 1:
-        raise CliError(
-            f"--start-offset/--end-offset: topic {source} has {len(wanted)} partitions; "
-            "give --partition N (offsets belong to one partition)",
-            EXIT_USAGE,
-        )
-    consumer = Consumer(_reader_settings(conn))
-    try:
-        ranges = plan_ranges(consumer, args, source, wanted)
-        sample = [] if args.execute else list(read_ranges(consumer, source, ranges, args.sample))
-        samples = [_describe(m, args.keep_error_headers) for m in sample]
-    except KafkaException as e:
-        raise CliError(f"cannot read {source} on {conn.brokers}: {e.args[0]}") from None
-    finally:
-        consumer.close()
+    ranges, samples = _plan(args, conn, source, target)
     plan = {
         "source": source,
         "target": target,
@@ -527,6 +508,50 @@ def _main(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         tally, interrupted = execute(conn, args, source, target, ranges, err)
     except KafkaException as e:
         raise CliError(f"replay failed on {conn.brokers}: {e.args[0]}") from None
+    return _report(args, plan, tally, interrupted, out, err)
+
+
+def _plan(
+    args: argparse.Namespace, conn: Connection, source: str, target: str
+) -> tuple[list[Range], list[dict[str, Any]]]:
+    """The offset range of each chosen partition of `source`, and (on a dry run) a sample
+    of the records they hold; both topics must exist."""
+    from confluent_kafka import Consumer, KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(conn.settings)
+    partitions = partitions_of(admin, source, "--source", conn.brokers)
+    partitions_of(admin, target, "--target", conn.brokers)
+    wanted = sorted(set(args.partition)) if args.partition else partitions
+    check_partitions("--partition", wanted, partitions, source)
+    offsets_given = args.start_offset is not None or args.end_offset is not None
+    if offsets_given and len(wanted) > 1:
+        raise CliError(
+            f"--start-offset/--end-offset: topic {source} has {len(wanted)} partitions; "
+            "give --partition N (offsets belong to one partition)",
+            EXIT_USAGE,
+        )
+    consumer = Consumer(_reader_settings(conn))
+    try:
+        ranges = plan_ranges(consumer, args, source, wanted)
+        sample = [] if args.execute else list(read_ranges(consumer, source, ranges, args.sample))
+        return ranges, [_describe(m, args.keep_error_headers) for m in sample]
+    except KafkaException as e:
+        raise CliError(f"cannot read {source} on {conn.brokers}: {e.args[0]}") from None
+    finally:
+        consumer.close()
+
+
+def _report(
+    args: argparse.Namespace,
+    plan: dict[str, Any],
+    tally: Tally,
+    interrupted: bool,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """What the run did, and its exit status: interrupted, failed (some record not
+    confirmed by the broker) or completed."""
     read, written = sum(tally.read.values()), sum(tally.written.values())
     summary = {
         **plan,
@@ -545,7 +570,7 @@ def _main(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     else:
         per = ", ".join(f"{p}: {n}" for p, n in sorted(tally.written.items())) or "none"
         print(
-            f"{summary['outcome']}: read {read}, written {written} to {target} "
+            f"{summary['outcome']}: read {read}, written {written} to {plan['target']} "
             f"(per partition {per}), failed {tally.failed}",
             file=out,
         )

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from udsink_cli.local_secrets import LocalSecretError, LocalSecrets, add_secret_args
 from udsink_cli.run import EXIT_USAGE, RunError
-from udsink_cli.run.plan import DEFAULT_START_FROM, plan_run
+from udsink_cli.run.plan import DEFAULT_START_FROM, RunRequest, plan_run
 from udsink_operator.api import UDSink
 from udsink_operator.build import build_runtime_config
 
@@ -96,19 +96,14 @@ def test_a_key_not_given_names_field_secret_and_flag(tmp_path: Path) -> None:
 
 
 def plan(tmp_path: Path, **kw: object) -> KafkaSourceConfig:
-    p = plan_run(
-        udsink(),
+    request = RunRequest(
         file_dir=tmp_path,
         invoked_from=tmp_path,
         socket_dir=tmp_path,
-        overrides={},
-        input_file=None,
-        count=None,
-        rate=None,
         log_level="warning",
-        metrics_port=None,
         **kw,  # type: ignore[arg-type]
     )
+    p = plan_run(udsink(), request)
     assert isinstance(p.config.source, KafkaSourceConfig)
     return p.config.source
 

@@ -37,7 +37,13 @@ from udsink_cli.run import (
 )
 from udsink_cli.run.console import STALL_SHOWN_AFTER_S, LogSinkLines, Output, render_summary
 from udsink_cli.run.kafka_group import group_header, join_warning
-from udsink_cli.run.plan import COMMAND_ANNOTATIONS, DEFAULT_START_FROM, check_kafka, plan_run
+from udsink_cli.run.plan import (
+    COMMAND_ANNOTATIONS,
+    DEFAULT_START_FROM,
+    RunRequest,
+    check_kafka,
+    plan_run,
+)
 from udsink_cli.run.session import (
     DEFAULT_STARTUP_TIMEOUT_S,
     STOP_SIGNALS,
@@ -339,25 +345,27 @@ def _run(args: argparse.Namespace, udsink: UDSink, output: Output) -> dict[str, 
         socket_dir = Path(tmp).resolve()
         plan = plan_run(
             udsink,
-            file_dir=file_dir,
-            invoked_from=Path.cwd(),
-            socket_dir=socket_dir,
-            overrides={
-                constants.CONTAINER_UDSINK: args.sink_cmd,
-                constants.CONTAINER_FALLBACK: args.fallback_cmd,
-                constants.CONTAINER_ON_SUCCESS: args.on_success_cmd,
-            },
-            input_file=input_file,
-            count=args.count,
-            rate=args.rate,
-            log_level=args.log_level,
-            metrics_port=args.metrics_port,
-            sink_image=args.sink_image,
-            on_failure=args.on_failure,
-            local_secrets=local_secrets,
-            secrets_root=Path(secrets_root),
-            start_from=args.start_from,
-            join_group=args.join_group,
+            RunRequest(
+                file_dir=file_dir,
+                invoked_from=Path.cwd(),
+                socket_dir=socket_dir,
+                overrides={
+                    constants.CONTAINER_UDSINK: args.sink_cmd,
+                    constants.CONTAINER_FALLBACK: args.fallback_cmd,
+                    constants.CONTAINER_ON_SUCCESS: args.on_success_cmd,
+                },
+                input_file=input_file,
+                count=args.count,
+                rate=args.rate,
+                log_level=args.log_level,
+                metrics_port=args.metrics_port,
+                sink_image=args.sink_image,
+                on_failure=args.on_failure,
+                local_secrets=local_secrets,
+                secrets_root=Path(secrets_root),
+                start_from=args.start_from,
+                join_group=args.join_group,
+            ),
         )
         check_kafka(plan.config, KAFKA_PROBE_TIMEOUT_S)
         if isinstance(plan.config.source, KafkaSourceConfig):

@@ -13,7 +13,6 @@ import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from udsink_operator.api import UDSink
 from udsink_operator.build import build_runtime_config
@@ -152,74 +151,39 @@ class Plan:
         return self.cwds.get(ctype, self.cwd)
 
 
-def plan_run(
-    udsink: UDSink,
-    *,
-    file_dir: Path,
-    invoked_from: Path,
-    socket_dir: Path,
-    overrides: Mapping[constants.ContainerType, str | None],
-    input_file: Path | None,
-    count: int | None,
-    rate: int | None,
-    log_level: str,
-    metrics_port: int | None,
-    sink_image: str | None = None,
-    on_failure: str | None = None,
-    local_secrets: LocalSecrets | None = None,
-    secrets_root: Path | None = None,
-    start_from: str | None = None,
-    join_group: str | None = None,
-) -> Plan:
-    config = build_runtime_config(udsink)
-    if secrets_root is not None:
-        try:
-            config = (local_secrets or LocalSecrets()).localize_config(config, secrets_root)
-        except LocalSecretError as err:
-            raise RunError(str(err), EXIT_USAGE) from None
-    notes: list[str] = []
-    source = config.source
-    if input_file is not None:
-        source = FileSourceConfig(path=str(input_file))
-    elif isinstance(source, GeneratorSourceConfig):
-        update: dict[str, Any] = {}
-        if count is not None:
-            update["count"] = count
-        if rate is not None:
-            update["rate"] = rate
-        source = revised(source, **update)
-    elif isinstance(source, KafkaSourceConfig):
-        source = _local_group(udsink, source, start_from, join_group)
-    retry = config.retry_strategy
-    if on_failure is not None:
-        if on_failure == "fallback" and config.fallback is None:
-            raise RunError(f"--on-failure fallback: spec.sink.{FALLBACK_NEEDED}", EXIT_USAGE)
-        retry = revised(retry, on_failure=on_failure)
-    config = revised(
-        config,
-        source=source,
-        retry_strategy=retry,
-        sink=_relocate(config.sink, socket_dir),
-        fallback=_relocate(config.fallback, socket_dir),
-        on_success=_relocate(config.on_success, socket_dir),
-        observability=ObservabilityConfig.model_validate(
-            {
-                "metrics_port": metrics_port or 0,
-                "metrics_host": "127.0.0.1",
-                "log_level": log_level,
-                "log_format": "text",
-            }
-        ),
-        shutdown_grace_ms=int(DRAIN_S * 1000),
-    )
-    commands = sink_commands(udsink, overrides)
-    if sink_image and constants.CONTAINER_UDSINK in commands:
-        if overrides.get(constants.CONTAINER_UDSINK):
+@dataclass(frozen=True)
+class RunRequest:
+    """What the command line asks of a local run, beside the UDSink itself."""
+
+    file_dir: Path  # the UDSink file's directory: where annotation commands run
+    invoked_from: Path  # where the user typed the command: where flag commands run
+    socket_dir: Path
+    overrides: Mapping[constants.ContainerType, str | None] = field(default_factory=dict)
+    input_file: Path | None = None
+    count: int | None = None
+    rate: int | None = None
+    log_level: str = "info"
+    metrics_port: int | None = None
+    sink_image: str | None = None
+    on_failure: str | None = None
+    local_secrets: LocalSecrets | None = None
+    secrets_root: Path | None = None
+    start_from: str | None = None
+    join_group: str | None = None
+
+
+def plan_run(udsink: UDSink, request: RunRequest) -> Plan:
+    """The data plane's config for this machine and how each user-defined sink starts."""
+    config = _local_config(udsink, request)
+    used = set(_ud_types(config))
+    commands = sink_commands(udsink, request.overrides)
+    if request.sink_image and constants.CONTAINER_UDSINK in commands:
+        if request.overrides.get(constants.CONTAINER_UDSINK):
             raise RunError("give --sink-cmd or --sink-image, not both", EXIT_USAGE)
         del commands[constants.CONTAINER_UDSINK]  # the flag beats the annotation
-    used = set(_ud_types(config))
-    images = image_sinks(udsink, [t for t in _ud_types(config) if t not in commands], sink_image)
-    missing = [t for t in _ud_types(config) if t not in commands and t not in images]
+    unset = [t for t in _ud_types(config) if t not in commands]
+    images = image_sinks(udsink, unset, request.sink_image)
+    missing = [t for t in unset if t not in images]
     if missing:
         raise RunError(
             "no local command or image for the "
@@ -230,16 +194,61 @@ def plan_run(
             EXIT_USAGE,
         )
     envs, env_notes = sink_envs(udsink, [t for t in used if t in commands])
+    source = config.source
     return Plan(
         config=config,
         commands={t: c for t, c in commands.items() if t in used},
-        cwd=file_dir,
-        notes=notes + env_notes,
-        cwds={t: invoked_from for t in used if overrides.get(t)},
+        cwd=request.file_dir,
+        notes=env_notes,
+        cwds={t: request.invoked_from for t in used if request.overrides.get(t)},
         images=images,
         envs={t: e for t, e in envs.items() if t in used},
         finite=isinstance(source, FileSourceConfig)
         or (isinstance(source, GeneratorSourceConfig) and source.count > 0),
+    )
+
+
+def _local_config(udsink: UDSink, request: RunRequest) -> RuntimeConfig:
+    """The operator's RuntimeConfig, moved to this machine: Secret keys from local files,
+    the input file or generator limits, a private consumer group unless told otherwise,
+    sockets in `socket_dir`, metrics on loopback."""
+    config = build_runtime_config(udsink)
+    if request.secrets_root is not None:
+        try:
+            config = (request.local_secrets or LocalSecrets()).localize_config(
+                config, request.secrets_root
+            )
+        except LocalSecretError as err:
+            raise RunError(str(err), EXIT_USAGE) from None
+    source = config.source
+    if request.input_file is not None:
+        source = FileSourceConfig(path=str(request.input_file))
+    elif isinstance(source, GeneratorSourceConfig):
+        limits = {"count": request.count, "rate": request.rate}
+        source = revised(source, **{k: v for k, v in limits.items() if v is not None})
+    elif isinstance(source, KafkaSourceConfig):
+        source = _local_group(udsink, source, request.start_from, request.join_group)
+    retry = config.retry_strategy
+    if request.on_failure is not None:
+        if request.on_failure == "fallback" and config.fallback is None:
+            raise RunError(f"--on-failure fallback: spec.sink.{FALLBACK_NEEDED}", EXIT_USAGE)
+        retry = revised(retry, on_failure=request.on_failure)
+    return revised(
+        config,
+        source=source,
+        retry_strategy=retry,
+        sink=_relocate(config.sink, request.socket_dir),
+        fallback=_relocate(config.fallback, request.socket_dir),
+        on_success=_relocate(config.on_success, request.socket_dir),
+        observability=ObservabilityConfig.model_validate(
+            {
+                "metrics_port": request.metrics_port or 0,
+                "metrics_host": "127.0.0.1",
+                "log_level": request.log_level,
+                "log_format": "text",
+            }
+        ),
+        shutdown_grace_ms=int(DRAIN_S * 1000),
     )
 
 
