@@ -21,7 +21,6 @@ import secrets
 import ssl
 import subprocess
 import threading
-import time
 import tomllib
 import urllib.error
 import urllib.request
@@ -38,6 +37,7 @@ from udsink_operator import constants
 from tests.support.kafka_broker import KafkaBroker, running_broker
 from tests.support.kubeconfig import write_kubeconfig
 from tests.support.ports import free_port
+from tests.support.waiting import until
 
 ROOT = Path(__file__).parents[2]
 # The project's one version: the tag scripts/build_images.sh gives the images.
@@ -274,20 +274,21 @@ def wait_until_up(
     within: float = 120.0,
 ) -> None:
     """Poll `url` until it answers 200; fail with every log if the process dies or times out."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if component.process.poll() is not None:
-            pytest.fail(
-                f"{component.name} exited ({component.process.returncode}) before {url} "
-                f"answered\n{plane.logs()}",
-                pytrace=False,
-            )
-        if probe(url, token, context):
-            return
-        time.sleep(0.3)
-    pytest.fail(
-        f"{component.name}: {url} not ready within {within}s\n{plane.logs()}", pytrace=False
-    )
+
+    def exited() -> str | None:
+        code = component.process.poll()
+        return None if code is None else f"{component.name} exited ({code})"
+
+    try:
+        until(
+            lambda: probe(url, token, context),
+            f"{component.name}: {url} to answer",
+            within=within,
+            every=0.3,
+            abort=exited,
+        )
+    except AssertionError as err:
+        pytest.fail(f"{err}\n{plane.logs()}", pytrace=False)
 
 
 def unverified_tls() -> ssl.SSLContext:
@@ -727,14 +728,7 @@ def eventually(
     check: Callable[[], T | None], what: str, logs: Callable[[], str], within: float = 90
 ) -> T:
     """Poll `check` until it returns something truthy; fail naming `what` with the logs."""
-    deadline = time.monotonic() + within
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what} (last: {last!r})\n{logs()}")
+    return until(check, what, within=within, every=0.3, details=logs)
 
 
 def example(
