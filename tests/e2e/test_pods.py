@@ -44,6 +44,7 @@ from tests.e2e.conftest import (
 )
 from tests.support.kafka_broker import KafkaBroker, Record
 from tests.support.prometheus import scrape
+from tests.support.udsink_doc import udsink_doc
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 
@@ -91,24 +92,18 @@ def kafka_output(broker: KafkaBroker, topic: str) -> dict[str, Any]:
 def manifest(
     name: str, broker: KafkaBroker, source: str, *, replicas: int, **spec: Any
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": constants.API_VERSION,
-        "kind": constants.KIND,
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {
-            "replicas": replicas,
-            "source": {
-                "kafka": {
-                    "brokers": [broker.bootstrap],
-                    "topics": [source],
-                    "consumerGroup": f"{name}-group",
-                    "startOffset": "earliest",
-                }
-            },
-            "batch": {"size": 50, "timeout": "200ms"},
-            **spec,
-        },
+    kafka = {
+        "brokers": [broker.bootstrap],
+        "topics": [source],
+        "consumerGroup": f"{name}-group",
+        "startOffset": "earliest",
     }
+    base = {
+        "replicas": replicas,
+        "source": {"kafka": kafka},
+        "batch": {"size": 50, "timeout": "200ms"},
+    }
+    return udsink_doc(name, {**base, **spec}, namespace=NAMESPACE)
 
 
 def keyed_records(start: int, count: int) -> list[dict[str, Any]]:

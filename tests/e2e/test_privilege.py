@@ -47,6 +47,7 @@ from tests.e2e.conftest import (
     udsink_in_phase,
     uninstall,
 )
+from tests.support.udsink_doc import udsink_doc
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 
@@ -129,18 +130,12 @@ def show(grants: set[Grant]) -> str:
 
 def udsink(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
     """A UDSink with no pods unless `replicas` says so (RBAC needs objects, not running pods)."""
-    doc: dict[str, Any] = {
-        "apiVersion": constants.API_VERSION,
-        "kind": constants.KIND,
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "replicas": 0,
-            "source": {"kafka": {"brokers": ["kafka:9092"], "topics": ["orders"]}},
-            "sink": {"udsink": {"container": {"image": "ghcr.io/acme/log-sink:1.0"}}},
-        },
+    base = {
+        "replicas": 0,
+        "source": {"kafka": {"brokers": ["kafka:9092"], "topics": ["orders"]}},
+        "sink": {"udsink": {"container": {"image": "ghcr.io/acme/log-sink:1.0"}}},
     }
-    doc["spec"].update(spec)
-    return doc
+    return udsink_doc(name, {**base, **spec}, namespace=namespace)
 
 
 def apply(plane: ControlPlane, doc: dict[str, Any]) -> None:

@@ -42,6 +42,7 @@ from tests.e2e.conftest import (
     new_control_plane,
     start_control_plane,
 )
+from tests.support.udsink_doc import udsink_doc
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
@@ -77,14 +78,8 @@ def cluster(api_server: ControlPlane) -> Iterator[Cluster]:
 
 def udsink(name: str, **spec: Any) -> dict[str, Any]:
     """A valid UDSink (generator source, log sink) with top-level spec keys replaced."""
-    body: dict[str, Any] = {
-        "apiVersion": constants.API_VERSION,
-        "kind": constants.KIND,
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {"source": {"generator": {"rate": 10}}, "sink": {"log": {}}},
-    }
-    body["spec"].update(copy.deepcopy(spec))
-    return body
+    base = {"source": {"generator": {"rate": 10}}, "sink": {"log": {}}}
+    return udsink_doc(name, {**base, **spec}, namespace=NAMESPACE)
 
 
 # --- The API server's words ---

@@ -30,6 +30,7 @@ from udsink_operator import constants, handlers
 from udsink_operator.cluster import APPLY_CONTENT_TYPE, Cluster
 from udsink_operator.metrics import OperatorMetrics
 
+from tests.support.udsink_doc import udsink_doc
 from tests.support.waiting import until_async
 
 NAMESPACE = "shop"
@@ -380,18 +381,12 @@ WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 def udsink_object(name: str = "orders", **spec: Any) -> dict[str, Any]:
     """A valid UDSink (generator source, one user-defined sink) with `spec` overrides."""
-    body: dict[str, Any] = {
-        "apiVersion": constants.API_VERSION,
-        "kind": constants.KIND,
-        "metadata": {"name": name, "namespace": NAMESPACE, "uid": f"uid-{name}"},
-        "spec": {
-            "replicas": 2,
-            "source": {"generator": {"rate": 10}},
-            "sink": {"udsink": {"container": {"image": "ghcr.io/acme/sink:1"}}},
-        },
+    base = {
+        "replicas": 2,
+        "source": {"generator": {"rate": 10}},
+        "sink": {"udsink": {"container": {"image": "ghcr.io/acme/sink:1"}}},
     }
-    body["spec"].update(copy.deepcopy(spec))
-    return body
+    return udsink_doc(name, {**base, **spec}, namespace=NAMESPACE, uid=f"uid-{name}")
 
 
 def stored(emu: ApplyingEmulator, resource: str, name: str) -> dict[str, Any] | None:

@@ -16,17 +16,14 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.udsink_doc import udsink_doc
+
 REPO = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 60.0
 
 
 def udsink_file(path: Path, name: str, spec: dict[str, Any], namespace: str = "shop") -> Path:
-    doc = {
-        "apiVersion": "udsink.dev/v1alpha1",
-        "kind": "UDSink",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }
+    doc = udsink_doc(name, spec, namespace=namespace)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 

@@ -13,6 +13,7 @@ import yaml
 from udsink_operator import api, reference
 
 from sink_runtime.config.errors import FALLBACK_NEEDED
+from tests.support.udsink_doc import udsink_doc
 
 EXAMPLES = sorted(Path(__file__).parents[2].glob("examples/*/udsink.yaml"))
 
@@ -585,12 +586,7 @@ def test_every_problem_is_reported_at_once() -> None:
     ],
 )
 def test_resource_name_must_fit_the_children_names(name: str, accepted: bool) -> None:
-    doc = {
-        "apiVersion": "udsink.dev/v1alpha1",
-        "kind": "UDSink",
-        "metadata": {"name": name},
-        "spec": spec(),
-    }
+    doc = udsink_doc(name, spec())
     if accepted:
         assert api.parse_udsink(doc).metadata.name == name
         return

@@ -13,6 +13,8 @@ import yaml
 from lupa import lua51
 from udsink_operator import status
 
+from tests.support.udsink_doc import udsink_doc
+
 ROOT = Path(__file__).parents[2]
 SCRIPT = ROOT / "examples" / "05-gitops" / "argocd-health-udsink.lua"
 ARGOCD_CM = ROOT / "examples" / "05-gitops" / "argocd-cm.yaml"
@@ -75,9 +77,7 @@ def udsink(
         now=NOW,
     )
     return {
-        "apiVersion": "udsink.dev/v1alpha1",
-        "kind": "UDSink",
-        "metadata": {"name": "orders", "namespace": "shop", "generation": generation},
+        **udsink_doc("orders", None, namespace="shop", generation=generation),
         "status": derived,
     }
 
