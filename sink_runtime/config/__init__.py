@@ -304,11 +304,11 @@ def owned_kafka_key(key: str) -> tuple[str, str] | None:
     """For a librdkafka key udsink sets itself: the owned key or prefix it falls under, and
     what to do instead; None when the key is the user's to set. The one check the operator's
     validation and the data plane's settings share."""
-    if key in constants.KAFKA_OWNED_CONFIG_KEYS:
-        return key, constants.KAFKA_OWNED_KEY_HINTS.get(key, "udsink sets it")
-    for prefix in constants.KAFKA_OWNED_CONFIG_PREFIXES:
+    if key in constants.KAFKA_OWNED_KEY_HINTS:
+        return key, constants.KAFKA_OWNED_KEY_HINTS[key]
+    for prefix, hint in constants.KAFKA_OWNED_PREFIX_HINTS.items():
         if key.startswith(prefix):
-            return prefix, constants.KAFKA_OWNED_KEY_HINTS.get(prefix, "udsink sets it")
+            return prefix, hint
     return None
 
 
