@@ -620,9 +620,12 @@ class Nack(_Model):
 class Lifecycle(_Model):
     """Running or paused."""
 
-    desired_phase: Literal["Running", "Paused"] = Field(
-        default="Running",
-        description="Running, or Paused (0 pods; spec.replicas is kept).",
+    desired_phase: constants.DesiredPhase = Field(
+        default=constants.PHASE_RUNNING,
+        description=(
+            f"{constants.PHASE_RUNNING}, or {constants.PHASE_PAUSED} (0 pods; spec.replicas is "
+            "kept)."
+        ),
     )
 
 
@@ -688,7 +691,7 @@ class UDSinkSpec(_Model):
 
     @property
     def paused(self) -> bool:
-        return self.lifecycle.desired_phase == "Paused"
+        return self.lifecycle.desired_phase == constants.PHASE_PAUSED
 
     def secret_refs(self) -> list[tuple[str, SecretKeyRef]]:
         """Every Secret key the runtime reads, with the field path that references it."""
@@ -741,8 +744,9 @@ class Condition(_Model):
 class UDSinkStatus(_Model):
     """Observed state, written by the operator only."""
 
-    phase: Literal["Pending", "Running", "Paused", "Failed"] | None = Field(
-        default=None, description="Pending, Running, Paused or Failed."
+    phase: constants.Phase | None = Field(
+        default=None,
+        description=f"{', '.join(constants.PHASES[:-1])} or {constants.PHASES[-1]}.",
     )
     observed_generation: int | None = Field(
         default=None, description="The spec generation the operator last acted on."
