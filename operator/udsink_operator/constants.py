@@ -7,7 +7,7 @@ so the API models, the builders, the CRD generator and the kopf wiring share one
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal, TypeAlias, get_args
 
 from sink_runtime.config import constants as runtime
 
@@ -82,10 +82,14 @@ NATIVE_SIDECARS_MIN_MINOR: Final = 29
 
 
 # --- Status ---
-PHASE_PENDING: Final = "Pending"
-PHASE_RUNNING: Final = "Running"
-PHASE_PAUSED: Final = "Paused"
-PHASE_FAILED: Final = "Failed"
+# A UDSink's status.phase, and the phases spec.lifecycle.desiredPhase may ask for.
+Phase: TypeAlias = Literal["Pending", "Running", "Paused", "Failed"]
+DesiredPhase: TypeAlias = Literal["Running", "Paused"]
+PHASES: Final[tuple[str, ...]] = get_args(Phase)
+PHASE_PENDING: Final[Phase] = "Pending"
+PHASE_RUNNING: Final[DesiredPhase] = "Running"
+PHASE_PAUSED: Final[DesiredPhase] = "Paused"
+PHASE_FAILED: Final[Phase] = "Failed"
 
 CONDITION_READY: Final = "Ready"
 CONDITION_PROGRESSING: Final = "Progressing"

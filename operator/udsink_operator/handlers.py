@@ -62,7 +62,7 @@ def sidecars_for_version(version: Mapping[str, Any]) -> build.SidecarMode:
 
 def _paused(body: Mapping[str, Any]) -> bool:
     lifecycle = (body.get("spec") or {}).get("lifecycle") or {}
-    return bool(lifecycle.get("desiredPhase") == "Paused")
+    return bool(lifecycle.get("desiredPhase") == constants.PHASE_PAUSED)
 
 
 def controller_owner(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:

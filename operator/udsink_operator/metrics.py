@@ -27,12 +27,7 @@ from prometheus_client import (
 from sink_runtime.config import installed_version
 from udsink_operator import constants
 
-PHASES = (
-    constants.PHASE_PENDING,
-    constants.PHASE_RUNNING,
-    constants.PHASE_PAUSED,
-    constants.PHASE_FAILED,
-)
+PHASES = constants.PHASES
 RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 

@@ -7,7 +7,8 @@ is invalid, naming the field. It holds file paths of mounted secrets, never secr
 are configured identically.
 
 Field names are snake_case in Python and camelCase in JSON, like the UDSink resource.
-Durations are integer milliseconds: the operator parses the Go-style strings of the resource.
+Durations are integer milliseconds: the operator parses the Go-style strings of the resource,
+and both sides take each duration's bounds and default from one `durations.DurationSpec`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel
 
 from sink_runtime.config import constants
+from sink_runtime.config.durations import (
+    BACKOFF_CAP,
+    BACKOFF_INTERVAL,
+    BATCH_TIMEOUT,
+    NACK_DELAY,
+    SHUTDOWN_GRACE,
+    STARTUP_TIMEOUT,
+    WRITE_TIMEOUT,
+)
 from sink_runtime.config.errors import FALLBACK_NEEDED, validation_issues
 
 TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
@@ -27,7 +37,6 @@ BROKER_PATTERN = r"^[^\s:/]+:[0-9]{1,5}$"
 
 Topic = Annotated[str, Field(pattern=TOPIC_PATTERN)]
 Broker = Annotated[str, Field(pattern=BROKER_PATTERN)]
-Millis = Annotated[int, Field(ge=0, le=24 * 3600 * 1000)]
 
 # --- Bounds and defaults the UDSink spec and the RuntimeConfig share ---
 # One home: the operator's models (udsink_operator.api) use these very types and values, so
@@ -54,6 +63,7 @@ DEFAULT_SECONDARY_STEPS = 20
 Jitter = Annotated[float, Field(ge=0.0, le=1.0)]
 DEFAULT_JITTER = 0.1
 MaxDeliveries = Annotated[int, Field(ge=0, le=1_000_000)]
+DEFAULT_MAX_DELIVERIES = 0  # unbounded
 MaxMessageBytes = Annotated[int, Field(ge=1024, le=2**31 - 1)]
 ValuePreviewBytes = Annotated[int, Field(ge=0, le=65536)]
 DEFAULT_VALUE_PREVIEW_BYTES = 64
@@ -185,12 +195,12 @@ class UserSinkConfig(_Model):
     server_info_path: str
     max_message_bytes: MaxMessageBytes = constants.DEFAULT_MAX_MESSAGE_BYTES
     # How long to wait for the server-info file and IsReady at start-up.
-    startup_timeout_ms: Millis = 120_000
+    startup_timeout_ms: int = STARTUP_TIMEOUT.millis_field()
     # Prefer the batch extension when the server advertises it.
     use_batch_extension: bool = True
     # How long one batch may take to be answered; then the stream is reset and the batch
     # counts as FAILURE (retried with backoff).
-    write_timeout_ms: Annotated[int, Field(ge=1000, le=3_600_000)] = 30_000
+    write_timeout_ms: int = WRITE_TIMEOUT.millis_field()
 
     @classmethod
     def for_container(
@@ -222,9 +232,9 @@ SinkConfig: TypeAlias = Annotated[
 
 
 class Backoff(_Model):
-    interval_ms: Annotated[int, Field(ge=1, le=3_600_000)] = 100
+    interval_ms: int = BACKOFF_INTERVAL.millis_field()
     factor: BackoffFactor = DEFAULT_BACKOFF_FACTOR
-    cap_ms: Annotated[int, Field(ge=1, le=24 * 3_600_000)] = 30_000
+    cap_ms: int = BACKOFF_CAP.millis_field()
     # Retries of the primary sink after the first attempt; then onFailure applies.
     steps: RetrySteps = DEFAULT_BACKOFF_STEPS
     jitter: Jitter = DEFAULT_JITTER
@@ -245,14 +255,14 @@ class RetryStrategy(_Model):
 
 
 class NackConfig(_Model):
-    delay_ms: Millis = 1000
+    delay_ms: int = NACK_DELAY.millis_field()
     # 0 = unbounded; when reached, onFailure applies. Bounded as the UDSink's field is.
-    max_deliveries: MaxDeliveries = 0
+    max_deliveries: MaxDeliveries = DEFAULT_MAX_DELIVERIES
 
 
 class BatchConfig(_Model):
     size: BatchSize = DEFAULT_BATCH_SIZE
-    timeout_ms: Annotated[int, Field(ge=1, le=600_000)] = 1000
+    timeout_ms: int = BATCH_TIMEOUT.millis_field()
     max_bytes: BatchBytes = DEFAULT_BATCH_MAX_BYTES
 
 
@@ -276,9 +286,9 @@ class RuntimeConfig(_Model):
     serve: Annotated[KafkaSinkConfig | LogSinkConfig, Field(discriminator="type")] | None = None
     nack: NackConfig = Field(default_factory=NackConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
-    # Seconds to finish the in-flight batch after SIGTERM before giving up (nothing unhandled
+    # Time to finish the in-flight batch after SIGTERM before giving up (nothing unhandled
     # is committed either way).
-    shutdown_grace_ms: Millis = 25_000
+    shutdown_grace_ms: int = SHUTDOWN_GRACE.millis_field()
 
     @model_validator(mode="after")
     def _fallback_when_needed(self) -> RuntimeConfig:
@@ -294,11 +304,11 @@ def owned_kafka_key(key: str) -> tuple[str, str] | None:
     """For a librdkafka key udsink sets itself: the owned key or prefix it falls under, and
     what to do instead; None when the key is the user's to set. The one check the operator's
     validation and the data plane's settings share."""
-    if key in constants.KAFKA_OWNED_CONFIG_KEYS:
-        return key, constants.KAFKA_OWNED_KEY_HINTS.get(key, "udsink sets it")
-    for prefix in constants.KAFKA_OWNED_CONFIG_PREFIXES:
+    if key in constants.KAFKA_OWNED_KEY_HINTS:
+        return key, constants.KAFKA_OWNED_KEY_HINTS[key]
+    for prefix, hint in constants.KAFKA_OWNED_PREFIX_HINTS.items():
         if key.startswith(prefix):
-            return prefix, constants.KAFKA_OWNED_KEY_HINTS.get(prefix, "udsink sets it")
+            return prefix, hint
     return None
 
 

@@ -91,26 +91,9 @@ FALLBACK_SOURCE_HEADER: Final = "x-udsink-source"
 SOURCE_ERROR_HEADER: Final = "x-udsink-source-error"
 
 # --- librdkafka settings the data plane owns (docs/design/api.md: `config` may not set them) ---
-# Exact names, plus every name under the prefixes. The operator refuses them at validation and
-# the data plane refuses them again at start-up, both naming the key.
-KAFKA_OWNED_CONFIG_KEYS: Final = frozenset(
-    {
-        "bootstrap.servers",
-        "metadata.broker.list",
-        "group.id",
-        "enable.auto.commit",
-        "enable.auto.offset.store",
-        "auto.offset.reset",
-        "security.protocol",
-        "enable.ssl.certificate.verification",
-        "transactional.id",
-        "enable.idempotence",
-        "acks",
-        "request.required.acks",
-    }
-)
-KAFKA_OWNED_CONFIG_PREFIXES: Final = ("sasl.", "ssl.")
-# What to do instead of setting an owned key (or a key under an owned prefix).
+# Exact names, plus every name under the prefixes, each with what to do instead of setting it.
+# The operator refuses them at validation and the data plane refuses them again at start-up,
+# both naming the key.
 KAFKA_OWNED_KEY_HINTS: Final[dict[str, str]] = {
     "bootstrap.servers": "set brokers",
     "metadata.broker.list": "set brokers",
@@ -124,9 +107,14 @@ KAFKA_OWNED_KEY_HINTS: Final[dict[str, str]] = {
     "enable.idempotence": "udsink's producer is always idempotent with acks=all",
     "acks": "udsink's producer is always idempotent with acks=all",
     "request.required.acks": "udsink's producer is always idempotent with acks=all",
+}
+# Every key under these prefixes is owned too.
+KAFKA_OWNED_PREFIX_HINTS: Final[dict[str, str]] = {
     "sasl.": "set sasl (credentials come from Secrets)",
     "ssl.": "set tls (certificates come from Secrets)",
 }
+KAFKA_OWNED_CONFIG_KEYS: Final = frozenset(KAFKA_OWNED_KEY_HINTS)
+KAFKA_OWNED_CONFIG_PREFIXES: Final = tuple(KAFKA_OWNED_PREFIX_HINTS)
 
 # --- Logging of the SDK server and the data plane (sink_runtime/logs.py) ---
 LOG_LEVEL_ENV: Final = "UDSINK_LOG_LEVEL"

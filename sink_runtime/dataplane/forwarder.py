@@ -38,7 +38,14 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
-from sink_runtime.config import RuntimeConfig, SecondaryRetry, constants
+from sink_runtime.config import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_DELIVERIES,
+    RuntimeConfig,
+    SecondaryRetry,
+    constants,
+)
+from sink_runtime.config.durations import BATCH_TIMEOUT, NACK_DELAY
 from sink_runtime.config.errors import FALLBACK_NEEDED
 from sink_runtime.contract import CheckedResults, check_results
 from sink_runtime.dataplane.metrics import Metrics
@@ -205,11 +212,11 @@ class Forwarder:
         sinks: Sinks,
         *,
         metrics: Metrics,
-        batch_size: int = 500,
-        batch_timeout_s: float = 1.0,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_timeout_s: float = BATCH_TIMEOUT.default_s,
         retry: RetryPolicy | None = None,
-        nack_delay_s: float = 1.0,
-        nack_max_deliveries: int = 0,
+        nack_delay_s: float = NACK_DELAY.default_s,
+        nack_max_deliveries: int = DEFAULT_MAX_DELIVERIES,
         secondary: SecondaryRetry | None = None,
         rng: random.Random | None = None,
     ) -> None:

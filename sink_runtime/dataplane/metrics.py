@@ -6,14 +6,15 @@ Label `sink` names the sink role (primary, fallback, on_success, serve).
 
 `Counts` is the one vocabulary every report uses (the `udsink run` progress line, its summary
 table and JSON): each name is a metric's name without prefix and suffix, and each count is
-either of messages (each message once) or of attempts (each answer or delivery).
+either of messages (each message once) or of attempts (each answer or delivery). Each counter
+is declared once, in `Metrics`' class body: attribute, metric name, help, labels, and how
+reports count it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import get_args
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Literal, TypeAlias, get_args, overload
 
 from prometheus_client import (
     CollectorRegistry,
@@ -48,7 +49,151 @@ BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
 # Why a message left the primary for the fallback sink or was dropped (label `reason`).
 
 
+Tally: TypeAlias = Literal["messages", "attempts"]
+
+
+class _CounterField:
+    """One counter of `Metrics`, declared once: the attribute it is read through, its metric
+    name (without prefix and `_total`), help text and labels, and whether `Counts` reports it
+    (as messages or attempts, with what it counts in words). `Metrics` creates the counter;
+    reading the attribute returns it."""
+
+    def __init__(
+        self,
+        name: str,
+        help_text: str,
+        *labels: str,
+        tally: Tally | None = None,
+        meaning: str = "",
+        only: tuple[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.help_text = help_text
+        self.labels = labels
+        self.tally = tally
+        self.meaning = meaning
+        # The one label value `Counts` adds up (`written`: the primary's); None: every one.
+        self.only = only
+        self.attribute = name
+
+    def __set_name__(self, owner: type, attribute: str) -> None:
+        self.attribute = attribute
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> _CounterField: ...
+    @overload
+    def __get__(self, obj: Metrics, owner: type) -> Counter: ...
+    def __get__(self, obj: Metrics | None, owner: type) -> _CounterField | Counter:
+        return self if obj is None else obj._counters[self.attribute]
+
+
 class Metrics:
+    # The counters, in the order reports list them (`MESSAGE_COUNTS`, `ATTEMPT_COUNTS`).
+    read = _CounterField(
+        "read",
+        "Messages read from the source",
+        tally="messages",
+        meaning="messages read from the source",
+    )
+    written = _CounterField(
+        "written",
+        "Messages a sink accepted",
+        "sink",
+        tally="messages",
+        only=("sink", PRIMARY),
+        meaning="messages the primary sink accepted (SUCCESS, SERVE, ON_SUCCESS)",
+    )
+    served = _CounterField(
+        "served",
+        "SERVE payloads written to the serve sink",
+        tally="messages",
+        meaning="SERVE payloads written to the serve sink",
+    )
+    on_success = _CounterField(
+        "on_success",
+        "Messages routed to the on-success sink",
+        tally="messages",
+        meaning="messages written to the on-success sink",
+    )
+    fallback = _CounterField(
+        "fallback",
+        "Messages routed to the fallback sink",
+        "reason",
+        tally="messages",
+        meaning="messages written to the fallback sink",
+    )
+    dropped = _CounterField(
+        "dropped",
+        "Messages dropped by explicit policy (onFailure: drop)",
+        "reason",
+        tally="messages",
+        meaning="messages dropped by onFailure: drop (or onExhausted: log)",
+    )
+    acked = _CounterField(
+        "acked",
+        "Messages whose offsets were committed",
+        tally="messages",
+        meaning="messages whose offsets were committed",
+    )
+    failed = _CounterField(
+        "failed",
+        "FAILURE results (each attempt)",
+        "sink",
+        tally="attempts",
+        meaning="FAILURE answers, every sink, every attempt",
+    )
+    nacked = _CounterField(
+        "nacked",
+        "NACK results (each delivery held back)",
+        tally="attempts",
+        meaning="NACK answers, every attempt",
+    )
+    retried = _CounterField(
+        "retried",
+        "Messages sent again after a FAILURE",
+        "sink",
+        tally="attempts",
+        meaning="deliveries sent again after a FAILURE",
+    )
+    contract_violations = _CounterField(
+        "contract_violations",
+        "Sink answers that broke the contract, by kind",
+        "sink",
+        "kind",
+        tally="attempts",
+        meaning="sink answers that broke the contract",
+    )
+    sink_stalls = _CounterField(
+        "sink_stalls",
+        "Batch writes a sink left unanswered past the stall warning",
+        "sink",
+        tally="attempts",
+        meaning="batch writes left unanswered past the stall warning",
+    )
+    write_timeouts = _CounterField(
+        "sink_write_timeouts",
+        "Batch writes abandoned at the write timeout (stream reset, batch FAILURE)",
+        "sink",
+        tally="attempts",
+        meaning="batch writes abandoned at the write timeout",
+    )
+    malformed_key_headers = _CounterField(
+        "malformed_key_headers",
+        "Source records whose key headers were malformed (record key used instead)",
+    )
+    # Kinds: RECORD_ALTERATIONS (kafka source, docs/concepts.md).
+    records_altered = _CounterField(
+        "records_altered",
+        "Source records delivered other than as the broker holds them, by kind",
+        "kind",
+    )
+    commit_failures = _CounterField(
+        "commit_failures", "Offset commits that failed (the batch will be redelivered)"
+    )
+    sink_reconnects = _CounterField(
+        "sink_reconnects", "Times a user-defined sink stream was re-established", "sink"
+    )
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
@@ -60,80 +205,12 @@ class Metrics:
             f"{_PREFIX}_build_info", "Always 1; the udsink version", ["version"], registry=r
         )
         build.labels(version=installed_version()).set(1)
-        self.read = Counter(f"{_PREFIX}_read", "Messages read from the source", registry=r)
-        self.written = Counter(
-            f"{_PREFIX}_written", "Messages a sink accepted", ["sink"], registry=r
-        )
-        self.acked = Counter(
-            f"{_PREFIX}_acked", "Messages whose offsets were committed", registry=r
-        )
-        self.retried = Counter(
-            f"{_PREFIX}_retried", "Messages sent again after a FAILURE", ["sink"], registry=r
-        )
-        self.failed = Counter(
-            f"{_PREFIX}_failed", "FAILURE results (each attempt)", ["sink"], registry=r
-        )
-        self.fallback = Counter(
-            f"{_PREFIX}_fallback", "Messages routed to the fallback sink", ["reason"], registry=r
-        )
-        self.on_success = Counter(
-            f"{_PREFIX}_on_success", "Messages routed to the on-success sink", registry=r
-        )
-        self.served = Counter(
-            f"{_PREFIX}_served", "SERVE payloads written to the serve sink", registry=r
-        )
-        self.dropped = Counter(
-            f"{_PREFIX}_dropped",
-            "Messages dropped by explicit policy (onFailure: drop)",
-            ["reason"],
-            registry=r,
-        )
-        self.nacked = Counter(
-            f"{_PREFIX}_nacked", "NACK results (each delivery held back)", registry=r
-        )
-        self.contract_violations = Counter(
-            f"{_PREFIX}_contract_violations",
-            "Sink answers that broke the contract, by kind",
-            ["sink", "kind"],
-            registry=r,
-        )
-        self.malformed_key_headers = Counter(
-            f"{_PREFIX}_malformed_key_headers",
-            "Source records whose key headers were malformed (record key used instead)",
-            registry=r,
-        )
-        # Kinds: RECORD_ALTERATIONS (kafka source, docs/concepts.md).
-        self.records_altered = Counter(
-            f"{_PREFIX}_records_altered",
-            "Source records delivered other than as the broker holds them, by kind",
-            ["kind"],
-            registry=r,
-        )
+        self._counters = {
+            c.attribute: Counter(f"{_PREFIX}_{c.name}", c.help_text, c.labels, registry=r)
+            for c in COUNTERS
+        }
         for kind in RECORD_ALTERATIONS:
             self.records_altered.labels(kind=kind)
-        self.commit_failures = Counter(
-            f"{_PREFIX}_commit_failures",
-            "Offset commits that failed (the batch will be redelivered)",
-            registry=r,
-        )
-        self.sink_reconnects = Counter(
-            f"{_PREFIX}_sink_reconnects",
-            "Times a user-defined sink stream was re-established",
-            ["sink"],
-            registry=r,
-        )
-        self.sink_stalls = Counter(
-            f"{_PREFIX}_sink_stalls",
-            "Batch writes a sink left unanswered past the stall warning",
-            ["sink"],
-            registry=r,
-        )
-        self.write_timeouts = Counter(
-            f"{_PREFIX}_sink_write_timeouts",
-            "Batch writes abandoned at the write timeout (stream reset, batch FAILURE)",
-            ["sink"],
-            registry=r,
-        )
         self.batch_latency = Histogram(
             f"{_PREFIX}_batch_seconds",
             "Time from a batch being read to its offsets being committed",
@@ -169,9 +246,9 @@ class Metrics:
         first event is an increase from 0 (`increase()` cannot see a series' first sample)."""
         roles = list(roles)
         for role in roles:
-            counters = (self.written, self.retried, self.failed, self.sink_reconnects)
-            for counter in (*counters, self.sink_stalls, self.write_timeouts):
-                counter.labels(sink=role)
+            for field in COUNTERS:
+                if field.labels == ("sink",):
+                    self._counters[field.attribute].labels(sink=role)
             self.write_seconds.labels(sink=role)
             for kind in get_args(ViolationKind):
                 self.contract_violations.labels(sink=role, kind=kind)
@@ -193,60 +270,52 @@ class Metrics:
         return 0.0 if sample is None else sample
 
 
-# Names of `Counts` fields that count messages (each message at most once), in report order.
-MESSAGE_COUNTS = ("read", "written", "served", "on_success", "fallback", "dropped", "acked")
-# Names of `Counts` fields that count attempts (one per answer or per delivery sent again).
-ATTEMPT_COUNTS = (
-    "failed",
-    "nacked",
-    "retried",
-    "contract_violations",
-    "sink_stalls",
-    "sink_write_timeouts",
-)
-COUNT_MEANINGS = {
-    "read": "messages read from the source",
-    "written": "messages the primary sink accepted (SUCCESS, SERVE, ON_SUCCESS)",
-    "served": "SERVE payloads written to the serve sink",
-    "on_success": "messages written to the on-success sink",
-    "fallback": "messages written to the fallback sink",
-    "dropped": "messages dropped by onFailure: drop (or onExhausted: log)",
-    "acked": "messages whose offsets were committed",
-    "failed": "FAILURE answers, every sink, every attempt",
-    "nacked": "NACK answers, every attempt",
-    "retried": "deliveries sent again after a FAILURE",
-    "contract_violations": "sink answers that broke the contract",
-    "sink_stalls": "batch writes left unanswered past the stall warning",
-    "sink_write_timeouts": "batch writes abandoned at the write timeout",
-}
+COUNTERS = tuple(f for f in vars(Metrics).values() if isinstance(f, _CounterField))
+_COUNTED = tuple(f for f in COUNTERS if f.tally is not None)
+# Names of `Counts` entries that count messages (each message at most once), in report order.
+MESSAGE_COUNTS = tuple(f.name for f in _COUNTED if f.tally == "messages")
+# Names of `Counts` entries that count attempts (one per answer or per delivery sent again).
+ATTEMPT_COUNTS = tuple(f.name for f in _COUNTED if f.tally == "attempts")
+COUNT_MEANINGS = {f.name: f.meaning for f in _COUNTED}
 
 
-@dataclass(frozen=True, slots=True)
-class Counts:
-    """The counters' current totals, read without parsing Prometheus sample names.
+class Counts(Mapping[str, int]):
+    """The counters' current totals by name (`MESSAGE_COUNTS`, then `ATTEMPT_COUNTS`), read
+    without parsing Prometheus sample names; absent names count 0.
 
     `written` is the primary sink's; the attempt counts add up every sink role.
     """
 
-    read: int = 0
-    written: int = 0
-    served: int = 0
-    on_success: int = 0
-    fallback: int = 0
-    dropped: int = 0
-    acked: int = 0
-    failed: int = 0
-    nacked: int = 0
-    retried: int = 0
-    contract_violations: int = 0
-    sink_stalls: int = 0
-    sink_write_timeouts: int = 0
+    __slots__ = ("_totals",)
+
+    def __init__(self, totals: Mapping[str, int] | None = None) -> None:
+        given = totals or {}
+        unknown = set(given) - set(COUNT_MEANINGS)
+        if unknown:
+            raise ValueError(f"not counts: {', '.join(sorted(unknown))}")
+        self._totals = {name: given.get(name, 0) for name in COUNT_MEANINGS}
+
+    def __getitem__(self, name: str) -> int:
+        return self._totals[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._totals)
+
+    def __len__(self) -> int:
+        return len(self._totals)
+
+    def __repr__(self) -> str:
+        return f"Counts({self._totals!r})"
+
+    @property
+    def read(self) -> int:
+        return self._totals["read"]
 
     def messages(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in MESSAGE_COUNTS}
+        return {name: self._totals[name] for name in MESSAGE_COUNTS}
 
     def attempts(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in ATTEMPT_COUNTS}
+        return {name: self._totals[name] for name in ATTEMPT_COUNTS}
 
 
 def _total(counter: Counter, **labels: str) -> int:
@@ -263,19 +332,8 @@ def _total(counter: Counter, **labels: str) -> int:
 
 def counts(metrics: Metrics) -> Counts:
     """The current `Counts` of one data plane."""
-    m = metrics
-    return Counts(
-        read=_total(m.read),
-        written=_total(m.written, sink=PRIMARY),
-        served=_total(m.served),
-        on_success=_total(m.on_success),
-        fallback=_total(m.fallback),
-        dropped=_total(m.dropped),
-        acked=_total(m.acked),
-        failed=_total(m.failed),
-        nacked=_total(m.nacked),
-        retried=_total(m.retried),
-        contract_violations=_total(m.contract_violations),
-        sink_stalls=_total(m.sink_stalls),
-        sink_write_timeouts=_total(m.write_timeouts),
-    )
+    found: dict[str, int] = {}
+    for f in _COUNTED:
+        labels = dict([f.only]) if f.only is not None else {}
+        found[f.name] = _total(metrics._counters[f.attribute], **labels)
+    return Counts(found)

@@ -16,17 +16,23 @@ import math
 import random
 from dataclasses import dataclass
 
-from sink_runtime.config import RetryStrategy
+from sink_runtime.config import (
+    DEFAULT_BACKOFF_FACTOR,
+    DEFAULT_BACKOFF_STEPS,
+    DEFAULT_JITTER,
+    RetryStrategy,
+)
 from sink_runtime.config.constants import OnFailure
+from sink_runtime.config.durations import BACKOFF_CAP, BACKOFF_INTERVAL
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    interval_s: float = 0.1
-    factor: float = 2.0
-    cap_s: float = 30.0
-    jitter: float = 0.1
-    steps: int = 10
+    interval_s: float = BACKOFF_INTERVAL.default_s
+    factor: float = DEFAULT_BACKOFF_FACTOR
+    cap_s: float = BACKOFF_CAP.default_s
+    jitter: float = DEFAULT_JITTER
+    steps: int = DEFAULT_BACKOFF_STEPS
     on_failure: OnFailure = "retry"
 
     def __post_init__(self) -> None:

@@ -170,7 +170,7 @@ async def test_hard_deadline_abandons_the_batch_unacknowledged(sdk_sink: SdkFact
         return Response.failure(d.id, "down")  # never succeeds; onFailure=retry
 
     primary = await sdk_sink(answer)
-    dp = DataPlane(_config(primary.config(), shutdown_grace_ms=200), serve_http=False)
+    dp = DataPlane(_config(primary.config(), shutdown_grace_ms=1000), serve_http=False)
     holder["dp"] = dp
     await asyncio.wait_for(dp.run(), 30)
     assert isinstance(dp.source, GeneratorSource)

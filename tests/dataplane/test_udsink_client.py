@@ -320,7 +320,9 @@ async def test_missing_server_info_fails_start_naming_the_file(
 ) -> None:
     sink = await scripted()
     await sink.stop()
-    client = UserSinkClient(sink.config(startup_timeout_ms=200), metrics=Metrics(), name="fallback")
+    client = UserSinkClient(
+        sink.config(startup_timeout_ms=1000), metrics=Metrics(), name="fallback"
+    )
     with pytest.raises(SinkError) as err:
         await client.start()
     assert f"fallback sink at {sink.socket_path}" in str(err.value)

@@ -5,14 +5,14 @@
 - `crd_violations`: a UDSink against our generated CRD as the API server would judge it: the
   structural OpenAPI schema (with strict field validation, kubectl's default) and every CEL
   rule and its messageExpression, evaluated by `cel-python` with the few Kubernetes CEL library
-  functions the rules use (`substring`). The real API server's verdicts and
-  words are tested in the e2e tier (tests/e2e/test_validation.py).
+  functions the rules use (`substring`); `crd_field_violations` judges one field alone. The
+  real API server's verdicts and words are tested in the e2e tier (tests/e2e/test_validation.py).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import celpy
@@ -104,4 +104,15 @@ def crd_violations(udsink: Mapping[str, Any]) -> list[str]:
         for err in jsonschema.Draft7Validator(schema).iter_errors(dict(udsink))
     ]
     _cel(schema, dict(udsink), "", out)
+    return out
+
+
+def crd_field_violations(path: Sequence[str], value: Any) -> list[str]:
+    """Why the API server would refuse `value` at `path` (aliases below the UDSink, e.g.
+    `spec`, `batch`, `timeout`), judged by that field's own schema and rules only."""
+    schema = _schema()
+    for key in path:
+        schema = schema["properties"][key]
+    out = [err.message for err in jsonschema.Draft7Validator(schema).iter_errors(value)]
+    _cel(schema, value, "." + ".".join(path), out)
     return out

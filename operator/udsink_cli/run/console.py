@@ -21,8 +21,8 @@ def progress_line(c: Counts, elapsed_s: float) -> str:
     """The live line: message counts, then the attempt counts that are not zero."""
     rate = c.read / elapsed_s if elapsed_s > 0 else 0.0
     parts = [f"read {c.read:,} ({rate:,.0f}/s)"]
-    parts += [f"{name} {getattr(c, name):,}" for name in MESSAGE_COUNTS[1:]]
-    parts += [f"{name} {getattr(c, name):,}" for name in ATTEMPT_COUNTS if getattr(c, name)]
+    parts += [f"{name} {c[name]:,}" for name in MESSAGE_COUNTS[1:]]
+    parts += [f"{name} {c[name]:,}" for name in ATTEMPT_COUNTS if c[name]]
     return "  ".join(parts)
 
 

@@ -13,6 +13,7 @@ importable from `udsink_operator.api`; the rest from its room.
 
 from __future__ import annotations
 
+from sink_runtime.config.durations import DURATION_MAX_LENGTH, is_duration
 from udsink_operator.api.errors import (
     SpecError,
     format_errors,
@@ -29,14 +30,12 @@ from udsink_operator.api.kube import (
 from udsink_operator.api.schema import (
     CEL,
     CRD_DEFAULT,
-    DURATION_MAX_LENGTH,
     Matches,
     cel,
     described,
     duration_ms,
     exact_ms,
     field_bounds,
-    is_duration,
     plain_default,
 )
 from udsink_operator.api.udsink import (

@@ -9,7 +9,6 @@ what a UDSink is.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +30,14 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticUndefined, core_schema
 
 from sink_runtime.config import BROKER_PATTERN, TOPIC_PATTERN
+from sink_runtime.config.durations import (
+    DURATION_MAX_LENGTH,
+    DURATION_PATTERN,
+    DurationSpec,
+    is_duration,
+    parsed_ms,
+    whole_ms,
+)
 from sink_runtime.config.errors import refused, shown
 from udsink_operator import messages
 from udsink_operator.messages import Message, cel_quoted, cel_string
@@ -102,24 +109,11 @@ class Matches:
         return json_schema
 
 
-# Go's time.ParseDuration syntax, always with a unit ("0s", not "0": CEL engines differ there),
-# at most 6 digits before a decimal point and 20 characters: then no duration overflows Go's
-# int64 nanoseconds, and the CRD's CEL `duration()` never fails on a value that passed this.
-DURATION_PATTERN = r"^((([0-9]{1,6}(\.[0-9]*)?)|(\.[0-9]+))(ns|us|ms|s|m|h))+$"
-DURATION_MAX_LENGTH = 20
-_DURATION_PART = re.compile(r"((?:[0-9]+(?:\.[0-9]*)?)|(?:\.[0-9]+))(ns|us|ms|s|m|h)")
-_UNIT_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
-
-
-def is_duration(text: str) -> bool:
-    return len(text) <= DURATION_MAX_LENGTH and re.fullmatch(DURATION_PATTERN, text) is not None
-
-
 def exact_ms(text: str) -> float:
     """Milliseconds of a Go-style duration (`100ms`, `1s`, `2m30s`), unrounded."""
     if not is_duration(text):
         raise ValueError(messages.DURATION.text(got=shown(text)))
-    return round(sum(float(n) * _UNIT_MS[u] for n, u in _DURATION_PART.findall(text)), 6)
+    return parsed_ms(text)
 
 
 def duration_cel(value: str) -> str:
@@ -130,7 +124,8 @@ def duration_cel(value: str) -> str:
 
 def duration_ms(text: str) -> int:
     """Whole milliseconds of a Go-style duration, rounded up (the runtime counts in ms)."""
-    return math.ceil(exact_ms(text))
+    exact_ms(text)  # the operator's words for a malformed one
+    return whole_ms(text)
 
 
 def _duration_not_a_number(value: Any) -> Any:
@@ -145,12 +140,20 @@ def _duration_not_a_number(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class GoDuration:
-    """A Go-style duration string between `minimum` and `maximum`. Kept as the user wrote it
-    (GitOps diffs stay quiet); `duration_ms` converts it for the runtime. The CRD gets the
-    pattern and a CEL rule with the same bounds."""
+    """A Go-style duration string within a `DurationSpec`'s bounds (the RuntimeConfig's field
+    takes its bounds from the same spec). Kept as the user wrote it (GitOps diffs stay quiet);
+    `duration_ms` converts it for the runtime. The CRD gets the pattern and a CEL rule with the
+    same bounds."""
 
-    minimum: str
-    maximum: str
+    spec: DurationSpec
+
+    @property
+    def minimum(self) -> str:
+        return self.spec.minimum
+
+    @property
+    def maximum(self) -> str:
+        return self.spec.maximum
 
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler

@@ -20,7 +20,7 @@ from pydantic import (
 
 from sink_runtime import config as rc
 from sink_runtime.config import constants as runtime_constants
-from sink_runtime.config import memory, owned_kafka_key
+from sink_runtime.config import durations, memory, owned_kafka_key
 from sink_runtime.config.errors import FALLBACK_NEEDED, refused
 from sink_runtime.config.sink_liveness import UNANSWERED_SLACK_S
 from udsink_operator import constants, messages
@@ -316,8 +316,8 @@ class UserDefinedSink(_Model):
     """A user-defined sink: the user's container serving the Numaflow sink gRPC contract."""
 
     container: Container = Field(description="The sink's container (runs as a native sidecar).")
-    startup_timeout: Annotated[str, GoDuration("1s", "1h")] = Field(
-        default="2m",
+    startup_timeout: Annotated[str, GoDuration(durations.STARTUP_TIMEOUT)] = Field(
+        default=durations.STARTUP_TIMEOUT.default,
         description=(
             "How long to wait for the sink's server to become ready; also the delay before its "
             "container's first liveness probe."
@@ -329,8 +329,8 @@ class UserDefinedSink(_Model):
         default=runtime_constants.DEFAULT_MAX_MESSAGE_BYTES,
         description="Largest gRPC message exchanged with the sink.",
     )
-    write_timeout: Annotated[str, GoDuration("1s", "1h")] = Field(
-        default="30s",
+    write_timeout: Annotated[str, GoDuration(durations.WRITE_TIMEOUT)] = Field(
+        default=durations.WRITE_TIMEOUT.default,
         description=(
             "How long the sink may take to answer one batch; then the stream is reset and the "
             "batch counts as FAILURE (retried with backoff). A warning is logged after a third "
@@ -468,8 +468,8 @@ class ServeSink(_ExactlyOne):
 
 
 # A field's value or its default, in CEL (the CRD writes no defaults but spec.replicas).
-_CAP = "(has(self.cap) ? self.cap : '30s')"
-_INTERVAL = "(has(self.interval) ? self.interval : '100ms')"
+_CAP = f"(has(self.cap) ? self.cap : '{durations.BACKOFF_CAP.default}')"
+_INTERVAL = f"(has(self.interval) ? self.interval : '{durations.BACKOFF_INTERVAL.default}')"
 
 
 class Backoff(_Model):
@@ -485,15 +485,15 @@ class Backoff(_Model):
         ),
     )
 
-    interval: Annotated[str, GoDuration("1ms", "1h")] = Field(
-        default="100ms", description="Delay before the first retry."
+    interval: Annotated[str, GoDuration(durations.BACKOFF_INTERVAL)] = Field(
+        default=durations.BACKOFF_INTERVAL.default, description="Delay before the first retry."
     )
     factor: rc.BackoffFactor = Field(
         default=rc.DEFAULT_BACKOFF_FACTOR,
         description="Multiplier applied to the delay after each retry.",
     )
-    cap: Annotated[str, GoDuration("1ms", "24h")] = Field(
-        default="30s", description="Largest delay."
+    cap: Annotated[str, GoDuration(durations.BACKOFF_CAP)] = Field(
+        default=durations.BACKOFF_CAP.default, description="Largest delay."
     )
     steps: rc.RetrySteps = Field(
         default=rc.DEFAULT_BACKOFF_STEPS,
@@ -600,28 +600,32 @@ class Batch(_Model):
             "it holds about two batches."
         ),
     )
-    timeout: Annotated[str, GoDuration("1ms", "10m")] = Field(
-        default="1s", description="Longest wait to fill a batch."
+    timeout: Annotated[str, GoDuration(durations.BATCH_TIMEOUT)] = Field(
+        default=durations.BATCH_TIMEOUT.default, description="Longest wait to fill a batch."
     )
 
 
 class Nack(_Model):
     """Defaults for NACK results: redelivered later without using the retry budget."""
 
-    delay: Annotated[str, GoDuration("0s", "1h")] = Field(
-        default="1s", description="Redelivery delay."
+    delay: Annotated[str, GoDuration(durations.NACK_DELAY)] = Field(
+        default=durations.NACK_DELAY.default, description="Redelivery delay."
     )
     max_deliveries: rc.MaxDeliveries = Field(
-        default=0, description="Deliveries before onFailure applies; 0 = unbounded."
+        default=rc.DEFAULT_MAX_DELIVERIES,
+        description="Deliveries before onFailure applies; 0 = unbounded.",
     )
 
 
 class Lifecycle(_Model):
     """Running or paused."""
 
-    desired_phase: Literal["Running", "Paused"] = Field(
-        default="Running",
-        description="Running, or Paused (0 pods; spec.replicas is kept).",
+    desired_phase: constants.DesiredPhase = Field(
+        default=constants.PHASE_RUNNING,
+        description=(
+            f"{constants.PHASE_RUNNING}, or {constants.PHASE_PAUSED} (0 pods; spec.replicas is "
+            "kept)."
+        ),
     )
 
 
@@ -654,8 +658,8 @@ class Runtime(_Model):
         default="info", description="debug, info, warning or error."
     )
     log_format: runtime_constants.LogFormat = Field(default="json", description="json or text.")
-    shutdown_grace_period: Annotated[str, GoDuration("1s", "10m")] = Field(
-        default="25s",
+    shutdown_grace_period: Annotated[str, GoDuration(durations.SHUTDOWN_GRACE)] = Field(
+        default=durations.SHUTDOWN_GRACE.default,
         description=(
             "Time to finish the in-flight batch after SIGTERM; the pod's termination grace "
             f"period is this plus {constants.SHUTDOWN_MARGIN_SECONDS}s."
@@ -687,7 +691,7 @@ class UDSinkSpec(_Model):
 
     @property
     def paused(self) -> bool:
-        return self.lifecycle.desired_phase == "Paused"
+        return self.lifecycle.desired_phase == constants.PHASE_PAUSED
 
     def secret_refs(self) -> list[tuple[str, SecretKeyRef]]:
         """Every Secret key the runtime reads, with the field path that references it."""
@@ -740,8 +744,9 @@ class Condition(_Model):
 class UDSinkStatus(_Model):
     """Observed state, written by the operator only."""
 
-    phase: Literal["Pending", "Running", "Paused", "Failed"] | None = Field(
-        default=None, description="Pending, Running, Paused or Failed."
+    phase: constants.Phase | None = Field(
+        default=None,
+        description=f"{', '.join(constants.PHASES[:-1])} or {constants.PHASES[-1]}.",
     )
     observed_generation: int | None = Field(
         default=None, description="The spec generation the operator last acted on."
