@@ -180,11 +180,12 @@ class Reconciler:
         selector: str,
     ) -> str:
         """Why a runtime container of a pod that is not ready last ended (`status.
-        runtime_failure`); the pods are listed only while replicas are missing."""
+        runtime_failure`); the pods are listed only while some exist and replicas are
+        missing."""
         if deployment is None or not validity.valid or _paused(body):
             return ""
         state = status.DeploymentState.from_object(deployment)
-        if state.ready >= state.desired:
+        if state.replicas == 0 or state.ready >= state.desired:
             return ""
         pods = self.cluster.list_pods(body["metadata"]["namespace"], selector)
         return status.runtime_failure(pods)

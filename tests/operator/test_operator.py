@@ -262,6 +262,10 @@ async def test_a_runtime_that_ended_with_a_message_shows_it_in_ready(
     async with running_operator(emulator):
         await create(emulator, UDSINK_PATH, udsink_object())
         await eventually(lambda: _status(emulator).get("phase") == constants.PHASE_PENDING)
+        # Both pods run the latest template; none is ready.
+        none_ready = {**ALL_READY, "readyReplicas": 0, "availableReplicas": 0}
+        await patch(emulator, f"{DEPLOYMENTS_PATH}/orders/status", {"status": none_ready})
+        await eventually(lambda: _status(emulator).get("message") == "0/2 replicas ready")
         # Another UDSink's failing pod is not this one's business.
         await create(
             emulator, PODS_PATH, runtime_pod("payments", "payments-1", ready=False, message="x")
@@ -278,11 +282,18 @@ async def test_a_runtime_that_ended_with_a_message_shows_it_in_ready(
             )
         )
         assert ready["status"] == "False"
-        # The Deployment controller does not run here: the rollout never moves.
-        assert ready["message"] == (
-            f"rolling out: 0/2 updated, 0/2 replicas ready; pod orders-1: {REFUSED}"
-        )
+        assert ready["message"] == f"0/2 replicas ready; pod orders-1: {REFUSED}"
         assert _status(emulator)["message"] == ready["message"]
+        # Only the UDSinks' pods are watched, and only this UDSink's are listed.
+        selectors = {
+            r.params.get("labelSelector")
+            for r in emulator
+            if r.url.path == PODS_PATH and r.method.value == "GET"
+        }
+        assert selectors == {
+            f"{constants.LABEL_MANAGED_BY}={constants.FIELD_MANAGER}",
+            f"{constants.LABEL_UDSINK}=orders",
+        }
 
         # Every replica ready: the message goes, though the pods keep their last state.
         await patch(emulator, f"{PODS_PATH}/orders-1", {"status": {"conditions": []}})
