@@ -353,6 +353,9 @@ class ContainerPlan:
     read_only_root: bool = False
     # Native sidecars are initContainers that keep running: restartPolicy Always.
     native_sidecar: bool = False
+    # The runtime writes why it ended there (a lasting Kafka refusal); the operator reads it
+    # from the pod's container status into the UDSink's Ready condition.
+    termination_message: bool = False
 
 
 def build_container(plan: ContainerPlan) -> Manifest:
@@ -378,6 +381,9 @@ def build_container(plan: ContainerPlan) -> Manifest:
     container["securityContext"] = restricted_security_context(read_only_root=plan.read_only_root)
     if plan.native_sidecar:
         container["restartPolicy"] = "Always"
+    if plan.termination_message:
+        container["terminationMessagePath"] = rc.TERMINATION_MESSAGE_PATH
+        container["terminationMessagePolicy"] = "File"
     return container
 
 
@@ -463,6 +469,7 @@ def runtime_plan(udsink: api.UDSink, options: BuildOptions, config: RuntimeConfi
             "readinessProbe": probe(rc.READYZ_PATH, 5),
         },
         read_only_root=True,
+        termination_message=True,
     )
 
 

@@ -198,6 +198,13 @@ class Cluster:
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.get(object_path("apps/v1", "Deployment", namespace, name))
 
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The pods in `namespace` matching the label `selector`."""
+        found: dict[str, Any] = self.request(
+            "GET", f"/api/v1/namespaces/{namespace}/pods", query=[("labelSelector", selector)]
+        )
+        return list(found.get("items") or [])
+
     def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.get(object_path("v1", "Secret", namespace, name))
 

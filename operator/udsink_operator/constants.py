@@ -95,6 +95,10 @@ CONDITION_READY: Final = "Ready"
 CONDITION_PROGRESSING: Final = "Progressing"
 CONDITION_DEGRADED: Final = "Degraded"
 CONDITION_CONFIG_VALID: Final = "ConfigValid"
+# Ready's reason while a pod is not ready and its runtime container last ended with a message
+# (a lasting Kafka refusal); the message is cut to this many characters.
+REASON_RUNTIME_FAILING: Final = "RuntimeFailing"
+RUNTIME_MESSAGE_MAX_CHARS: Final = 1024
 
 # --- Operator process ---
 DEFAULT_PEERING_NAME: Final = "udsink-operator"

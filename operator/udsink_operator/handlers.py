@@ -12,6 +12,12 @@ spec touches no child, nor does one the API server would refuse in any child (th
 first); it is reported in status (ConfigValid=False, phase Failed) and as a Kubernetes Event.
 A valid spec waiting for a Secret or key is re-checked by kopf's own retry (a temporary error
 with the re-check delay).
+
+While a UDSink has fewer ready replicas than wanted, the status also says why its runtime
+container last ended when it left a termination message (a lasting Kafka refusal): the
+operator lists the UDSink's pods for it, and pod events of its pods (server-side selected by
+the managed-by label) refresh the status, since a runtime that restarts without ever being
+ready changes nothing in the Deployment's status.
 """
 
 from __future__ import annotations
@@ -37,6 +43,10 @@ EventPoster: TypeAlias = Callable[[Mapping[str, Any], str, str, str], None]
 SidecarChoice: TypeAlias = Literal["auto"] | build.SidecarMode
 
 log = logging.getLogger(__name__)
+
+# The pods the operator watches: those of UDSinks (their template carries the child labels).
+PODS = ("v1", "pods")
+MANAGED_PODS = {constants.LABEL_MANAGED_BY: constants.FIELD_MANAGER}
 
 
 def utc_now() -> datetime.datetime:
@@ -150,15 +160,35 @@ class Reconciler:
         deployment: Mapping[str, Any] | None,
         observed_generation: int | None,
     ) -> status.Status:
+        selector = build.selector_string(body["metadata"]["name"])
         return status.derive_status(
             validity=validity,
             deployment=deployment,
             paused=_paused(body),
             observed_generation=observed_generation,
-            selector=build.selector_string(body["metadata"]["name"]),
+            selector=selector,
             previous=body.get("status"),
             now=self.clock(),
+            runtime_failing=self.runtime_failing(body, validity, deployment, selector),
         )
+
+    def runtime_failing(
+        self,
+        body: Mapping[str, Any],
+        validity: status.Validity,
+        deployment: Mapping[str, Any] | None,
+        selector: str,
+    ) -> str:
+        """Why a runtime container of a pod that is not ready last ended (`status.
+        runtime_failure`); the pods are listed only while some exist and replicas are
+        missing."""
+        if deployment is None or not validity.valid or _paused(body):
+            return ""
+        state = status.DeploymentState.from_object(deployment)
+        if state.replicas == 0 or state.ready >= state.desired:
+            return ""
+        pods = self.cluster.list_pods(body["metadata"]["namespace"], selector)
+        return status.runtime_failure(pods)
 
     def report_invalid(
         self, body: Mapping[str, Any], issues: list[str], post_event: EventPoster
@@ -257,6 +287,19 @@ class Reconciler:
             with contextlib.suppress(WaitingFor):  # reported; the UDSink's handler re-checks
                 self.reconcile(body, post_event)
 
+    def refresh_from_pod(self, pod: Mapping[str, Any], post_event: EventPoster) -> None:
+        """A pod of a UDSink changed: when its runtime container left a termination message
+        while the pod is not ready, re-derive the owner's status from its Deployment."""
+        if not status.runtime_failure([pod]):
+            return  # a pod becoming ready changes the Deployment, whose event refreshes
+        meta = pod["metadata"]
+        name = (meta.get("labels") or {}).get(constants.LABEL_UDSINK)
+        if not name:
+            return
+        deployment = self.cluster.get_deployment(meta["namespace"], name)
+        if deployment is not None:
+            self.refresh_from_deployment(deployment, None, post_event)
+
 
 # --- kopf registration ---
 
@@ -336,6 +379,8 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     )
     # Only explicit kopf.event() calls become Kubernetes Events, not every log line.
     settings.posting.loggers = False
+    # Pods are many: the API server sends only the UDSinks' own.
+    settings.watching.label_selectors[PODS] = ",".join(f"{k}={v}" for k, v in MANAGED_PODS.items())
 
 
 def _temporary(err: ApiError) -> kopf.TemporaryError:
@@ -421,6 +466,16 @@ def build_registry(
             reconciler.refresh_from_deployment(deployment, event.get("type"), post_kopf_event)
         except ApiError as err:
             log.warning("status refresh from %s failed: %s", manifest_path(deployment), err)
+
+    @kopf.on.event(*PODS, labels=MANAGED_PODS, registry=registry)
+    def pod_changed(*, event: kopf.RawEvent, **_: Any) -> None:
+        pod = event["object"]
+        if event.get("type") == "DELETED":
+            return
+        try:
+            reconciler.refresh_from_pod(pod, post_kopf_event)
+        except ApiError as err:
+            log.warning("status refresh from pod %s failed: %s", pod["metadata"]["name"], err)
 
     return registry
 

@@ -9,11 +9,13 @@ identical status and the operator writes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from sink_runtime.config import constants as rc
 from udsink_operator import constants
 
 Status: TypeAlias = dict[str, Any]
@@ -104,6 +106,32 @@ class DeploymentState:
         return self.observed and self.updated >= self.desired and self.replicas == self.desired
 
 
+def _pod_ready(pod: Mapping[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def runtime_failure(pods: Iterable[Mapping[str, Any]]) -> str:
+    """Why the runtime container of a pod that is not ready last ended, in its own words (its
+    termination message, cut to RUNTIME_MESSAGE_MAX_CHARS), naming the pod; "" when no such
+    pod has one. The runtime writes a message only for a lasting Kafka refusal, and it names
+    UDSink fields and Secret keys, never a secret's value."""
+    for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name", ""))):
+        if _pod_ready(pod):
+            continue
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            if container.get("name") != rc.CONTAINER_RUNTIME:
+                continue
+            for state in (container.get("state"), container.get("lastState")):
+                ended = (state or {}).get("terminated") or {}
+                message = str(ended.get("message") or "").strip()
+                if message:
+                    cut = message[: constants.RUNTIME_MESSAGE_MAX_CHARS]
+                    name = (pod.get("metadata") or {}).get("name", "?")
+                    return f"pod {name}: {cut}"
+    return ""
+
+
 @dataclass(frozen=True)
 class _Outcome:
     phase: str
@@ -113,7 +141,21 @@ class _Outcome:
     degraded: tuple[bool, str, str]
 
 
-def _outcome(validity: Validity, state: DeploymentState | None, paused: bool) -> _Outcome:
+def _outcome(
+    validity: Validity, state: DeploymentState | None, paused: bool, failing: str = ""
+) -> _Outcome:
+    outcome = _deployment_outcome(validity, state, paused)
+    if not failing or outcome.ready[0] or state is None or paused or not validity.valid:
+        return outcome
+    message = f"{outcome.message}; {failing}"
+    return dataclasses.replace(
+        outcome, message=message, ready=(False, constants.REASON_RUNTIME_FAILING, message)
+    )
+
+
+def _deployment_outcome(
+    validity: Validity, state: DeploymentState | None, paused: bool
+) -> _Outcome:
     if not validity.valid:
         why = ("InvalidSpec", validity.message)
         return _Outcome(
@@ -211,10 +253,12 @@ def derive_status(
     selector: str,
     previous: Mapping[str, Any] | None,
     now: datetime.datetime,
+    runtime_failing: str = "",
 ) -> Status:
-    """The whole status of a UDSink (the keys the operator owns)."""
+    """The whole status of a UDSink (the keys the operator owns); `runtime_failing` is
+    `runtime_failure` of its pods, shown while not every replica is ready."""
     state = None if deployment is None else DeploymentState.from_object(deployment)
-    outcome = _outcome(validity, state, paused)
+    outcome = _outcome(validity, state, paused, runtime_failing)
     before = {
         c["type"]: c
         for c in (previous or {}).get("conditions") or []

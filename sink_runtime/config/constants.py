@@ -74,6 +74,14 @@ METRICS_PORT_NAME: Final = "metrics"
 LIVEZ_PATH: Final = "/livez"
 READYZ_PATH: Final = "/readyz"
 METRICS_PATH: Final = "/metrics"
+# Where the runtime container leaves the reason it ended (the kubelet's default path, set
+# explicitly on the container with terminationMessagePolicy File); the operator reads it from
+# the pod's container status into the UDSink's Ready condition.
+TERMINATION_MESSAGE_PATH: Final = "/dev/termination-log"
+# How long Kafka brokers may refuse a connection (credentials, certificates, TLS against a
+# plaintext listener: not an outage) before the runtime ends with its reason in the termination
+# message (seconds). The restart reads the mounted Secret files again.
+KAFKA_REFUSED_LIMIT_S: Final = 60.0
 
 # --- Key headers (docs/keys-and-headers.md) ---
 KEY_LEN_HEADER: Final = "__key_len"

@@ -6,7 +6,8 @@ sinks by their config `type`, the forwarder and the HTTP server, and owns their 
 `udsink runtime`): it reads and validates the config (exit 2 with the field named when it is
 invalid), runs until the source is exhausted, SIGTERM/SIGINT or a changed Secret file
 (`secret_files`: the kubelet starts it again with the new value), and exits 0 after a clean
-drain.
+drain. Kafka brokers refusing a connection for `KAFKA_REFUSED_LIMIT_S` end it the same way,
+with the reason in the termination message and exit code 3 (`refusal`).
 
 Health: /readyz is 200 when the source is connected (for Kafka: brokers reachable, no commit
 stuck on the broker), every sink is reachable and no secondary sink holds the batch past its
@@ -71,6 +72,7 @@ from sink_runtime.dataplane.protocols import (
     SinkRole,
     Source,
 )
+from sink_runtime.dataplane.refusal import stop_on_refusal, write_termination_message
 from sink_runtime.dataplane.secret_files import SecretFileWatch
 from sink_runtime.dataplane.sinks.blackhole import BlackholeSink
 from sink_runtime.dataplane.sinks.log import LogSink
@@ -101,11 +103,13 @@ LIVENESS_SLACK_S = 60.0
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_CONFIG = 2
+EXIT_KAFKA_REFUSED = 3
 
 
-def _reason(part: object) -> str:
-    """A source's or sink's own words for why it is not ready ("" when it has none)."""
-    why = getattr(part, "not_ready_reason", None)
+def _reason(part: object, words: str = "not_ready_reason") -> str:
+    """A source's or sink's own words for why it is not ready, or with `words` another of
+    its reasons ("" when it has none)."""
+    why = getattr(part, words, None)
     return str(why()) if callable(why) else ""
 
 
@@ -225,6 +229,12 @@ class DataPlane:
         if self.forwarder.stuck:
             return False, self.forwarder.stuck
         return True, ""
+
+    def refused(self) -> str:
+        """What the Kafka brokers refuse now (credentials, certificates), in the parts' own
+        words; "" when nothing is refused."""
+        parts = [self.source, *self.sinks.by_role().values()]
+        return "; ".join(why for why in (_reason(p, "refused_reason") for p in parts) if why)
 
     def liveness(self) -> tuple[bool, str]:
         """Live unless a part stopped making the progress it should (module doc)."""
@@ -378,9 +388,17 @@ def startup_limit_s(config: RuntimeConfig) -> float:
     return max(timeouts, default=0.0) + LIVENESS_SLACK_S
 
 
-async def run_dataplane(config: RuntimeConfig, *, handle_signals: bool = True) -> int:
+async def run_dataplane(
+    config: RuntimeConfig,
+    *,
+    handle_signals: bool = True,
+    termination_message_path: str = constants.TERMINATION_MESSAGE_PATH,
+    refused_limit_s: float = constants.KAFKA_REFUSED_LIMIT_S,
+) -> int:
     """Run one data plane to completion; SIGTERM/SIGINT stop it gracefully, and so does a
-    change of a Secret file a Kafka connection reads (`secret_files`). An exit code."""
+    change of a Secret file a Kafka connection reads (`secret_files`) and a Kafka refusal
+    lasting `refused_limit_s` (`refusal`: its reason goes to `termination_message_path`).
+    An exit code."""
     # Before the clients are made, so a change while they start is not missed.
     watch = SecretFileWatch.of(config)
     dp = DataPlane(config)
@@ -389,6 +407,8 @@ async def run_dataplane(config: RuntimeConfig, *, handle_signals: bool = True) -
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, dp.stop)
     watching = asyncio.ensure_future(watch.stop_on_change(dp.stop)) if watch else None
+    refusal = asyncio.ensure_future(stop_on_refusal(dp.refused, dp.stop, limit_s=refused_limit_s))
+    refused = False
     try:
         await dp.run()
     except (SinkError, FileSourceError) as err:
@@ -400,13 +420,18 @@ async def run_dataplane(config: RuntimeConfig, *, handle_signals: bool = True) -
     finally:
         if watching is not None:
             watching.cancel()
+        refused = refusal.done()
+        if refused:
+            write_termination_message(termination_message_path, refusal.result())
+        else:
+            refusal.cancel()
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
     logger.info(
         "data plane stopped: %d messages acknowledged", int(dp.metrics.value("udsink_acked_total"))
     )
-    return EXIT_OK
+    return EXIT_KAFKA_REFUSED if refused else EXIT_OK
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

@@ -7,7 +7,9 @@ the mTLS listener, TLS against the plaintext listener, plaintext against a TLS o
 librdkafka reports as nothing but closed connections). Locally (`udsink offsets`, `udsink
 run`) the command ends within REFUSAL_BOUND_S with exit 1 and one message naming the UDSink
 field, the Secret key and librdkafka's reason; in a pod (the data plane as its container runs
-it) /readyz and the log say the same within the bound. No output holds a secret's value.
+it) /readyz and the log say the same within the bound, and a refusal that lasts ends the data
+plane with exit 3 and the same words in its termination message (for the UDSink's status). No
+output holds a secret's value.
 """
 
 from __future__ import annotations
@@ -25,13 +27,17 @@ from udsink_cli.main import main as udsink
 from sink_runtime.config import (
     BatchConfig,
     BlackholeSinkConfig,
+    KafkaSinkConfig,
     KafkaSourceConfig,
+    ObservabilityConfig,
     RuntimeConfig,
 )
+from sink_runtime.dataplane.app import EXIT_KAFKA_REFUSED, run_dataplane
 from tests.support.dataplane_process import DataPlaneProcess
 from tests.support.kafka_broker import KafkaBroker
 from tests.support.local_run import run_to_end
 from tests.support.local_run import udsink_file as write_udsink
+from tests.support.ports import free_port
 from tests.support.secured_kafka import PASSWORD, USERNAME, Client, client, secret_values
 
 pytestmark = pytest.mark.kafka
@@ -203,3 +209,64 @@ def test_a_pod_says_why_in_readyz_and_its_log(kafka_broker: KafkaBroker, tmp_pat
     finally:
         dp.stop()
     assert_no_secrets(kafka_broker, dp.log() + body)
+
+
+# A bound of the test's own: the pod's is KAFKA_REFUSED_LIMIT_S, the same code path.
+TEST_REFUSED_LIMIT_S = 3.0
+
+
+@pytest.mark.parametrize("where", ["source", "sink"])
+async def test_a_lasting_refusal_ends_the_runtime_with_its_reason(
+    kafka_broker: KafkaBroker, where: str, tmp_path: Path
+) -> None:
+    """A wrong password on the source, or on the primary Kafka sink (the source plaintext,
+    a record waiting): the data plane drains, writes why to the termination message file
+    and exits 3; nothing is committed."""
+    bad = client(kafka_broker, "scram-sha-512", tmp_path / "s")
+    bad = bad.with_secret(PASSWORD, WRONG_PASSWORD, tmp_path)
+    topic = kafka_broker.create_topic(kafka_broker.unique_topic("orders"))
+    kafka_broker.produce(topic, [{"value": b"v"}])
+    group = f"shop.refused-{where}"
+    if where == "source":
+        source = KafkaSourceConfig(
+            brokers=[bad.address], topics=[topic], consumer_group=group, **bad.runtime(tmp_path)
+        )
+        sink: BlackholeSinkConfig | KafkaSinkConfig = BlackholeSinkConfig()
+    else:
+        source = KafkaSourceConfig(
+            brokers=[kafka_broker.bootstrap],
+            topics=[topic],
+            consumer_group=group,
+            start_offset="earliest",
+        )
+        sink = KafkaSinkConfig(brokers=[bad.address], topic=f"{topic}-out", **bad.runtime(tmp_path))
+    config = RuntimeConfig(
+        name=f"refused-{where}",
+        namespace="shop",
+        source=source,
+        sink=sink,
+        batch=BatchConfig(size=10, timeout_ms=100),
+        shutdown_grace_ms=2000,
+        observability=ObservabilityConfig(metrics_host="127.0.0.1", metrics_port=free_port()),
+    )
+    termination_log = tmp_path / "termination-log"
+    termination_log.write_text("")  # the kubelet provides the file
+    code = await run_dataplane(
+        config,
+        handle_signals=False,
+        termination_message_path=str(termination_log),
+        refused_limit_s=TEST_REFUSED_LIMIT_S,
+    )
+    message = termination_log.read_text()
+    assert code == EXIT_KAFKA_REFUSED, message
+    field = "spec.source.kafka" if where == "source" else "spec.sink.kafka"
+    assert message.startswith(
+        f"kafka refused the connection for {TEST_REFUSED_LIMIT_S:.0f}s: "
+        + ("kafka source: " if where == "source" else "kafka sink primary: ")
+    ), message
+    assert f"{field}.sasl.scramsha512.passwordSecret (Secret 'kafka-user' key 'password')" in (
+        message
+    )
+    assert "SASL authentication error" in message
+    assert_no_secrets(kafka_broker, message)
+    assert kafka_broker.committed(group, topic) == {}

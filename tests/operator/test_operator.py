@@ -13,6 +13,7 @@ from sink_runtime.config.errors import FALLBACK_NEEDED
 from tests.support.emulated_apiserver import (
     DEPLOYMENTS_PATH,
     NAMESPACE,
+    PODS_PATH,
     SECRETS_PATH,
     UDSINK_PATH,
     UDSINKS,
@@ -41,6 +42,14 @@ NEEDS_KAFKA_CA = {
 }
 DEPLOYMENTS = "apps/v1/deployments"
 CONFIGMAPS = "v1/configmaps"
+# The status of an "orders" Deployment with both replicas ready on the first template.
+ALL_READY = {
+    "replicas": 2,
+    "readyReplicas": 2,
+    "updatedReplicas": 2,
+    "availableReplicas": 2,
+    "observedGeneration": 1,
+}
 SERVICES = "v1/services"
 
 
@@ -178,14 +187,7 @@ async def test_status_follows_the_deployment(emulator: ApplyingEmulator) -> None
             "lastTransitionTime"
         ]
 
-        all_ready = {
-            "replicas": 2,
-            "readyReplicas": 2,
-            "updatedReplicas": 2,
-            "availableReplicas": 2,
-            "observedGeneration": 1,
-        }
-        await patch(emulator, f"{DEPLOYMENTS_PATH}/orders/status", {"status": all_ready})
+        await patch(emulator, f"{DEPLOYMENTS_PATH}/orders/status", {"status": ALL_READY})
         await eventually(lambda: _status(emulator).get("phase") == constants.PHASE_RUNNING)
         status = _status(emulator)
         assert status["readyReplicas"] == 2
@@ -217,6 +219,89 @@ async def test_status_follows_the_deployment(emulator: ApplyingEmulator) -> None
         # The config is still valid: only the Deployment is in trouble.
         assert _condition({"status": status}, "ConfigValid")["status"] == "True"
         assert _condition({"status": status}, "Ready")["lastTransitionTime"] >= pending_since
+
+
+REFUSED = (
+    "kafka refused the connection for 60s: kafka source: the brokers refused the "
+    "SCRAM-SHA-512 credentials of spec.source.kafka.sasl.scramsha512.passwordSecret "
+    "(Secret 'kafka-user' key 'password'): SASL authentication error"
+)
+
+
+def runtime_pod(udsink: str, pod: str, *, ready: bool, message: str) -> dict[str, Any]:
+    """A pod of `udsink` whose runtime container restarted after ending with `message`."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod,
+            "namespace": NAMESPACE,
+            "labels": {
+                constants.LABEL_MANAGED_BY: constants.FIELD_MANAGER,
+                constants.LABEL_UDSINK: udsink,
+            },
+        },
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "containerStatuses": [
+                {
+                    "name": rc.CONTAINER_RUNTIME,
+                    "ready": ready,
+                    "restartCount": 1,
+                    "state": {"running": {}},
+                    "lastState": {"terminated": {"exitCode": 3, "message": message}},
+                }
+            ],
+        },
+    }
+
+
+async def test_a_runtime_that_ended_with_a_message_shows_it_in_ready(
+    emulator: ApplyingEmulator,
+) -> None:
+    async with running_operator(emulator):
+        await create(emulator, UDSINK_PATH, udsink_object())
+        await eventually(lambda: _status(emulator).get("phase") == constants.PHASE_PENDING)
+        # Both pods run the latest template; none is ready.
+        none_ready = {**ALL_READY, "readyReplicas": 0, "availableReplicas": 0}
+        await patch(emulator, f"{DEPLOYMENTS_PATH}/orders/status", {"status": none_ready})
+        await eventually(lambda: _status(emulator).get("message") == "0/2 replicas ready")
+        # Another UDSink's failing pod is not this one's business.
+        await create(
+            emulator, PODS_PATH, runtime_pod("payments", "payments-1", ready=False, message="x")
+        )
+        # Nothing in the Deployment changes: the pod's own event brings the message.
+        await create(
+            emulator, PODS_PATH, runtime_pod("orders", "orders-1", ready=False, message=REFUSED)
+        )
+        ready = await eventually(
+            lambda: (
+                _condition(stored(emulator, UDSINKS, "orders"), "Ready")["reason"]
+                == constants.REASON_RUNTIME_FAILING
+                and _condition(stored(emulator, UDSINKS, "orders"), "Ready")
+            )
+        )
+        assert ready["status"] == "False"
+        assert ready["message"] == f"0/2 replicas ready; pod orders-1: {REFUSED}"
+        assert _status(emulator)["message"] == ready["message"]
+        # Only the UDSinks' pods are watched, and only this UDSink's are listed.
+        selectors = {
+            r.params.get("labelSelector")
+            for r in emulator
+            if r.url.path == PODS_PATH and r.method.value == "GET"
+        }
+        assert selectors == {
+            f"{constants.LABEL_MANAGED_BY}={constants.FIELD_MANAGER}",
+            f"{constants.LABEL_UDSINK}=orders",
+        }
+
+        # Every replica ready: the message goes, though the pods keep their last state.
+        await patch(emulator, f"{PODS_PATH}/orders-1", {"status": {"conditions": []}})
+        await patch(emulator, f"{DEPLOYMENTS_PATH}/orders/status", {"status": ALL_READY})
+        await eventually(lambda: _status(emulator).get("phase") == constants.PHASE_RUNNING)
+        ready = _condition(stored(emulator, UDSINKS, "orders"), "Ready")
+        assert (ready["status"], ready["reason"]) == ("True", "ReplicasReady")
+        assert ready["message"] == "2/2 replicas ready"
 
 
 async def test_invalid_spec_creates_nothing_and_reports_it(emulator: ApplyingEmulator) -> None:

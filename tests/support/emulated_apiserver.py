@@ -60,11 +60,23 @@ class ApplyingEmulator(kmock.KubernetesEmulator):
     """kmock's emulator with the API-server behaviours the operator relies on: server-side
     apply creates a missing object; every write gets a new resourceVersion, and a write that
     names an older one is refused with 409 (optimistic concurrency); a change of `spec`
-    increments `metadata.generation`; `generateName` yields a name; a dry run stores nothing.
-    kopf uses the resourceVersions to skip the echoes of its own patches, as against a real
-    server."""
+    increments `metadata.generation`; `generateName` yields a name; a dry run stores nothing;
+    a list answers only the objects its equality `labelSelector` (k=v,...) selects. kopf uses
+    the resourceVersions to skip the echoes of its own patches, as against a real server."""
 
     _versions = itertools.count(100)
+
+    async def _serve_list(self, request: kmock.Request) -> Any:
+        found = await super()._serve_list(request)
+        selector = request.params.get("labelSelector")
+        if selector:
+            wanted = dict(term.split("=", 1) for term in selector.split(","))
+            found["items"] = [
+                item
+                for item in found["items"]
+                if wanted.items() <= ((item.get("metadata") or {}).get("labels") or {}).items()
+            ]
+        return found
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         if dry_run(request) and isinstance(request.data, dict):
@@ -277,6 +289,7 @@ async def serving_emulator(
             ("v1/services", "Service"),
             ("v1/secrets", "Secret"),
             ("v1/events", "Event"),
+            ("v1/pods", "Pod"),
         ]:
             emu.resources[res] = kmock.ResourceInfo(
                 kind=kind,
@@ -376,6 +389,7 @@ UDSINK_PATH = f"/apis/{UDSINKS.rsplit('/', 1)[0]}/namespaces/{NAMESPACE}/{consta
 DEPLOYMENTS_PATH = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments"
 CONFIGMAPS_PATH = f"/api/v1/namespaces/{NAMESPACE}/configmaps"
 SECRETS_PATH = f"/api/v1/namespaces/{NAMESPACE}/secrets"
+PODS_PATH = f"/api/v1/namespaces/{NAMESPACE}/pods"
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 

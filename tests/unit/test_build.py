@@ -506,6 +506,10 @@ def test_runtime_container() -> None:
     assert mounts[rc.SOCKET_DIR]["name"] == constants.VOLUME_SOCKETS
     assert mounts["/tmp"]["name"] == constants.VOLUME_TMP  # writable scratch, root fs read-only
     assert "restartPolicy" not in runtime
+    # Where the runtime leaves why it ended, for the UDSink's status; the sinks' are their own.
+    assert runtime["terminationMessagePath"] == rc.TERMINATION_MESSAGE_PATH
+    assert runtime["terminationMessagePolicy"] == "File"
+    assert "terminationMessagePath" not in container(pod_of(children(udsink())), "udsink")
 
 
 def test_runtime_image_and_resources() -> None:
@@ -952,7 +956,7 @@ def test_up_to_date_ignores_server_filled_fields() -> None:
     live["metadata"]["resourceVersion"] = "7"
     live["metadata"]["managedFields"] = [{"manager": "udsink-operator"}]
     live["spec"]["strategy"] = {"type": "RollingUpdate"}
-    live["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"] = "/dev/term"
+    live["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = "IfNotPresent"
     live["status"] = {"replicas": 1}
     assert drift.up_to_date(desired, live)
 

@@ -6,7 +6,7 @@ import datetime
 from typing import Any
 
 import pytest
-from udsink_operator import api, status
+from udsink_operator import api, constants, status
 
 T0 = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
 T1 = T0 + datetime.timedelta(minutes=5)
@@ -259,3 +259,88 @@ def test_every_status_written_is_the_schema_s_shape(kwargs: dict[str, Any]) -> N
     result = derive(**kwargs)
     model = api.UDSinkStatus.model_validate(result)
     assert model.model_dump(by_alias=True, exclude_none=True, mode="json") == result
+
+
+# --- why the runtime container last ended, from the pods ---
+
+ENDED = "kafka refused the connection for 60s: spec.source.kafka.sasl ... key 'password'"
+
+
+def pod(name: str, *, ready: bool, container: str = "runtime", **states: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "containerStatuses": [{"name": container, **states}],
+        },
+    }
+
+
+def ended(message: str) -> dict[str, Any]:
+    return {"terminated": {"exitCode": 3, "message": message}}
+
+
+@pytest.mark.parametrize(
+    ("pods", "expected"),
+    [
+        ([], ""),
+        # Restarted and running again, or waiting in back-off: the last end is what counts.
+        ([pod("a", ready=False, state={"running": {}}, lastState=ended(ENDED))], f"pod a: {ENDED}"),
+        ([pod("a", ready=False, state=ended(ENDED))], f"pod a: {ENDED}"),
+        # A ready pod's old end is history; an end without a message says nothing.
+        ([pod("a", ready=True, state={"running": {}}, lastState=ended(ENDED))], ""),
+        ([pod("a", ready=False, lastState=ended(""))], ""),
+        # Only the runtime's words: a sink container's message is the sink author's.
+        ([pod("a", ready=False, container="udsink", lastState=ended("boom"))], ""),
+        # Several pods: one, the same one each time.
+        (
+            [
+                pod("b", ready=False, lastState=ended("second")),
+                pod("a", ready=False, lastState=ended("first")),
+            ],
+            "pod a: first",
+        ),
+    ],
+)
+def test_runtime_failure_from_pods(pods: list[dict[str, Any]], expected: str) -> None:
+    assert status.runtime_failure(pods) == expected
+
+
+def test_runtime_failure_is_cut_to_its_bound() -> None:
+    long = "x" * (constants.RUNTIME_MESSAGE_MAX_CHARS * 4)
+    found = status.runtime_failure([pod("a", ready=False, lastState=ended(long))])
+    assert found == "pod a: " + "x" * constants.RUNTIME_MESSAGE_MAX_CHARS
+
+
+def test_ready_says_why_the_runtime_ended_until_every_replica_is_ready() -> None:
+    why = f"pod a: {ENDED}"
+    failing = status.derive_status(
+        validity=OK,
+        deployment=deployment(ready=1),
+        paused=False,
+        observed_generation=4,
+        selector=SELECTOR,
+        previous=None,
+        now=T0,
+        runtime_failing=why,
+    )
+    ready = {c["type"]: c for c in failing["conditions"]}["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", constants.REASON_RUNTIME_FAILING)
+    assert ready["message"] == failing["message"] == f"1/2 replicas ready; {why}"
+    assert failing["phase"] == constants.PHASE_RUNNING
+    # Ready, paused or invalid: the message has nothing to explain.
+    for kwargs in (
+        {"deployment": deployment()},
+        {"deployment": deployment(ready=0), "paused": True},
+        {"deployment": deployment(ready=0), "validity": status.Validity.invalid("bad")},
+    ):
+        args: dict[str, Any] = {"validity": OK, "paused": False, **kwargs}
+        derived = status.derive_status(
+            **args,
+            observed_generation=4,
+            selector=SELECTOR,
+            previous=None,
+            now=T0,
+            runtime_failing=why,
+        )
+        assert why not in str(derived), kwargs

@@ -138,6 +138,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - apiGroups: [""]
   resources: ["configmaps", "services"]
   verbs: ["get", "create", "patch"]
+# Pods: listed while a UDSink misses ready replicas, to put why its runtime container last
+# ended (its termination message) into the UDSink's status; watched (only the UDSinks' own,
+# by label) because such a restart changes nothing in the Deployment's status.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
 {{- if .Values.secretCheck }}
 # Secrets: read only, to check that the keys a UDSink references exist (secretCheck).
 - apiGroups: [""]

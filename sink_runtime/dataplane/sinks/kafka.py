@@ -177,6 +177,12 @@ class KafkaSink:
             return f"{self.name} sink: {self._refused}"
         return ""
 
+    def refused_reason(self) -> str:
+        """Why the brokers refuse this producer while they do not answer ("" otherwise)."""
+        if self._refused is None or self._reachable or self._closed:
+            return ""
+        return f"kafka sink {self.name}: {self._refused}"
+
     async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, fn, *args)

@@ -501,6 +501,12 @@ class KafkaSource:
             return f"kafka commit waiting on the broker for {waited:.0f}s"
         return ""
 
+    def refused_reason(self) -> str:
+        """Why the brokers refuse this consumer while it is not connected ("" otherwise)."""
+        if self._connected or self._closed:
+            return ""
+        return f"kafka source: {self._refused}" if self._refused else ""
+
     def _commit_wait(self) -> float:
         """How long the oldest commit has waited for its answer (0 when none waits)."""
         commits = list(self._commits.values())  # read from the loop too
