@@ -128,7 +128,9 @@ async def test_sigterm_during_a_broker_outage_exits(
         with data_plane(tmp_path, config) as dp:
             await eventually(lambda: len(sink.ids()) > 100, 60, "flowing", dp.describe)
             broker.kill()
-            await asyncio.sleep(2)
+            await eventually(
+                lambda: dp.get("/readyz")[0] == 503, 10, "/readyz sees the outage", dp.describe
+            )
             dp.send_signal(signal.SIGTERM)
             code = dp.wait(40)
             broker.start()
@@ -162,6 +164,8 @@ async def test_a_hung_sink_with_sigterm_exits_and_commits_nothing_unhandled(
         kafka_broker, tmp_path, "hang-term", records=300, sink_args=hang, write_timeout_ms=60_000
     ) as sc:
         await eventually(lambda: len(sc.sink.ids()) == 100, 60, "first batch", sc.dp.describe)
+        # The second batch is sent and the sink hangs on it; the sink says nothing when it
+        # hangs, so a short window puts the SIGTERM inside that wait.
         await asyncio.sleep(1)
         sc.dp.send_signal(signal.SIGTERM)
         assert sc.dp.wait(30) is not None, sc.dp.describe()
@@ -264,6 +268,8 @@ async def test_an_evicted_member_does_not_deliver_its_read_ahead_batch(
                 await eventually(
                     lambda: len(a.deliveries()) >= 100, 60, "a's slow batch", dp_a.describe
                 )
+                # That a delivers nothing more is the claim: a window long enough for its
+                # read-ahead batch to have gone out had it been delivered.
                 await asyncio.sleep(5)
                 in_flight = {i for _, i in a.deliveries()[:100]}
                 first_by_b: dict[str, float] = {}
@@ -362,8 +368,9 @@ async def test_an_undeliverable_dead_letter_has_a_last_resort(
                     dp.describe,
                 )
                 assert dp.get("/livez")[0] == 200, dp.describe()
+                # Nothing at or after the stuck record is committed (a window: no commit is
+                # the claim, and two seconds hold several commit rounds).
                 await asyncio.sleep(2)
-                # Nothing at or after the stuck record is committed.
                 assert kafka_broker.committed(grp, topic).get(0, 0) <= 50, dp.describe()
                 assert_commits_covered(kafka_broker, grp, topic, s.ids(), dp)
 

@@ -308,7 +308,8 @@ async def test_commit_failure_is_counted_and_batch_redelivered(
     caplog.set_level(logging.WARNING, logger="sink_runtime.dataplane.sources.kafka")
     async with started(config, metrics) as source:
         batches = await read_at_least(source, 3)
-        # Handling takes longer than the poll interval: the member is evicted meanwhile.
+        # Handling takes longer than the poll interval: the member is evicted meanwhile (the
+        # time itself is the fault, so it is waited out).
         await asyncio.sleep(7)
         for batch in batches:
             await source.ack(batch)  # must not raise
