@@ -74,7 +74,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -99,7 +99,7 @@ from sink_runtime.dataplane.keyheaders import (
     key_header_name,
 )
 from sink_runtime.dataplane.metrics import TIMESTAMP_CLAMPED, UNCONVERTIBLE, Metrics
-from sink_runtime.dataplane.protocols import SourceBatch
+from sink_runtime.dataplane.protocols import BatchMustRestart, CommitWith, SourceBatch
 from sink_runtime.dataplane.sources.kafka_record import (
     ACCELERATED,
     LATEST_EVENT_TIME,
@@ -865,6 +865,57 @@ class KafkaSource:
         self._waiters.append(_Waiter(committed, loop, time.monotonic() + COMMIT_WAIT_S))
         self._commit_due()
 
+    async def commit_with(
+        self, batch: SourceBatch, delivered: Sequence[Datum], commit: CommitWith
+    ) -> int:
+        """Commit `batch`'s offsets through `commit` (a transaction holding the records written
+        for `delivered`), then count the batch handled and committed (TransactionalSource).
+
+        The partitions of the delivered datums must still be this member's, with nothing
+        before the batch uncommitted: otherwise the transaction would carry records whose
+        offsets it cannot commit, so BatchMustRestart (the forwarder starts the batch again,
+        and delivers only what is still owned). Partitions lost before the delivery began had
+        nothing written: their records go to the new owner, and their offsets are not ours.
+        """
+        token = batch.token
+        if token is None:
+            return 0
+        if not isinstance(token, ReadToken):
+            raise TypeError(f"kafka source: commit_with() got a batch it did not read ({token!r})")
+        if self._consumer is None or self._closed:
+            raise BatchMustRestart("kafka source: the consumer is gone; the batch is redelivered")
+        try:
+            ends, group = await self._owner.submit(self._transaction_offsets, token)
+        except KafkaSourceError as err:
+            raise BatchMustRestart(f"kafka source: {err}") from None
+        written = {_partition_of(d.id) for d in delivered}
+        lost = written - set(ends)
+        if lost:
+            raise BatchMustRestart(
+                f"kafka source: {_names_of(lost)} changed owner during the batch; its records "
+                "go to the new owner"
+            )
+        offsets = {p: ends[p] for p in written}
+        await commit(offsets, group)
+        try:
+            return await self._owner.submit(self._committed_in_transaction, token, offsets)
+        except KafkaSourceError:
+            return 0  # committed with the transaction; only the count is lost
+
+    def _transaction_offsets(self, token: ReadToken) -> tuple[dict[Partition, int], object]:
+        consumer = self._consumer
+        if consumer is None:
+            raise KafkaSourceError("the consumer is gone")
+        return self._ledger.next_ends(token), consumer.consumer_group_metadata()
+
+    def _committed_in_transaction(self, token: ReadToken, offsets: dict[Partition, int]) -> int:
+        self._ledger.handled(token)
+        owned = self._ledger.owned()
+        kept = {p: o for p, o in offsets.items() if owned.get(p) == token.tenures[p]}
+        if not kept:
+            return 0
+        return self._ledger.commit_answered(self._ledger.commit_sent(kept))
+
     def _idle_wait(self) -> float:
         """How long the owner thread may wait for a job: a commit's answer is served soon,
         and acked batches are committed when the interval has passed."""
@@ -1222,6 +1273,10 @@ def _idle_tick() -> float:
 
 def _names(partitions: list[Any]) -> str:
     return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions)
+
+
+def _names_of(partitions: Iterable[Partition]) -> str:
+    return ", ".join(f"{t}[{p}]" for t, p in sorted(partitions))
 
 
 __all__ = ["KafkaSource", "KafkaSourceError"]
