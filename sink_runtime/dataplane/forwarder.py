@@ -37,7 +37,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import AsyncGenerator, Coroutine, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, cast
@@ -336,36 +336,18 @@ class Forwarder:
         if self.transaction is not None:
             await self._run_in_transactions(self.transaction)
             return
-        ahead: asyncio.Future[SourceBatch] | None = None
         acks: list[asyncio.Future[None]] = []
         try:
-            while not self._stop.is_set():
-                if ahead is None:
-                    if self.source.exhausted:
-                        break
-                    ahead = self._start_read()
-                batch = await self._take(ahead)
-                ahead = None
-                self._stepped()
-                if batch is None or not batch.datums:
-                    continue
-                started = time.monotonic()
-                if not self._stop.is_set() and not self.source.exhausted:
-                    ahead = self._start_read()
-                n = len(batch.datums)
-                self.metrics.read.inc(n)
-                self.in_flight = n
-                await self.forward(batch)
-                acks = [a for a in acks if not a.done()]
-                if len(acks) >= MAX_ACKS_IN_FLIGHT:
-                    await acks.pop(0)
-                acks.append(asyncio.ensure_future(self._ack(batch, started)))
-                self.in_flight = 0
+            async with contextlib.aclosing(self._batches()) as batches:
+                async for batch, started in batches:
+                    await self.forward(batch)
+                    acks = [a for a in acks if not a.done()]
+                    if len(acks) >= MAX_ACKS_IN_FLIGHT:
+                        await acks.pop(0)
+                    acks.append(asyncio.ensure_future(self._ack(batch, started)))
             while acks:
                 await acks.pop(0)
         finally:
-            if ahead is not None:
-                await self._abandon(ahead)
             if acks:
                 # Left early: a failure finishes the pending commits of finished batches; a
                 # cancellation (the hard deadline) abandons them (the batches are redelivered).
@@ -377,10 +359,10 @@ class Forwarder:
                     with contextlib.suppress(asyncio.CancelledError):
                         await a
 
-    async def _run_in_transactions(self, transaction: Transaction) -> None:
-        """run() for exactly-once: one read ahead, and each batch forwarded and committed in
-        a transaction of its own before the next one starts (the next batch's writes must not
-        join this one's transaction)."""
+    async def _batches(self) -> AsyncGenerator[tuple[SourceBatch, float], None]:
+        """The batches to forward, in source order, each with when it was taken; the next
+        one is read while the caller forwards this one. A read ahead when the loop ends is
+        abandoned (nothing after it was acknowledged, so nothing is lost)."""
         ahead: asyncio.Future[SourceBatch] | None = None
         try:
             while not self._stop.is_set():
@@ -398,11 +380,19 @@ class Forwarder:
                     ahead = self._start_read()
                 self.metrics.read.inc(len(batch.datums))
                 self.in_flight = len(batch.datums)
-                await self._forward_in_transaction(transaction, batch, started)
+                yield batch, started
                 self.in_flight = 0
         finally:
             if ahead is not None:
                 await self._abandon(ahead)
+
+    async def _run_in_transactions(self, transaction: Transaction) -> None:
+        """run() for exactly-once: each batch forwarded and committed in a transaction of its
+        own before the next one starts (the next batch's writes must not join this one's
+        transaction)."""
+        async with contextlib.aclosing(self._batches()) as batches:
+            async for batch, started in batches:
+                await self._forward_in_transaction(transaction, batch, started)
 
     async def _forward_in_transaction(
         self, transaction: Transaction, batch: SourceBatch, started: float

@@ -223,6 +223,22 @@ def logged(dp: DataPlaneProcess, *texts: str) -> bool | None:
     return True if any(t in log for t in texts) else None
 
 
+async def until_logged(dp: DataPlaneProcess, what: str, *texts: str) -> None:
+    await until_async(partial(logged, dp, *texts), what, within=WAIT_S, details=dp.describe)
+
+
+async def frozen_exactly_once(
+    pipeline: Pipeline, processes: list[DataPlaneProcess], name: str
+) -> DataPlaneProcess:
+    """An exactly-once data plane on the produced input, frozen mid-transaction."""
+    await asyncio.to_thread(produce_input, pipeline)
+    dp = pipeline.data_plane(name, exactly_once=True)
+    processes.append(dp)
+    mid = partial(open_transaction, pipeline.broker, pipeline.output)
+    await asyncio.to_thread(freeze_mid_transaction, dp, mid)
+    return dp
+
+
 def assert_exactly_once(p: Pipeline) -> None:
     """Every input record exactly once in output + dead-letter, in order per partition."""
     seen = read_committed(p.broker, p.output)
@@ -291,11 +307,7 @@ async def test_sigkill_mid_transaction(
 async def test_a_zombie_that_keeps_producing_is_fenced(
     pipeline: Pipeline, processes: list[DataPlaneProcess]
 ) -> None:
-    await asyncio.to_thread(produce_input, pipeline)
-    zombie = pipeline.data_plane("zombie", exactly_once=True)
-    processes.append(zombie)
-    mid = partial(open_transaction, pipeline.broker, pipeline.output)
-    await asyncio.to_thread(freeze_mid_transaction, zombie, mid)
+    zombie = await frozen_exactly_once(pipeline, processes, "zombie")
     heir = pipeline.data_plane("heir", exactly_once=True)
     processes.append(heir)
     # The heir takes every partition once the zombie's session expired, and commits it all
@@ -304,33 +316,22 @@ async def test_a_zombie_that_keeps_producing_is_fenced(
     zombie.send_signal(signal.SIGCONT)
     # The zombie finishes its batch's writes and tries to commit them with its old
     # generation: refused, so its transaction is aborted.
-    await until_async(
-        partial(logged, zombie, "starts again", "not committed"),
-        "the zombie's transaction aborted",
-        within=WAIT_S,
-        details=zombie.describe,
-    )
+    await until_logged(zombie, "the zombie's transaction aborted", "starts again", "not committed")
     assert await heir.stopped() == 0, heir.describe()
     assert await zombie.stopped() == 0, zombie.describe()
     await asyncio.to_thread(assert_exactly_once, pipeline)
 
 
-async def test_broker_killed_mid_transaction(
-    pipeline: Pipeline, processes: list[DataPlaneProcess], broker_restored: KafkaBroker
+@pytest.mark.parametrize("how", ["kill", "stop"])
+async def test_broker_gone_mid_transaction(
+    pipeline: Pipeline, processes: list[DataPlaneProcess], broker_restored: KafkaBroker, how: str
 ) -> None:
-    await asyncio.to_thread(produce_input, pipeline)
-    dp = pipeline.data_plane("eos", exactly_once=True)
-    processes.append(dp)
-    mid = partial(open_transaction, pipeline.broker, pipeline.output)
-    await asyncio.to_thread(freeze_mid_transaction, dp, mid)
-    await asyncio.to_thread(broker_restored.kill)
+    dp = await frozen_exactly_once(pipeline, processes, "eos")
+    await asyncio.to_thread(getattr(broker_restored, how))
     dp.send_signal(signal.SIGCONT)
     # The data plane meets the dead broker mid-transaction, then the broker comes back.
-    await until_async(
-        partial(logged, dp, "starts again", "unreachable"),
-        "the data plane noticing the broker is gone",
-        within=WAIT_S,
-        details=dp.describe,
+    await until_logged(
+        dp, "the data plane noticing the broker is gone", "starts again", "unreachable"
     )
     await asyncio.to_thread(broker_restored.start)
     await run_to_the_end(pipeline, dp)
