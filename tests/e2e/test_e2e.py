@@ -22,40 +22,37 @@ from udsink_operator import constants
 from sink_runtime.config import KafkaSourceConfig, RuntimeConfig
 from sink_runtime.config import constants as runtime_constants
 from sink_runtime.config.errors import FALLBACK_NEEDED
-from tests.e2e.conftest import (
+from tests.e2e.support.control_plane import ControlPlane, condition, get_or_none
+from tests.e2e.support.helm_release import (
+    OperatorRun,
+    assert_helm_test_passes,
+    ensure_namespace,
+    installed,
+    rechecks,
+    uninstall,
+)
+from tests.e2e.support.node import EXAMPLE_SINKS_IMAGE, PROJECT_VERSION
+from tests.e2e.support.pods import pod_report, pods_of, ready_pods
+from tests.e2e.support.reports import eventually
+from tests.e2e.support.udsinks import (
     ARGOCD_MANAGER,
-    EXAMPLE_SINKS_IMAGE,
     GITOPS,
     MINIMAL,
     MIRROR,
     MIRROR_SECRETS,
-    PROJECT_VERSION,
-    ControlPlane,
-    OperatorRun,
-    UDSinkWatch,
     all_children,
-    assert_helm_test_passes,
     children,
-    condition,
-    ensure_namespace,
-    eventually,
     example,
     explain,
-    get_or_none,
-    install_operator,
     newer_than,
-    pod_report,
-    pods_of,
-    ready_pods,
-    rechecks,
     resource_versions,
     runnable,
     settled,
     udsink_in_phase,
     udsink_where,
-    uninstall,
     wait_ready,
 )
+from tests.e2e.support.watch import UDSinkWatch
 from tests.support.kafka_broker import KafkaBroker
 
 # The first test may build the control plane and the node (tens of minutes on a cold machine).
@@ -79,13 +76,12 @@ def watching(no_finalizers: UDSinkWatch) -> None:
 
 @pytest.fixture(scope="class")
 def clusterwide(control_plane: ControlPlane, helm_bin: Path) -> Iterator[OperatorRun]:
-    run = install_operator(
-        control_plane, helm_bin, "udsink", "udsink-system", values=["watch.clusterWide=true"]
-    )
     try:
-        yield run
+        with installed(
+            control_plane, helm_bin, "udsink", "udsink-system", values=["watch.clusterWide=true"]
+        ) as run:
+            yield run
     finally:
-        uninstall(run)
         # The examples' pods stop here rather than compete with later tests for the CPU. Not
         # waited for: each pod drains for its grace period; that nothing blocks a namespace's
         # deletion is asserted by test_delete_and_uninstall_leave_nothing_stuck.
@@ -112,9 +108,7 @@ class TestClusterWide:
         namespace = plane.get_json("namespace", clusterwide.namespace)
         labels = namespace["metadata"]["labels"]
         assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
-        (pod,) = plane.get_json(
-            "pods", "-n", clusterwide.namespace, "-l", "app.kubernetes.io/instance=udsink"
-        )["items"]
+        (pod,) = clusterwide.pods()
         assert condition(pod, "Ready")["status"] == "True"
         (container,) = pod["spec"]["containers"]
         assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
@@ -480,9 +474,7 @@ class TestClusterWide:
     ) -> None:
         text = clusterwide.log_text()
         assert "Forbidden" not in text and " 403" not in text, clusterwide.logs(200)
-        (pod,) = control_plane.get_json(
-            "pods", "-n", clusterwide.namespace, "-l", "app.kubernetes.io/instance=udsink"
-        )["items"]
+        (pod,) = clusterwide.pods()
         (status,) = pod["status"]["containerStatuses"]
         assert status["ready"] and status["restartCount"] == 0, status
 
@@ -492,13 +484,10 @@ class TestClusterWide:
 
 @pytest.fixture(scope="class")
 def namespaced(control_plane: ControlPlane, helm_bin: Path) -> Iterator[OperatorRun]:
-    run = install_operator(
+    with installed(
         control_plane, helm_bin, "team-a-sinks", "team-a", values=["watch.clusterWide=false"]
-    )
-    try:
+    ) as run:
         yield run
-    finally:
-        uninstall(run)
 
 
 class TestSingleNamespace:

@@ -24,25 +24,18 @@ import pytest
 import yaml
 from udsink_operator import constants
 
-from tests.e2e.conftest import (
+from tests.e2e.support.control_plane import ROOT, ControlPlane, condition
+from tests.e2e.support.helm_release import (
     CHART,
-    MINIMAL,
-    ROOT,
-    ControlPlane,
     OperatorRun,
-    UDSinkWatch,
     assert_helm_test_passes,
-    condition,
-    eventually,
-    example,
     helm_test,
-    install_operator,
-    pod_report,
-    pods_of,
-    run_tool,
-    uninstall,
-    wait_ready,
+    installed,
 )
+from tests.e2e.support.pods import pod_report, pods_of
+from tests.e2e.support.reports import Waiter, eventually
+from tests.e2e.support.udsinks import MINIMAL, example, wait_ready
+from tests.e2e.support.watch import UDSinkWatch
 from tests.support.kafka_broker import KafkaBroker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
@@ -105,14 +98,11 @@ def previous(
     failures = [line for line in replaced.stderr.splitlines() if "NotFound" not in line]
     assert replaced.returncode == 0 or not failures, replaced.stderr
     try:
-        run = install_operator(
+        with installed(
             plane, helm_bin, RELEASE, NAMESPACE, values=["watch.clusterWide=false"], chart=old
-        )
-        try:
+        ) as run:
             yield run
-        finally:
-            uninstall(run)
-            plane.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=false")
+        plane.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=false")
     finally:
         # Later tests get the working tree's CRDs back even when this module failed midway.
         apply_crds(plane, CHART)
@@ -130,13 +120,11 @@ def pod_states(plane: ControlPlane) -> dict[str, tuple[bool, int]]:
     return found
 
 
-def operator_pods(plane: ControlPlane, run: OperatorRun) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = plane.get_json(
-        "pods", f"--namespace={run.namespace}", "-l", f"app.kubernetes.io/instance={run.release}"
-    )["items"]
+def operator_pods(run: OperatorRun) -> list[dict[str, Any]]:
+    """The release's pods but `helm test`'s."""
     return [
         p
-        for p in found
+        for p in run.pods()
         if p["metadata"]["labels"].get("app.kubernetes.io/name") != ("udsink-operator-test")
     ]
 
@@ -147,7 +135,7 @@ class TestUpgradeFromThePreviousChart:
     ) -> None:
         plane = control_plane
         # The previous chart's operator pods carry no version label: the upgrade is real.
-        (old_pod,) = operator_pods(plane, previous)
+        (old_pod,) = operator_pods(previous)
         assert "helm.sh/chart" not in old_pod["metadata"]["labels"]
         plane.kubectl(
             "apply", "-f", "-", stdin=example(MINIMAL, broker, name=NAME, namespace=NAMESPACE)
@@ -170,18 +158,14 @@ class TestUpgradeFromThePreviousChart:
         assert plain.returncode != 0, plain.stdout
         assert "Apply failed with 1 conflict: conflict with" in plain.stderr, plain.stderr
         apply_crds(plane, CHART)
-        upgraded = run_tool(
-            [
-                str(previous.helm),
-                "upgrade",
-                RELEASE,
-                str(CHART),
-                f"--namespace={NAMESPACE}",
-                "--reset-then-reuse-values",
-                "--wait",
-                "--timeout=180s",
-            ],
-            env=plane.env(),
+        upgraded = previous.helm_run(
+            "upgrade",
+            RELEASE,
+            str(CHART),
+            f"--namespace={NAMESPACE}",
+            "--reset-then-reuse-values",
+            "--wait",
+            "--timeout=180s",
             timeout=240,
         )
         assert "has been upgraded" in upgraded.stdout, upgraded.stdout
@@ -193,7 +177,7 @@ class TestUpgradeFromThePreviousChart:
             "--timeout=120s",
             timeout=150,
         )
-        (new_pod,) = operator_pods(plane, previous)
+        (new_pod,) = operator_pods(previous)
         assert new_pod["metadata"]["uid"] != old_pod["metadata"]["uid"]
         assert new_pod["metadata"]["labels"]["helm.sh/chart"].startswith("udsink-operator-")
         # The new operator has been through the running UDSink, the only one it watches
@@ -243,7 +227,7 @@ class TestUpgradeFromThePreviousChart:
                 and all(ready for ready, _ in states.values())
             ),
             f"new Ready pods of {NAME} replacing the old ones",
-            lambda: previous.logs() + "\n" + pod_report(plane, NAMESPACE),
+            Waiter(plane, previous, NAMESPACE).report,
             within=180,
         )
         wait_ready(plane, previous, NAMESPACE, NAME, pods=1)
@@ -264,7 +248,7 @@ class TestUpgradeFromThePreviousChart:
             f"--namespace={NAMESPACE}",
         )
         eventually(
-            lambda: not operator_pods(plane, previous),
+            lambda: not operator_pods(previous),
             "the operator's pod gone",
             lambda: pod_report(plane, NAMESPACE),
         )

@@ -15,7 +15,7 @@ import json
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +28,12 @@ from udsink_operator import constants
 
 from sink_runtime.config import constants as runtime_constants
 from sink_runtime.config import memory as runtime_memory
-from tests.e2e.conftest import (
-    EXAMPLE_SINKS_IMAGE,
-    ControlPlane,
-    Node,
-    OperatorRun,
-    condition,
-    ensure_namespace,
-    eventually,
-    install_operator,
-    pod_report,
-    pods_of,
-    uninstall,
-    wait_ready,
-)
+from tests.e2e.support.control_plane import ControlPlane, condition
+from tests.e2e.support.helm_release import OperatorRun, ensure_namespace, installed
+from tests.e2e.support.node import EXAMPLE_SINKS_IMAGE, Node
+from tests.e2e.support.pods import pod_report, pod_url, pods_of
+from tests.e2e.support.reports import Waiter, eventually
+from tests.e2e.support.udsinks import wait_ready
 from tests.support.kafka_broker import KafkaBroker, Record
 from tests.support.prometheus import scrape
 from tests.support.udsink_doc import udsink_doc
@@ -49,19 +41,15 @@ from tests.support.udsink_doc import udsink_doc
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 
 NAMESPACE = "flow"
-METRICS_PORT = 9090
 
 
 @pytest.fixture(scope="module")
 def operator(control_plane: ControlPlane, helm_bin: Path) -> Iterator[OperatorRun]:
-    run = install_operator(
+    with installed(
         control_plane, helm_bin, "flow-operator", "udsink-flow", values=["watch.clusterWide=true"]
-    )
-    ensure_namespace(control_plane, NAMESPACE)
-    try:
+    ) as run:
+        ensure_namespace(control_plane, NAMESPACE)
         yield run
-    finally:
-        uninstall(run)
 
 
 def udsink_manifest(
@@ -117,26 +105,16 @@ def keyed_records(start: int, count: int) -> list[dict[str, Any]]:
     ]
 
 
-def read_output(broker: KafkaBroker, topic: str) -> list[Record]:
-    """Everything in the output topic so far."""
-    total = sum(broker.end_offsets(topic).values())
-    return broker.consume(topic, total, timeout_s=60) if total else []
-
-
 def delivered(broker: KafkaBroker, topic: str, sent: int) -> dict[str, Record] | None:
     """The output records by value once every one of the `sent` inputs is there (at least
     once: a redelivery may add duplicates, never lose one)."""
-    by_value = {r.value.decode(): r for r in read_output(broker, topic) if r.value is not None}
+    by_value = {r.value.decode(): r for r in broker.consume_all(topic) if r.value is not None}
     return by_value if all(f"order-{i}" in by_value for i in range(sent)) else None
-
-
-def committed_to_end(broker: KafkaBroker, group: str, topic: str) -> bool:
-    return broker.committed(group, topic) == broker.end_offsets(topic)
 
 
 def metrics_of(pod: dict[str, Any]) -> dict[str, float]:
     """The pod's /metrics, read from its IP on the node's bridge: sample name+labels -> value."""
-    return scrape(f"http://{pod['status']['podIP']}:{METRICS_PORT}/metrics")
+    return scrape(pod_url(pod, "/metrics"))
 
 
 def check_records(out: dict[str, Record], source: str, sent: int) -> None:
@@ -155,41 +133,29 @@ def check_keys_and_headers(record: Record, i: int) -> None:
     assert record.header("seq") == str(i).encode(), record
 
 
-class Waiter:
-    """`eventually` with this module's failure report (operator log, pods, events)."""
-
-    def __init__(self, plane: ControlPlane, op: OperatorRun) -> None:
-        self.plane, self.op = plane, op
-
-    def report(self) -> str:
-        return self.op.logs() + "\n" + pod_report(self.plane, NAMESPACE)
-
-    def until(self, check: Callable[[], Any], what: str, within: float = 180) -> Any:
-        return eventually(check, what, self.report, within=within)
-
-    def all_stored(
-        self, broker: KafkaBroker, name: str, source: str, output: str, sent: int
-    ) -> None:
-        """Every one of `sent` inputs reached `output` intact, and the UDSink's group has
-        committed `source` to its end."""
-        out = self.until(lambda: delivered(broker, output, sent), f"{sent} records in {output}")
-        check_records(out, source, sent)
-        self.until(
-            lambda: committed_to_end(broker, f"{name}-group", source), f"{name}'s offsets committed"
-        )
+def all_stored(
+    wait: Waiter, broker: KafkaBroker, name: str, source: str, output: str, sent: int
+) -> None:
+    """Every one of `sent` inputs reached `output` intact, and the UDSink's group has
+    committed `source` to its end."""
+    out = wait.until(lambda: delivered(broker, output, sent), f"{sent} records in {output}")
+    check_records(out, source, sent)
+    wait.until(
+        lambda: broker.committed_to_end(f"{name}-group", source), f"{name}'s offsets committed"
+    )
 
 
 def test_records_flow_through_the_sink_sidecar_with_keys_and_headers(
     control_plane: ControlPlane, operator: OperatorRun, broker: KafkaBroker
 ) -> None:
-    plane, wait = control_plane, Waiter(control_plane, operator)
+    plane, wait = control_plane, Waiter(control_plane, operator, NAMESPACE)
     source = broker.create_topic(broker.unique_topic("orders"), partitions=2)
     output = broker.create_topic(broker.unique_topic("stored"))
     plane.kubectl("apply", "-f", "-", stdin=udsink_manifest("flow", broker, source, output))
     wait_ready(plane, operator, NAMESPACE, "flow", pods=1)
     sent = 300
     broker.produce(source, keyed_records(0, sent))
-    wait.all_stored(broker, "flow", source, output, sent)
+    all_stored(wait, broker, "flow", source, output, sent)
     udsink = plane.get_json("udsink", "flow", "-n", NAMESPACE)
     assert condition(udsink, constants.CONDITION_READY)["status"] == "True"
     # Scenario 8: the runtime's structured logs through `kubectl logs`, its counters on /metrics.
@@ -223,7 +189,7 @@ def test_records_flow_through_the_sink_sidecar_with_keys_and_headers(
 def test_three_replicas_share_the_partitions(
     control_plane: ControlPlane, operator: OperatorRun, broker: KafkaBroker
 ) -> None:
-    plane, wait = control_plane, Waiter(control_plane, operator)
+    plane, wait = control_plane, Waiter(control_plane, operator, NAMESPACE)
     source = broker.create_topic(broker.unique_topic("orders"), partitions=3)
     output = broker.create_topic(broker.unique_topic("stored"))
     plane.kubectl("apply", "-f", "-", stdin=udsink_manifest("shared", broker, source, output))
@@ -241,7 +207,7 @@ def test_three_replicas_share_the_partitions(
     )
     sent = 600
     broker.produce(source, keyed_records(0, sent))
-    wait.all_stored(broker, "shared", source, output, sent)
+    all_stored(wait, broker, "shared", source, output, sent)
     reads = [metrics_of(p).get("udsink_read_total", 0) for p in pods_of(plane, NAMESPACE, "shared")]
     assert sum(reads) >= sent
     assert sum(1 for r in reads if r > 0) >= 2, f"one pod read everything: {reads}"
@@ -320,7 +286,7 @@ class Producer(threading.Thread):
 def test_rollout_and_pod_deletion_lose_nothing(
     control_plane: ControlPlane, operator: OperatorRun, broker: KafkaBroker
 ) -> None:
-    plane, wait = control_plane, Waiter(control_plane, operator)
+    plane, wait = control_plane, Waiter(control_plane, operator, NAMESPACE)
     source = broker.create_topic(broker.unique_topic("orders"), partitions=2)
     output = broker.create_topic(broker.unique_topic("stored"))
     plane.kubectl(
@@ -351,14 +317,14 @@ def test_rollout_and_pod_deletion_lose_nothing(
     plane.kubectl("delete", "pod", victim, "-n", NAMESPACE, "--timeout=60s")
     sent = producer.finish()
     wait_ready(plane, operator, NAMESPACE, "rolling", pods=2)
-    wait.all_stored(broker, "rolling", source, output, sent)
+    all_stored(wait, broker, "rolling", source, output, sent)
     plane.kubectl("delete", "udsink", "rolling", "-n", NAMESPACE, "--timeout=60s")
 
 
 def test_killed_sink_sidecar_is_restarted_and_nothing_is_lost(
     control_plane: ControlPlane, operator: OperatorRun, broker: KafkaBroker, node: Node
 ) -> None:
-    plane, wait = control_plane, Waiter(control_plane, operator)
+    plane, wait = control_plane, Waiter(control_plane, operator, NAMESPACE)
     source = broker.create_topic(broker.unique_topic("orders"))
     output = broker.create_topic(broker.unique_topic("stored"))
     plane.kubectl("apply", "-f", "-", stdin=udsink_manifest("crashy", broker, source, output))
@@ -383,7 +349,7 @@ def test_killed_sink_sidecar_is_restarted_and_nothing_is_lost(
         ),
         "the kubelet restarting the sink sidecar",
     )
-    wait.all_stored(broker, "crashy", source, output, sent)
+    all_stored(wait, broker, "crashy", source, output, sent)
     (pod,) = pods_of(plane, NAMESPACE, "crashy")
     runtime = next(
         s
@@ -412,7 +378,7 @@ def test_numaflow_go_sdk_sink_runs_unmodified_as_the_sidecar(
 ) -> None:
     """A sink built with numaflow-go (FALLBACK for every datum) in its own FROM-scratch image:
     every record reaches the fallback topic with its key and headers, and the error headers."""
-    plane, wait = control_plane, Waiter(control_plane, operator)
+    plane, wait = control_plane, Waiter(control_plane, operator, NAMESPACE)
     source = broker.create_topic(broker.unique_topic("orders"), partitions=2)
     dead = broker.create_topic(broker.unique_topic("dlq"))
     sink = {
@@ -425,7 +391,7 @@ def test_numaflow_go_sdk_sink_runs_unmodified_as_the_sidecar(
     sent = 200
     broker.produce(source, keyed_records(0, sent))
     all_in_fallback(wait, broker, source, dead, sent)
-    wait.until(lambda: committed_to_end(broker, "gosink-group", source), "offsets committed")
+    wait.until(lambda: broker.committed_to_end("gosink-group", source), "offsets committed")
     (pod,) = pods_of(plane, NAMESPACE, "gosink")
     samples = metrics_of(pod)
     routed = sum(v for k, v in samples.items() if k.startswith("udsink_fallback_total{"))
@@ -440,7 +406,7 @@ def test_a_converted_numaflow_monovertex_runs_the_go_sdk_sink_unmodified(
     with a Kafka fallback, a retry strategy, limits and a scale range), applied as it comes
     out: every record reaches the fallback topic with its key and headers, and the group
     commits to the end."""
-    plane, wait = control_plane, Waiter(control_plane, operator)
+    plane, wait = control_plane, Waiter(control_plane, operator, NAMESPACE)
     source = broker.create_topic(broker.unique_topic("mvtx"), partitions=2)
     dead = broker.create_topic(broker.unique_topic("mvtx-dlq"))
     monovertex = {
@@ -478,12 +444,12 @@ def test_a_converted_numaflow_monovertex_runs_the_go_sdk_sink_unmodified(
     sent = 100
     broker.produce(source, keyed_records(0, sent))
     all_in_fallback(wait, broker, source, dead, sent)
-    wait.until(lambda: committed_to_end(broker, "from-numaflow-group", source), "offsets committed")
+    wait.until(lambda: broker.committed_to_end("from-numaflow-group", source), "offsets committed")
     plane.kubectl("delete", "udsink", "from-numaflow", "-n", NAMESPACE, "--timeout=60s")
 
 
 # Sinks for the liveness tests, run with the example-sinks image's python (`-c`); each stores
-# with the example on-success sink, so `Waiter.all_stored` reads its output as usual.
+# with the example on-success sink, so `all_stored` reads its output as usual.
 # HUNG_ONCE_SINK answers its first 100 records, then hangs for good inside the handler (every
 # later call too); it leaves a mark in the pod's socket volume (an emptyDir, kept across
 # container restarts), so the process the kubelet starts instead answers everything.
@@ -560,7 +526,7 @@ def restarts(plane: ControlPlane, name: str) -> dict[str, int]:
 def test_hung_sink_is_restarted_by_its_liveness_probe_and_nothing_is_lost(
     control_plane: ControlPlane, operator: OperatorRun, broker: KafkaBroker
 ) -> None:
-    plane, wait = control_plane, Waiter(control_plane, operator)
+    plane, wait = control_plane, Waiter(control_plane, operator, NAMESPACE)
     source, output = deploy_liveness_sink(plane, operator, broker, "hung", HUNG_ONCE_SINK, 50)
     sent = 400
     broker.produce(source, keyed_records(0, sent))
@@ -570,7 +536,7 @@ def test_hung_sink_is_restarted_by_its_liveness_probe_and_nothing_is_lost(
         "the kubelet restarting the hung sink",
         within=300,
     )
-    wait.all_stored(broker, "hung", source, output, sent)
+    all_stored(wait, broker, "hung", source, output, sent)
     counts = restarts(plane, "hung")
     assert counts[runtime_constants.CONTAINER_RUNTIME] == 0, counts
     (pod,) = pods_of(plane, NAMESPACE, "hung")
@@ -591,7 +557,7 @@ def test_hung_sink_is_restarted_by_its_liveness_probe_and_nothing_is_lost(
 def test_slow_sink_within_its_bound_is_never_restarted(
     control_plane: ControlPlane, operator: OperatorRun, broker: KafkaBroker
 ) -> None:
-    plane, wait = control_plane, Waiter(control_plane, operator)
+    plane, wait = control_plane, Waiter(control_plane, operator, NAMESPACE)
     batch, sent = 20, 600
     source, output = deploy_liveness_sink(plane, operator, broker, "slow", SLOW_SINK, batch)
     (pod,) = pods_of(plane, NAMESPACE, "slow")
@@ -607,7 +573,7 @@ def test_slow_sink_within_its_bound_is_never_restarted(
     # after SLOW_S, so it is probed for 45 s or more while it works, longer than a hung sink
     # takes to be restarted (9 s of waiting, then 20 failed probes a second apart). No event
     # can say "not restarted"; a window of this length is the only evidence.
-    wait.all_stored(broker, "slow", source, output, sent)
+    all_stored(wait, broker, "slow", source, output, sent)
     counts = restarts(plane, "slow")
     assert counts == {sink_name: 0, runtime_constants.CONTAINER_RUNTIME: 0}, counts
     plane.kubectl("delete", "udsink", "slow", "-n", NAMESPACE, "--timeout=60s")

@@ -4,13 +4,13 @@ The chart's role lists what handlers.py, cluster.py and kopf should need; this m
 chart-installed operator through its lifecycle (a UDSink created, updated and deleted, one
 waiting for a Secret that does not exist) and then compares, per (API group, resource, verb),
 what the role grants with what the operator's ServiceAccount was seen doing in the audit log
-(tests/e2e/conftest.py AUDIT_POLICY). A granted verb never used fails, and so does a used one
-the role does not grant (the API server refused it with 403). Three installs run: cluster-wide
-with the secret check on and off (off, the role grants nothing on Secrets and the kubelet, not
-the operator, reports the missing Secret), and one namespace with two replicas electing a
-leader (the namespaced Role and the peering rule). The operator with the check on also
-reconciles a UDSink near the API server's size limit (kopf's bookkeeping must stay a digest,
-not a copy of the spec).
+(AUDIT_POLICY in tests/e2e/support/control_plane.py). A granted verb never used fails, and so
+does a used one the role does not grant (the API server refused it with 403). Three installs
+run: cluster-wide with the secret check on and off (off, the role grants nothing on Secrets and
+the kubelet, not the operator, reports the missing Secret), and one namespace with two replicas
+electing a leader (the namespaced Role and the peering rule). The operator with the check on
+also reconciles a UDSink near the API server's size limit (kopf's bookkeeping must stay a
+digest, not a copy of the spec).
 
 Two checks the API server makes are not requests of their own, so the audit log shows them
 only through the request that caused them: a server-side apply that creates its object
@@ -31,22 +31,11 @@ import yaml
 from udsink_operator import constants, status
 
 from sink_runtime.config import RuntimeConfig
-from tests.e2e.conftest import (
-    ControlPlane,
-    OperatorRun,
-    all_children,
-    children,
-    condition,
-    ensure_namespace,
-    eventually,
-    get_or_none,
-    install_operator,
-    pod_report,
-    pods_of,
-    settled,
-    udsink_in_phase,
-    uninstall,
-)
+from tests.e2e.support.control_plane import ControlPlane, condition, get_or_none
+from tests.e2e.support.helm_release import OperatorRun, ensure_namespace, installed
+from tests.e2e.support.pods import pod_report, pods_of
+from tests.e2e.support.reports import eventually
+from tests.e2e.support.udsinks import all_children, children, settled, udsink_in_phase
 from tests.support.udsink_doc import udsink_doc
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
@@ -196,11 +185,10 @@ def operator_release(
         within=300,
     )
     ensure_namespace(plane, release)
-    run = install_operator(plane, helm, release, OPERATOR_NAMESPACE, values=values)
     try:
-        yield run
+        with installed(plane, helm, release, OPERATOR_NAMESPACE, values=values) as run:
+            yield run
     finally:
-        uninstall(run)
         plane.kubectl("delete", "namespace", release, "--ignore-not-found", "--wait=false")
 
 
@@ -415,12 +403,7 @@ class TestNamespacedWithLeaderElection:
             electing.logs,
         )
         # One replica did the work, the other waited (kopf pauses both on a priority tie).
-        pods = plane.get_json(
-            "pods",
-            f"--namespace={electing.namespace}",
-            "-l",
-            f"app.kubernetes.io/instance={electing.release}",
-        )["items"]
+        pods = electing.pods()
         logs = {
             pod["metadata"]["name"]: plane.kubectl(
                 "logs", pod["metadata"]["name"], f"--namespace={electing.namespace}"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from secrets import token_hex, token_urlsafe
@@ -34,29 +34,22 @@ from confluent_kafka.admin import (
 from udsink_operator import constants
 
 from sink_runtime.config import constants as runtime_constants
-from tests.e2e.conftest import (
-    EXAMPLE_SINKS_IMAGE,
-    ControlPlane,
-    OperatorRun,
-    condition,
-    ensure_namespace,
-    eventually,
-    install_operator,
-    pod_report,
-    pods_of,
-    uninstall,
-    wait_ready,
-)
+from tests.e2e.support.control_plane import ControlPlane, condition
+from tests.e2e.support.helm_release import OperatorRun, ensure_namespace, installed
+from tests.e2e.support.node import EXAMPLE_SINKS_IMAGE
+from tests.e2e.support.pods import pod_url, pods_of
+from tests.e2e.support.reports import Waiter
+from tests.e2e.support.udsinks import wait_ready
 from tests.support.dataplane_process import http_get
-from tests.support.kafka_broker import KafkaBroker, Record
+from tests.support.kafka_broker import KafkaBroker
 from tests.support.kafka_security import SaslUser
 from tests.support.secured_kafka import CA, CLIENT_CERT, PASSWORD, USERNAME, client
+from tests.support.udsink_doc import udsink_doc
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 
 NAMESPACE = "secured"
 REFUSED_NAMESPACE = "secured-refused"
-METRICS_PORT = 9090
 NAME = "secured"
 GROUP = f"{NAME}-group"
 MECHANISM = "SCRAM-SHA-512"
@@ -80,18 +73,15 @@ STATUS_BOUND_S = 90.0
 
 @pytest.fixture(scope="module")
 def operator(control_plane: ControlPlane, helm_bin: Path) -> Iterator[OperatorRun]:
-    run = install_operator(
+    with installed(
         control_plane,
         helm_bin,
         "secured-operator",
         "udsink-secured",
         values=["watch.clusterWide=true"],
-    )
-    ensure_namespace(control_plane, NAMESPACE)
-    try:
+    ) as run:
+        ensure_namespace(control_plane, NAMESPACE)
         yield run
-    finally:
-        uninstall(run)
 
 
 def set_scram_password(broker: KafkaBroker, user: SaslUser) -> None:
@@ -157,31 +147,24 @@ def user_secret(user: SaslUser, namespace: str = NAMESPACE) -> str:
 
 
 def udsink(scram: dict[str, Any], mtls: dict[str, Any], topics: Topics) -> str:
-    doc = {
-        "apiVersion": constants.API_VERSION,
-        "kind": constants.KIND,
-        "metadata": {"name": NAME, "namespace": NAMESPACE},
-        "spec": {
-            "replicas": 1,
-            "source": {
-                "kafka": {
-                    **scram,
-                    "topics": [topics.source],
-                    "consumerGroup": GROUP,
-                    "startOffset": "earliest",
-                }
-            },
-            "batch": {"size": 50, "timeout": "200ms"},
-            "sink": {
-                "udsink": {
-                    "container": {"image": EXAMPLE_SINKS_IMAGE, "args": ["/app/json_sink.py"]}
-                },
-                "onSuccess": {"kafka": {**scram, "topic": topics.output, "setKey": True}},
-                "fallback": {"kafka": {**mtls, "topic": topics.dlq, "setKey": True}},
-            },
+    spec = {
+        "replicas": 1,
+        "source": {
+            "kafka": {
+                **scram,
+                "topics": [topics.source],
+                "consumerGroup": GROUP,
+                "startOffset": "earliest",
+            }
+        },
+        "batch": {"size": 50, "timeout": "200ms"},
+        "sink": {
+            "udsink": {"container": {"image": EXAMPLE_SINKS_IMAGE, "args": ["/app/json_sink.py"]}},
+            "onSuccess": {"kafka": {**scram, "topic": topics.output, "setKey": True}},
+            "fallback": {"kafka": {**mtls, "topic": topics.dlq, "setKey": True}},
         },
     }
-    return yaml.safe_dump(doc, sort_keys=False)
+    return yaml.safe_dump(udsink_doc(NAME, spec, namespace=NAMESPACE), sort_keys=False)
 
 
 class Topics:
@@ -206,19 +189,14 @@ def records(start: int, count: int) -> list[dict[str, Any]]:
     ]
 
 
-def everything(broker: KafkaBroker, topic: str) -> list[Record]:
-    total = sum(broker.end_offsets(topic).values())
-    return broker.consume(topic, total, timeout_s=60) if total else []
-
-
 def all_stored(broker: KafkaBroker, topics: Topics, sent: int) -> bool:
     """Every JSON record of the first `sent` is in the output topic, every other one in the
     dead-letter topic with the fallback status header (at least once), and the group has
     committed the source to its end."""
-    stored = {r.key for r in everything(broker, topics.output)}
+    stored = {r.key for r in broker.consume_all(topics.output)}
     dead = {
         r.key
-        for r in everything(broker, topics.dlq)
+        for r in broker.consume_all(topics.dlq)
         if r.header(runtime_constants.FALLBACK_STATUS_HEADER) == b"FALLBACK"
     }
     want_stored = {f"k-{i}".encode() for i in range(sent) if is_json(i)}
@@ -226,7 +204,7 @@ def all_stored(broker: KafkaBroker, topics: Topics, sent: int) -> bool:
     return (
         want_stored <= stored
         and want_dead <= dead
-        and broker.committed(GROUP, topics.source) == broker.end_offsets(topics.source)
+        and broker.committed_to_end(GROUP, topics.source)
     )
 
 
@@ -304,13 +282,7 @@ def test_sasl_ssl_source_and_mtls_dead_letters_keep_secrets_out_and_survive_a_ro
     control_plane: ControlPlane, operator: OperatorRun, broker: KafkaBroker, tmp_path: Path
 ) -> None:
     plane = control_plane
-
-    def report() -> str:
-        return operator.logs() + "\n" + pod_report(plane, NAMESPACE)
-
-    def until(check: Callable[[], Any], what: str, within: float = 180) -> Any:
-        return eventually(check, what, report, within=within)
-
+    until = Waiter(plane, operator, NAMESPACE).until
     user = SaslUser(MECHANISM, f"rotating-{token_hex(3)}", token_urlsafe(24))
     set_scram_password(broker, user)
     scram_client = replace(client(broker, "scram-sha-512", tmp_path), user=user)
@@ -376,17 +348,14 @@ def test_sasl_ssl_source_and_mtls_dead_letters_keep_secrets_out_and_survive_a_ro
 
 def readyz(pod: dict[str, Any]) -> tuple[int, str]:
     """The pod's /readyz, read from its IP on the node's bridge: status and body."""
-    return http_get(f"http://{pod['status']['podIP']}:{METRICS_PORT}/readyz")
+    return http_get(pod_url(pod, "/readyz"))
 
 
 def test_a_wrong_password_shows_in_readyz_the_log_and_the_status_and_the_fix_is_used(
     control_plane: ControlPlane, operator: OperatorRun, broker: KafkaBroker, tmp_path: Path
 ) -> None:
     plane, namespace, name = control_plane, REFUSED_NAMESPACE, "refused"
-
-    def report() -> str:
-        return operator.logs() + "\n" + pod_report(plane, namespace)
-
+    wait = Waiter(plane, operator, namespace)
     ensure_namespace(plane, namespace)
     user = SaslUser(MECHANISM, f"refused-{token_hex(3)}", token_urlsafe(24))
     set_scram_password(broker, user)
@@ -395,17 +364,8 @@ def test_a_wrong_password_shows_in_readyz_the_log_and_the_status_and_the_fix_is_
     create_secrets(plane, scram_client.files, wrong, namespace)
     source = broker.create_topic(broker.unique_topic("orders"))
     broker.produce(source, records(0, 20))
-    doc = {
-        "apiVersion": constants.API_VERSION,
-        "kind": constants.KIND,
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "source": {
-                "kafka": {**scram_client.connection(), "topics": [source], "consumerGroup": name}
-            },
-            "sink": {"log": {}},
-        },
-    }
+    kafka = {**scram_client.connection(), "topics": [source], "consumerGroup": name}
+    doc = udsink_doc(name, {"source": {"kafka": kafka}, "sink": {"log": {}}}, namespace=namespace)
     plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(doc))
 
     def refused() -> str | None:
@@ -416,7 +376,7 @@ def test_a_wrong_password_shows_in_readyz_the_log_and_the_status_and_the_fix_is_
                     return body
         return None
 
-    body = eventually(refused, "/readyz naming the refused credentials", report, within=180)
+    body = wait.until(refused, "/readyz naming the refused credentials", within=180)
     assert f"kafka brokers {broker.address('SCRAM')} unreachable: {REFUSAL}" in body, body
     log = plane.kubectl(
         "logs", f"deploy/{name}", "-c", runtime_constants.CONTAINER_RUNTIME, "-n", namespace
@@ -429,7 +389,7 @@ def test_a_wrong_password_shows_in_readyz_the_log_and_the_status_and_the_fix_is_
         ready = condition(found, constants.CONDITION_READY)
         return found if ready.get("reason") == constants.REASON_RUNTIME_FAILING else None
 
-    udsink = eventually(failing, "Ready naming the refused Secret key", report, STATUS_BOUND_S)
+    udsink = wait.until(failing, "Ready naming the refused Secret key", within=STATUS_BOUND_S)
     ready = condition(udsink, constants.CONDITION_READY)
     assert ready["status"] == "False", ready
     assert PASSWORD_FIELD in ready["message"], ready
@@ -453,9 +413,9 @@ def test_a_wrong_password_shows_in_readyz_the_log_and_the_status_and_the_fix_is_
     ready = condition(plane.get_json("udsink", name, "-n", namespace), constants.CONDITION_READY)
     assert ready["reason"] != constants.REASON_RUNTIME_FAILING, ready
     assert "refused" not in ready["message"], ready
-    eventually(
-        lambda: broker.committed(name, source) == broker.end_offsets(source),
+    wait.until(
+        lambda: broker.committed_to_end(name, source),
         "the records read and committed with the right password",
-        report,
+        within=90,
     )
     plane.kubectl("delete", "udsink", name, "-n", namespace, "--timeout=60s")

@@ -2,9 +2,9 @@
 refused spec leaves alone.
 
 These tests need the API server and no node, so this module starts its own control plane on
-loopback (the same binaries and setup as the session's, tests/e2e/conftest.py) with only the
-CRD installed: it starts in seconds and runs no pod. The operator runs as the real
-`udsink operator` process with the admin's kubeconfig.
+loopback (the same binaries and setup as the session's, tests/e2e/support/control_plane.py)
+with only the CRD installed: it starts in seconds and runs no pod. The operator runs as the
+real `udsink operator` process with the admin's kubeconfig.
 
 - The API server's own messages for bad UDSinks name the value and what is accepted, in the
   words `udsink render` uses (`kubectl apply`, its stderr asserted).
@@ -34,14 +34,10 @@ from udsink_cli.lifeline import tied_to_parent
 from udsink_operator import api, constants, crd
 from udsink_operator.cluster import ApiError, Cluster, load_configuration
 
-from tests.e2e.conftest import (
-    ROOT,
-    ControlPlane,
-    control_plane_binaries,
-    eventually,
-    new_control_plane,
-    start_control_plane,
-)
+from tests.e2e.support.control_plane import ROOT, ControlPlane, running_control_plane
+from tests.e2e.support.reports import eventually
+from tests.e2e.support.udsinks import child_refs
+from tests.support.processes import terminate
 from tests.support.udsink_doc import udsink_doc
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
@@ -52,20 +48,13 @@ NAMESPACE = "checks"
 @pytest.fixture(scope="module")
 def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """A control plane on loopback with the UDSink CRD established and one namespace."""
-    plane = new_control_plane(
-        control_plane_binaries(), tmp_path_factory.mktemp("apiserver"), "127.0.0.1"
-    )
-    try:
-        start_control_plane(plane)
+    with running_control_plane(tmp_path_factory.mktemp("apiserver"), "127.0.0.1") as plane:
         plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "udsink.yaml"))
         plane.kubectl(
             "wait", "--for=condition=Established", f"crd/{constants.CRD_NAME}", "--timeout=60s"
         )
         plane.kubectl("create", "namespace", NAMESPACE)
         yield plane
-    finally:
-        for component in reversed(plane.components):
-            component.stop()
 
 
 @pytest.fixture(scope="module")
@@ -211,11 +200,7 @@ def children_state(api_server: ControlPlane, name: str) -> dict[str, Any]:
     ConfigMap and Service the resourceVersion (the Deployment's also moves with the status the
     deployment controller writes, which is not the operator's doing)."""
     found: dict[str, Any] = {}
-    for kind, child in (
-        ("configmap", f"{name}{constants.CONFIG_MAP_SUFFIX}"),
-        ("service", f"{name}{constants.METRICS_SERVICE_SUFFIX}"),
-        ("deployment", name),
-    ):
+    for kind, child in child_refs(name).values():
         obj = api_server.get_json(kind, child, f"--namespace={NAMESPACE}")
         meta = obj["metadata"]
         found[kind] = {
@@ -261,12 +246,7 @@ def operator_process(api_server: ControlPlane, tmp_path: Path) -> Iterator[Calla
         try:
             yield lambda: log_path.read_text(errors="replace")[-6000:]
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+            terminate(process, grace_s=20, kill_wait_s=5)
 
 
 def test_refused_deployment_changes_no_child(
@@ -284,11 +264,7 @@ def test_refused_deployment_changes_no_child(
                 "get", kind, child, f"--namespace={NAMESPACE}", check=False
             ).returncode
             == 0
-            for kind, child in (
-                ("configmap", f"{name}{constants.CONFIG_MAP_SUFFIX}"),
-                ("service", f"{name}{constants.METRICS_SERVICE_SUFFIX}"),
-                ("deployment", name),
-            )
+            for kind, child in child_refs(name).values()
         )
         return obj if ready and has_all else None
 
@@ -363,11 +339,7 @@ def test_refused_first_deployment_creates_no_child(
         return obj if (obj.get("status") or {}).get("phase") == constants.PHASE_FAILED else None
 
     eventually(failed, "phase Failed", operator_process)
-    for kind, child in (
-        ("configmap", f"{name}{constants.CONFIG_MAP_SUFFIX}"),
-        ("service", f"{name}{constants.METRICS_SERVICE_SUFFIX}"),
-        ("deployment", name),
-    ):
+    for kind, child in child_refs(name).values():
         result = api_server.kubectl("get", kind, child, f"--namespace={NAMESPACE}", check=False)
         assert "NotFound" in result.stderr, f"{kind}/{child} exists: {result.stdout}"
 

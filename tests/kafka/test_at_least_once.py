@@ -171,11 +171,6 @@ async def wait_deliveries(recorder: RecordingSink, count: int, dp: DataPlaneProc
         await asyncio.sleep(0.005)
 
 
-def consume_all(broker: KafkaBroker, topic: str) -> list[Record]:
-    total = sum(broker.end_offsets(topic).values())
-    return broker.consume(topic, total, timeout_s=60) if total else []
-
-
 async def test_random_failures_and_kills_lose_nothing(
     kafka_broker: KafkaBroker, sdk_sink: Any, tmp_path: Path
 ) -> None:
@@ -238,7 +233,7 @@ async def test_random_failures_and_kills_lose_nothing(
     assert code == 0, dp.log()[-4000:]
     assert len(kills) == KILLS
 
-    moved = await asyncio.to_thread(consume_all, kafka_broker, dlq)
+    moved = await asyncio.to_thread(kafka_broker.consume_all, dlq)
     moved_by_id: dict[str, list[Record]] = {}
     for rec in moved:
         src = (rec.header(constants.FALLBACK_SOURCE_HEADER) or b"").decode()

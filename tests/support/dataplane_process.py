@@ -34,6 +34,7 @@ from sink_runtime.config import (
 )
 from tests.support.kafka_broker import KafkaBroker
 from tests.support.ports import free_port
+from tests.support.processes import terminate
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 90.0
@@ -141,15 +142,8 @@ class DataPlaneProcess:
             return self.proc.wait()
 
     def stop(self) -> None:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        if self.proc is not None:
+            terminate(self.proc, grace_s=40, kill_wait_s=10)
 
     def describe(self) -> str:
         tail = "\n".join(self.log().splitlines()[-60:])

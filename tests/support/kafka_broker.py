@@ -42,6 +42,7 @@ from tests.support.kafka_security import (
     make_users,
 )
 from tests.support.ports import free_port
+from tests.support.processes import terminate
 
 POM = Path(__file__).parent / "kafka" / "pom.xml"
 READY_TIMEOUT_S = 90.0
@@ -268,14 +269,8 @@ class KafkaBroker:
     def stop(self, timeout_s: float = 20.0) -> None:
         """Stop the broker (SIGTERM, then SIGKILL); data and ports are kept for start()."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        if proc is not None:
+            terminate(proc, grace_s=timeout_s, kill_wait_s=10)
 
     def kill(self) -> None:
         """SIGKILL the broker at once (a crash); start() recovers the data."""
@@ -557,6 +552,15 @@ class KafkaBroker:
             return out
         finally:
             consumer.close()
+
+    def consume_all(self, topic: str) -> list[Record]:
+        """Every record `topic` holds so far (all partitions, from the start)."""
+        total = sum(self.end_offsets(topic).values())
+        return self.consume(topic, total, timeout_s=60) if total else []
+
+    def committed_to_end(self, group: str, topic: str) -> bool:
+        """Whether `group` has committed every partition of `topic` to its end."""
+        return self.committed(group, topic) == self.end_offsets(topic)
 
     def committed(self, group: str, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
         """The group's committed offsets for `topic` by partition (absent = none committed)."""
