@@ -13,10 +13,11 @@ cannot. What lives where:
 - The event loop hands that thread typed jobs with one-shot replies (`kafka_jobs`: Start,
   Read, Handled, ServeEvents, Close) and reads a `ConsumerView`, the snapshot the thread
   publishes whole (readiness facts, tenures, the oldest commit's age), plus `stalled_for()`.
-- The decisions are pure and tested broker-free: `offset_ledger` (what may be committed or
-  delivered), `read_buffer` (batching, the byte budget, the stash), `commit_coalescer` (when
-  a commit is due, which ack waits for which answer), `lag` (when lag is refreshed),
-  `ownership` (which datums may still be delivered), `kafka_convert` (records to Datums).
+- The decisions are pure modules, tested broker-free: `offset_ledger` (what may be committed
+  or delivered), `read_buffer` (batching, the byte budget, the stash), `commit_coalescer`
+  (when a commit is due, which ack waits for which answer), `lag` (when lag is refreshed),
+  `ownership` (which datums may still be delivered). Records become Datums in
+  `kafka_convert` (with `kafka_record` and its C twin).
 The design leaves room to move the owner into a process of its own: its jobs are plain data.
 
 Guarantees and choices:
