@@ -27,17 +27,21 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sink_runtime import codec
-from sink_runtime.config import KafkaSourceConfig
+from sink_runtime.config import DEFAULT_BATCH_MAX_BYTES, KafkaSourceConfig
 from sink_runtime.config.constants import KEY_LEN_HEADER, SOURCE_ERROR_HEADER
 from sink_runtime.dataplane.keyheaders import key_header_name
 from sink_runtime.dataplane.metrics import Metrics
-from sink_runtime.dataplane.sources import kafka, kafka_record
-from sink_runtime.dataplane.sources.kafka import KafkaSource, KafkaSourceError
+from sink_runtime.dataplane.sources import kafka_record
+from sink_runtime.dataplane.sources.kafka import KafkaSourceError
+from sink_runtime.dataplane.sources.kafka_jobs import ConsumerView
 from sink_runtime.dataplane.sources.kafka_record import (
     MAX_EVENT_TIME_MS,
     RecordDatum,
     convert_records,
 )
+from sink_runtime.dataplane.sources.kafka_worker import ConsumerWorker
+from sink_runtime.dataplane.sources.owner_thread import OwnerThread, Shared
+from sink_runtime.dataplane.sources.read_buffer import Chunk
 from sink_runtime.proto import sink_pb2
 from sink_runtime.types import EPOCH
 from tests.support.conversion import python_only
@@ -116,7 +120,8 @@ def messages(draw: st.DrawFn) -> list[Any]:
     return out
 
 
-def source(keys_from_headers: bool = True) -> KafkaSource:
+def source(keys_from_headers: bool = True) -> ConsumerWorker:
+    """The source's owner-thread worker, without a consumer (nothing here calls a broker)."""
     config = KafkaSourceConfig(
         brokers=["127.0.0.1:1"],
         topics=["orders"],
@@ -124,7 +129,14 @@ def source(keys_from_headers: bool = True) -> KafkaSource:
         keys_from_headers=keys_from_headers,
         keys_header=KEYS_HEADER,
     )
-    return KafkaSource(config, metrics=Metrics())
+    return ConsumerWorker(
+        config,
+        metrics=Metrics(),
+        where="source",
+        batch_max_bytes=DEFAULT_BATCH_MAX_BYTES,
+        inside=OwnerThread("unstarted", RuntimeError).inside,
+        view=Shared(ConsumerView()),
+    )
 
 
 @dataclass
@@ -137,7 +149,7 @@ class Converted:
 
 def c_batch(batch: list[Any], keys_from_headers: bool = True) -> Converted:
     datums: list[Any] = []
-    spans = source(keys_from_headers)._convert(list(batch), datums, [])
+    spans = source(keys_from_headers).converter.convert(list(batch), datums, [])
     return Converted(datums, spans)
 
 
@@ -253,7 +265,9 @@ def test_a_timestamp_after_year_9999_is_delivered_at_its_last_millisecond(build:
 
 def test_clamped_timestamps_are_counted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     src = source()
-    src._convert([odd(1, (1, INT64_MAX)), odd(2, (1, MAX_EVENT_TIME_MS)), odd(3, (1, 5))], [], [])
+    src.converter.convert(
+        [odd(1, (1, INT64_MAX)), odd(2, (1, MAX_EVENT_TIME_MS)), odd(3, (1, 5))], [], []
+    )
     kind = "timestamp-clamped"
     assert src.metrics.value("udsink_records_altered_total", kind=kind) == 1
     assert "orders:0:1" in caplog.text and "9999-12-31T23:59:59.999" in caplog.text
@@ -367,7 +381,7 @@ def test_headers_are_read_once_without_the_c_module() -> None:
 
 def test_unreadable_records_are_counted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     src = source()
-    src._convert([unreadable(3), unreadable(4)], [], [])
+    src.converter.convert([unreadable(3), unreadable(4)], [], [])
     assert src.metrics.value("udsink_records_altered_total", kind="unconvertible") == 2
     assert "orders:0:3" in caplog.text and "not valid UTF-8" in caplog.text
 
@@ -391,13 +405,13 @@ def test_records_consumed_for_a_batch_that_fails_are_read_first_next_time() -> N
     consumed = [odd(2, (1, 5)), fatal, odd(4, (1, 5))]
     for python in (False, True):
         src = source()
-        src._ledger.assign([("orders", 0)])
-        chunks = [kafka._Chunk(src._ledger.generation, list(consumed))]
+        src.ledger.assign([("orders", 0)])
+        chunks = [Chunk(src.ledger.generation, list(consumed))]
         mode = python_only() if python else contextlib.nullcontext()
         with mode, pytest.raises(KafkaSourceError, match="fenced"):
-            src._batch(chunks)
-        assert [m for c in src._stash for m in c.messages] == consumed
-        assert src._ledger.committable() == {}  # nothing was taken in as read
+            src.batch(chunks)
+        assert [m for c in src.stash.chunks for m in c.messages] == consumed
+        assert src.ledger.committable() == {}  # nothing was taken in as read
 
 
 class FailingConverter:
