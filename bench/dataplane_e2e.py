@@ -19,6 +19,8 @@ bytes each); then, one at a time and each with a fresh consumer group, these dra
   CI has already built), the JVM with its optimizing JIT tier;
 - `kafka-kafka`: the data plane writing every record to a second topic with the Kafka sink
   (split key headers, record key set);
+- `kafka-kafka-eos`: the `kafka-kafka` row with `exactlyOnce` (each batch and its offsets in one
+  Kafka transaction, batches one at a time), reported against `kafka-kafka`: its cost;
 - `kafka-ceiling`: a bare confluent-kafka loop in its own process that consumes a batch,
   produces each record to a second topic with its key and headers (the data plane's producer
   settings: idempotent, `acks=all`), flushes, then commits the batch: what librdkafka + Python
@@ -162,6 +164,7 @@ ROWS = (
     "rust-v1",
     "java-v1",
     "kafka-kafka",
+    "kafka-kafka-eos",
     "kafka-ceiling",
     "grpc-v1",
     "blackhole-tls",
@@ -190,6 +193,7 @@ WHAT = {
     "rust-v1": "data plane -> Rust numaflow sink (unmodified), sink.v1",
     "java-v1": "data plane -> numaflow-java sink (unmodified), sink.v1",
     "kafka-kafka": "data plane -> Kafka sink, split key headers",
+    "kafka-kafka-eos": "kafka-kafka, exactly-once (one transaction per batch)",
     "kafka-ceiling": "bare confluent-kafka consume + produce + flush + commit loop",
     "grpc-v1": "bare sink.v1 stream of pre-built requests",
     "blackhole-tls": "blackhole, source over TLS",
@@ -205,6 +209,7 @@ WHAT = {
 MATCHING = {
     "blackhole": "ceiling",
     "kafka-kafka": "kafka-ceiling",
+    "kafka-kafka-eos": "kafka-kafka",
     "udsink-batch": "blackhole",
     "udsink-v1": "grpc-v1",
     "pynumaflow-v1": "grpc-v1",
@@ -1071,7 +1076,7 @@ def run_row(row: str, args: argparse.Namespace, topic: str, total: int, workdir:
         return run_dataplane(
             row, BlackholeSinkConfig(), args, topic, total, workdir, None, connection
         )
-    if kind == "kafka-kafka":
+    if kind in ("kafka-kafka", "kafka-kafka-eos"):
         out_topic = f"{topic}-out-{uuid.uuid4().hex[:6]}"
         create_topic(args.bootstrap, out_topic, args.partitions, args.value_size)
         kafka_sink = KafkaSinkConfig(
@@ -1079,6 +1084,7 @@ def run_row(row: str, args: argparse.Namespace, topic: str, total: int, workdir:
             topic=out_topic,
             headers=KeyHeadersConfig(keys="split"),
             config=producer_limit(args),
+            exactly_once=kind == "kafka-kafka-eos",
         )
         return run_dataplane(row, kafka_sink, args, topic, total, workdir, None, connection)
     if row == "grpc-v1":

@@ -210,6 +210,7 @@ def _kafka_sink(sink: api.KafkaSink) -> KafkaSinkConfig:
             propagate=sink.headers.propagate,
             static=sink.headers.static,
         ),
+        exactly_once=sink.exactly_once,
     )
 
 

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, TypeAlias, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from sink_runtime.config import constants
+from sink_runtime.config import constants, exactly_once
 from sink_runtime.config.durations import (
     BACKOFF_CAP,
     BACKOFF_INTERVAL,
@@ -30,7 +30,7 @@ from sink_runtime.config.durations import (
     STARTUP_TIMEOUT,
     WRITE_TIMEOUT,
 )
-from sink_runtime.config.errors import FALLBACK_NEEDED, validation_issues
+from sink_runtime.config.errors import FALLBACK_NEEDED, refused, validation_issues
 
 TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
 BROKER_PATTERN = r"^[^\s:/]+:[0-9]{1,5}$"
@@ -133,6 +133,10 @@ class KafkaConnection(_Model):
     # librdkafka overrides; the keys we own are refused by the operator's validation.
     config: dict[str, str] = Field(default_factory=dict)
 
+    def connects_as(self) -> object:
+        """Equal for two connections exactly when they reach the brokers the same way."""
+        return (tuple(self.brokers), self.tls, self.sasl, tuple(sorted(self.config.items())))
+
 
 # --- Sources ---
 
@@ -184,6 +188,9 @@ class KafkaSinkConfig(KafkaConnection):
     set_key: bool = True
     key_separator: str = constants.DEFAULT_KEY_SEPARATOR
     headers: KeyHeadersConfig = Field(default_factory=KeyHeadersConfig)
+    # Write each batch and its source offsets in one Kafka transaction (the primary sink only;
+    # sink_runtime.config.exactly_once says when it may).
+    exactly_once: bool = False
 
 
 class UserSinkConfig(_Model):
@@ -294,6 +301,42 @@ class RuntimeConfig(_Model):
     def _fallback_when_needed(self) -> RuntimeConfig:
         if self.retry_strategy.on_failure == "fallback" and self.fallback is None:
             raise ValueError(FALLBACK_NEEDED)
+        return self
+
+    @model_validator(mode="after")
+    def _exactly_once_holds(self) -> RuntimeConfig:
+        for role, sink in (("fallback", self.fallback), ("onSuccess", self.on_success)):
+            if isinstance(sink, KafkaSinkConfig) and sink.exactly_once:
+                raise ValueError(f"{role}.exactlyOnce: only the primary sink can be exactly-once")
+        if isinstance(self.serve, KafkaSinkConfig) and self.serve.exactly_once:
+            raise ValueError("serve.exactlyOnce: only the primary sink can be exactly-once")
+        sink = self.sink
+        if not isinstance(sink, KafkaSinkConfig) or not sink.exactly_once:
+            return self
+        others = [
+            exactly_once.Leg(
+                role,
+                other.type,
+                other.connects_as() if isinstance(other, KafkaSinkConfig) else None,
+            )
+            for role, other in (
+                ("fallback", self.fallback),
+                ("onSuccess", self.on_success),
+                ("serve", self.serve),
+            )
+            if other is not None
+        ]
+        found = exactly_once.problems(
+            root="sink",
+            source_kind=self.source.type,
+            source_brokers=self.source.brokers if isinstance(self.source, KafkaConnection) else [],
+            primary=exactly_once.Leg("sink", "kafka", sink.connects_as()),
+            primary_brokers=sink.brokers,
+            others=others,
+            on_failure=self.retry_strategy.on_failure,
+        )
+        if found:
+            raise refused("; ".join(found))
         return self
 
     def to_json(self) -> str:

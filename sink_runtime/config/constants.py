@@ -111,7 +111,7 @@ KAFKA_OWNED_KEY_HINTS: Final[dict[str, str]] = {
     "auto.offset.reset": "set startOffset",
     "security.protocol": "set tls and sasl",
     "enable.ssl.certificate.verification": "set tls.insecureSkipVerify",
-    "transactional.id": "udsink does not use Kafka transactions",
+    "transactional.id": "set the sink's exactlyOnce: udsink derives one id per data plane",
     "enable.idempotence": "udsink's producer is always idempotent with acks=all",
     "acks": "udsink's producer is always idempotent with acks=all",
     "request.required.acks": "udsink's producer is always idempotent with acks=all",

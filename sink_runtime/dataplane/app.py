@@ -40,6 +40,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sink_runtime.config import (
     DEFAULT_BATCH_MAX_BYTES,
@@ -77,6 +78,9 @@ from sink_runtime.dataplane.secret_files import SecretFileWatch
 from sink_runtime.dataplane.sinks.blackhole import BlackholeSink
 from sink_runtime.dataplane.sinks.log import LogSink
 from sink_runtime.dataplane.sinks.udsink import UserSinkClient
+
+if TYPE_CHECKING:
+    from sink_runtime.dataplane.sinks.kafka_transaction import KafkaTransaction
 from sink_runtime.dataplane.sources.file import FileSource, FileSourceError
 from sink_runtime.dataplane.sources.generator import GeneratorSource
 from sink_runtime.logs import configure_logging
@@ -130,8 +134,15 @@ def build_source(
     raise AssertionError(f"unknown source config {config!r}")  # pragma: no cover
 
 
-def build_sink(config: SinkConfig, *, role: SinkRole, metrics: Metrics) -> Sink:
-    """The sink for one role (primary, fallback, on_success, serve); `role` becomes its name."""
+def build_sink(
+    config: SinkConfig,
+    *,
+    role: SinkRole,
+    metrics: Metrics,
+    transaction: KafkaTransaction | None = None,
+) -> Sink:
+    """The sink for one role (primary, fallback, on_success, serve); `role` becomes its name.
+    A Kafka sink given `transaction` produces through it (exactly-once; the primary owns it)."""
     match config:
         case UserSinkConfig():
             return UserSinkClient(config, metrics=metrics, name=role)
@@ -142,19 +153,36 @@ def build_sink(config: SinkConfig, *, role: SinkRole, metrics: Metrics) -> Sink:
         case KafkaSinkConfig():
             from sink_runtime.dataplane.sinks.kafka import KafkaSink
 
-            return KafkaSink(config, name=role)
+            return KafkaSink(
+                config,
+                name=role,
+                transaction=transaction,
+                owns_transaction=transaction is not None and role == PRIMARY,
+            )
     raise AssertionError(f"unknown sink config {config!r}")  # pragma: no cover
 
 
 def build_sinks(config: RuntimeConfig, *, metrics: Metrics) -> Sinks:
+    transaction: KafkaTransaction | None = None
+    if isinstance(config.sink, KafkaSinkConfig) and config.sink.exactly_once:
+        from sink_runtime.dataplane.sinks.kafka_transaction import (
+            KafkaTransaction,
+            transactional_id,
+        )
+
+        transaction = KafkaTransaction(transactional_id(config.namespace, config.name))
+
     def optional(c: SinkConfig | None, role: SinkRole) -> Sink | None:
-        return None if c is None else build_sink(c, role=role, metrics=metrics)
+        if c is None:
+            return None
+        return build_sink(c, role=role, metrics=metrics, transaction=transaction)
 
     return Sinks(
-        primary=build_sink(config.sink, role=PRIMARY, metrics=metrics),
+        primary=build_sink(config.sink, role=PRIMARY, metrics=metrics, transaction=transaction),
         fallback=optional(config.fallback, FALLBACK),
         on_success=optional(config.on_success, ON_SUCCESS),
         serve=optional(config.serve, SERVE),
+        transaction=transaction,
     )
 
 
@@ -183,7 +211,11 @@ class DataPlane:
         )
         self.sinks = sinks or build_sinks(config, metrics=self.metrics)
         self.forwarder = Forwarder.from_config(
-            config, self.source, self.sinks, metrics=self.metrics
+            config,
+            self.source,
+            self.sinks,
+            metrics=self.metrics,
+            transaction=self.sinks.transaction,
         )
         self.metrics.ready.set_function(lambda: float(self.readiness()[0]))
         obs = config.observability

@@ -18,7 +18,11 @@ This is where the delivery guarantees live, written once for every source and si
   batch, report the stuck sink as not ready, keep trying at the capped delay) or `log` (log
   the record's coordinates, count it as dropped, go on);
 - before each delivery round the source confirms the datums are still its to deliver (a
-  partition revoked since the read is left to its new owner).
+  partition revoked since the read is left to its new owner);
+- exactly-once (a `transaction` given): each batch is forwarded inside a Kafka transaction and
+  committed with its source offsets before the next batch starts; an aborted transaction
+  (`BatchMustRestart`) voids every write of the batch, which starts again from its first
+  write (sinks/kafka_transaction.py).
 Stopping is cooperative: `stop()` ends reading; the in-flight batch finishes (the owner may
 cancel `run()` at a hard deadline, in which case nothing of that batch is acknowledged).
 Liveness: `progress_age()` is how long since the forwarder last completed a step (a read, a
@@ -33,10 +37,10 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import AsyncGenerator, Coroutine, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any
+from typing import Any, cast
 
 from sink_runtime.config import (
     DEFAULT_BATCH_SIZE,
@@ -58,12 +62,15 @@ from sink_runtime.dataplane.protocols import (
     RETRIES_EXHAUSTED,
     SERVE,
     AllSucceeded,
+    BatchMustRestart,
     RouteReason,
     Sink,
     SinkError,
     SinkRole,
     Source,
     SourceBatch,
+    Transaction,
+    TransactionalSource,
     exhausted,
 )
 from sink_runtime.dataplane.retry import RetryPolicy
@@ -101,6 +108,8 @@ class Sinks:
     fallback: Sink | None = None
     on_success: Sink | None = None
     serve: Sink | None = None
+    # Exactly-once: the transaction the Kafka sinks produce in (the forwarder drives it).
+    transaction: Transaction | None = None
 
     def by_role(self) -> dict[SinkRole, Sink]:
         roles: dict[SinkRole, Sink | None] = {PRIMARY: self.primary, FALLBACK: self.fallback}
@@ -219,8 +228,12 @@ class Forwarder:
         nack_max_deliveries: int = DEFAULT_MAX_DELIVERIES,
         secondary: SecondaryRetry | None = None,
         rng: random.Random | None = None,
+        transaction: Transaction | None = None,
     ) -> None:
         self.source = source
+        self.transaction = transaction
+        if transaction is not None and not hasattr(source, "commit_with"):
+            raise ValueError("exactly-once needs a source that commits inside a transaction")
         self.sinks = sinks
         self.metrics = metrics
         self.batch_size = batch_size
@@ -255,6 +268,7 @@ class Forwarder:
         *,
         metrics: Metrics,
         rng: random.Random | None = None,
+        transaction: Transaction | None = None,
     ) -> Forwarder:
         return cls(
             source,
@@ -267,6 +281,7 @@ class Forwarder:
             nack_max_deliveries=config.nack.max_deliveries,
             secondary=config.retry_strategy.secondary,
             rng=rng,
+            transaction=transaction,
         )
 
     def exhausted_in_flight(self) -> dict[str, str]:
@@ -318,8 +333,37 @@ class Forwarder:
         finished. A batch read ahead when stop() comes is dropped unacknowledged, so it is
         redelivered.
         """
-        ahead: asyncio.Future[SourceBatch] | None = None
+        if self.transaction is not None:
+            await self._run_in_transactions(self.transaction)
+            return
         acks: list[asyncio.Future[None]] = []
+        try:
+            async with contextlib.aclosing(self._batches()) as batches:
+                async for batch, started in batches:
+                    await self.forward(batch)
+                    acks = [a for a in acks if not a.done()]
+                    if len(acks) >= MAX_ACKS_IN_FLIGHT:
+                        await acks.pop(0)
+                    acks.append(asyncio.ensure_future(self._ack(batch, started)))
+            while acks:
+                await acks.pop(0)
+        finally:
+            if acks:
+                # Left early: a failure finishes the pending commits of finished batches; a
+                # cancellation (the hard deadline) abandons them (the batches are redelivered).
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    for a in acks:
+                        a.cancel()
+                for a in acks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await a
+
+    async def _batches(self) -> AsyncGenerator[tuple[SourceBatch, float], None]:
+        """The batches to forward, in source order, each with when it was taken; the next
+        one is read while the caller forwards this one. A read ahead when the loop ends is
+        abandoned (nothing after it was acknowledged, so nothing is lost)."""
+        ahead: asyncio.Future[SourceBatch] | None = None
         try:
             while not self._stop.is_set():
                 if ahead is None:
@@ -334,30 +378,66 @@ class Forwarder:
                 started = time.monotonic()
                 if not self._stop.is_set() and not self.source.exhausted:
                     ahead = self._start_read()
-                n = len(batch.datums)
-                self.metrics.read.inc(n)
-                self.in_flight = n
-                await self.forward(batch)
-                acks = [a for a in acks if not a.done()]
-                if len(acks) >= MAX_ACKS_IN_FLIGHT:
-                    await acks.pop(0)
-                acks.append(asyncio.ensure_future(self._ack(batch, started)))
+                self.metrics.read.inc(len(batch.datums))
+                self.in_flight = len(batch.datums)
+                yield batch, started
                 self.in_flight = 0
-            while acks:
-                await acks.pop(0)
         finally:
             if ahead is not None:
                 await self._abandon(ahead)
-            if acks:
-                # Left early: a failure finishes the pending commits of finished batches; a
-                # cancellation (the hard deadline) abandons them (the batches are redelivered).
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    for a in acks:
-                        a.cancel()
-                for a in acks:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await a
+
+    async def _run_in_transactions(self, transaction: Transaction) -> None:
+        """run() for exactly-once: each batch forwarded and committed in a transaction of its
+        own before the next one starts (the next batch's writes must not join this one's
+        transaction)."""
+        async with contextlib.aclosing(self._batches()) as batches:
+            async for batch, started in batches:
+                await self._forward_in_transaction(transaction, batch, started)
+
+    async def _forward_in_transaction(
+        self, transaction: Transaction, batch: SourceBatch, started: float
+    ) -> None:
+        """Forward `batch` and commit it with its offsets; an aborted transaction starts the
+        batch again (after the retry policy's backoff), until it commits or stop() comes (then
+        nothing of it is committed, and it is redelivered)."""
+        source = cast(TransactionalSource, self.source)
+        restarts = 0
+        while True:
+            try:
+                await transaction.begin()
+                delivered = await self.forward(batch)
+                durable = await source.commit_with(batch, delivered, transaction.commit)
+            except BatchMustRestart as err:
+                await transaction.abort()
+                self.metrics.commit_failures.inc()
+                restarts += 1
+                first, last = batch.datums[0].id, batch.datums[-1].id
+                if self._stop.is_set():
+                    logger.warning(
+                        "batch %s .. %s not committed (stopping): %s; it is redelivered",
+                        first,
+                        last,
+                        err,
+                    )
+                    return
+                delay = self.retry.delay_s(restarts, self._rng)
+                logger.warning(
+                    "batch %s .. %s starts again in %.1fs (attempt %d): %s",
+                    first,
+                    last,
+                    delay,
+                    restarts + 1,
+                    err,
+                )
+                await self._sleep(delay)
+                continue
+            except BaseException:
+                await asyncio.shield(transaction.abort())
+                raise
+            self._stepped()
+            self.metrics.acked.inc(durable)
+            self.metrics.batch_latency.observe(time.monotonic() - started)
+            return
 
     def _start_read(self) -> asyncio.Future[SourceBatch]:
         return asyncio.ensure_future(self.source.read(self.batch_size, self.batch_timeout_s))
@@ -405,11 +485,12 @@ class Forwarder:
 
     # --- one batch ---
 
-    async def forward(self, batch: SourceBatch) -> None:
-        """Deliver `batch` until every datum reached a terminal outcome (no acknowledgement)."""
+    async def forward(self, batch: SourceBatch) -> list[Datum]:
+        """Deliver `batch` until every datum reached a terminal outcome (no acknowledgement);
+        the datums it delivered (those the source still owned when it began)."""
         datums = await self.source.still_owned(batch.datums, batch)
         if not datums:
-            return
+            return datums
         # The first delivery sends the whole batch as read; when every answer is SUCCESS (the
         # usual case) the batch is done with no per-datum bookkeeping at all.
         results = await self._write_checked(
@@ -417,7 +498,7 @@ class Forwarder:
         )
         if type(results) is _Succeeded or set(map(_status_of, results.values())) == _ONLY_SUCCESS:
             self._written_primary.inc(len(datums))
-            return
+            return datums
         loop = asyncio.get_running_loop()
         first = [_Pending(d, i, deliveries=1) for i, d in enumerate(datums)]
         waiting = await self._apply(first, [], results, loop.time())
@@ -439,6 +520,7 @@ class Forwarder:
             results = await self._deliver(this_round)
             waiting = await self._apply(this_round, later, results, loop.time())
         self._waiting = []
+        return datums
 
     async def _still_owned(
         self, batch: SourceBatch, this_round: list[_Pending], later: list[_Pending]
@@ -514,6 +596,8 @@ class Forwarder:
         self.writing[role] = (started := time.monotonic(), len(ids))
         try:
             results = await sink.write(datums)
+        except BatchMustRestart:
+            raise
         except SinkError as err:
             logger.warning(
                 "%s could not take %d messages (%s): %s",
@@ -656,7 +740,12 @@ class Forwarder:
             assert self.sinks.serve is not None
             jobs.append(self._write_until_accepted(SERVE, self.sinks.serve, routes.serve))
         if jobs:
-            await asyncio.gather(*jobs)
+            # Every write finishes before a failure goes up: an aborted transaction must not
+            # have a write of this batch still running.
+            outcomes = await asyncio.gather(*jobs, return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
 
     async def _write_fallback(self, sink: Sink, items: list[tuple[Datum, RouteReason]]) -> None:
         reasons = {d.id: reason for d, reason in items}

@@ -7,7 +7,7 @@ retry and commit logic is written once and tested once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol, TypeAlias, overload
 
@@ -127,6 +127,42 @@ class SinkError(Exception):
 
     The forwarder treats every datum of the batch as FAILURE with this message.
     """
+
+
+class BatchMustRestart(Exception):
+    """Everything written for the batch so far is void (its transaction was aborted): the
+    forwarder starts the batch again from its first write. Only the exactly-once path raises
+    it; the message says why."""
+
+
+# Commits a transaction with the source offsets it consumed: (offsets by (topic, partition),
+# the consumer's group metadata) -> None, or BatchMustRestart.
+CommitWith: TypeAlias = Callable[[Mapping[tuple[str, int], int], object], Awaitable[None]]
+
+
+class TransactionalSource(Protocol):
+    """A source whose offsets can be committed inside a sink's transaction (Kafka)."""
+
+    async def commit_with(
+        self, batch: SourceBatch, delivered: Sequence[Datum], commit: CommitWith
+    ) -> int:
+        """Commit the offsets of `batch` through `commit` (with the records written for the
+        `delivered` datums), then count the batch handled; how many records that made
+        durable. Raises BatchMustRestart when `commit` did, or when a delivered datum's
+        partition changed owner meanwhile. Never commits on its own."""
+        ...
+
+
+class Transaction(Protocol):
+    """The exactly-once sink's transaction, as the forwarder drives it."""
+
+    async def begin(self) -> None: ...
+
+    async def commit(
+        self, offsets: Mapping[tuple[str, int], int], group_metadata: object
+    ) -> None: ...
+
+    async def abort(self) -> None: ...
 
 
 class Sink(Protocol):

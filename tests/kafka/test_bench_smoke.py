@@ -36,6 +36,7 @@ ROWS = (
     "rust-v1",
     "java-v1",
     "kafka-kafka",
+    "kafka-kafka-eos",
     "kafka-ceiling",
     "grpc-v1",
     "blackhole-tls",
@@ -80,6 +81,7 @@ RATIOS = (
 MATCHING = {
     "blackhole": "ceiling",
     "kafka-kafka": "kafka-ceiling",
+    "kafka-kafka-eos": "kafka-kafka",
     "udsink-batch": "blackhole",
     "udsink-v1": "grpc-v1",
     "pynumaflow-v1": "grpc-v1",

@@ -64,6 +64,7 @@ class DataPlaneProcess:
     name: str = "dp"
     observed: bool = True
     context: str = ""  # said in describe(), e.g. the seed that replays a failing run
+    env: dict[str, str] = field(default_factory=dict)  # on top of this process's environment
     proc: subprocess.Popen[bytes] | None = None
     port: int = field(default_factory=free_port)
 
@@ -84,7 +85,7 @@ class DataPlaneProcess:
             config = config.model_copy(update={"observability": obs})
         path = self.workdir / f"{self.name}.json"
         path.write_text(config.to_json())
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **self.env}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 tied_to_parent(

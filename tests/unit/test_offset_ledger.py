@@ -539,3 +539,18 @@ def test_a_refused_commit_is_offered_again_and_counts_once() -> None:
     assert ledger.commit_answered(second) == 4
     assert ledger.commit_answered(second) == 0  # answered already
     assert ledger.commits_waiting == 0
+
+
+def test_next_ends_are_what_a_transaction_may_commit_with_its_batch() -> None:
+    ledger = OffsetLedger()
+    ledger.assign([t(0), t(1)])
+    first = read_now(ledger, {t(0): (10, 10), t(1): (4, 4)})
+    second = read_now(ledger, {t(0): (20, 10)})
+    # The second batch is not next: the first one's records are not committed yet.
+    assert ledger.next_ends(second) == {}
+    assert ledger.next_ends(first) == {t(0): 10, t(1): 4}
+    ledger.handled(first)
+    assert ledger.commit_answered(ledger.commit_sent({t(0): 10, t(1): 4})) == 14
+    assert ledger.next_ends(second) == {t(0): 20}
+    ledger.end([t(0)])
+    assert ledger.next_ends(second) == {}  # its tenure ended: not ours to commit

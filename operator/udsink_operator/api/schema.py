@@ -424,6 +424,10 @@ class _ExactlyOne(_Model):
         )
         return [rule, *cls.cel_rules]
 
+    def member(self) -> str:
+        """The alias of the one member set (validation made sure there is exactly one)."""
+        return self.set_members(self.one_of)[0]
+
     @model_validator(mode="after")
     def _exactly_one(self) -> _ExactlyOne:
         chosen = self.set_members(self.one_of)

@@ -20,7 +20,7 @@ from pydantic import (
 
 from sink_runtime import config as rc
 from sink_runtime.config import constants as runtime_constants
-from sink_runtime.config import durations, memory, owned_kafka_key
+from sink_runtime.config import durations, exactly_once, memory, owned_kafka_key
 from sink_runtime.config.errors import FALLBACK_NEEDED, refused
 from sink_runtime.config.sink_liveness import UNANSWERED_SLACK_S
 from udsink_operator import constants, messages
@@ -410,6 +410,20 @@ class KafkaSink(KafkaConnection):
     headers: KeyHeaders = Field(
         default_factory=KeyHeaders, description="Key headers, propagated and static headers."
     )
+    exactly_once: bool = Field(
+        default=False,
+        description=(
+            "spec.sink.kafka only: write each batch's records (and its dead-letter, onSuccess "
+            "and serve records) and the source offsets in one Kafka transaction, so readers "
+            "with isolation.level=read_committed see every input record exactly once. Needs a "
+            "Kafka source on the same brokers, Kafka secondary sinks with the same "
+            "connection, and an onFailure other than drop."
+        ),
+    )
+
+    def connects_as(self) -> object:
+        """Equal for two sinks exactly when they reach the brokers the same way."""
+        return (tuple(self.brokers), self.tls, self.sasl, tuple(sorted(self.config.items())))
 
 
 class LogSink(_Model):
@@ -701,6 +715,45 @@ class UDSinkSpec(_Model):
         for path, sink in self.kafka_sinks():
             refs += [(f"{path}.{p}", r) for p, r in sink.secret_refs()]
         return refs
+
+    @model_validator(mode="after")
+    def _exactly_once_holds(self) -> UDSinkSpec:
+        for path, sink in self.kafka_sinks():
+            if sink.exactly_once and path != "spec.sink.kafka":
+                raise refused(
+                    f"{path}.exactlyOnce: only spec.sink.kafka can be exactly-once (its "
+                    "transaction carries the other sinks' records)"
+                )
+        primary = self.sink.kafka
+        if primary is None or not primary.exactly_once:
+            return self
+        others: list[exactly_once.Leg] = []
+        holders: list[tuple[str, AbstractSink | ServeSink | None]] = [
+            ("spec.sink.fallback", self.sink.fallback),
+            ("spec.sink.onSuccess", self.sink.on_success),
+            ("spec.sink.serve", self.sink.serve),
+        ]
+        for path, holder in holders:
+            if holder is None:
+                continue
+            kind = holder.member()
+            kafka = holder.kafka
+            others.append(
+                exactly_once.Leg(path, kind, None if kafka is None else kafka.connects_as())
+            )
+        source = self.source.kafka
+        found = exactly_once.problems(
+            root="spec.sink",
+            source_kind=self.source.member(),
+            source_brokers=[] if source is None else source.brokers,
+            primary=exactly_once.Leg("spec.sink", "kafka", primary.connects_as()),
+            primary_brokers=primary.brokers,
+            others=others,
+            on_failure=self.sink.retry_strategy.on_failure,
+        )
+        if found:
+            raise refused("; ".join(found))
+        return self
 
     def kafka_sinks(self) -> list[tuple[str, KafkaSink]]:
         holders: list[tuple[str, AbstractSink | ServeSink | None]] = [

@@ -48,7 +48,14 @@ from sink_runtime.dataplane.kafka_settings import (
     redacted,
 )
 from sink_runtime.dataplane.keyheaders import KeyHeaderCodec, record_key
-from sink_runtime.dataplane.protocols import ON_SUCCESS, PRIMARY, AllSucceeded, SinkError
+from sink_runtime.dataplane.protocols import (
+    ON_SUCCESS,
+    PRIMARY,
+    AllSucceeded,
+    BatchMustRestart,
+    SinkError,
+)
+from sink_runtime.dataplane.sinks.kafka_transaction import KafkaTransaction, needs_abort
 from sink_runtime.types import Datum, Response
 
 logger = logging.getLogger(__name__)
@@ -64,6 +71,17 @@ _CACHE_LIMIT = 16_384
 REPORT_GRACE_S = 5.0
 PROBE_TIMEOUT_S = 2.0
 CLOSE_FLUSH_S = 5.0
+# Delivery errors that refuse the record itself (retrying it cannot help).
+_REFUSED_RECORD = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.INVALID_MSG,
+        KafkaError.INVALID_MSG_SIZE,
+    }
+)
+# In a transaction, deliveries are awaited in steps this long, to stop at the first failure.
+TRANSACTION_FLUSH_STEP_S = 0.05
 # While the local queue is full, how long to serve delivery reports before producing again.
 QUEUE_FULL_POLL_S = 0.1
 # The RuntimeConfig field of each role, for error messages.
@@ -83,6 +101,8 @@ class KafkaSink:
         *,
         name: str = "kafka",
         delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_MS / 1000,
+        transaction: KafkaTransaction | None = None,
+        owns_transaction: bool = False,
     ) -> None:
         self.name = name
         self.config = config
@@ -92,9 +112,19 @@ class KafkaSink:
         self._static = {k: v for k, v in config.headers.static.items() if not self._codec.owns(k)}
         self._keyed: dict[tuple[str, ...], tuple[bytes | None, Headers]] = {}
         self._owned: dict[str, bool] = {}
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"kafka-sink-{name}")
+        # Datum id -> why the broker refused its record inside a transaction (see _write).
+        self._poisoned: dict[str, str] = {}
+        # Exactly-once: every Kafka sink of the data plane produces through the transaction's
+        # producer, on its thread; the primary sink owns (closes) it.
+        self._transaction = transaction
+        self._owns_transaction = owns_transaction
+        self._thread = (
+            transaction.thread
+            if transaction is not None
+            else ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"kafka-sink-{name}")
+        )
         self._settings: dict[str, Any] = {}
-        self._producer: Any = None
+        self._own_producer: Any = None
         self._fatal: str | None = None
         self._reachable = False
         self._probing = False
@@ -106,6 +136,12 @@ class KafkaSink:
     @property
     def topic(self) -> str:
         return self.config.topic
+
+    @property
+    def _producer(self) -> Any:
+        if self._transaction is not None:
+            return self._transaction.producer
+        return self._own_producer
 
     # --- lifecycle ---
 
@@ -123,7 +159,10 @@ class KafkaSink:
             ",".join(self.config.brokers),
             extra={"settings": redacted(settings)},
         )
-        await self._run(self._create)
+        if self._transaction is not None:
+            await self._transaction.start(settings)
+        else:
+            await self._run(self._create)
         await self._run(self._probe)
 
     @property
@@ -131,8 +170,11 @@ class KafkaSink:
         return _CONFIG_FIELD.get(self.name, self.name)
 
     def _create(self) -> None:
-        self._producer = Producer(self._settings)
         self._fatal = None
+        if self._transaction is not None:
+            self._transaction.recreate()
+            return
+        self._own_producer = Producer(self._settings)
 
     async def reset(self) -> None:
         """Nothing here outlives a write."""
@@ -145,6 +187,10 @@ class KafkaSink:
         if self._closed:
             return
         self._closed = True
+        if self._transaction is not None:
+            if self._owns_transaction:
+                await self._transaction.close()
+            return
         if self._producer is not None:
             left = await self._run(self._producer.flush, CLOSE_FLUSH_S)
             if left:
@@ -155,7 +201,7 @@ class KafkaSink:
                     self.topic,
                 )
         self._thread.shutdown(wait=False)
-        self._producer = None
+        self._own_producer = None
 
     def is_ready(self) -> bool:
         """Started, not failed fatally, and the brokers answered last time we checked."""
@@ -203,18 +249,29 @@ class KafkaSink:
                 self.name,
                 self._fatal,
             )
+            fatal = self._fatal
             self._create()
+            if self._transaction is not None:
+                raise BatchMustRestart(f"kafka sink {self.name}: fatal producer error: {fatal}")
+        # In a transaction, a record the broker refused for what it is (too large, invalid)
+        # fails at once in the batch's next attempt, without being produced again, so the
+        # retry policy and onFailure (a dead-letter topic) can settle it.
+        poisoned = self._poisoned
         # Errors by datum index: refused at once by the client, or reported as failed. Only
         # failed deliveries are reported (`delivery.report.only.error`); a datum without an
         # error is delivered once the producer's queue is empty. Were every delivery reported
         # (the user's config may say so), a success report carries no error and changes
         # nothing here.
         errors: dict[int, str] = {}
-        report = self._report
+        codes: dict[int, int] = {}
+        report = partial(self._report, codes=codes)
         produce = self._producer.produce
         topic = self.topic
         outgoing = self._outgoing
         for i, datum in enumerate(datums):
+            if poisoned and datum.id in poisoned:
+                errors[i] = poisoned[datum.id]
+                continue
             try:
                 # A key or header that cannot be encoded (a lone surrogate) is a ValueError.
                 key, headers = outgoing(datum)
@@ -228,11 +285,20 @@ class KafkaSink:
                 if error is not None:
                     errors[i] = error
             except KafkaException as exc:
-                errors[i] = _describe(exc.args[0] if exc.args else exc)
+                err = exc.args[0] if exc.args else exc
+                if self._transaction is not None and needs_abort(err):
+                    raise BatchMustRestart(
+                        f"kafka topic {topic}: the transaction cannot go on: {_describe(err)}"
+                    ) from None
+                errors[i] = _describe(err)
             except (TypeError, ValueError) as exc:
                 errors[i] = f"record rejected by the client: {exc}"
         wait_s = self._report_wait_s()
         deadline = time.monotonic() + wait_s
+        if self._transaction is not None:
+            self._flush_in_transaction(codes, deadline)
+            if codes or self._producer.flush(0):
+                self._void(datums, errors, codes)
         left = self._producer.flush(wait_s)
         while left and time.monotonic() < deadline:
             left = self._producer.flush(max(0.0, deadline - time.monotonic()))
@@ -251,6 +317,24 @@ class KafkaSink:
             else Response.failure(d.id, f"kafka topic {self.topic}: {errors[i]}")
             for i, d in enumerate(datums)
         ]
+
+    def _flush_in_transaction(self, codes: dict[int, int], deadline: float) -> None:
+        """Wait for the deliveries until the first failure: one failure dooms the transaction,
+        and librdkafka may hold the rest until their message timeout."""
+        while not codes and time.monotonic() < deadline:
+            if not self._producer.flush(min(TRANSACTION_FLUSH_STEP_S, deadline - time.monotonic())):
+                return
+
+    def _void(self, datums: list[Datum], errors: dict[int, str], codes: dict[int, int]) -> None:
+        """The transaction cannot commit: remember the records the broker refused for what they
+        are (module doc of _write) and start the batch again."""
+        if len(self._poisoned) >= _CACHE_LIMIT:
+            self._poisoned.clear()
+        for i, code in codes.items():
+            if code in _REFUSED_RECORD:
+                self._poisoned[datums[i].id] = errors[i]
+        why = next((errors[i] for i in codes), "no delivery report in time")
+        raise BatchMustRestart(f"kafka topic {self.topic}: a write failed: {why}")
 
     def _produce_when_room(
         self,
@@ -276,9 +360,12 @@ class KafkaSink:
                 return f"record rejected by the client: {exc}"
 
     @staticmethod
-    def _report(i: int, errors: dict[int, str], err: Any, _msg: Any) -> None:
+    def _report(
+        i: int, errors: dict[int, str], err: Any, _msg: Any, *, codes: dict[int, int]
+    ) -> None:
         if err is not None:
             errors[i] = _describe(err)
+            codes[i] = err.code()
 
     # --- one record's key and headers ---
 

@@ -81,15 +81,17 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from sink_runtime.config import DEFAULT_BATCH_MAX_BYTES, KafkaSourceConfig
 from sink_runtime.dataplane.kafka_settings import consumer_settings
 from sink_runtime.dataplane.metrics import Metrics
-from sink_runtime.dataplane.protocols import SourceBatch
+from sink_runtime.dataplane.protocols import BatchMustRestart, CommitWith, SourceBatch
 from sink_runtime.dataplane.sources.kafka_jobs import (
     SOURCE_LOGGER,
     Close,
+    CommittedInTransaction,
     ConsumerJob,
     ConsumerView,
     Handled,
@@ -97,12 +99,13 @@ from sink_runtime.dataplane.sources.kafka_jobs import (
     Read,
     ServeEvents,
     Start,
+    TransactionOffsets,
 )
 from sink_runtime.dataplane.sources.kafka_worker import ConsumerWorker
 from sink_runtime.dataplane.sources.lag import LAG_REFRESH_S
 from sink_runtime.dataplane.sources.offset_ledger import Partition, ReadToken
 from sink_runtime.dataplane.sources.owner_thread import OwnerThread, Shared
-from sink_runtime.dataplane.sources.ownership import kept_owned, ranges
+from sink_runtime.dataplane.sources.ownership import kept_owned, partition_of, ranges
 from sink_runtime.dataplane.sources.read_buffer import STASH_LIMIT
 from sink_runtime.logs import batch_fields
 from sink_runtime.types import Datum
@@ -299,6 +302,48 @@ class KafkaSource:
         except KafkaSourceError:
             return 0
         return await handled.reply.future
+
+    async def commit_with(
+        self, batch: SourceBatch, delivered: Sequence[Datum], commit: CommitWith
+    ) -> int:
+        """Commit `batch`'s offsets through `commit` (a transaction holding the records written
+        for `delivered`), then count the batch handled and committed (TransactionalSource).
+
+        The partitions of the delivered datums must still be this member's, with nothing
+        before the batch uncommitted: otherwise the transaction would carry records whose
+        offsets it cannot commit, so BatchMustRestart (the forwarder starts the batch again,
+        and delivers only what is still owned). Partitions lost before the delivery began had
+        nothing written: their records go to the new owner, and their offsets are not ours.
+        """
+        token = batch.token
+        if token is None:
+            return 0
+        if not isinstance(token, ReadToken):
+            raise TypeError(f"kafka source: commit_with() got a batch it did not read ({token!r})")
+        if not self._view.get().open or self._closed:
+            raise BatchMustRestart("kafka source: the consumer is gone; the batch is redelivered")
+        try:
+            asking = TransactionOffsets(token)
+            self._owner.submit(asking)
+            ends, group = await asking.reply.future
+        except KafkaSourceError as err:
+            raise BatchMustRestart(str(err)) from None
+        written = {partition_of(d.id) for d in delivered}
+        lost = written - set(ends)
+        if lost:
+            names = ", ".join(f"{t}[{p}]" for t, p in sorted(lost))
+            raise BatchMustRestart(
+                f"kafka source: {names} changed owner during the batch; its records go to "
+                "the new owner"
+            )
+        offsets = {p: ends[p] for p in written}
+        await commit(offsets, group)
+        committed = CommittedInTransaction(token, offsets)
+        try:
+            self._owner.submit(committed)
+            return await committed.reply.future
+        except KafkaSourceError:
+            return 0  # committed with the transaction; only the count is lost
 
 
 def _commit_wait(view: ConsumerView) -> float:

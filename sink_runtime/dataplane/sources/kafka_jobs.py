@@ -61,7 +61,27 @@ class Close(Job[None]):
     """Commit what is handled, wait a little for the answer, and close the consumer."""
 
 
-ConsumerJob = Start | Read | Handled | ServeEvents | Close
+@dataclass(eq=False)
+class TransactionOffsets(Job[tuple[dict[Partition, int], object]]):
+    """For a transaction about to commit the batch `token` names: the offsets it may carry
+    (OffsetLedger.next_ends) and the consumer's group metadata, which fences a member that
+    lost its partitions."""
+
+    token: ReadToken
+
+
+@dataclass(eq=False)
+class CommittedInTransaction(Job[int]):
+    """The transaction carrying `offsets` for the batch `token` names committed: count the
+    batch handled and committed; the reply is how many handled records that confirmed."""
+
+    token: ReadToken
+    offsets: dict[Partition, int]
+
+
+ConsumerJob = (
+    Start | Read | Handled | ServeEvents | Close | TransactionOffsets | CommittedInTransaction
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,12 +34,15 @@ from sink_runtime.dataplane.sources.kafka_convert import RecordConverter
 from sink_runtime.dataplane.sources.kafka_jobs import (
     SOURCE_LOGGER,
     Close,
+    CommittedInTransaction,
     ConsumerJob,
     ConsumerView,
     Handled,
+    KafkaSourceError,
     Read,
     ServeEvents,
     Start,
+    TransactionOffsets,
 )
 from sink_runtime.dataplane.sources.kafka_record import ACCELERATED
 from sink_runtime.dataplane.sources.lag import LAG_TIMEOUT_S, LagSchedule, partition_lag
@@ -140,6 +143,14 @@ class ConsumerWorker:
             case Close():
                 self._close_consumer()
                 job.reply.settle(None)
+            case TransactionOffsets():
+                if self._consumer is None:
+                    job.reply.fail(KafkaSourceError("kafka source: the consumer is gone"))
+                else:
+                    group = self._consumer.consumer_group_metadata()
+                    job.reply.settle((self.ledger.next_ends(job.token), group))
+            case CommittedInTransaction():
+                job.reply.settle(self._committed_in_transaction(job.token, job.offsets))
             case _:
                 assert_never(job)
 
@@ -309,6 +320,16 @@ class ConsumerWorker:
         self.ledger.handled(token)
         self._commits.waiting(reply, time.monotonic())
         self._commit_due()
+
+    def _committed_in_transaction(self, token: ReadToken, offsets: dict[Partition, int]) -> int:
+        """A transaction committed `offsets` with the batch: the ledger counts it handled and
+        committed at once, so this source never commits those records itself."""
+        self.ledger.handled(token)
+        owned = self.ledger.owned()
+        kept = {p: o for p, o in offsets.items() if owned.get(p) == token.tenures[p]}
+        if not kept:
+            return 0
+        return self.ledger.commit_answered(self.ledger.commit_sent(kept))
 
     def _commit_due(self, *, force: bool = False) -> None:
         """Commit what is handled when a commit is due (or `force`: a revocation, close)."""

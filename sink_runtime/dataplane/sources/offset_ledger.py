@@ -164,6 +164,20 @@ class OffsetLedger:
                 tenure.handled.append(done)
                 tenure.prefix_end = done.end
 
+    def next_ends(self, token: ReadToken) -> dict[Partition, int]:
+        """For each partition of `token` still in its tenure: the offset after the batch's
+        records, where every record read before them in the tenure is confirmed committed
+        (what a commit made together with handling the batch may carry). A partition whose
+        earlier records are not all committed yet is left out, as is one whose tenure ended."""
+        out: dict[Partition, int] = {}
+        for p, tenure_id in token.tenures.items():
+            tenure = self._tenures.get(p)
+            if tenure is None or tenure.id != tenure_id:
+                continue
+            if tenure.reading and tenure.reading[0] is token._spans[p] and not tenure.handled:
+                out[p] = token._spans[p].end
+        return out
+
     # --- commits ---
 
     def committable(self, partitions: Collection[Partition] | None = None) -> dict[Partition, int]:
