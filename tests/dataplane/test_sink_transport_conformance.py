@@ -2,8 +2,10 @@
 
 Every case runs once over `sink.v1` (our HTTP/2 stream) and once over the batch extension
 (grpcio), each against a real gRPC server on a Unix socket: our SDK's server for a well-behaved
-sink, the scripted server (scripted_sink.py) for answers out of contract, a sink that hangs and
-one that goes away mid-batch, and a server here that answers bytes that are no answer message.
+sink and one whose handler raises, an SDK sink process killed mid-batch, the scripted server
+(scripted_sink.py) for answers out of contract, a sink that hangs and one that goes away
+mid-batch, and a server here that answers bytes that are no answer message. The transports'
+ready() is held to the same before and after a server is up.
 Each asserts the results or the typed error the caller sees, so it fails if either transport
 drops, reorders or alters results, or reports a failure as another kind of error.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +41,8 @@ from sink_runtime.types import Datum, Response, Status
 from tests.dataplane.harness import ScriptedFactory
 from tests.dataplane.scripted_sink import Abort
 from tests.support.recording_sink import RecordingSink, SdkFactory
+from tests.support.sink_process import sink_process
+from tests.support.waiting import until_async
 
 PATHS = ["sink.v1", "batch"]
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -334,6 +339,44 @@ async def test_a_server_that_goes_away_mid_batch_breaks_the_stream(
     await sink.stop()
     with pytest.raises(StreamBroken):
         await sending
+    assert violations == []
+
+
+# An SDK sink program that takes a batch, says so, and never answers it.
+STUCK_SINK = """
+import os, time
+from pathlib import Path
+from sink_runtime import Responses, Sinker, serve
+
+class Stuck(Sinker):
+    def handler(self, datums):
+        batch = list(datums)
+        (Path(os.environ["SINK_DIR"]) / "started").write_text(str(len(batch)))
+        time.sleep(3600)
+        return Responses()
+
+serve(Stuck())
+"""
+
+
+async def test_a_sink_process_killed_mid_batch_breaks_the_stream(
+    sock_dir: Path, new_transport: NewTransport, violations: list[ContractViolation]
+) -> None:
+    script = sock_dir / "stuck_sink.py"
+    script.write_text(STUCK_SINK)
+    started = sock_dir / "started"
+    async with sink_process(script, sock_dir, env={"SINK_DIR": str(sock_dir)}) as sink:
+        transport = await connected(new_transport(sink.socket_path))
+        sending = asyncio.ensure_future(
+            transport.send(encode_entries(batch(4)), within(PATIENCE_S))
+        )
+        await until_async(
+            started.exists, "the sink did not take the batch", within=PATIENCE_S, every=0.02
+        )
+        sink.signal(signal.SIGKILL)
+        with pytest.raises(StreamBroken):
+            await sending
+    assert started.read_text() == "4"
     assert violations == []
 
 
