@@ -19,7 +19,8 @@ from sink_runtime.dataplane.metrics import Metrics
 from sink_runtime.dataplane.protocols import SinkError
 from sink_runtime.dataplane.sinks import grpc_stream
 from sink_runtime.dataplane.sinks.grpc_stream import MAX_UNREAD_MESSAGES, GrpcStream, frame
-from sink_runtime.dataplane.sinks.udsink import SINK_AUTHORITY, SINK_FN, UserSinkClient
+from sink_runtime.dataplane.sinks.transport import SINK_AUTHORITY, SINK_FN
+from sink_runtime.dataplane.sinks.udsink import UserSinkClient
 from sink_runtime.proto import sink_pb2
 from sink_runtime.types import Datum, Status
 from tests.dataplane.h2_sink import INTERNAL_MESSAGE, UNAVAILABLE_MESSAGE

@@ -2,7 +2,7 @@
 
 grpcio's default HTTP/2 :authority for a `unix:` target is the percent-encoded socket path;
 the Rust SDK's server resets such a stream, so without the client's fixed authority
-(udsink.SINK_AUTHORITY) `start()` fails with "cannot connect ... RST_STREAM".
+(transport.SINK_AUTHORITY) `start()` fails with "cannot connect ... RST_STREAM".
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ that and nothing else: the HTTP/2 connection (preface, SETTINGS, flow control in
 directions, PING and SETTINGS acknowledgements from `h2`, GOAWAY, RST_STREAM) and the gRPC
 framing of one stream (request headers, 5-byte message prefixes, response headers, trailers
 with `grpc-status` / `grpc-message`, a headers-only "Trailers-Only" error answer). What the
-messages mean (the sink contract) stays with the caller, `udsink.UserSinkClient`.
+messages mean (the sink contract) stays with the caller, `sink_v1_transport.SinkV1Transport`,
+which maps this module's GrpcStreamError to the sink transports' errors (transport.py).
 
 Everything the server sends is untrusted, and each kind of misbehaviour has a bounded outcome:
 - Received bytes are acknowledged (HTTP/2 WINDOW_UPDATE) only while the unread complete
@@ -44,7 +45,7 @@ import re
 import socket
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import grpc
@@ -99,6 +100,16 @@ logger = logging.getLogger(__name__)
 def frame(message: bytes) -> bytes:
     """`message` with its gRPC length prefix (uncompressed)."""
     return len(message).to_bytes(_PREFIX, "big") + message
+
+
+def framed(messages: Sequence[bytes]) -> bytes:
+    """`messages` each with its gRPC length prefix, back to back, joined once."""
+    parts: list[bytes] = []
+    append = parts.append
+    for message in messages:
+        append(len(message).to_bytes(_PREFIX, "big"))
+        append(message)
+    return b"".join(parts)
 
 
 class GrpcStreamError(Exception):

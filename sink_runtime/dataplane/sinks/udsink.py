@@ -1,25 +1,22 @@
-"""The gRPC client of a user-defined sink on a Unix socket (the `udsink` sink type).
+"""The client of a user-defined sink on a Unix socket (the `udsink` sink type).
 
-It speaks both paths of the contract (docs/design/contract.md) and picks one at connect time:
-- `udsink.v1.BatchSink/WriteBatch` when the server-info file advertises the batch extension
-  (and the config allows it): one gRPC message per batch, split so that no message exceeds
-  the max message size;
-- `sink.v1.Sink/SinkFn` otherwise, the path every Numaflow SDK serves: handshake first, then per
-  batch N requests + EOT, answered by results and a separate EOT message.
-One stream stays open across batches and carries strictly one batch at a time.
+It speaks both paths of the contract (docs/design/contract.md) through one interface,
+`transport.SinkTransport`, and picks the path at start:
+- the batch extension `udsink.v1.BatchSink/WriteBatch` (grpcio_transport.py) when the
+  server-info file advertises it (and the config allows it);
+- `sink.v1.Sink/SinkFn` (sink_v1_transport.py, over our own HTTP/2 stream) otherwise, the path
+  every Numaflow SDK serves.
+What the contract asks of a client is kept here, the same for both: the timeouts, the oversized
+check, resending on a broken stream, liveness, and decoding the answers. The transports report
+every failure as one of transport.py's errors.
 
-grpcio serves IsReady and the batch extension (one message per batch: its per-call cost does not
-matter). sink.v1 goes over our own HTTP/2 stream (grpc_stream.py, the `h2` library): grpcio's
-asyncio API costs tens of microseconds per message written, which is most of the data plane's
-CPU with one message per datum; our stream sends a batch's N requests and its EOT as one buffer
-in as few DATA frames as the server's flow-control windows allow and reads the answers in bulk.
-Both connections carry the `:authority` SINK_AUTHORITY.
-
-A broken stream (the server's INTERNAL abort for a handler exception, a restarting sidecar) is
-re-established (IsReady, handshake) and the same batch is sent again, a bounded number of times;
-then SinkError names the sink and the last gRPC status, and the forwarder retries the batch
-with its backoff. Answers are returned as they came: the forwarder checks them against the
-contract, so a misbehaving sink is reported once, in one place.
+A broken stream (the server's INTERNAL abort for a handler exception, a restarting sidecar) or
+one the sink broke the wire contract on is re-established (IsReady, handshake) and the same
+batch is sent again, a bounded number of times; then SinkError names the sink and the last
+error, and the forwarder retries the batch with its backoff. Answers are returned as they came:
+the forwarder checks them against the contract, so a misbehaving sink is reported once, in one
+place. A wire violation the transport reports as it happens (between batches, say) is logged
+and counted here (kind `protocol`).
 
 Every wait on a sink is bounded. `start()` (server-info file, IsReady, the sink.v1 handshake)
 ends within `startupTimeout`, or raises SinkError naming what was not answered. One `write()`
@@ -28,20 +25,6 @@ the deadline the stream is reset and the batch fails (SinkError naming what was 
 forwarder retries it with backoff); a warning names the sink and the batch once it has waited
 `STALL_WARNING_FRACTION` of that.
 
-A sink.v1 stream carries exactly one batch's answers between our batch and its EOT; anything
-else ends it (docs/concepts.md, "When a sink misbehaves on the wire"):
-- results beyond the batch's count, or more answer messages than the batch has datums, without
-  the EOT: the stream is cut there and its answer goes to the contract check;
-- any message between batches (after a batch's EOT or the handshake, before our next batch: a
-  second EOT, stray results): the transport resets the stream at once (`refuse_messages`),
-  the violation is logged and counted (kind `protocol`), and the next batch goes on a new one;
-- a flood, a peer that does not read, malformed frames or headers: the transport's bounds
-  (grpc_stream.py) reset it the same way.
-The wire has no batch ids, so this is what keeps a retried batch from taking an earlier
-attempt's answers: a sink's stray answer is caught as it arrives, before our next batch goes
-out. The stream is not replaced without cause: pynumaflow's server shuts itself down when its
-SinkFn call is cancelled.
-
 How long the sink has kept the data plane waiting without an answer is kept per sink
 (`unanswered.UnansweredClock`, bounds in `sink_runtime.config.sink_liveness`): `liveness()`
 turns false past the bound, which the data plane serves on the sink container's liveness path
@@ -49,8 +32,9 @@ and in /readyz. A new sink process is recognised by its socket file being create
 server binds a fresh one), checked at each (re)connect and each liveness check.
 
 Messages are serialized here rather than by gRPC, so the encoded size is known before sending:
-an oversized batch is split, and a datum that alone exceeds the limit is answered FAILURE
-locally (it can never be sent) instead of breaking the stream for the whole batch.
+a datum that alone exceeds the limit is answered FAILURE locally (it can never be sent) instead
+of breaking the stream for the whole batch; the batch extension splits the rest into messages
+that fit.
 """
 
 from __future__ import annotations
@@ -60,48 +44,29 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeAlias, cast
-
-import grpc
-from google.protobuf import empty_pb2
-from google.protobuf.message import DecodeError
 
 from sink_runtime import codec, serverinfo
 from sink_runtime.config import UserSinkConfig
 from sink_runtime.dataplane.metrics import Metrics
 from sink_runtime.dataplane.protocols import PRIMARY, AllSucceeded, SinkError
-from sink_runtime.dataplane.sinks.grpc_stream import GrpcStream, GrpcStreamError, frame
+from sink_runtime.dataplane.sinks.grpcio_transport import BatchTransport
+from sink_runtime.dataplane.sinks.sink_v1_transport import SinkV1Transport
+from sink_runtime.dataplane.sinks.transport import (
+    ContractViolation,
+    DeadlineExceeded,
+    Replies,
+    Results,
+    SinkTransport,
+    TransportError,
+    encode_entries,
+)
 from sink_runtime.dataplane.sinks.unanswered import UnansweredClock
-from sink_runtime.proto import batch_pb2, sink_pb2
 from sink_runtime.types import Datum, Response
 
 logger = logging.getLogger(__name__)
 
-_Results: TypeAlias = Sequence[sink_pb2.SinkResponse.Result]
-
 # A batch unanswered for this fraction of the write timeout is logged and counted as a stall.
 STALL_WARNING_FRACTION = 1 / 3
-
-SINK_FN = "/sink.v1.Sink/SinkFn"
-IS_READY = "/sink.v1.Sink/IsReady"
-WRITE_BATCH = "/udsink.v1.BatchSink/WriteBatch"
-
-# The HTTP/2 :authority every sink channel sends. Left alone, grpcio sends the percent-encoded
-# socket path, and the Rust SDK's server (tonic/hyper) rejects that as an invalid authority by
-# resetting the stream; a plain host name is accepted by every SDK's server.
-SINK_AUTHORITY = "localhost"
-
-# sink.v1's fixed messages, framed for the wire (gRPC length prefix included).
-_HANDSHAKE = frame(sink_pb2.SinkRequest(handshake=sink_pb2.Handshake(sot=True)).SerializeToString())
-_EOT = frame(sink_pb2.SinkRequest(status=sink_pb2.TransmissionStatus(eot=True)).SerializeToString())
-
-
-# The end-of-stream sentinel of grpc.aio reads (absent from the type stubs).
-EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
-
-
-def _identity(data: bytes) -> bytes:
-    return data
 
 
 def _socket_identity(path: str) -> tuple[int, int, int] | None:
@@ -111,61 +76,6 @@ def _socket_identity(path: str) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino, st.st_ctime_ns
-
-
-class StreamBroken(Exception):
-    """The current stream cannot carry the batch; reconnecting may help."""
-
-    def __init__(self, what: str, code: grpc.StatusCode | None = None) -> None:
-        super().__init__(what)
-        self.code = code
-
-
-def _rpc_failure(err: grpc.aio.AioRpcError, during: str) -> StreamBroken:
-    return StreamBroken(f"{during}: gRPC status {err.code().name}: {err.details()}", err.code())
-
-
-def _stream_failure(err: GrpcStreamError, during: str) -> StreamBroken:
-    return StreamBroken(f"{during}: {err}", err.code)
-
-
-async def _read_reply(stream: GrpcStream, during: str, closed: str) -> sink_pb2.SinkResponse:
-    """The next SinkResponse on a sink.v1 stream; StreamBroken when there is none."""
-    message = await stream.read()
-    if message is None:
-        raise StreamBroken(closed)
-    try:
-        return sink_pb2.SinkResponse.FromString(message)
-    except DecodeError as err:
-        raise StreamBroken(
-            f"{during}: an answer of {len(message)} bytes is not a SinkResponse ({err})",
-            grpc.StatusCode.INTERNAL,
-        ) from None
-
-
-async def _finished_call(call: Any, during: str) -> StreamBroken:
-    """A write on a call that already ended (the server went away between batches)."""
-    code = await call.code()
-    details = await call.details()
-    return StreamBroken(f"{during}: gRPC status {code.name}: {details}", code)
-
-
-async def _round_trip(call: Any, message: bytes, what: str, closed: str) -> Any:
-    """Send one message on an open stream and read its one answer.
-
-    Every way the stream can fail becomes StreamBroken (or the rpc failure), so the caller
-    reconnects and resends; `closed` is the message when the server ended the stream instead.
-    """
-    try:
-        await call.write(message)
-        reply = await call.read()
-    except grpc.aio.AioRpcError as err:
-        raise _rpc_failure(err, what) from None
-    except asyncio.InvalidStateError:
-        raise await _finished_call(call, what) from None
-    if reply is EOF:
-        raise StreamBroken(closed)
-    return reply
 
 
 class UserSinkClient:
@@ -188,13 +98,10 @@ class UserSinkClient:
         self.max_message_bytes = config.max_message_bytes
         self.info: serverinfo.ServerInfo | None = None
         self.use_batch = False
-        self._channel: grpc.aio.Channel | None = None
-        self._call: Any = None  # the batch extension's grpcio call
-        self._stream: GrpcStream | None = None  # the sink.v1 stream (module doc)
+        self._transport: SinkTransport | None = None
         self._lock = asyncio.Lock()
         self._ready = False
         self._closed = False
-        self._awaiting = "nothing"  # what a wait on the sink is for, named when it times out
         self._clock = UnansweredClock(config.write_timeout_ms, config.startup_timeout_ms)
         self._socket: tuple[int, int, int] | None = None  # of the process last connected to
         self._socket_known = False
@@ -240,18 +147,30 @@ class UserSinkClient:
             self.info.version,
             "the batch extension (udsink.v1.BatchSink)" if self.use_batch else "sink.v1.Sink",
         )
+        await self._disconnect()
+        self._transport = self._new_transport()
         try:
-            async with asyncio.timeout_at(deadline):
-                await self._connect(deadline)
-        except TimeoutError:
+            await self._connect(deadline)
+        except DeadlineExceeded as err:
             await self._disconnect()
             raise SinkError(
                 f"{self.where}: not ready within the start-up timeout of {timeout_s:g}s "
-                f"(startupTimeout), waiting for {self._awaiting}"
+                f"(startupTimeout), waiting for {err.awaiting}"
             ) from None
-        except StreamBroken as err:
+        except TransportError as err:
             await self._disconnect()
             raise SinkError(f"{self.where}: cannot connect: {err}") from None
+
+    def _new_transport(self) -> SinkTransport:
+        """The transport of the path chosen (`use_batch`)."""
+        if self.use_batch:
+            return BatchTransport(self.config.socket_path, max_message_bytes=self.max_message_bytes)
+        return SinkV1Transport(
+            self.config.socket_path,
+            max_message_bytes=self.max_message_bytes,
+            where=self.where,
+            on_violation=self._violated,
+        )
 
     def is_ready(self) -> bool:
         return self._ready and not self._closed and self.liveness()[0]
@@ -293,7 +212,9 @@ class UserSinkClient:
     async def close(self) -> None:
         self._closed = True
         self._ready = False
-        await self._disconnect()
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            await transport.close()
 
     async def reset(self) -> None:
         """Drop the stream; the next write reconnects (IsReady, handshake) first."""
@@ -302,145 +223,34 @@ class UserSinkClient:
 
     # --- connection ---
 
-    def _new_channel(self) -> grpc.aio.Channel:
-        limit = self.max_message_bytes
-        return grpc.aio.insecure_channel(
-            f"unix:{self.config.socket_path}",
-            options=[
-                ("grpc.max_send_message_length", limit),
-                ("grpc.max_receive_message_length", limit),
-                ("grpc.default_authority", SINK_AUTHORITY),
-                # A restarted sidecar should be found again quickly, not after minutes.
-                ("grpc.initial_reconnect_backoff_ms", 100),
-                ("grpc.min_reconnect_backoff_ms", 100),
-                ("grpc.max_reconnect_backoff_ms", 1000),
-            ],
-        )
-
-    @property
-    def _connected(self) -> bool:
-        return self._call is not None or self._stream is not None
-
     async def _disconnect(self) -> None:
-        channel = self._channel
-        self._channel = None
-        self._close_stream()
-        if channel is not None:
-            await channel.close(None)
+        if self._transport is not None:
+            await self._transport.reset()
 
-    def _close_stream(self) -> None:
-        call, stream = self._call, self._stream
-        self._call = self._stream = None
-        if call is not None:
-            call.cancel()
-        if stream is not None:
-            stream.close()
-
-    async def _wait_ready(self, channel: grpc.aio.Channel, deadline: float) -> None:
-        """Until IsReady answers ready=true; TimeoutError at `deadline` (loop time)."""
-        is_ready = channel.unary_unary(
-            IS_READY,
-            request_serializer=empty_pb2.Empty.SerializeToString,
-            response_deserializer=sink_pb2.ReadyResponse.FromString,
-        )
-        loop = asyncio.get_running_loop()
-        self._awaiting = "IsReady (no answer)"
-        while True:
-            left = deadline - loop.time()
-            if left <= 0:
-                raise TimeoutError
-            try:
-                answer = await is_ready(empty_pb2.Empty(), timeout=left, wait_for_ready=True)
-            except grpc.aio.AioRpcError as err:
-                if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                    raise TimeoutError from None
-                raise _rpc_failure(err, "IsReady") from None
-            if answer.ready:
-                return
-            self._awaiting = "IsReady (it answered ready=false)"
-            await asyncio.sleep(min(0.1, max(0.0, deadline - loop.time())))
-
-    async def _connect(self, deadline: float) -> None:
-        """A new channel, IsReady, and a new stream; the caller bounds the whole wait."""
-        await self._disconnect()
-        channel = self._new_channel()
-        self._channel = channel
-        await self._wait_ready(channel, deadline)
-        self._notice_restart(time.monotonic())
-        await self._open_stream()
-
-    async def _open_stream(self) -> None:
-        """A new call on the channel: WriteBatch, or a SinkFn stream and its handshake."""
-        self._close_stream()
-        channel = self._channel
-        assert channel is not None
-        if self.use_batch:
-            self._call = cast(
-                Any,
-                channel.stream_stream(
-                    WRITE_BATCH,
-                    request_serializer=_identity,
-                    response_deserializer=batch_pb2.SinkBatchResult.FromString,
-                ),
-            )()
-            self._ready = True
-            return
-        self._awaiting = (
-            "the handshake answer (the SinkFn stream is open; no handshake{sot:true} came back)"
-        )
-        try:
-            stream = await GrpcStream.open(
-                self.config.socket_path,
-                SINK_FN,
-                authority=SINK_AUTHORITY,
-                max_message_bytes=self.max_message_bytes,
-            )
-            stream.on_violation = self._violated
-            self._stream = stream
-            await stream.write(_HANDSHAKE)
-            answer = await _read_reply(
-                stream, "handshake", "handshake: the server closed the stream"
-            )
-        except GrpcStreamError as err:
-            raise _stream_failure(err, "handshake") from None
-        if not (answer.HasField("handshake") and answer.handshake.sot):
-            raise StreamBroken(
-                "handshake: the first answer was not a handshake (sink.v1: the server must "
-                "answer the client's handshake with handshake{sot:true})"
-            )
-        stream.refuse_messages("after the handshake answer, before the first batch")
+    async def _connect(self, deadline: float) -> bool:
+        """A stream ready for the next batch (`SinkTransport.connect`); True when it
+        connected anew."""
+        if self._transport is None:
+            self._transport = self._new_transport()
+        anew = await self._transport.connect(deadline)
+        if anew:
+            self._notice_restart(time.monotonic())
         self._ready = True
+        return anew
 
-    async def _ensure_stream(self, deadline: float) -> None:
-        """A stream ready for the next batch: the one open, or a new one (module doc)."""
+    async def _ensure_stream(self, deadline: float) -> SinkTransport:
+        """The transport, ready for the next batch (a reconnect is counted)."""
         if self._closed:
             raise SinkError(f"{self.where}: closed")
-        stream = self._stream
-        if stream is not None and stream.broken:
-            # It ended between batches (a violation is reported as it happens): nothing of
-            # this batch went on it.
-            if stream.failure is not None and not stream.failure.violation:
-                logger.warning(
-                    "%s: the stream ended between batches (%s); reconnecting",
-                    self.where,
-                    stream.failure,
-                )
-            await self._disconnect()
-        if self._channel is None:
-            await self._connect(deadline)
+        if await self._connect(deadline):
             self.metrics.sink_reconnects.labels(sink=self.name).inc()
-        elif not self._connected:
-            await self._open_stream()
+        assert self._transport is not None
+        return self._transport
 
-    def _violated(self, err: GrpcStreamError) -> None:
-        """The transport reset the sink.v1 stream for what the sink sent (grpc_stream.py)."""
+    def _violated(self, err: ContractViolation) -> None:
+        """The transport reports what the sink sent against the wire contract."""
         self.metrics.contract_violations.labels(sink=self.name, kind="protocol").inc()
-        logger.error(
-            "%s broke the contract: %s; the stream was reset (the batch in flight, if any, is "
-            "sent again on a new stream)",
-            self.where,
-            err,
-        )
+        logger.error("%s broke the contract: %s", self.where, err)
 
     # --- writing ---
 
@@ -449,13 +259,13 @@ class UserSinkClient:
         if not datums:
             return []
         async with self._lock:
-            encoded, local = self._encode(datums)
-            if not encoded:
+            entries, local = self._encode(datums)
+            if not entries:
                 return local
-            answers = self._answers(await self._write_in_time(encoded, len(datums)))
+            answers = self._answers(await self._write_in_time(entries, len(datums)))
             return [*answers, *local] if local else answers
 
-    async def _write_in_time(self, encoded: list[bytes], datums: int) -> list[_Results]:
+    async def _write_in_time(self, entries: list[bytes], datums: int) -> Replies:
         """One batch's answers within the write timeout, reconnects and resends included
         (module doc)."""
         timeout_s = self.config.write_timeout_ms / 1000.0
@@ -468,39 +278,37 @@ class UserSinkClient:
         clock = self._clock
         clock.begin(started)
         try:
-            async with asyncio.timeout_at(deadline):
-                answers = await self._deliver(encoded, datums, deadline)
+            answers = await self._deliver(entries, datums, deadline)
             clock.answered()
             return answers
         except SinkError:
             clock.answered()  # the sink ended the streams itself: it is responsive
             raise
-        except TimeoutError:
+        except DeadlineExceeded as err:
             clock.unanswered(time.monotonic())
             self.metrics.write_timeouts.labels(sink=self.name).inc()
             self._ready = False
             await self._disconnect()
             raise SinkError(
                 f"{self.where}: no answer to a batch within the write timeout of "
-                f"{timeout_s:g}s (writeTimeout), waiting for {self._awaiting}; the stream was "
+                f"{timeout_s:g}s (writeTimeout), waiting for {err.awaiting}; the stream was "
                 "reset and the batch failed"
             ) from None
         finally:
             warning.cancel()
             clock.ended()  # cancelled (shutting down): no verdict
 
-    async def _deliver(self, encoded: list[bytes], datums: int, deadline: float) -> list[_Results]:
+    async def _deliver(self, entries: list[bytes], datums: int, deadline: float) -> Replies:
         """Send one batch and read its answers, reconnecting and resending on a broken stream
-        up to `max_resends` times; the caller bounds the time by `deadline` (loop time)."""
-        last: StreamBroken | None = None
+        up to `max_resends` times; DeadlineExceeded at `deadline` (loop time)."""
+        last: TransportError | None = None
         for attempt in range(self.max_resends + 1):
             try:
-                await self._ensure_stream(deadline)
-                self._awaiting = f"the answers to the batch of {datums} messages"
-                if self.use_batch:
-                    return await self._send_batches(encoded)
-                return await self._send_stream(encoded)
-            except StreamBroken as err:
+                transport = await self._ensure_stream(deadline)
+                return await transport.send(entries, deadline)
+            except DeadlineExceeded:
+                raise
+            except TransportError as err:
                 last = err
                 self._ready = False
                 await self._disconnect()
@@ -515,13 +323,22 @@ class UserSinkClient:
                     attempt + 1,
                     self.max_resends,
                 )
-                self._awaiting = "the pause before resending"
-                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+                await self._pause(min(0.05 * 2**attempt, 1.0), deadline)
         assert last is not None
         raise SinkError(
             f"{self.where}: the batch of {datums} messages could not be delivered "
             f"after {self.max_resends} resends; last error: {last}"
         )
+
+    @staticmethod
+    async def _pause(seconds: float, deadline: float) -> None:
+        """Sleep before a resend; DeadlineExceeded if `deadline` (loop time) comes first."""
+        left = deadline - asyncio.get_running_loop().time()
+        if seconds < left:
+            await asyncio.sleep(seconds)
+            return
+        await asyncio.sleep(max(0.0, left))
+        raise DeadlineExceeded("the pause before resending")
 
     def _stalled(self, started: float, messages: int) -> None:
         self.metrics.sink_stalls.labels(sink=self.name).inc()
@@ -535,44 +352,18 @@ class UserSinkClient:
         )
 
     def _encode(self, datums: Sequence[Datum]) -> tuple[list[bytes], list[Response]]:
-        """Serialized wire messages for the batch, and local FAILUREs for oversized datums.
-
-        Each request is encoded once, as field 1 of its enclosing message: the same bytes are a
-        complete `SinkRequest{request}` (sink.v1) and one entry of `SinkBatch.requests`, so a
-        batch message is their concatenation and its size is known without encoding twice.
-        """
-        encode, prefix = codec.encode_request, codec.field_prefix
-        encoded = [encode(d) for d in datums]
-        prefixes = [prefix(codec.REQUEST_TAG, len(e)) for e in encoded]
+        """The batch's entries for the transport (`transport.encode_entries`), and local
+        FAILUREs for oversized datums."""
+        entries = encode_entries(datums)
         limit = self.max_message_bytes
         local = [
-            self._oversized(d, len(p) + len(e))
-            for d, p, e in zip(datums, prefixes, encoded, strict=True)
-            if len(p) + len(e) > limit
+            self._oversized(d, len(entry))
+            for d, entry in zip(datums, entries, strict=True)
+            if len(entry) > limit
         ]
         if local:
-            kept = [
-                (p, e) for p, e in zip(prefixes, encoded, strict=True) if len(p) + len(e) <= limit
-            ]
-            prefixes, encoded = [p for p, _ in kept], [e for _, e in kept]
-        if not self.use_batch:
-            # One gRPC message per datum, each with its length prefix: the stream sends them
-            # joined, in as few HTTP/2 frames as the server allows.
-            return [frame(p + e) for p, e in zip(prefixes, encoded, strict=True)], local
-        # A batch message is its framed requests back to back, joined once per chunk.
-        chunks: list[bytes] = []
-        pieces: list[bytes] = []
-        size = 0
-        for p, e in zip(prefixes, encoded, strict=True):
-            framed_size = len(p) + len(e)
-            if size + framed_size > limit and pieces:
-                chunks.append(b"".join(pieces))
-                pieces, size = [], 0
-            pieces += (p, e)
-            size += framed_size
-        if pieces:
-            chunks.append(b"".join(pieces))
-        return chunks, local
+            entries = [entry for entry in entries if len(entry) <= limit]
+        return entries, local
 
     def _oversized(self, d: Datum, size: int) -> Response:
         return Response.failure(
@@ -582,78 +373,7 @@ class UserSinkClient:
             "it cannot be sent",
         )
 
-    async def _send_batches(self, chunks: list[bytes]) -> list[_Results]:
-        call = self._call
-        replies: list[_Results] = []
-        for chunk in chunks:
-            reply = await _round_trip(
-                call,
-                chunk,
-                "WriteBatch",
-                "WriteBatch: the server ended the stream before answering",
-            )
-            replies.append(reply.results)
-        return replies
-
-    async def _send_stream(self, messages: list[bytes]) -> list[_Results]:
-        """One sink.v1 batch: all requests and the EOT in one write, then the answers."""
-        stream = self._stream
-        assert stream is not None
-        replies: list[_Results] = []
-        received = 0
-        count = len(messages)
-        closed = "SinkFn: the server ended the stream before EOT"
-        try:
-            stream.accept_messages()
-            await stream.write(b"".join([*messages, _EOT]))
-            while True:
-                reply = await _read_reply(stream, "SinkFn", closed)
-                if reply.HasField("status") and reply.status.eot:
-                    if reply.results:
-                        # Numaflow's client does not count results inside the EOT message and
-                        # neither do we: the datums they name then lack a result, which the
-                        # forwarder's contract check reports as missing ids.
-                        logger.error(
-                            "%s put %d results inside the EOT message (ids %s); they are not "
-                            "counted (sink.v1: results go in separate messages before EOT)",
-                            self.where,
-                            len(reply.results),
-                            ", ".join(r.id for r in reply.results[:10]),
-                        )
-                    stream.refuse_messages("between batches (after a batch's EOT)")
-                    return replies
-                results = reply.results
-                received += len(results)
-                if received > count:
-                    # More answers than datums and still no EOT: keep one more than the batch
-                    # has (the contract check reports the count), read nothing more, and do
-                    # not reuse the stream.
-                    replies.append(results[: count + 1 - (received - len(results))])
-                    self._cut(f"sent {received} results for a batch of {count} without its EOT")
-                    return replies
-                replies.append(results)
-                if len(replies) > count:
-                    # Every answer message holds at least one result: this many without the
-                    # EOT is a flood (of empty messages, say).
-                    self.metrics.contract_violations.labels(sink=self.name, kind="protocol").inc()
-                    self._cut(
-                        f"sent {len(replies)} answer messages ({received} results) for a batch "
-                        f"of {count} without its EOT"
-                    )
-                    return replies
-        except GrpcStreamError as err:
-            raise _stream_failure(err, "SinkFn") from None
-
-    def _cut(self, what: str) -> None:
-        logger.error(
-            "%s %s; stopped reading and dropped the stream (sink.v1: one result per datum, "
-            "then EOT)",
-            self.where,
-            what,
-        )
-        self._close_stream()
-
-    def _answers(self, replies: list[_Results]) -> Sequence[Response]:
+    def _answers(self, replies: Replies) -> Sequence[Response]:
         """The answers of one batch: `AllSucceeded` when every result is SUCCESS (the usual
         answer, read with two passes over the wire results and no object per datum)."""
         if not any(r.status for results in replies for r in results):
@@ -664,7 +384,7 @@ class UserSinkClient:
             answers.extend(self._decode(results, decode))
         return answers
 
-    def _decode(self, results: _Results, decode: Callable[..., Response]) -> list[Response]:
+    def _decode(self, results: Results, decode: Callable[..., Response]) -> list[Response]:
         answers: list[Response] = []
         append = answers.append
         ok = Response.ok
