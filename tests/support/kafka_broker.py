@@ -25,10 +25,11 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -54,17 +55,35 @@ JVM_OPTS = ("-Xms256m", "-Xmx768m", "-XX:+UseSerialGC", "-Djava.awt.headless=tru
 _quiet = logging.getLogger("tests.kafka_broker.librdkafka")
 _quiet.addHandler(logging.NullHandler())
 _quiet.propagate = False
+T = TypeVar("T")
 
 
-# Errors a group-coordinator request gets while the coordinator loads or moves (after a start).
-_COORDINATOR_MOVING = frozenset(
+# Errors a request gets while, after a (re)start, the group coordinator loads or moves or a
+# partition has no leader yet: the broker will answer it soon.
+_STARTING = frozenset(
     {
         KafkaError.NOT_COORDINATOR,
         KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
         KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
         KafkaError._TIMED_OUT,
     }
 )
+
+
+def _asking_again(ask: Callable[[], T], timeout_s: float) -> T:
+    """`ask()`, asked again while the broker answers that it is still starting."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return ask()
+        except KafkaException as err:
+            kerr: KafkaError = err.args[0]
+            transient = kerr.retriable() or kerr.code() in _STARTING
+            if not transient or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 # The secured listeners (name -> security protocol), each a case the tests connect to:
@@ -566,33 +585,23 @@ class KafkaBroker:
         """The group's committed offsets for `topic` by partition (absent = none committed)."""
         md = self.admin().list_topics(topic=topic, timeout=10).topics[topic]
         wanted = [TopicPartition(topic, p) for p in sorted(md.partitions)]
-        deadline = time.monotonic() + timeout_s
         consumer = Consumer(self.client_config(**{"group.id": group}))
         try:
-            while True:
-                try:
-                    tps = consumer.committed(wanted, timeout=timeout_s)
-                    break
-                except KafkaException as err:
-                    # Right after a (re)start the group coordinator is still loading or moving:
-                    # the broker says so with a retriable error; ask again until the deadline.
-                    kerr: KafkaError = err.args[0]
-                    transient = kerr.retriable() or kerr.code() in _COORDINATOR_MOVING
-                    if not transient or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
+            tps = _asking_again(lambda: consumer.committed(wanted, timeout=timeout_s), timeout_s)
         finally:
             consumer.close()
         return {tp.partition: tp.offset for tp in tps if tp.offset >= 0}
 
-    def end_offsets(self, topic: str) -> dict[int, int]:
+    def end_offsets(self, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
         md = self.admin().list_topics(topic=topic, timeout=10).topics[topic]
         consumer = Consumer(self.client_config(**{"group.id": f"end-{uuid.uuid4().hex}"}))
+
+        def end(p: int) -> int:
+            tp = TopicPartition(topic, p)
+            return int(consumer.get_watermark_offsets(tp, timeout=timeout_s)[1])
+
         try:
-            return {
-                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in sorted(md.partitions)
-            }
+            return {p: _asking_again(partial(end, p), timeout_s) for p in sorted(md.partitions)}
         finally:
             consumer.close()
 
