@@ -15,11 +15,12 @@ if [[ $# -gt 0 ]]; then
   echo "== pytest";      python -m pytest -ra --durations=25 "$@"
   exit
 fi
-# Without arguments, the e2e tier (mostly waiting on its node and pods) runs in a second pytest
-# process beside the other tiers, each with its own brokers; its output follows theirs. The
-# second process never outlives this script.
+# Without arguments, the e2e tier (mostly waiting on its node and pods) and then the fault tier
+# run in a second pytest process beside the other tiers, each process with its own brokers, so
+# the two take about as long; its output follows theirs. The second process never outlives
+# this script.
 e2e_log=$(mktemp)
-python -m pytest -ra --durations=25 -m e2e -p no:cacheprovider >"$e2e_log" 2>&1 &
+python -m pytest -ra --durations=25 -m "e2e or faults" -p no:cacheprovider >"$e2e_log" 2>&1 &
 e2e_pid=$!
 stop_e2e() {
   if kill -0 "$e2e_pid" 2>/dev/null; then kill "$e2e_pid" 2>/dev/null || true; fi
@@ -29,12 +30,12 @@ stop_e2e() {
 trap stop_e2e EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-echo "== pytest (every tier but e2e; the e2e tier runs beside it)"
+echo "== pytest (every tier but e2e and faults; those two run beside it)"
 rc=0
-python -m pytest -ra --durations=25 -m "not e2e" || rc=$?
+python -m pytest -ra --durations=25 -m "not e2e and not faults" || rc=$?
 e2e_rc=0
 wait "$e2e_pid" || e2e_rc=$?
-echo "== pytest, the e2e tier (exit ${e2e_rc})"
+echo "== pytest, the e2e and fault tiers (exit ${e2e_rc})"
 cat "$e2e_log"
 if [[ $rc -ne 0 ]]; then exit "$rc"; fi
 exit "$e2e_rc"

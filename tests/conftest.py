@@ -22,16 +22,20 @@ from tests.support.pynumaflow_env import ensure_pynumaflow_python
 from tests.support.recording_sink import Answer, RecordingSink, SdkFactory, SdkSink, ok
 
 E2E_TIER = Path(__file__).parent / "e2e"
+FAULT_TIER = Path(__file__).parent / "faults"
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test under tests/e2e carries the `e2e` marker, before `-m` selects on it:
-    scripts/check.sh runs that tier in a process of its own beside `-m "not e2e"`, so a new
-    e2e file without the marker would otherwise run in both."""
+    """Every test under tests/e2e carries the `e2e` marker and every test under tests/faults
+    the `faults` marker, before `-m` selects on them: scripts/check.sh runs those two tiers in
+    a process of its own beside `-m "not e2e and not faults"`, so a new file without the
+    marker would otherwise run in both."""
     for item in items:
         if item.path.is_relative_to(E2E_TIER):
             item.add_marker(pytest.mark.e2e)
+        elif item.path.is_relative_to(FAULT_TIER):
+            item.add_marker(pytest.mark.faults)
 
 
 @pytest.fixture(scope="session")
