@@ -133,10 +133,6 @@ class KafkaConnection(_Model):
     # librdkafka overrides; the keys we own are refused by the operator's validation.
     config: dict[str, str] = Field(default_factory=dict)
 
-    def connects_as(self) -> object:
-        """Equal for two connections exactly when they reach the brokers the same way."""
-        return (tuple(self.brokers), self.tls, self.sasl, tuple(sorted(self.config.items())))
-
 
 # --- Sources ---
 
@@ -305,34 +301,27 @@ class RuntimeConfig(_Model):
 
     @model_validator(mode="after")
     def _exactly_once_holds(self) -> RuntimeConfig:
-        for role, sink in (("fallback", self.fallback), ("onSuccess", self.on_success)):
-            if isinstance(sink, KafkaSinkConfig) and sink.exactly_once:
-                raise ValueError(f"{role}.exactlyOnce: only the primary sink can be exactly-once")
-        if isinstance(self.serve, KafkaSinkConfig) and self.serve.exactly_once:
-            raise ValueError("serve.exactlyOnce: only the primary sink can be exactly-once")
-        sink = self.sink
-        if not isinstance(sink, KafkaSinkConfig) or not sink.exactly_once:
-            return self
-        others = [
-            exactly_once.Leg(
-                role,
-                other.type,
-                other.connects_as() if isinstance(other, KafkaSinkConfig) else None,
-            )
-            for role, other in (
-                ("fallback", self.fallback),
-                ("onSuccess", self.on_success),
-                ("serve", self.serve),
-            )
-            if other is not None
-        ]
+        def leg(path: str, sink: SinkConfig | KafkaSinkConfig | LogSinkConfig) -> exactly_once.Leg:
+            if not isinstance(sink, KafkaSinkConfig):
+                return exactly_once.Leg(path, sink.type)
+            connects = exactly_once.connection(sink.brokers, sink.tls, sink.sasl, sink.config)
+            return exactly_once.Leg(path, sink.type, connects, sink.exactly_once)
+
         found = exactly_once.problems(
             root="sink",
             source_kind=self.source.type,
             source_brokers=self.source.brokers if isinstance(self.source, KafkaConnection) else [],
-            primary=exactly_once.Leg("sink", "kafka", sink.connects_as()),
-            primary_brokers=sink.brokers,
-            others=others,
+            primary=leg("sink", self.sink),
+            primary_brokers=self.sink.brokers if isinstance(self.sink, KafkaConnection) else [],
+            others=[
+                leg(path, sink)
+                for path, sink in (
+                    ("fallback", self.fallback),
+                    ("onSuccess", self.on_success),
+                    ("serve", self.serve),
+                )
+                if sink is not None
+            ],
             on_failure=self.retry_strategy.on_failure,
         )
         if found:

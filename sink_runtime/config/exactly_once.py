@@ -18,12 +18,10 @@ their sinks with `Leg`s and get the same messages.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-# The UDSink field and the RuntimeConfig field that switch it on.
-FIELD: Final = "exactlyOnce"
 NEEDS_KAFKA_SOURCE: Final = (
     "{root}.kafka.exactlyOnce needs a Kafka source: the transaction commits the offsets of the "
     "records it consumed (got a {source} source)"
@@ -42,6 +40,10 @@ NEEDS_SAME_CONNECTION: Final = (
     "{root}.kafka.exactlyOnce: {path}.kafka writes through the primary sink's transactional "
     "producer, so it needs the same brokers, tls, sasl and config as {root}.kafka"
 )
+NOT_PRIMARY: Final = (
+    "{path}.kafka.exactlyOnce: only {root}.kafka can be exactly-once (its transaction carries "
+    "the other sinks' records)"
+)
 NO_DROP: Final = (
     "{root}.kafka.exactlyOnce cannot be combined with retryStrategy.onFailure 'drop': a "
     "dropped record is committed with no output, which a reader cannot tell from a lost one; "
@@ -49,15 +51,24 @@ NO_DROP: Final = (
 )
 
 
+def connection(
+    brokers: Sequence[str], tls: object, sasl: object, config: Mapping[str, str]
+) -> object:
+    """A value equal for two Kafka connections exactly when they reach the brokers the same
+    way (the same brokers, tls, sasl and librdkafka settings)."""
+    return (tuple(brokers), tls, sasl, tuple(sorted(config.items())))
+
+
 @dataclass(frozen=True, slots=True)
 class Leg:
     """One sink of the UDSink as the rule sees it: where it is (`path`, e.g.
-    `spec.sink.fallback`), its kind (udsink, kafka, log, blackhole) and, for kafka, a value
-    that is equal for two sinks exactly when they connect the same way."""
+    `spec.sink.fallback`), its kind (udsink, kafka, log, blackhole), for kafka its
+    `connection` and whether it asks for exactly-once itself."""
 
     path: str
     kind: str
     connection: object = None
+    exactly_once: bool = False
 
 
 def problems(
@@ -70,8 +81,12 @@ def problems(
     others: Sequence[Leg],
     on_failure: str,
 ) -> list[str]:
-    """What keeps an exactly-once primary Kafka sink from holding (empty: nothing)."""
-    out: list[str] = []
+    """What keeps the UDSink's exactly-once setting from holding (empty: nothing): a
+    secondary sink asking for it, and, when the primary Kafka sink asks, every condition of
+    the module doc that fails."""
+    out = [NOT_PRIMARY.format(root=root, path=leg.path) for leg in others if leg.exactly_once]
+    if not primary.exactly_once:
+        return out
     if source_kind != "kafka":
         out.append(NEEDS_KAFKA_SOURCE.format(root=root, source=source_kind))
     elif set(primary_brokers) != set(source_brokers):
@@ -92,4 +107,4 @@ def problems(
     return out
 
 
-__all__ = ["FIELD", "Leg", "problems"]
+__all__ = ["Leg", "connection", "problems"]

@@ -421,10 +421,6 @@ class KafkaSink(KafkaConnection):
         ),
     )
 
-    def connects_as(self) -> object:
-        """Equal for two sinks exactly when they reach the brokers the same way."""
-        return (tuple(self.brokers), self.tls, self.sasl, tuple(sorted(self.config.items())))
-
 
 class LogSink(_Model):
     """Log each message (a debugging sink)."""
@@ -718,54 +714,40 @@ class UDSinkSpec(_Model):
 
     @model_validator(mode="after")
     def _exactly_once_holds(self) -> UDSinkSpec:
-        for path, sink in self.kafka_sinks():
-            if sink.exactly_once and path != "spec.sink.kafka":
-                raise refused(
-                    f"{path}.exactlyOnce: only spec.sink.kafka can be exactly-once (its "
-                    "transaction carries the other sinks' records)"
-                )
-        primary = self.sink.kafka
-        if primary is None or not primary.exactly_once:
-            return self
-        others: list[exactly_once.Leg] = []
-        holders: list[tuple[str, AbstractSink | ServeSink | None]] = [
-            ("spec.sink.fallback", self.sink.fallback),
-            ("spec.sink.onSuccess", self.sink.on_success),
-            ("spec.sink.serve", self.sink.serve),
-        ]
-        for path, holder in holders:
-            if holder is None:
-                continue
-            kind = holder.member()
+        def leg(path: str, holder: AbstractSink | ServeSink) -> exactly_once.Leg:
             kafka = holder.kafka
-            others.append(
-                exactly_once.Leg(path, kind, None if kafka is None else kafka.connects_as())
-            )
-        source = self.source.kafka
+            if kafka is None:
+                return exactly_once.Leg(path, holder.member())
+            connects = exactly_once.connection(kafka.brokers, kafka.tls, kafka.sasl, kafka.config)
+            return exactly_once.Leg(path, "kafka", connects, kafka.exactly_once)
+
+        source, primary = self.source.kafka, self.sink.kafka
         found = exactly_once.problems(
             root="spec.sink",
             source_kind=self.source.member(),
             source_brokers=[] if source is None else source.brokers,
-            primary=exactly_once.Leg("spec.sink", "kafka", primary.connects_as()),
-            primary_brokers=primary.brokers,
-            others=others,
+            primary=leg("spec.sink", self.sink),
+            primary_brokers=[] if primary is None else primary.brokers,
+            others=[leg(path, holder) for path, holder in self.secondary_sinks()],
             on_failure=self.sink.retry_strategy.on_failure,
         )
         if found:
             raise refused("; ".join(found))
         return self
 
-    def kafka_sinks(self) -> list[tuple[str, KafkaSink]]:
+    def secondary_sinks(self) -> list[tuple[str, AbstractSink | ServeSink]]:
+        """The fallback, onSuccess and serve sinks that are set, with their field paths."""
         holders: list[tuple[str, AbstractSink | ServeSink | None]] = [
-            ("spec.sink", self.sink),
             ("spec.sink.fallback", self.sink.fallback),
             ("spec.sink.onSuccess", self.sink.on_success),
             ("spec.sink.serve", self.sink.serve),
         ]
+        return [(path, holder) for path, holder in holders if holder is not None]
+
+    def kafka_sinks(self) -> list[tuple[str, KafkaSink]]:
+        holders = [("spec.sink", self.sink), *self.secondary_sinks()]
         return [
-            (f"{path}.kafka", holder.kafka)
-            for path, holder in holders
-            if holder is not None and holder.kafka is not None
+            (f"{path}.kafka", holder.kafka) for path, holder in holders if holder.kafka is not None
         ]
 
 
