@@ -78,12 +78,12 @@ from sink_runtime.dataplane.secret_files import SecretFileWatch
 from sink_runtime.dataplane.sinks.blackhole import BlackholeSink
 from sink_runtime.dataplane.sinks.log import LogSink
 from sink_runtime.dataplane.sinks.udsink import UserSinkClient
-
-if TYPE_CHECKING:
-    from sink_runtime.dataplane.sinks.kafka_transaction import KafkaTransaction
 from sink_runtime.dataplane.sources.file import FileSource, FileSourceError
 from sink_runtime.dataplane.sources.generator import GeneratorSource
 from sink_runtime.logs import configure_logging
+
+if TYPE_CHECKING:
+    from sink_runtime.dataplane.sinks.kafka_transaction import KafkaTransaction
 
 logger = logging.getLogger(__name__)
 
@@ -153,12 +153,7 @@ def build_sink(
         case KafkaSinkConfig():
             from sink_runtime.dataplane.sinks.kafka import KafkaSink
 
-            return KafkaSink(
-                config,
-                name=role,
-                transaction=transaction,
-                owns_transaction=transaction is not None and role == PRIMARY,
-            )
+            return KafkaSink(config, name=role, transaction=transaction)
     raise AssertionError(f"unknown sink config {config!r}")  # pragma: no cover
 
 
@@ -211,11 +206,7 @@ class DataPlane:
         )
         self.sinks = sinks or build_sinks(config, metrics=self.metrics)
         self.forwarder = Forwarder.from_config(
-            config,
-            self.source,
-            self.sinks,
-            metrics=self.metrics,
-            transaction=self.sinks.transaction,
+            config, self.source, self.sinks, metrics=self.metrics
         )
         self.metrics.ready.set_function(lambda: float(self.readiness()[0]))
         obs = config.observability

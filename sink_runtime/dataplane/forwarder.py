@@ -228,11 +228,10 @@ class Forwarder:
         nack_max_deliveries: int = DEFAULT_MAX_DELIVERIES,
         secondary: SecondaryRetry | None = None,
         rng: random.Random | None = None,
-        transaction: Transaction | None = None,
     ) -> None:
         self.source = source
-        self.transaction = transaction
-        if transaction is not None and not hasattr(source, "commit_with"):
+        self.transaction = sinks.transaction
+        if self.transaction is not None and not hasattr(source, "commit_with"):
             raise ValueError("exactly-once needs a source that commits inside a transaction")
         self.sinks = sinks
         self.metrics = metrics
@@ -268,7 +267,6 @@ class Forwarder:
         *,
         metrics: Metrics,
         rng: random.Random | None = None,
-        transaction: Transaction | None = None,
     ) -> Forwarder:
         return cls(
             source,
@@ -281,7 +279,6 @@ class Forwarder:
             nack_max_deliveries=config.nack.max_deliveries,
             secondary=config.retry_strategy.secondary,
             rng=rng,
-            transaction=transaction,
         )
 
     def exhausted_in_flight(self) -> dict[str, str]:

@@ -102,7 +102,6 @@ class KafkaSink:
         name: str = "kafka",
         delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_MS / 1000,
         transaction: KafkaTransaction | None = None,
-        owns_transaction: bool = False,
     ) -> None:
         self.name = name
         self.config = config
@@ -117,7 +116,6 @@ class KafkaSink:
         # Exactly-once: every Kafka sink of the data plane produces through the transaction's
         # producer, on its thread; the primary sink owns (closes) it.
         self._transaction = transaction
-        self._owns_transaction = owns_transaction
         self._thread = (
             transaction.thread
             if transaction is not None
@@ -188,7 +186,7 @@ class KafkaSink:
             return
         self._closed = True
         if self._transaction is not None:
-            if self._owns_transaction:
+            if self.name == PRIMARY:
                 await self._transaction.close()
             return
         if self._producer is not None:
@@ -285,12 +283,7 @@ class KafkaSink:
                 if error is not None:
                     errors[i] = error
             except KafkaException as exc:
-                err = exc.args[0] if exc.args else exc
-                if self._transaction is not None and needs_abort(err):
-                    raise BatchMustRestart(
-                        f"kafka topic {topic}: the transaction cannot go on: {_describe(err)}"
-                    ) from None
-                errors[i] = _describe(err)
+                errors[i] = self._refused_at_once(exc)
             except (TypeError, ValueError) as exc:
                 errors[i] = f"record rejected by the client: {exc}"
         wait_s = self._report_wait_s()
@@ -327,7 +320,7 @@ class KafkaSink:
 
     def _void(self, datums: list[Datum], errors: dict[int, str], codes: dict[int, int]) -> None:
         """The transaction cannot commit: remember the records the broker refused for what they
-        are (module doc of _write) and start the batch again."""
+        are (so the next attempt fails them at once, see _write) and start the batch again."""
         if len(self._poisoned) >= _CACHE_LIMIT:
             self._poisoned.clear()
         for i, code in codes.items():
@@ -355,9 +348,19 @@ class KafkaSink:
             except BufferError:
                 continue
             except KafkaException as exc:
-                return _describe(exc.args[0] if exc.args else exc)
+                return self._refused_at_once(exc)
             except (TypeError, ValueError) as exc:
                 return f"record rejected by the client: {exc}"
+
+    def _refused_at_once(self, exc: KafkaException) -> str:
+        """Why the client refused to queue a record; in a transaction that error may mean the
+        transaction cannot go on (BatchMustRestart) rather than this record's fault."""
+        err = exc.args[0] if exc.args else exc
+        if self._transaction is not None and needs_abort(err):
+            raise BatchMustRestart(
+                f"kafka topic {self.topic}: the transaction cannot go on: {_describe(err)}"
+            ) from None
+        return _describe(err)
 
     @staticmethod
     def _report(

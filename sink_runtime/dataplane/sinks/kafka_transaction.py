@@ -81,8 +81,6 @@ class KafkaTransaction:
         self._settings: dict[str, Any] = {}
         self._open = False
         self._starting = asyncio.Lock()
-        self.commits = 0
-        self.aborts = 0
 
     async def start(self, settings: Mapping[str, Any]) -> None:
         """Create the producer from the first sink's settings (the others share them)."""
@@ -147,7 +145,6 @@ class KafkaTransaction:
             )
         self._retrying(lambda timeout: producer.commit_transaction(timeout), "committing")
         self._open = False
-        self.commits += 1
 
     async def abort(self) -> None:
         """Abort the open transaction, if any: nothing it wrote becomes visible."""
@@ -169,7 +166,6 @@ class KafkaTransaction:
             logger.warning("kafka transaction: %s; trying again before the next batch", exc)
             return
         self._open = False
-        self.aborts += 1
 
     async def close(self) -> None:
         if self.producer is not None:
@@ -203,8 +199,7 @@ class KafkaTransaction:
             logger.error(
                 "kafka transaction: %s; recreating the producer %s", failed, self.transactional_id
             )
-            self._open = False
-            self._create()
+            self.recreate()
             raise BatchMustRestart(f"{failed} (fatal: the producer was recreated)")
         if what != "aborting":
             self._abort()

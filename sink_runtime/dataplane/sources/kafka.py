@@ -284,11 +284,9 @@ class KafkaSource:
     async def ack(self, batch: SourceBatch) -> int:
         """Mark `batch` handled and commit; how many handled records the commit it joined
         confirmed (module doc)."""
-        token = batch.token
+        token = _read_token(batch, "ack")
         if token is None:
             return 0  # an empty batch has nothing to commit
-        if not isinstance(token, ReadToken):
-            raise TypeError(f"kafka source: ack() got a batch it did not read ({token!r})")
         if not self._view.get().open or self._closed:
             logger.warning(
                 "kafka source: batch acked after close, not committed (it will be redelivered)",
@@ -315,11 +313,9 @@ class KafkaSource:
         and delivers only what is still owned). Partitions lost before the delivery began had
         nothing written: their records go to the new owner, and their offsets are not ours.
         """
-        token = batch.token
+        token = _read_token(batch, "commit_with")
         if token is None:
             return 0
-        if not isinstance(token, ReadToken):
-            raise TypeError(f"kafka source: commit_with() got a batch it did not read ({token!r})")
         if not self._view.get().open or self._closed:
             raise BatchMustRestart("kafka source: the consumer is gone; the batch is redelivered")
         try:
@@ -344,6 +340,14 @@ class KafkaSource:
             return await committed.reply.future
         except KafkaSourceError:
             return 0  # committed with the transaction; only the count is lost
+
+
+def _read_token(batch: SourceBatch, caller: str) -> ReadToken | None:
+    """The ledger's token of a batch this source read (None: an empty batch)."""
+    token = batch.token
+    if token is not None and not isinstance(token, ReadToken):
+        raise TypeError(f"kafka source: {caller}() got a batch it did not read ({token!r})")
+    return token
 
 
 def _commit_wait(view: ConsumerView) -> float:
